@@ -1,0 +1,241 @@
+//go:build linux
+
+package procfs
+
+import (
+	"errors"
+	"os"
+)
+
+// Root identifies one process tree to attribute processes to: a worker.
+type Root struct {
+	// PID of the tree's root process; 0 when it is gone (its orphaned
+	// descendants can still be found by Marker).
+	PID int
+	// StartTime of the root process in clock ticks after boot; 0 skips the
+	// check that guards against a reused PID.
+	StartTime uint64
+	// Marker is the value of the marker environment variable that every
+	// descendant inherits; "" when the tree has none.
+	Marker string
+}
+
+type procKey struct {
+	pid   int
+	start uint64
+}
+
+type envEntry struct {
+	value string
+	gen   uint64
+}
+
+// Scanner takes one pass over /proc, reading /proc/PID/stat once per
+// process, and attributes processes to process trees: by ancestry (ppid
+// chains) and, for processes that ancestry cannot place (re-parented to
+// init or to a subreaper), by an inherited environment marker. Marker
+// look-ups are cached per (pid, start time), so a process's environment is
+// read at most once in its life. A Scanner is not safe for concurrent use.
+type Scanner struct {
+	// MarkerKey is the environment variable that carries a tree's Marker.
+	MarkerKey string
+
+	r      *Reader
+	self   int
+	pids   []int
+	procs  []Stat
+	index  map[int]int32
+	owner  []int32
+	path   []int32
+	env    map[procKey]envEntry
+	gen    uint64
+	errors int
+}
+
+// NewScanner returns a Scanner over the proc file system at root ("/proc"
+// when empty).
+func NewScanner(root, markerKey string) *Scanner {
+	return &Scanner{
+		MarkerKey: markerKey,
+		r:         NewReader(root),
+		self:      os.Getpid(),
+		index:     make(map[int]int32),
+		env:       make(map[procKey]envEntry),
+	}
+}
+
+// Reader returns the Scanner's Reader for extra per-process reads (fds)
+// between scans.
+func (s *Scanner) Reader() *Reader { return s.r }
+
+// Scan reads every process's stat. Processes that vanish mid-scan are
+// skipped; an error is returned only when /proc cannot be listed.
+func (s *Scanner) Scan() error {
+	var err error
+	s.pids, err = s.r.PIDs(s.pids[:0])
+	if err != nil {
+		return err
+	}
+	s.procs = s.procs[:0]
+	clear(s.index)
+	s.errors = 0
+	for _, pid := range s.pids {
+		st, err := s.r.ReadStat(pid)
+		if err != nil {
+			if !isGone(err) {
+				s.errors++
+			}
+			continue
+		}
+		s.index[pid] = int32(len(s.procs))
+		s.procs = append(s.procs, st)
+	}
+	return nil
+}
+
+// Procs returns the processes of the last Scan (valid until the next Scan).
+func (s *Scanner) Procs() []Stat { return s.procs }
+
+// Lookup returns the position of pid in Procs, or -1.
+func (s *Scanner) Lookup(pid int) int {
+	if i, ok := s.index[pid]; ok {
+		return int(i)
+	}
+	return -1
+}
+
+// ReadErrors is the number of processes whose stat could not be read in the
+// last Scan for a reason other than the process having exited.
+func (s *Scanner) ReadErrors() int { return s.errors }
+
+const (
+	ownerUnknown = -2
+	ownerNone    = -1
+)
+
+// Attribute assigns the processes of the last Scan to roots and returns, per
+// root, the positions in Procs of its tree's processes (the root first when
+// it is alive). Only processes started at or after minStart (clock ticks
+// after boot) are checked for a marker; pass the oldest root's start time.
+// dst is reused when it has room.
+func (s *Scanner) Attribute(roots []Root, minStart uint64, dst [][]int) [][]int {
+	n := len(s.procs)
+	s.owner = append(s.owner[:0], make([]int32, n)...)
+	for i := range s.owner {
+		s.owner[i] = ownerUnknown
+	}
+	markers := make(map[string]int32, len(roots))
+	for k, rt := range roots {
+		if rt.Marker != "" {
+			markers[rt.Marker] = int32(k)
+		}
+		if rt.PID <= 0 {
+			continue
+		}
+		if i, ok := s.index[rt.PID]; ok && (rt.StartTime == 0 || s.procs[i].StartTime == rt.StartTime) {
+			s.owner[i] = int32(k)
+		}
+	}
+	for i := range s.procs {
+		s.resolve(int32(i))
+	}
+	if len(markers) > 0 && s.MarkerKey != "" {
+		s.gen++
+		changed := false
+		for i := range s.procs {
+			p := &s.procs[i]
+			if s.owner[i] != ownerNone || p.StartTime < minStart || p.PID == s.self || p.PPID == 2 || p.PID == 2 {
+				continue
+			}
+			if k, ok := markers[s.marker(p)]; ok {
+				s.owner[i] = k
+				changed = true
+			}
+		}
+		if changed {
+			// Descendants of a marker-attributed process belong to it too,
+			// even if they scrubbed their environment.
+			for i := range s.owner {
+				if s.owner[i] == ownerNone {
+					s.owner[i] = ownerUnknown
+				}
+			}
+			for i := range s.procs {
+				s.resolve(int32(i))
+			}
+		}
+		for k, e := range s.env {
+			if e.gen != s.gen {
+				delete(s.env, k)
+			}
+		}
+	}
+	if cap(dst) >= len(roots) {
+		dst = dst[:len(roots)]
+	} else {
+		dst = make([][]int, len(roots))
+	}
+	for k := range dst {
+		dst[k] = dst[k][:0]
+	}
+	for k, rt := range roots {
+		if rt.PID > 0 {
+			if i, ok := s.index[rt.PID]; ok && s.owner[i] == int32(k) {
+				dst[k] = append(dst[k], int(i))
+			}
+		}
+	}
+	for i, o := range s.owner {
+		if o >= 0 && !(roots[o].PID > 0 && s.procs[i].PID == roots[o].PID) {
+			dst[o] = append(dst[o], i)
+		}
+	}
+	return dst
+}
+
+// resolve follows i's parent chain until it meets a process whose owner is
+// known, then gives that owner to every process on the way.
+func (s *Scanner) resolve(i int32) int32 {
+	s.path = s.path[:0]
+	owner := int32(ownerNone)
+	for j := i; ; {
+		if o := s.owner[j]; o != ownerUnknown {
+			owner = o
+			break
+		}
+		s.path = append(s.path, j)
+		ppid := s.procs[j].PPID
+		next, ok := s.index[ppid]
+		if ppid <= 1 || !ok || len(s.path) > len(s.procs) {
+			break
+		}
+		j = next
+	}
+	for _, j := range s.path {
+		s.owner[j] = owner
+	}
+	return owner
+}
+
+// marker returns the process's marker value, cached per (pid, start time).
+func (s *Scanner) marker(p *Stat) string {
+	key := procKey{p.PID, p.StartTime}
+	if e, ok := s.env[key]; ok {
+		e.gen = s.gen
+		s.env[key] = e
+		return e.value
+	}
+	v, _, err := s.r.EnvValue(p.PID, s.MarkerKey)
+	if err != nil {
+		v = "" // unreadable (another user's process, or gone): not ours
+	}
+	s.env[key] = envEntry{value: v, gen: s.gen}
+	return v
+}
+
+// EnvCacheLen reports how many marker look-ups are cached (for leak checks).
+func (s *Scanner) EnvCacheLen() int { return len(s.env) }
+
+func isGone(err error) bool {
+	return errors.Is(err, os.ErrNotExist) || errors.Is(err, errESRCH)
+}

@@ -1,0 +1,136 @@
+package workers
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// MarkerEnv is the environment variable set to the worker's ID in every
+// worker's environment. Every descendant inherits it, so processes that
+// were re-parented away from the worker (a `cmd &` job of pi's bash tool,
+// a double fork, a setsid) are still attributed to it and die with it.
+const MarkerEnv = "WORKERSCOPE_WORKER_ID"
+
+// KeyEnv carries the session key into the worker's environment.
+const KeyEnv = "WORKERSCOPE_SESSION_KEY"
+
+// Config configures a Manager. Zero values take the documented defaults.
+type Config struct {
+	// Command is the worker's argv, e.g. ["pi", "--mode", "rpc"]. Required.
+	Command []string
+	// Env is added to the supervisor's own environment for each worker.
+	Env []string
+	// Dir is the worker's working directory ("" = the supervisor's).
+	Dir string
+
+	// IdleTTL: a worker idle for longer is stopped (reason idle_reaped).
+	// Default 10m. Negative disables reaping (and the zombie flag).
+	IdleTTL time.Duration
+	// MaxWorkers bounds the live workers. When the pool is full, the
+	// longest-idle idle worker is evicted (reason limit); when every worker
+	// is busy, the request fails with ErrPoolFull. Default 64.
+	MaxWorkers int
+	// StopGrace is the time between SIGTERM and SIGKILL. Default 5s.
+	StopGrace time.Duration
+
+	// MaxLineBytes bounds one line of worker output. Longer lines are
+	// skipped and counted. Default 16 MiB.
+	MaxLineBytes int
+	// MaxCommandBytes bounds one command sent to a worker. Default 16 MiB.
+	MaxCommandBytes int
+	// StderrTailBytes is how much of a worker's stderr is kept for crash
+	// reports. Default 4 KiB.
+	StderrTailBytes int
+	// EventBuffer is each subscriber's buffer, in events; a subscriber
+	// that falls further behind loses events (counted). Default 256.
+	EventBuffer int
+	// RunningWindow is how long a streamed event keeps a worker "running"
+	// (agent_end ends it at once). Default 2s.
+	RunningWindow time.Duration
+	// RestartBackoff is the first delay before respawning a session whose
+	// worker crashed; it doubles per consecutive crash up to
+	// MaxRestartBackoff. Defaults 250ms and 30s.
+	RestartBackoff    time.Duration
+	MaxRestartBackoff time.Duration
+	// ReapInterval is how often the reaper looks for idle workers.
+	// Default: IdleTTL/10 clamped to [100ms, 5s].
+	ReapInterval time.Duration
+	// DisableSubreaper leaves PR_SET_CHILD_SUBREAPER unset (Linux). With it
+	// set (the default), orphaned grandchildren are re-parented to the
+	// supervisor, which reaps them.
+	DisableSubreaper bool
+
+	// OnRPC, if set, is called after every command with its outcome.
+	OnRPC func(RPCResult)
+	// Logger receives lifecycle logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// RPCResult describes one finished command, for metrics.
+type RPCResult struct {
+	Key      string
+	Type     string // the command's "type"
+	Outcome  string // "ok", "error" (success:false), "timeout", "crashed", "failed"
+	Duration time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.IdleTTL == 0 {
+		c.IdleTTL = 10 * time.Minute
+	}
+	if c.MaxWorkers == 0 {
+		c.MaxWorkers = 64
+	}
+	if c.StopGrace == 0 {
+		c.StopGrace = 5 * time.Second
+	}
+	if c.MaxLineBytes == 0 {
+		c.MaxLineBytes = 16 << 20
+	}
+	if c.MaxCommandBytes == 0 {
+		c.MaxCommandBytes = 16 << 20
+	}
+	if c.StderrTailBytes == 0 {
+		c.StderrTailBytes = 4 << 10
+	}
+	if c.EventBuffer == 0 {
+		c.EventBuffer = 256
+	}
+	if c.RunningWindow == 0 {
+		c.RunningWindow = 2 * time.Second
+	}
+	if c.RestartBackoff == 0 {
+		c.RestartBackoff = 250 * time.Millisecond
+	}
+	if c.MaxRestartBackoff == 0 {
+		c.MaxRestartBackoff = 30 * time.Second
+	}
+	if c.ReapInterval == 0 {
+		c.ReapInterval = min(max(c.IdleTTL/10, 100*time.Millisecond), 5*time.Second)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if len(c.Command) == 0 || c.Command[0] == "" {
+		errs = append(errs, errors.New("workers: Command is empty"))
+	}
+	if c.MaxWorkers < 1 {
+		errs = append(errs, fmt.Errorf("workers: MaxWorkers must be ≥ 1, got %d", c.MaxWorkers))
+	}
+	if c.StopGrace < 0 {
+		errs = append(errs, fmt.Errorf("workers: StopGrace must be ≥ 0, got %s", c.StopGrace))
+	}
+	if c.MaxLineBytes < 1<<10 {
+		errs = append(errs, fmt.Errorf("workers: MaxLineBytes must be ≥ 1024, got %d", c.MaxLineBytes))
+	}
+	if c.EventBuffer < 1 {
+		errs = append(errs, fmt.Errorf("workers: EventBuffer must be ≥ 1, got %d", c.EventBuffer))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,3 @@
+package demoworker
+
+const rusageThread = 1 // RUSAGE_THREAD

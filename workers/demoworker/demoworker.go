@@ -1,0 +1,346 @@
+// Package demoworker is a worker that speaks the same JSON-lines RPC
+// protocol as `pi --mode rpc`, with synthetic load instead of an LLM. It is
+// workerscope's default worker (`workerscope demo-worker`) and the
+// workhorse of its tests.
+//
+// Commands (one JSON object per line; responses echo "id"):
+//
+//	prompt     {"message", "cpu_ms", "mem_mib", "events", "child_ms", "child_cpu_ms",
+//	            "child_setsid", "child_orphan"}
+//	           answers at once, then streams agent_start, message_update×events and
+//	           agent_end while it burns cpu_ms of CPU, holds mem_mib MiB (replacing
+//	           what it held; negative frees it), and starts a child that burns child_cpu_ms and lives
+//	           child_ms (setsid: in a new session; orphan: the child forks the
+//	           sleeper and exits, so the sleeper is re-parented).
+//	get_state  {"pid", "held_mib", "streaming", "prompts", "children"}
+//	abort      stops the running prompt (agent_end follows)
+//	sleep      {"ms"}: answers after ms
+//	flood      {"lines", "bytes", "kind": "invalid"|"oversize"}: prints junk first
+//	crash      {"code", "message"}: message to stderr, then exit code
+//	ignore_sigterm: from now on SIGTERM is ignored
+//
+// Environment: WORKERSCOPE_DEMO_CRASH_AT_START=msg prints msg to stderr and
+// exits 3 before reading anything; WORKERSCOPE_DEMO_IGNORE_SIGTERM=1 ignores
+// SIGTERM from the start.
+package demoworker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// RoleEnv selects what Main runs: "worker" or "child".
+const RoleEnv = "WORKERSCOPE_DEMO_ROLE"
+
+const (
+	childMSEnv     = "WORKERSCOPE_DEMO_CHILD_MS"
+	childCPUEnv    = "WORKERSCOPE_DEMO_CHILD_CPU_MS"
+	childOrphanEnv = "WORKERSCOPE_DEMO_CHILD_ORPHAN"
+)
+
+// Main runs the role named by RoleEnv (default "worker") on the process's
+// stdio and returns the exit code. Binaries that embed the demo worker
+// (workerscope itself, test binaries) call it early in main/TestMain when
+// RoleEnv is set.
+func Main() int {
+	switch os.Getenv(RoleEnv) {
+	case "child":
+		return runChild()
+	default:
+		if msg := os.Getenv("WORKERSCOPE_DEMO_CRASH_AT_START"); msg != "" {
+			fmt.Fprintln(os.Stderr, msg)
+			return 3
+		}
+		if os.Getenv("WORKERSCOPE_DEMO_IGNORE_SIGTERM") == "1" {
+			signal.Ignore(syscall.SIGTERM)
+		}
+		if err := Run(context.Background(), os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "demo-worker:", err)
+			return 1
+		}
+		return 0
+	}
+}
+
+// worker is one demo worker's state.
+type worker struct {
+	outMu sync.Mutex
+	out   *bufio.Writer
+
+	mu        sync.Mutex
+	held      [][]byte
+	heldMiB   int
+	prompts   int
+	children  int
+	cancel    context.CancelFunc
+	streaming bool
+	wg        sync.WaitGroup
+}
+
+// Run serves commands from in until EOF or ctx ends.
+func Run(ctx context.Context, in io.Reader, out io.Writer) error {
+	w := &worker{out: bufio.NewWriter(out)}
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	for sc.Scan() {
+		if ctx.Err() != nil {
+			break
+		}
+		line := bytes.TrimSuffix(sc.Bytes(), []byte{'\r'})
+		w.handle(ctx, line)
+	}
+	w.mu.Lock()
+	if w.cancel != nil {
+		w.cancel()
+	}
+	w.mu.Unlock()
+	w.wg.Wait()
+	return sc.Err()
+}
+
+type command struct {
+	ID          json.RawMessage `json:"id,omitempty"`
+	Type        string          `json:"type"`
+	Message     string          `json:"message"`
+	CPUMS       int             `json:"cpu_ms"`
+	MemMiB      int             `json:"mem_mib"`
+	Events      *int            `json:"events"`
+	ChildMS     int             `json:"child_ms"`
+	ChildCPUMS  int             `json:"child_cpu_ms"`
+	ChildSetsid bool            `json:"child_setsid"`
+	ChildOrphan bool            `json:"child_orphan"`
+	MS          int             `json:"ms"`
+	Lines       int             `json:"lines"`
+	Bytes       int             `json:"bytes"`
+	Kind        string          `json:"kind"`
+	Code        int             `json:"code"`
+}
+
+func (w *worker) emit(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		b = []byte(`{"type":"error","error":"marshal failed"}`)
+	}
+	w.outMu.Lock()
+	defer w.outMu.Unlock()
+	w.out.Write(b)
+	w.out.WriteByte('\n')
+	w.out.Flush()
+}
+
+func (w *worker) respond(c *command, data any, err error) {
+	r := map[string]any{"type": "response", "command": c.Type, "success": err == nil}
+	if len(c.ID) > 0 {
+		r["id"] = c.ID
+	}
+	if err != nil {
+		r["error"] = err.Error()
+	} else if data != nil {
+		r["data"] = data
+	}
+	w.emit(r)
+}
+
+func (w *worker) handle(ctx context.Context, line []byte) {
+	var c command
+	if err := json.Unmarshal(line, &c); err != nil {
+		w.respond(&command{Type: "parse"}, nil, fmt.Errorf("Failed to parse command: %v", err))
+		return
+	}
+	switch c.Type {
+	case "prompt":
+		w.respond(&c, nil, w.startPrompt(ctx, &c))
+	case "get_state":
+		w.mu.Lock()
+		st := map[string]any{"pid": os.Getpid(), "held_mib": w.heldMiB, "streaming": w.streaming, "prompts": w.prompts, "children": w.children}
+		w.mu.Unlock()
+		w.respond(&c, st, nil)
+	case "abort":
+		w.mu.Lock()
+		if w.cancel != nil {
+			w.cancel()
+		}
+		w.mu.Unlock()
+		w.respond(&c, nil, nil)
+	case "sleep":
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			time.Sleep(time.Duration(c.MS) * time.Millisecond)
+			w.respond(&c, nil, nil)
+		}()
+	case "flood":
+		w.flood(&c)
+		w.respond(&c, map[string]any{"lines": c.Lines}, nil)
+	case "crash":
+		msg := c.Message
+		if msg == "" {
+			msg = "demo-worker: crashing on request"
+		}
+		fmt.Fprintln(os.Stderr, msg)
+		code := c.Code
+		if code == 0 {
+			code = 2
+		}
+		os.Exit(code)
+	case "ignore_sigterm":
+		signal.Ignore(syscall.SIGTERM)
+		w.respond(&c, nil, nil)
+	default:
+		w.respond(&c, nil, fmt.Errorf("Unknown command: %s", c.Type))
+	}
+}
+
+func (w *worker) flood(c *command) {
+	size := max(c.Bytes, 1)
+	w.outMu.Lock()
+	defer w.outMu.Unlock()
+	junk := bytes.Repeat([]byte("x"), size)
+	for i := 0; i < c.Lines; i++ {
+		if c.Kind == "oversize" {
+			w.out.WriteString(`{"type":"message_update","junk":"`)
+			w.out.Write(junk)
+			w.out.WriteString("\"}\n")
+		} else {
+			w.out.Write(junk)
+			w.out.WriteByte('\n')
+		}
+	}
+	w.out.Flush()
+}
+
+func (w *worker) startPrompt(ctx context.Context, c *command) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.streaming {
+		return fmt.Errorf("Agent is already processing")
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	w.cancel = cancel
+	w.streaming = true
+	w.prompts++
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		defer cancel()
+		w.runPrompt(pctx, c)
+		w.mu.Lock()
+		w.streaming = false
+		w.cancel = nil
+		w.mu.Unlock()
+	}()
+	return nil
+}
+
+func (w *worker) runPrompt(ctx context.Context, c *command) {
+	w.emit(map[string]any{"type": "agent_start"})
+	if c.MemMiB > 0 {
+		w.hold(c.MemMiB)
+	} else if c.MemMiB < 0 {
+		w.hold(0)
+	}
+	if c.ChildMS > 0 || c.ChildCPUMS > 0 {
+		if err := w.startChild(c); err != nil {
+			w.emit(map[string]any{"type": "message_update", "error": err.Error()})
+		}
+	}
+	events := 3
+	if c.Events != nil {
+		events = max(*c.Events, 0)
+	}
+	slice := time.Duration(c.CPUMS) * time.Millisecond / time.Duration(max(events, 1))
+	for i := 0; i < max(events, 1); i++ {
+		if ctx.Err() != nil {
+			break
+		}
+		burnCPU(ctx, slice)
+		if i < events {
+			w.emit(map[string]any{"type": "message_update", "assistantMessageEvent": map[string]any{
+				"type": "text_delta", "delta": fmt.Sprintf("%s (%d/%d)", c.Message, i+1, events),
+			}})
+		}
+	}
+	w.emit(map[string]any{"type": "agent_end", "aborted": ctx.Err() != nil})
+}
+
+// hold replaces the held memory with mib MiB of touched pages.
+func (w *worker) hold(mib int) {
+	var held [][]byte
+	for i := 0; i < mib; i++ {
+		b := make([]byte, 1<<20)
+		for j := 0; j < len(b); j += 4096 {
+			b[j] = 1
+		}
+		held = append(held, b)
+	}
+	w.mu.Lock()
+	w.held = held
+	w.heldMiB = mib
+	w.mu.Unlock()
+}
+
+func (w *worker) startChild(c *command) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), RoleEnv+"=child",
+		childMSEnv+"="+strconv.Itoa(c.ChildMS), childCPUEnv+"="+strconv.Itoa(c.ChildCPUMS))
+	if c.ChildOrphan {
+		cmd.Env = append(cmd.Env, childOrphanEnv+"=1")
+	}
+	if c.ChildSetsid {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.children++
+	w.mu.Unlock()
+	go func() { _ = cmd.Wait() }() // reap: its CPU time moves into ours
+	return nil
+}
+
+// runChild burns CPU, then lives on for the rest of its time. As an
+// orphan-maker it starts the real child and exits at once.
+func runChild() int {
+	ms, _ := strconv.Atoi(os.Getenv(childMSEnv))
+	cpu, _ := strconv.Atoi(os.Getenv(childCPUEnv))
+	if os.Getenv(childOrphanEnv) == "1" {
+		exe, err := os.Executable()
+		if err != nil {
+			return 1
+		}
+		cmd := exec.Command(exe)
+		env := []string{}
+		for _, kv := range os.Environ() {
+			if !bytes.HasPrefix([]byte(kv), []byte(childOrphanEnv+"=")) {
+				env = append(env, kv)
+			}
+		}
+		cmd.Env = env
+		if err := cmd.Start(); err != nil {
+			return 1
+		}
+		return 0
+	}
+	start := time.Now()
+	burnCPU(context.Background(), time.Duration(cpu)*time.Millisecond)
+	if rest := time.Duration(ms)*time.Millisecond - time.Since(start); rest > 0 {
+		time.Sleep(rest)
+	}
+	return 0
+}

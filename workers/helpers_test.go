@@ -1,0 +1,161 @@
+package workers_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/workerscope/workerscope/internal/procfs"
+	"github.com/workerscope/workerscope/workers"
+	"github.com/workerscope/workerscope/workers/demoworker"
+)
+
+// TestMain lets the test binary double as the demo worker: a real
+// subprocess speaking the real protocol.
+func TestMain(m *testing.M) {
+	if os.Getenv(demoworker.RoleEnv) != "" {
+		os.Exit(demoworker.Main())
+	}
+	os.Exit(m.Run())
+}
+
+func quietLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// demoConfig runs the demo worker from the test binary.
+func demoConfig(t testing.TB, env ...string) workers.Config {
+	return workers.Config{
+		Command:   []string{os.Args[0]},
+		Env:       append([]string{demoworker.RoleEnv + "=worker"}, env...),
+		StopGrace: 2 * time.Second,
+		Logger:    quietLogger(t),
+	}
+}
+
+// newManager starts a Manager and, at cleanup, closes it and checks that no
+// process of any of its workers is left.
+func newManager(t testing.TB, cfg workers.Config) *workers.Manager {
+	t.Helper()
+	m, err := workers.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := m.Close(ctx); err != nil {
+			t.Errorf("close: %v", err)
+		}
+		if left := leftovers(t, m); len(left) > 0 {
+			t.Errorf("processes left after Close: %v", left)
+		}
+	})
+	return m
+}
+
+// leftovers scans /proc for live processes carrying a worker marker of
+// this test process's managers.
+func leftovers(t testing.TB, m *workers.Manager) []string {
+	t.Helper()
+	r := procfs.NewReader("")
+	pids, err := r.PIDs(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, pid := range pids {
+		st, err := r.ReadStat(pid)
+		if err != nil || st.State == 'Z' || pid == os.Getpid() {
+			continue
+		}
+		v, ok, _ := r.EnvValue(pid, workers.MarkerEnv)
+		if ok && v != "" && st.PPID != 0 {
+			if demo, _, _ := r.EnvValue(pid, demoworker.RoleEnv); demo != "" {
+				out = append(out, v+":"+strconv.Itoa(pid))
+			}
+		}
+	}
+	return out
+}
+
+// treeOf lists live processes carrying the given worker's marker.
+func treeOf(t testing.TB, workerID string) []int {
+	t.Helper()
+	r := procfs.NewReader("")
+	pids, _ := r.PIDs(nil)
+	var out []int
+	for _, pid := range pids {
+		st, err := r.ReadStat(pid)
+		if err != nil || st.State == 'Z' {
+			continue
+		}
+		if v, ok, _ := r.EnvValue(pid, workers.MarkerEnv); ok && v == workerID {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+type response struct {
+	ID      json.RawMessage `json:"id"`
+	Type    string          `json:"type"`
+	Command string          `json:"command"`
+	Success bool            `json:"success"`
+	Error   string          `json:"error"`
+	Data    struct {
+		PID       int  `json:"pid"`
+		HeldMiB   int  `json:"held_mib"`
+		Streaming bool `json:"streaming"`
+		Children  int  `json:"children"`
+	} `json:"data"`
+}
+
+func send(t testing.TB, m *workers.Manager, key, cmd string) response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	raw, err := m.Send(ctx, key, []byte(cmd))
+	if err != nil {
+		t.Fatalf("send %s to %s: %v", cmd, key, err)
+	}
+	var r response
+	if err := json.Unmarshal(raw, &r); err != nil {
+		t.Fatalf("response %s: %v", raw, err)
+	}
+	return r
+}
+
+func snapshotOf(m *workers.Manager, key string) (workers.WorkerSnapshot, bool) {
+	for _, w := range m.Snapshot() {
+		if w.Key == key {
+			return w, true
+		}
+	}
+	return workers.WorkerSnapshot{}, false
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func alive(pid int) bool {
+	st, err := procfs.NewReader("").ReadStat(pid)
+	return err == nil && st.State != 'Z'
+}

@@ -1,0 +1,645 @@
+// Package workers supervises long-lived JSON-lines RPC worker processes
+// (such as `pi --mode rpc`), one per session key.
+//
+// A Manager spawns a worker on the first command for a key, routes each
+// command's correlated response back to its caller and every other line to
+// the session's event subscribers, stops idle workers after a TTL, and
+// kills each worker's whole process tree when it stops: its process group,
+// descendants found by ancestry, and re-parented descendants found by the
+// inherited WORKERSCOPE_WORKER_ID environment marker. It has no HTTP and no
+// telemetry inside; Snapshot and Stats feed both.
+package workers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"os/exec"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Manager supervises workers. Create it with New; it is safe for concurrent
+// use. Close it to stop every worker.
+type Manager struct {
+	cfg      Config
+	log      *slog.Logger
+	instance string
+	plat     *platform
+
+	seq    atomic.Uint64
+	reqSeq atomic.Uint64
+
+	mu       sync.Mutex
+	sessions map[string]*session
+	live     map[*worker]struct{}
+	closed   bool
+
+	spawns, spawnFailures                  atomic.Uint64
+	invalidLines, oversizeLines, unmatched atomic.Uint64
+	dropped, orphansReaped                 atomic.Uint64
+	exits                                  [numExitReasons]atomic.Uint64
+	subscribers                            atomic.Int64
+
+	stopReaper chan struct{}
+	reaperDone chan struct{}
+	wg         sync.WaitGroup // one per worker, until its tree is gone
+	spawnWG    sync.WaitGroup // spawns in progress
+}
+
+const numExitReasons = 5
+
+var exitReasonIndex = map[ExitReason]int{
+	ExitIdleReaped: 0, ExitStopped: 1, ExitCrashed: 2, ExitKilled: 3, ExitLimit: 4,
+}
+
+// session is the state kept per key across worker restarts.
+type session struct {
+	key       string
+	w         *worker       // guarded by Manager.mu
+	spawning  chan struct{} // non-nil while a spawn is in progress
+	crashes   int           // consecutive crashes
+	crashed   bool          // the last worker crashed
+	restarts  int
+	nextSpawn time.Time
+	lastExit  error
+	lastUsed  time.Time
+
+	subMu sync.RWMutex
+	subs  map[*Subscription]struct{}
+}
+
+// New validates cfg and starts a Manager. On Linux it makes the process a
+// child subreaper unless cfg.DisableSubreaper is set.
+func New(cfg Config) (*Manager, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("workers: instance id: %w", err)
+	}
+	m := &Manager{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		instance:   "w" + hex.EncodeToString(b[:]),
+		sessions:   make(map[string]*session),
+		live:       make(map[*worker]struct{}),
+		stopReaper: make(chan struct{}),
+		reaperDone: make(chan struct{}),
+	}
+	plat, err := newPlatform(m, !cfg.DisableSubreaper)
+	if err != nil {
+		return nil, err
+	}
+	m.plat = plat
+	go m.reaper()
+	return m, nil
+}
+
+// Config returns the effective configuration (defaults filled in).
+func (m *Manager) Config() Config { return m.cfg }
+
+// Send sends one command to the session's worker, spawning it if needed,
+// and returns the worker's response line. cmd must be a JSON object with a
+// string "type"; the manager assigns the "id" used on the wire and puts the
+// caller's own id, if any, back into the response. Send waits no longer
+// than ctx allows.
+func (m *Manager) Send(ctx context.Context, key string, cmd []byte) (json.RawMessage, error) {
+	start := time.Now()
+	typ, obj, err := parseCommand(cmd)
+	if err != nil {
+		m.reportRPC(key, "", "failed", start)
+		return nil, err
+	}
+	if err := ValidateKey(key); err != nil {
+		return nil, err
+	}
+	w, err := m.acquire(ctx, key)
+	if err != nil {
+		m.reportRPC(key, typ, "failed", start)
+		return nil, err
+	}
+	resp, err := w.call(ctx, obj)
+	outcome := "ok"
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		outcome = "timeout"
+	case errors.Is(err, ErrWorkerExit):
+		outcome = "crashed"
+	case err != nil:
+		outcome = "failed"
+	default:
+		var r struct {
+			Success *bool `json:"success"`
+		}
+		if json.Unmarshal(resp, &r) == nil && r.Success != nil && !*r.Success {
+			outcome = "error"
+		}
+	}
+	m.reportRPC(key, typ, outcome, start)
+	return resp, err
+}
+
+func (m *Manager) reportRPC(key, typ, outcome string, start time.Time) {
+	if m.cfg.OnRPC != nil {
+		m.cfg.OnRPC(RPCResult{Key: key, Type: typ, Outcome: outcome, Duration: time.Since(start)})
+	}
+}
+
+// parseCommand checks that cmd is a JSON object with a non-empty string type.
+func parseCommand(cmd []byte) (string, map[string]json.RawMessage, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(cmd, &obj); err != nil || obj == nil {
+		if err == nil {
+			err = errors.New("null")
+		}
+		return "", nil, fmt.Errorf("%w: not a JSON object: %w", ErrBadCommand, err)
+	}
+	var typ string
+	if err := json.Unmarshal(obj["type"], &typ); err != nil || typ == "" {
+		return "", nil, fmt.Errorf("%w: \"type\" must be a non-empty string", ErrBadCommand)
+	}
+	return typ, obj, nil
+}
+
+// acquire returns the session's live worker, spawning one if needed.
+func (m *Manager) acquire(ctx context.Context, key string) (*worker, error) {
+	for {
+		m.mu.Lock()
+		if m.closed {
+			m.mu.Unlock()
+			return nil, ErrClosed
+		}
+		s := m.sessionLocked(key)
+		s.lastUsed = time.Now()
+		if w := s.w; w != nil {
+			w.mu.Lock()
+			ok := !w.stopping && !w.exited
+			w.mu.Unlock()
+			if ok {
+				m.mu.Unlock()
+				return w, nil
+			}
+		}
+		if ch := s.spawning; ch != nil {
+			m.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return nil, fmt.Errorf("workers: waiting for session %q to spawn: %w", key, ctx.Err())
+			}
+		}
+		if wait := time.Until(s.nextSpawn); wait > 0 {
+			last := s.lastExit
+			m.mu.Unlock()
+			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+				return nil, &BackoffError{Key: key, RetryAfter: wait, Last: last}
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+				continue
+			case <-ctx.Done():
+				t.Stop()
+				return nil, fmt.Errorf("workers: session %q backing off: %w", key, ctx.Err())
+			}
+		}
+		if err := m.makeRoomLocked(); err != nil {
+			m.mu.Unlock()
+			return nil, err
+		}
+		done := make(chan struct{})
+		s.spawning = done
+		m.spawnWG.Add(1)
+		m.mu.Unlock()
+
+		w, err := m.spawn(s)
+
+		m.mu.Lock()
+		s.spawning = nil
+		close(done)
+		defer m.spawnWG.Done()
+		if err != nil {
+			m.spawnFailures.Add(1)
+			s.crashes++
+			s.nextSpawn = time.Now().Add(m.backoff(s.crashes))
+			s.lastExit = err
+			m.mu.Unlock()
+			return nil, err
+		}
+		s.w = w
+		m.live[w] = struct{}{}
+		m.mu.Unlock()
+		m.spawns.Add(1)
+		s.publish(m, lifecycleEvent(w, "worker_start", map[string]any{"pid": w.pid}))
+		return w, nil
+	}
+}
+
+func (m *Manager) sessionLocked(key string) *session {
+	s := m.sessions[key]
+	if s == nil {
+		s = &session{key: key, subs: make(map[*Subscription]struct{}), lastUsed: time.Now()}
+		m.sessions[key] = s
+	}
+	return s
+}
+
+// makeRoomLocked enforces MaxWorkers: it evicts the longest-idle idle
+// worker, or fails with ErrPoolFull when every worker is busy.
+func (m *Manager) makeRoomLocked() error {
+	now := time.Now()
+	active := 0
+	var victim *worker
+	var victimIdle time.Duration
+	for w := range m.live {
+		w.mu.Lock()
+		st := w.stateLocked(now)
+		idle := now.Sub(w.lastActive)
+		w.mu.Unlock()
+		if st == StateStopping || st == StateExited {
+			continue
+		}
+		active++
+		if st == StateIdle && (victim == nil || idle > victimIdle) {
+			victim, victimIdle = w, idle
+		}
+	}
+	if active < m.cfg.MaxWorkers {
+		return nil
+	}
+	if victim == nil {
+		return fmt.Errorf("%w (%d of %d workers running or starting)", ErrPoolFull, active, m.cfg.MaxWorkers)
+	}
+	m.log.Info("pool full; evicting longest-idle worker", "worker", victim.id, "key", victim.key, "idle", victimIdle.Round(time.Millisecond))
+	m.terminate(victim, ExitLimit)
+	return nil
+}
+
+func (m *Manager) backoff(crashes int) time.Duration {
+	if crashes <= 1 {
+		return 0
+	}
+	d := m.cfg.RestartBackoff
+	for i := 2; i < crashes && d < m.cfg.MaxRestartBackoff; i++ {
+		d *= 2
+	}
+	return min(d, m.cfg.MaxRestartBackoff)
+}
+
+// spawn starts a worker process for s.
+func (m *Manager) spawn(s *session) (*worker, error) {
+	id := fmt.Sprintf("%s-%d", m.instance, m.seq.Add(1))
+	cmd := exec.Command(m.cfg.Command[0], m.cfg.Command[1:]...)
+	cmd.Dir = m.cfg.Dir
+	cmd.Env = append(append(os.Environ(), m.cfg.Env...), MarkerEnv+"="+id, KeyEnv+"="+s.key)
+
+	var files []*os.File
+	closeAll := func() {
+		for _, f := range files {
+			_ = f.Close()
+		}
+	}
+	pipe := func() (r, w *os.File, err error) {
+		r, w, err = os.Pipe()
+		if err == nil {
+			files = append(files, r, w)
+		}
+		return
+	}
+	inR, inW, err1 := pipe()
+	outR, outW, err2 := pipe()
+	errR, errW, err3 := pipe()
+	if err := errors.Join(err1, err2, err3); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("%w: pipes: %w", ErrSpawn, err)
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
+	if err := m.plat.start(cmd); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("%w: %s: %w", ErrSpawn, m.cfg.Command[0], err)
+	}
+	_ = inR.Close()
+	_ = outW.Close()
+	_ = errW.Close()
+
+	m.mu.Lock()
+	restarts := s.restarts
+	if s.crashed {
+		s.restarts++
+		restarts = s.restarts
+		s.crashed = false
+	}
+	m.mu.Unlock()
+	now := time.Now()
+	w := &worker{
+		m: m, s: s, id: id, key: s.key, cmd: cmd, pid: cmd.Process.Pid,
+		startedAt: now, restarts: restarts, lastActive: now,
+		stdin: inW, stdout: outR, stderrR: errR,
+		wsem:       make(chan struct{}, 1),
+		procExited: make(chan struct{}),
+		readDone:   make(chan struct{}),
+		errDone:    make(chan struct{}),
+		done:       make(chan struct{}),
+		pending:    make(map[string]chan reply),
+		stderr:     newTailBuffer(m.cfg.StderrTailBytes),
+	}
+	w.startTicks = m.plat.startTicks(w.pid)
+	m.wg.Add(1)
+	go w.readStdout()
+	go w.readStderr()
+	go w.wait()
+	m.log.Debug("worker spawned", "worker", id, "key", s.key, "pid", w.pid)
+	return w, nil
+}
+
+// onExit hands the session back so the next command respawns, and records
+// crash back-off.
+func (m *Manager) onExit(w *worker, xe *ExitError) {
+	m.exits[exitReasonIndex[xe.Reason]].Add(1)
+	m.mu.Lock()
+	delete(m.live, w)
+	s := w.s
+	if s.w == w {
+		s.w = nil
+	}
+	if xe.Reason == ExitCrashed {
+		s.crashed = true
+		if time.Since(w.startedAt) > time.Minute {
+			s.crashes = 0 // a long healthy run: start counting again
+		}
+		s.crashes++
+		s.nextSpawn = time.Now().Add(m.backoff(s.crashes))
+		s.lastExit = xe
+	} else {
+		s.crashes = 0
+	}
+	s.lastUsed = time.Now()
+	m.mu.Unlock()
+	s.publish(m, lifecycleEvent(w, "worker_exit", map[string]any{
+		"reason": xe.Reason, "status": xe.Status, "stderr_tail": xe.StderrTail,
+	}))
+}
+
+func lifecycleEvent(w *worker, typ string, fields map[string]any) Event {
+	obj := map[string]any{"type": typ, "worker_id": w.id, "key": w.key}
+	maps.Copy(obj, fields)
+	data, _ := json.Marshal(obj)
+	return Event{Key: w.key, WorkerID: w.id, Type: typ, Data: data}
+}
+
+// terminate starts stopping w: SIGTERM to its group and tree now, SIGKILL
+// after StopGrace. It returns at once; w.done closes when all is gone.
+func (m *Manager) terminate(w *worker, reason ExitReason) {
+	w.mu.Lock()
+	if w.stopping || w.exited {
+		w.mu.Unlock()
+		return
+	}
+	w.stopping = true
+	w.stopReason = reason
+	w.mu.Unlock()
+	go func() {
+		m.plat.signalTree(w, sigTerm)
+		if m.cfg.StopGrace > 0 {
+			t := time.NewTimer(m.cfg.StopGrace)
+			defer t.Stop()
+			select {
+			case <-w.procExited:
+				return
+			case <-t.C:
+			}
+		}
+		select {
+		case <-w.procExited:
+			return
+		default:
+		}
+		w.mu.Lock()
+		w.escalated = true
+		w.mu.Unlock()
+		m.log.Warn("worker ignored SIGTERM; killing", "worker", w.id, "key", w.key, "pid", w.pid, "grace", m.cfg.StopGrace)
+		m.plat.signalTree(w, sigKill)
+	}()
+}
+
+// sweep makes sure no process of w's tree outlives it: survivors get
+// SIGTERM, then SIGKILL once StopGrace has passed since the stop began.
+func (m *Manager) sweep(w *worker) {
+	deadline := time.Now().Add(m.cfg.StopGrace)
+	w.mu.Lock()
+	if w.escalated || w.stopReason == "" {
+		// Crashed workers' leftovers and those of a worker that needed
+		// SIGKILL get a short grace only.
+		deadline = time.Now().Add(min(m.cfg.StopGrace, time.Second))
+	}
+	w.mu.Unlock()
+	sig := sigTerm
+	hardStop := time.Now().Add(m.cfg.StopGrace + 10*time.Second)
+	for round := 0; ; round++ {
+		n := m.plat.signalTree(w, sig)
+		m.plat.reapOrphans()
+		if n == 0 {
+			return
+		}
+		if round == 0 {
+			m.log.Info("stopping leftover processes of worker", "worker", w.id, "key", w.key, "count", n)
+		}
+		now := time.Now()
+		if now.After(hardStop) {
+			m.log.Error("processes of worker survive SIGKILL", "worker", w.id, "key", w.key, "count", n)
+			return
+		}
+		if now.After(deadline) {
+			sig = sigKill
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop stops the session's worker (reason stopped) and waits until it and
+// its process tree are gone, or ctx ends. ErrNotFound when no worker runs.
+func (m *Manager) Stop(ctx context.Context, key string) error {
+	m.mu.Lock()
+	s := m.sessions[key]
+	var w *worker
+	if s != nil {
+		w = s.w
+	}
+	m.mu.Unlock()
+	if w == nil {
+		return fmt.Errorf("%w %q", ErrNotFound, key)
+	}
+	m.terminate(w, ExitStopped)
+	select {
+	case <-w.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("workers: stopping session %q: %w", key, ctx.Err())
+	}
+}
+
+// Close stops every worker and waits for their process trees to be gone.
+// When ctx ends first, everything left is SIGKILLed and Close waits a
+// little longer before returning ctx's error. Later calls return ErrClosed.
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
+	m.closed = true
+	m.mu.Unlock()
+	m.spawnWG.Wait() // spawns in flight finish and register their workers
+	m.mu.Lock()
+	ws := slices.Collect(maps.Keys(m.live))
+	sessions := slices.Collect(maps.Values(m.sessions))
+	m.mu.Unlock()
+	close(m.stopReaper)
+	<-m.reaperDone
+	for _, w := range ws {
+		m.terminate(w, ExitStopped)
+	}
+	all := make(chan struct{})
+	go func() { m.wg.Wait(); close(all) }()
+	var err error
+	select {
+	case <-all:
+	case <-ctx.Done():
+		err = fmt.Errorf("workers: close: %w", ctx.Err())
+		m.log.Warn("shutdown deadline reached; killing remaining workers", "count", len(ws))
+		for _, w := range ws {
+			w.mu.Lock()
+			w.escalated = true
+			w.mu.Unlock()
+			m.plat.signalTree(w, sigKill)
+		}
+		select {
+		case <-all:
+		case <-time.After(3 * time.Second):
+		}
+	}
+	for _, s := range sessions {
+		s.closeSubs(m)
+	}
+	m.plat.close()
+	return err
+}
+
+// reaper stops workers idle past IdleTTL, forgets unused sessions and reaps
+// orphaned descendants.
+func (m *Manager) reaper() {
+	defer close(m.reaperDone)
+	t := time.NewTicker(m.cfg.ReapInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stopReaper:
+			return
+		case <-t.C:
+		}
+		m.reapOnce(time.Now())
+		m.plat.reapOrphans()
+	}
+}
+
+func (m *Manager) reapOnce(now time.Time) {
+	ttl := m.cfg.IdleTTL
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if ttl > 0 {
+		for w := range m.live {
+			w.mu.Lock()
+			st := w.stateLocked(now)
+			idle := now.Sub(w.lastActive)
+			w.mu.Unlock()
+			if (st == StateIdle || st == StateStarting) && idle > ttl {
+				m.log.Info("reaping idle worker", "worker", w.id, "key", w.key, "idle", idle.Round(time.Second))
+				m.terminate(w, ExitIdleReaped)
+			}
+		}
+	}
+	keep := max(ttl, m.cfg.MaxRestartBackoff, time.Minute)
+	for key, s := range m.sessions {
+		s.subMu.RLock()
+		nsubs := len(s.subs)
+		s.subMu.RUnlock()
+		if s.w == nil && s.spawning == nil && nsubs == 0 && now.Sub(s.lastUsed) > keep {
+			delete(m.sessions, key)
+		}
+	}
+}
+
+// Snapshot describes every live worker, sorted by key. It never waits on a
+// busy worker: it reads in-memory state only.
+func (m *Manager) Snapshot() []WorkerSnapshot {
+	m.mu.Lock()
+	ws := make([]*worker, 0, len(m.live))
+	for w := range m.live {
+		ws = append(ws, w)
+	}
+	m.mu.Unlock()
+	now := time.Now()
+	out := make([]WorkerSnapshot, len(ws))
+	for i, w := range ws {
+		out[i] = w.snapshot(now)
+	}
+	slices.SortFunc(out, func(a, b WorkerSnapshot) int {
+		if a.Key != b.Key {
+			if a.Key < b.Key {
+				return -1
+			}
+			return 1
+		}
+		return a.StartedAt.Compare(b.StartedAt)
+	})
+	return out
+}
+
+// Stats returns the cumulative counters and current counts by state.
+func (m *Manager) Stats() Stats {
+	st := Stats{
+		Spawns:             m.spawns.Load(),
+		SpawnFailures:      m.spawnFailures.Load(),
+		Exits:              make(map[ExitReason]uint64, len(ExitReasons)),
+		ByState:            make(map[State]int, len(States)),
+		InvalidLines:       m.invalidLines.Load(),
+		OversizeLines:      m.oversizeLines.Load(),
+		UnmatchedResponses: m.unmatched.Load(),
+		EventsDropped:      m.dropped.Load(),
+		OrphansReaped:      m.orphansReaped.Load(),
+		Subscribers:        int(m.subscribers.Load()),
+	}
+	for r, i := range exitReasonIndex {
+		st.Exits[r] = m.exits[i].Load()
+	}
+	for _, s := range States {
+		st.ByState[s] = 0
+	}
+	for _, w := range m.Snapshot() {
+		st.ByState[w.State]++
+	}
+	return st
+}
+
+// logLimited logs the 1st, 10th, 100th, ... occurrence of a repeated
+// problem, so a flooding worker cannot flood the log too.
+func (m *Manager) logLimited(n uint64, msg string, args ...any) {
+	for p := uint64(1); p <= n; p *= 10 {
+		if p == n {
+			m.log.Warn(msg, append(args, "occurrences", n)...)
+			return
+		}
+	}
+}

@@ -1,0 +1,474 @@
+package workers_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/workerscope/workerscope/workers"
+)
+
+func TestRoundTripAndSnapshot(t *testing.T) {
+	m := newManager(t, demoConfig(t))
+	r := send(t, m, "alpha", `{"type":"get_state","id":"mine-1"}`)
+	if !r.Success || r.Command != "get_state" || r.Data.PID == 0 {
+		t.Fatalf("bad response %+v", r)
+	}
+	if string(r.ID) != `"mine-1"` {
+		t.Fatalf("caller's id not restored: %s", r.ID)
+	}
+	w, ok := snapshotOf(m, "alpha")
+	if !ok || w.PID != r.Data.PID {
+		t.Fatalf("snapshot %+v does not show pid %d", w, r.Data.PID)
+	}
+	if w.State != workers.StateIdle || w.Requests != 1 || w.Zombie || w.ID == "" || w.StartTicks == 0 {
+		t.Fatalf("snapshot %+v", w)
+	}
+	// The same key reuses the worker; another key gets its own.
+	if r2 := send(t, m, "alpha", `{"type":"get_state"}`); r2.Data.PID != r.Data.PID {
+		t.Fatalf("worker not reused: %d vs %d", r2.Data.PID, r.Data.PID)
+	}
+	if r3 := send(t, m, "beta", `{"type":"get_state"}`); r3.Data.PID == r.Data.PID {
+		t.Fatal("two sessions share a worker")
+	}
+	if st := m.Stats(); st.Spawns != 2 || st.ByState[workers.StateIdle] != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+	// Unknown commands get the worker's own error response.
+	if r := send(t, m, "alpha", `{"type":"nope"}`); r.Success || !strings.Contains(r.Error, "Unknown command") {
+		t.Fatalf("unknown command: %+v", r)
+	}
+}
+
+func TestBadCommandsAndKeys(t *testing.T) {
+	m := newManager(t, demoConfig(t))
+	ctx := context.Background()
+	for _, cmd := range []string{``, `null`, `[]`, `"x"`, `{"type":1}`, `{"type":""}`, `{}`, `{"type":"get_state"`} {
+		if _, err := m.Send(ctx, "k", []byte(cmd)); !errors.Is(err, workers.ErrBadCommand) {
+			t.Errorf("command %q: err = %v, want ErrBadCommand", cmd, err)
+		}
+	}
+	for _, key := range []string{"", "a/b", "a b", "..", strings.Repeat("k", 129), "ключ", "a\x00b"} {
+		if _, err := m.Send(ctx, key, []byte(`{"type":"get_state"}`)); !errors.Is(err, workers.ErrBadKey) {
+			t.Errorf("key %q: err = %v, want ErrBadKey", key, err)
+		}
+	}
+	if len(m.Snapshot()) != 0 {
+		t.Fatal("bad input spawned a worker")
+	}
+}
+
+func TestPromptStreamsEventsAndState(t *testing.T) {
+	m := newManager(t, demoConfig(t))
+	sub, err := m.Subscribe("s1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	r := send(t, m, "s1", `{"type":"prompt","message":"hi","cpu_ms":300,"events":3}`)
+	if !r.Success {
+		t.Fatalf("prompt: %+v", r)
+	}
+	var types []string
+	sawRunning := false
+	timeout := time.After(20 * time.Second)
+	for len(types) == 0 || types[len(types)-1] != "agent_end" {
+		select {
+		case ev := <-sub.C:
+			types = append(types, ev.Type)
+			if ev.Type == "message_update" {
+				if w, _ := snapshotOf(m, "s1"); w.State == workers.StateRunning {
+					sawRunning = true
+				}
+			}
+		case <-timeout:
+			t.Fatalf("events so far: %v", types)
+		}
+	}
+	want := []string{"worker_start", "agent_start", "message_update", "message_update", "message_update", "agent_end"}
+	if fmt.Sprint(types) != fmt.Sprint(want) {
+		t.Fatalf("events %v, want %v", types, want)
+	}
+	if !sawRunning {
+		t.Fatal("worker never showed as running while streaming")
+	}
+	// agent_end returns it to idle at once.
+	eventually(t, time.Second, "idle after agent_end", func() bool {
+		w, _ := snapshotOf(m, "s1")
+		return w.State == workers.StateIdle
+	})
+}
+
+func TestCrashAtStartReportsStderr(t *testing.T) {
+	cfg := demoConfig(t, "WORKERSCOPE_DEMO_CRASH_AT_START=cannot open config: boom-42")
+	cfg.RestartBackoff = 50 * time.Millisecond
+	m := newManager(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := m.Send(ctx, "c", []byte(`{"type":"get_state"}`))
+	var xe *workers.ExitError
+	if !errors.As(err, &xe) || xe.Reason != workers.ExitCrashed || !strings.Contains(xe.StderrTail, "boom-42") || !strings.Contains(xe.Status, "exit status 3") {
+		t.Fatalf("err = %v", err)
+	}
+	if !errors.Is(err, workers.ErrWorkerExit) {
+		t.Fatal("ExitError does not match ErrWorkerExit")
+	}
+	// Repeated crashes back off: the third attempt in a row must wait, and
+	// a caller whose deadline is shorter than the back-off is told so.
+	_, _ = m.Send(ctx, "c", []byte(`{"type":"get_state"}`))
+	short, cancel2 := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel2()
+	_, err = m.Send(short, "c", []byte(`{"type":"get_state"}`))
+	var be *workers.BackoffError
+	if !errors.As(err, &be) || be.RetryAfter <= 0 {
+		t.Fatalf("third attempt: err = %v, want BackoffError", err)
+	}
+	if st := m.Stats(); st.Exits[workers.ExitCrashed] < 2 {
+		t.Fatalf("crash exits = %d", st.Exits[workers.ExitCrashed])
+	}
+}
+
+func TestCrashMidRequestFailsPendingAtOnce(t *testing.T) {
+	m := newManager(t, demoConfig(t))
+	first := send(t, m, "k", `{"type":"get_state"}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := m.Send(ctx, "k", []byte(`{"type":"sleep","ms":20000}`))
+		errc <- err
+	}()
+	eventually(t, 5*time.Second, "sleep in flight", func() bool {
+		w, _ := snapshotOf(m, "k")
+		return w.State == workers.StateRunning
+	})
+	start := time.Now()
+	_, err := m.Send(ctx, "k", []byte(`{"type":"crash","message":"panic: nil map write","code":7}`))
+	var xe *workers.ExitError
+	if !errors.As(err, &xe) || !strings.Contains(xe.StderrTail, "nil map write") {
+		t.Fatalf("crash call: %v", err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.As(err, &xe) || !strings.Contains(err.Error(), "nil map write") || !strings.Contains(err.Error(), "exit status 7") {
+			t.Fatalf("pending call: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("pending call not failed after the crash")
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatal("pending call waited for its own timeout")
+	}
+	// The next command respawns.
+	next := send(t, m, "k", `{"type":"get_state"}`)
+	if next.Data.PID == first.Data.PID || next.Data.PID == 0 {
+		t.Fatalf("not respawned: %d", next.Data.PID)
+	}
+	if w, _ := snapshotOf(m, "k"); w.Restarts != 1 {
+		t.Fatalf("restarts = %d", w.Restarts)
+	}
+}
+
+func TestContextDeadlineLeavesWorkerUsable(t *testing.T) {
+	m := newManager(t, demoConfig(t))
+	send(t, m, "k", `{"type":"get_state"}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := m.Send(ctx, "k", []byte(`{"type":"sleep","ms":1000}`))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v", err)
+	}
+	if r := send(t, m, "k", `{"type":"get_state"}`); !r.Success {
+		t.Fatalf("worker unusable after a timeout: %+v", r)
+	}
+	// The late response is dropped and counted, not delivered to anyone.
+	eventually(t, 3*time.Second, "late response counted", func() bool { return m.Stats().UnmatchedResponses == 1 })
+}
+
+func TestIgnoresSIGTERMIsKilledAfterGrace(t *testing.T) {
+	cfg := demoConfig(t)
+	cfg.StopGrace = 300 * time.Millisecond
+	m := newManager(t, cfg)
+	r := send(t, m, "k", `{"type":"ignore_sigterm"}`)
+	if !r.Success {
+		t.Fatal(r.Error)
+	}
+	w, _ := snapshotOf(m, "k")
+	start := time.Now()
+	if err := m.Stop(context.Background(), "k"); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("stopped after %s, before the grace", d)
+	}
+	if alive(w.PID) {
+		t.Fatal("worker alive after Stop")
+	}
+	if st := m.Stats(); st.Exits[workers.ExitKilled] != 1 {
+		t.Fatalf("exits %v", st.Exits)
+	}
+	if err := m.Stop(context.Background(), "k"); !errors.Is(err, workers.ErrNotFound) {
+		t.Fatalf("second stop: %v", err)
+	}
+}
+
+func TestFloodedOutputIsCountedAndSessionSurvives(t *testing.T) {
+	cfg := demoConfig(t)
+	cfg.MaxLineBytes = 64 << 10
+	m := newManager(t, cfg)
+	if r := send(t, m, "k", `{"type":"flood","lines":500,"bytes":100,"kind":"invalid"}`); !r.Success {
+		t.Fatal(r.Error)
+	}
+	if r := send(t, m, "k", `{"type":"flood","lines":20,"bytes":200000,"kind":"oversize"}`); !r.Success {
+		t.Fatal(r.Error)
+	}
+	st := m.Stats()
+	if st.InvalidLines != 500 || st.OversizeLines != 20 {
+		t.Fatalf("invalid %d oversize %d", st.InvalidLines, st.OversizeLines)
+	}
+	if r := send(t, m, "k", `{"type":"get_state"}`); !r.Success {
+		t.Fatal("session did not survive the flood")
+	}
+}
+
+func TestStopKillsWholeTree(t *testing.T) {
+	tests := []struct {
+		name   string
+		prompt string
+	}{
+		{"child in group", `{"type":"prompt","child_ms":60000}`},
+		{"setsid child", `{"type":"prompt","child_ms":60000,"child_setsid":true}`},
+		{"orphaned grandchild", `{"type":"prompt","child_ms":60000,"child_orphan":true}`},
+		{"orphan in new session", `{"type":"prompt","child_ms":60000,"child_orphan":true,"child_setsid":true}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newManager(t, demoConfig(t))
+			send(t, m, "k", tt.prompt)
+			w, _ := snapshotOf(m, "k")
+			eventually(t, 5*time.Second, "worker and its descendant", func() bool { return len(treeOf(t, w.ID)) == 2 })
+			tree := treeOf(t, w.ID)
+			if err := m.Stop(context.Background(), "k"); err != nil {
+				t.Fatal(err)
+			}
+			for _, pid := range tree {
+				if alive(pid) {
+					t.Errorf("pid %d of the tree survived Stop", pid)
+				}
+			}
+		})
+	}
+}
+
+func TestCrashKillsLeftoverTree(t *testing.T) {
+	m := newManager(t, demoConfig(t))
+	send(t, m, "k", `{"type":"prompt","child_ms":60000,"child_orphan":true,"child_setsid":true}`)
+	w, _ := snapshotOf(m, "k")
+	eventually(t, 5*time.Second, "descendant", func() bool { return len(treeOf(t, w.ID)) == 2 })
+	_, _ = m.Send(context.Background(), "k", []byte(`{"type":"crash"}`))
+	eventually(t, 5*time.Second, "leftovers of a crashed worker gone", func() bool { return len(treeOf(t, w.ID)) == 0 })
+}
+
+func TestIdleReapAndZombie(t *testing.T) {
+	cfg := demoConfig(t)
+	cfg.IdleTTL = 300 * time.Millisecond
+	cfg.ReapInterval = 50 * time.Millisecond
+	cfg.StopGrace = 3 * time.Second
+	m := newManager(t, cfg)
+	send(t, m, "plain", `{"type":"get_state"}`)
+	send(t, m, "stuck", `{"type":"ignore_sigterm"}`)
+	eventually(t, 5*time.Second, "plain reaped", func() bool { _, ok := snapshotOf(m, "plain"); return !ok })
+	if m.Stats().Exits[workers.ExitIdleReaped] != 1 {
+		t.Fatalf("exits %v", m.Stats().Exits)
+	}
+	// The stuck one ignores the reaper's SIGTERM: during the grace it is
+	// alive, idle past the TTL, and flagged as a zombie.
+	eventually(t, 2*time.Second, "stuck flagged as zombie", func() bool {
+		w, ok := snapshotOf(m, "stuck")
+		return ok && w.Zombie && w.State == workers.StateStopping
+	})
+	eventually(t, 10*time.Second, "stuck killed", func() bool { _, ok := snapshotOf(m, "stuck"); return !ok })
+	if m.Stats().Exits[workers.ExitKilled] != 1 {
+		t.Fatalf("exits %v", m.Stats().Exits)
+	}
+}
+
+func TestRunningWorkerIsNeverZombie(t *testing.T) {
+	cfg := demoConfig(t)
+	cfg.IdleTTL = 200 * time.Millisecond
+	cfg.ReapInterval = 20 * time.Millisecond
+	m := newManager(t, cfg)
+	send(t, m, "k", `{"type":"get_state"}`)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = m.Send(context.Background(), "k", []byte(`{"type":"sleep","ms":800}`))
+	}()
+	for i := 0; i < 30; i++ {
+		if w, ok := snapshotOf(m, "k"); ok && w.State == workers.StateRunning && w.Zombie {
+			t.Fatal("running worker flagged as zombie")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	<-done
+}
+
+func TestMaxWorkersEvictsLongestIdle(t *testing.T) {
+	cfg := demoConfig(t)
+	cfg.MaxWorkers = 2
+	m := newManager(t, cfg)
+	send(t, m, "a", `{"type":"get_state"}`)
+	time.Sleep(20 * time.Millisecond)
+	send(t, m, "b", `{"type":"get_state"}`)
+	send(t, m, "c", `{"type":"get_state"}`) // evicts a, the longest idle
+	eventually(t, 5*time.Second, "a evicted", func() bool { _, ok := snapshotOf(m, "a"); return !ok })
+	if m.Stats().Exits[workers.ExitLimit] != 1 {
+		t.Fatalf("exits %v", m.Stats().Exits)
+	}
+	// Both busy: the pool is full.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, k := range []string{"b", "c"} {
+		wg.Add(1)
+		go func() { defer wg.Done(); _, _ = m.Send(ctx, k, []byte(`{"type":"sleep","ms":1500}`)) }()
+	}
+	eventually(t, 5*time.Second, "both running", func() bool {
+		return m.Stats().ByState[workers.StateRunning] == 2
+	})
+	if _, err := m.Send(ctx, "d", []byte(`{"type":"get_state"}`)); !errors.Is(err, workers.ErrPoolFull) {
+		t.Fatalf("err = %v, want ErrPoolFull", err)
+	}
+	wg.Wait()
+}
+
+func TestManyConcurrentSessions(t *testing.T) {
+	cfg := demoConfig(t)
+	cfg.MaxWorkers = 60
+	m := newManager(t, cfg)
+	const n = 50
+	var wg sync.WaitGroup
+	pids := make([]int, n)
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			raw, err := m.Send(ctx, fmt.Sprintf("s-%d", i), []byte(`{"type":"prompt","cpu_ms":20}`))
+			if err != nil {
+				errs <- err
+				return
+			}
+			raw, err = m.Send(ctx, fmt.Sprintf("s-%d", i), []byte(`{"type":"get_state"}`))
+			if err != nil {
+				errs <- err
+				return
+			}
+			var r response
+			_ = json.Unmarshal(raw, &r)
+			pids[i] = r.Data.PID
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	for _, p := range pids {
+		if p == 0 || seen[p] {
+			t.Fatalf("pids %v", pids)
+		}
+		seen[p] = true
+	}
+	if got := len(m.Snapshot()); got != n {
+		t.Fatalf("%d workers, want %d", got, n)
+	}
+}
+
+func TestSlowSubscriberNeverBlocksWorker(t *testing.T) {
+	cfg := demoConfig(t)
+	cfg.EventBuffer = 2
+	m := newManager(t, cfg)
+	sub, err := m.Subscribe("k", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	// Nobody reads sub.C; the worker streams 50 events per prompt.
+	for i := 0; i < 3; i++ {
+		send(t, m, "k", `{"type":"prompt","events":50}`)
+		eventually(t, 5*time.Second, "prompt done", func() bool {
+			return send(t, m, "k", `{"type":"get_state"}`).Data.Streaming == false
+		})
+	}
+	if sub.Dropped() == 0 || m.Stats().EventsDropped != sub.Dropped() {
+		t.Fatalf("dropped %d / %d", sub.Dropped(), m.Stats().EventsDropped)
+	}
+}
+
+func TestCloseWithBusyWorkersLeavesNothing(t *testing.T) {
+	cfg := demoConfig(t)
+	cfg.StopGrace = 500 * time.Millisecond
+	m, err := workers.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := 0; i < 5; i++ {
+		key := fmt.Sprintf("busy-%d", i)
+		send(t, m, key, `{"type":"prompt","cpu_ms":10000,"child_ms":60000,"child_orphan":true,"child_setsid":true}`)
+		if i%2 == 0 {
+			send(t, m, key, `{"type":"ignore_sigterm"}`)
+		}
+		w, _ := snapshotOf(m, key)
+		ids = append(ids, w.ID)
+	}
+	for _, id := range ids {
+		eventually(t, 5*time.Second, "descendants started", func() bool { return len(treeOf(t, id)) == 2 })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := m.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if left := treeOf(t, id); len(left) > 0 {
+			t.Errorf("worker %s left %v", id, left)
+		}
+	}
+	if _, err := m.Send(ctx, "x", []byte(`{"type":"get_state"}`)); !errors.Is(err, workers.ErrClosed) {
+		t.Fatalf("send after close: %v", err)
+	}
+}
+
+func TestSpawnFailure(t *testing.T) {
+	cfg := demoConfig(t)
+	cfg.Command = []string{"/nonexistent/worker-binary"}
+	m := newManager(t, cfg)
+	_, err := m.Send(context.Background(), "k", []byte(`{"type":"get_state"}`))
+	if !errors.Is(err, workers.ErrSpawn) || !strings.Contains(err.Error(), "nonexistent") {
+		t.Fatalf("err = %v", err)
+	}
+	if m.Stats().SpawnFailures != 1 {
+		t.Fatal("spawn failure not counted")
+	}
+}
+
+func TestWorkerKilledExternally(t *testing.T) {
+	m := newManager(t, demoConfig(t))
+	r := send(t, m, "k", `{"type":"get_state"}`)
+	_ = syscall.Kill(r.Data.PID, syscall.SIGKILL)
+	eventually(t, 5*time.Second, "exit noticed", func() bool { return m.Stats().Exits[workers.ExitCrashed] == 1 })
+	if r2 := send(t, m, "k", `{"type":"get_state"}`); r2.Data.PID == r.Data.PID {
+		t.Fatal("not respawned")
+	}
+}

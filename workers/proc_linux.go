@@ -1,0 +1,175 @@
+//go:build linux
+
+package workers
+
+import (
+	"os"
+	"os/exec"
+	"runtime"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/workerscope/workerscope/internal/procfs"
+)
+
+const (
+	sigTerm = syscall.SIGTERM
+	sigKill = syscall.SIGKILL
+)
+
+// platform holds the Linux process hygiene: a spawner thread for the
+// parent-death signal, the subreaper, tree signalling and orphan reaping.
+type platform struct {
+	m *Manager
+
+	// spawn requests run on one locked OS thread: PR_SET_PDEATHSIG fires
+	// when the thread that forked the child exits, and Go may retire
+	// threads, so the spawner's thread lives until Close.
+	spawnReq  chan spawnRequest
+	spawnDone chan struct{}
+
+	mu        sync.Mutex // guards scanner and pids
+	scanner   *procfs.Scanner
+	pids      map[int]bool // worker pids between Start and Wait
+	ownPGRP   int
+	self      int
+	subreaper bool
+	kids      []int
+}
+
+type spawnRequest struct {
+	cmd *exec.Cmd
+	err chan error
+}
+
+func newPlatform(m *Manager, subreaper bool) (*platform, error) {
+	p := &platform{
+		m:         m,
+		spawnReq:  make(chan spawnRequest),
+		spawnDone: make(chan struct{}),
+		scanner:   procfs.NewScanner("", MarkerEnv),
+		pids:      make(map[int]bool),
+		ownPGRP:   syscall.Getpgrp(),
+		self:      os.Getpid(),
+	}
+	if subreaper {
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			m.log.Warn("cannot become child subreaper; orphaned descendants go to init", "err", err)
+		} else {
+			p.subreaper = true
+		}
+	}
+	go p.spawner()
+	return p, nil
+}
+
+func (p *platform) spawner() {
+	runtime.LockOSThread()
+	defer close(p.spawnDone)
+	for req := range p.spawnReq {
+		p.mu.Lock()
+		err := req.cmd.Start()
+		if err == nil {
+			p.pids[req.cmd.Process.Pid] = true
+		}
+		p.mu.Unlock()
+		req.err <- err
+	}
+	// Every worker is gone: hand the thread back instead of killing it.
+	runtime.UnlockOSThread()
+}
+
+// start starts cmd in its own process group with SIGKILL as its
+// parent-death signal.
+func (p *platform) start(cmd *exec.Cmd) error {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	req := spawnRequest{cmd: cmd, err: make(chan error, 1)}
+	p.spawnReq <- req
+	return <-req.err
+}
+
+func (p *platform) forget(pid int) {
+	p.mu.Lock()
+	delete(p.pids, pid)
+	p.mu.Unlock()
+}
+
+func (p *platform) startTicks(pid int) uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st, err := p.scanner.Reader().ReadStat(pid)
+	if err != nil {
+		return 0
+	}
+	return st.StartTime
+}
+
+// signalTree sends sig to w's process group and to every process of its
+// tree (by ancestry from the worker, and by the inherited marker for
+// re-parented descendants). It returns how many live (non-zombie)
+// processes it signalled besides the group.
+func (p *platform) signalTree(w *worker, sig syscall.Signal) int {
+	root := procfs.Root{Marker: w.id}
+	select {
+	case <-w.procExited:
+	default:
+		root.PID, root.StartTime = w.pid, w.startTicks
+	}
+	_ = syscall.Kill(-w.pid, sig) // the worker's own group (pgid = its pid)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.scanner.Scan(); err != nil {
+		p.m.log.Error("cannot scan /proc to stop a worker's tree", "worker", w.id, "err", err)
+		return 0
+	}
+	trees := p.scanner.Attribute([]procfs.Root{root}, w.startTicks, nil)
+	n := 0
+	procs := p.scanner.Procs()
+	for _, i := range trees[0] {
+		if procs[i].State == 'Z' {
+			continue
+		}
+		if err := syscall.Kill(procs[i].PID, sig); err == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// reapOrphans waits for zombie children that are not workers: descendants
+// re-parented to this subreaper. Children in the supervisor's own process
+// group are left alone (they belong to whoever embeds the Manager).
+func (p *platform) reapOrphans() {
+	if !p.subreaper {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.scanner.Reader()
+	var err error
+	p.kids, err = r.Children(p.self, p.kids[:0])
+	if err != nil {
+		return
+	}
+	for _, pid := range p.kids {
+		if p.pids[pid] {
+			continue
+		}
+		st, err := r.ReadStat(pid)
+		if err != nil || st.State != 'Z' || st.PGRP == p.ownPGRP {
+			continue
+		}
+		var ws unix.WaitStatus
+		if got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); err == nil && got == pid {
+			p.m.orphansReaped.Add(1)
+		}
+	}
+}
+
+func (p *platform) close() {
+	close(p.spawnReq)
+	<-p.spawnDone
+	p.reapOrphans()
+}

@@ -1,0 +1,144 @@
+package workers
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// State is a worker's lifecycle state.
+type State string
+
+// Worker states.
+const (
+	StateStarting State = "starting" // spawned, has not answered yet
+	StateIdle     State = "idle"     // alive, nothing in flight
+	StateRunning  State = "running"  // a command in flight or events streaming
+	StateStopping State = "stopping" // SIGTERM sent, waiting for exit
+	StateExited   State = "exited"
+)
+
+// States lists every State, for metrics that report counts by state.
+var States = []State{StateStarting, StateIdle, StateRunning, StateStopping, StateExited}
+
+// ExitReason says why a worker ended.
+type ExitReason string
+
+// Exit reasons.
+const (
+	ExitIdleReaped ExitReason = "idle_reaped" // idle past IdleTTL
+	ExitStopped    ExitReason = "stopped"     // Stop, Close, or supervisor shutdown
+	ExitCrashed    ExitReason = "crashed"     // exited or died without being asked
+	ExitKilled     ExitReason = "killed"      // asked to stop, ignored SIGTERM, SIGKILLed after StopGrace
+	ExitLimit      ExitReason = "limit"       // evicted to make room under MaxWorkers
+)
+
+// ExitReasons lists every ExitReason.
+var ExitReasons = []ExitReason{ExitIdleReaped, ExitStopped, ExitCrashed, ExitKilled, ExitLimit}
+
+// WorkerSnapshot describes one worker at one moment.
+type WorkerSnapshot struct {
+	ID         string    `json:"id"`
+	Key        string    `json:"key"`
+	PID        int       `json:"pid"`
+	State      State     `json:"state"`
+	StartedAt  time.Time `json:"started_at"`
+	LastActive time.Time `json:"last_active"`
+	// Idle is the time since the last user-initiated command (sent or
+	// answered).
+	Idle     time.Duration `json:"-"`
+	Requests uint64        `json:"requests"`
+	// Restarts counts respawns of this session after crashes.
+	Restarts int `json:"restarts"`
+	// Zombie: alive, not running, and idle for longer than IdleTTL (the
+	// reaper failed or a stop is stuck). A running worker is never one.
+	Zombie bool `json:"zombie"`
+	// StartTicks is the worker process's start time in clock ticks after
+	// boot (Linux), identifying it across PID reuse; 0 when unknown.
+	StartTicks uint64 `json:"-"`
+}
+
+// Stats are the manager's cumulative counters and current counts.
+type Stats struct {
+	Spawns        uint64
+	SpawnFailures uint64
+	Exits         map[ExitReason]uint64
+	ByState       map[State]int
+	// InvalidLines counts worker output lines that were not JSON objects.
+	InvalidLines uint64
+	// OversizeLines counts lines longer than MaxLineBytes.
+	OversizeLines uint64
+	// UnmatchedResponses counts responses whose id matched no pending
+	// command (for example after the caller gave up).
+	UnmatchedResponses uint64
+	// EventsDropped counts events lost by subscribers that fell behind.
+	EventsDropped uint64
+	// OrphansReaped counts re-parented descendants reaped by the supervisor.
+	OrphansReaped uint64
+	// Subscribers is the number of open event subscriptions.
+	Subscribers int
+}
+
+// Event is one line a worker printed that was not a response to a pending
+// command, or a lifecycle event the manager adds ("worker_start",
+// "worker_exit").
+type Event struct {
+	Key      string
+	WorkerID string
+	Type     string
+	// Data is the whole JSON object line.
+	Data json.RawMessage
+}
+
+// Errors returned by Manager methods; match with errors.Is.
+var (
+	ErrClosed      = errors.New("workers: manager closed")
+	ErrPoolFull    = errors.New("workers: pool full: every worker is busy")
+	ErrNotFound    = errors.New("workers: no worker for session")
+	ErrBadCommand  = errors.New("workers: bad command")
+	ErrSpawn       = errors.New("workers: spawn failed")
+	ErrBackoff     = errors.New("workers: session is backing off after crashes")
+	ErrWorkerExit  = errors.New("workers: worker exited")
+	ErrWriteFailed = errors.New("workers: write to worker failed")
+)
+
+// ExitError reports a worker that ended while a command was pending.
+type ExitError struct {
+	WorkerID string
+	Key      string
+	Reason   ExitReason
+	// Status is the process status, e.g. "exit status 3" or "signal: killed".
+	Status string
+	// StderrTail is the end of the worker's stderr (worker-controlled text).
+	StderrTail string
+}
+
+func (e *ExitError) Error() string {
+	msg := fmt.Sprintf("worker %s (session %q) exited (%s, %s)", e.WorkerID, e.Key, e.Reason, e.Status)
+	if e.StderrTail != "" {
+		msg += "; stderr tail:\n" + e.StderrTail
+	}
+	return msg
+}
+
+// Is makes errors.Is(err, ErrWorkerExit) true.
+func (e *ExitError) Is(target error) bool { return target == ErrWorkerExit }
+
+// BackoffError reports a session that may not respawn before RetryAfter.
+type BackoffError struct {
+	Key        string
+	RetryAfter time.Duration
+	Last       error
+}
+
+func (e *BackoffError) Error() string {
+	msg := fmt.Sprintf("workers: session %q crashed repeatedly; next spawn in %s", e.Key, e.RetryAfter.Round(time.Millisecond))
+	if e.Last != nil {
+		msg += ": last exit: " + e.Last.Error()
+	}
+	return msg
+}
+
+// Is makes errors.Is(err, ErrBackoff) true.
+func (e *BackoffError) Is(target error) bool { return target == ErrBackoff }

@@ -1,0 +1,330 @@
+package workers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// worker is one spawned process. Its mutex guards only in-memory state and
+// is never held across I/O, so Snapshot never waits on a busy worker.
+type worker struct {
+	m         *Manager
+	s         *session
+	id        string
+	key       string
+	cmd       *exec.Cmd
+	pid       int
+	startedAt time.Time
+	// startTicks is the process start time from /proc (0 if unknown).
+	startTicks uint64
+	restarts   int
+
+	stdin   *os.File
+	stdout  *os.File
+	stderrR *os.File
+	wsem    chan struct{} // one writer at a time, acquired under a context
+
+	procExited chan struct{} // closed when the process has been waited for
+	readDone   chan struct{} // closed when stdout hits EOF
+	errDone    chan struct{} // closed when stderr hits EOF
+	done       chan struct{} // closed when the worker and its tree are gone
+
+	mu         sync.Mutex
+	answered   bool // printed anything: no longer "starting"
+	inflight   int
+	requests   uint64
+	lastActive time.Time
+	lastEvent  time.Time // zero after agent_end
+	stopping   bool
+	stopReason ExitReason
+	escalated  bool
+	exited     bool
+	exitErr    *ExitError
+	pending    map[string]chan reply
+	stderr     *tailBuffer
+}
+
+type reply struct {
+	line []byte
+	err  error
+}
+
+func (w *worker) stateLocked(now time.Time) State {
+	switch {
+	case w.exited:
+		return StateExited
+	case w.stopping:
+		return StateStopping
+	case !w.answered:
+		return StateStarting
+	case w.inflight > 0:
+		return StateRunning
+	case !w.lastEvent.IsZero() && now.Sub(w.lastEvent) < w.m.cfg.RunningWindow:
+		return StateRunning
+	}
+	return StateIdle
+}
+
+func (w *worker) snapshot(now time.Time) WorkerSnapshot {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := w.stateLocked(now)
+	idle := max(now.Sub(w.lastActive), 0)
+	ttl := w.m.cfg.IdleTTL
+	return WorkerSnapshot{
+		ID:         w.id,
+		Key:        w.key,
+		PID:        w.pid,
+		State:      st,
+		StartedAt:  w.startedAt,
+		LastActive: w.lastActive,
+		Idle:       idle,
+		Requests:   w.requests,
+		Restarts:   w.restarts,
+		Zombie:     ttl > 0 && st != StateRunning && st != StateExited && idle > ttl,
+		StartTicks: w.startTicks,
+	}
+}
+
+// call sends one command object and waits for its response.
+func (w *worker) call(ctx context.Context, obj map[string]json.RawMessage) ([]byte, error) {
+	id := "ws-" + strconv.FormatUint(w.m.reqSeq.Add(1), 10)
+	origID, hadID := obj["id"]
+	obj["id"] = json.RawMessage(strconv.Quote(id))
+	line, err := json.Marshal(obj)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadCommand, err)
+	}
+	if len(line) > w.m.cfg.MaxCommandBytes {
+		return nil, fmt.Errorf("%w: %d bytes exceeds the %d-byte limit", ErrBadCommand, len(line), w.m.cfg.MaxCommandBytes)
+	}
+	line = append(line, '\n')
+
+	ch := make(chan reply, 1)
+	w.mu.Lock()
+	if w.exited {
+		err := w.exitErr
+		w.mu.Unlock()
+		return nil, err
+	}
+	if w.stopping {
+		w.mu.Unlock()
+		return nil, fmt.Errorf("%w: worker %s is stopping", ErrWorkerExit, w.id)
+	}
+	w.pending[id] = ch
+	w.inflight++
+	w.requests++
+	w.lastActive = time.Now()
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		delete(w.pending, id)
+		w.inflight--
+		w.lastActive = time.Now()
+		w.mu.Unlock()
+	}()
+
+	if err := w.write(ctx, line); err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, r.err
+		}
+		if hadID {
+			return restoreID(r.line, origID), nil
+		}
+		return r.line, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("workers: waiting for response to %s from worker %s: %w", id, w.id, ctx.Err())
+	}
+}
+
+// write writes one line to the worker's stdin under ctx. A write cut short
+// midway leaves a broken line in the worker's input, so the worker is
+// stopped: its stream can no longer be trusted.
+func (w *worker) write(ctx context.Context, line []byte) error {
+	select {
+	case w.wsem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("%w: waiting to write to worker %s: %w", ErrWriteFailed, w.id, ctx.Err())
+	}
+	defer func() { <-w.wsem }()
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Time{}
+	}
+	_ = w.stdin.SetWriteDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = w.stdin.SetWriteDeadline(time.Now()) })
+	n, err := w.stdin.Write(line)
+	stop()
+	if err != nil {
+		if n > 0 {
+			w.m.log.Warn("partial command write; stopping worker", "worker", w.id, "key", w.key, "written", n, "err", err)
+			w.m.terminate(w, ExitStopped)
+		}
+		return fmt.Errorf("%w: worker %s: %w", ErrWriteFailed, w.id, err)
+	}
+	return nil
+}
+
+// restoreID puts the caller's own id back into a response line.
+func restoreID(line []byte, id json.RawMessage) []byte {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(line, &obj); err != nil {
+		return line
+	}
+	obj["id"] = id
+	out, err := json.Marshal(obj)
+	if err != nil {
+		return line
+	}
+	return out
+}
+
+type lineHeader struct {
+	Type string          `json:"type"`
+	ID   json.RawMessage `json:"id"`
+}
+
+// readStdout routes responses to pending calls and fans out everything else.
+func (w *worker) readStdout() {
+	defer close(w.readDone)
+	lr := newLineReader(w.stdout, w.m.cfg.MaxLineBytes)
+	for {
+		line, oversize, err := lr.next()
+		if oversize {
+			n := w.m.oversizeLines.Add(1)
+			w.m.logLimited(n, "worker printed a line over the size limit; skipped", "worker", w.id, "key", w.key, "limit", w.m.cfg.MaxLineBytes)
+		} else if len(bytes.TrimSpace(line)) > 0 {
+			w.handleLine(line)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (w *worker) handleLine(line []byte) {
+	var hdr lineHeader
+	trimmed := bytes.TrimLeft(line, " \t")
+	if len(trimmed) == 0 || trimmed[0] != '{' || json.Unmarshal(line, &hdr) != nil {
+		n := w.m.invalidLines.Add(1)
+		w.m.logLimited(n, "worker printed a line that is not a JSON object; skipped", "worker", w.id, "key", w.key, "line", truncate(line, 200))
+		return
+	}
+	now := time.Now()
+	w.mu.Lock()
+	w.answered = true
+	if hdr.Type == "response" && len(hdr.ID) > 0 {
+		var id string
+		if json.Unmarshal(hdr.ID, &id) != nil {
+			id = string(hdr.ID)
+		}
+		if ch, ok := w.pending[id]; ok {
+			delete(w.pending, id)
+			w.mu.Unlock()
+			ch <- reply{line: bytes.Clone(line)}
+			return
+		}
+		w.mu.Unlock()
+		w.m.unmatched.Add(1)
+	} else {
+		if hdr.Type == "agent_end" {
+			w.lastEvent = time.Time{}
+		} else {
+			w.lastEvent = now
+		}
+		w.mu.Unlock()
+	}
+	w.s.publish(w.m, Event{Key: w.key, WorkerID: w.id, Type: hdr.Type, Data: bytes.Clone(line)})
+}
+
+// readStderr keeps the tail of stderr for crash reports.
+func (w *worker) readStderr() {
+	defer close(w.errDone)
+	buf := make([]byte, 4096)
+	for {
+		n, err := w.stderrR.Read(buf)
+		if n > 0 {
+			w.mu.Lock()
+			w.stderr.Write(buf[:n])
+			w.mu.Unlock()
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// wait reaps the process, fails pending calls, hands the session back to the
+// manager, then makes sure nothing of the worker's tree is left.
+func (w *worker) wait() {
+	defer w.m.wg.Done()
+	waitErr := w.cmd.Wait()
+	w.m.plat.forget(w.pid)
+	close(w.procExited)
+	// Let the last lines (a final response, the crash message) arrive.
+	drain := time.NewTimer(200 * time.Millisecond)
+	for _, ch := range []chan struct{}{w.readDone, w.errDone} {
+		select {
+		case <-ch:
+		case <-drain.C:
+		}
+	}
+	drain.Stop()
+
+	status := "exited"
+	if w.cmd.ProcessState != nil {
+		status = w.cmd.ProcessState.String()
+	} else if waitErr != nil {
+		status = waitErr.Error()
+	}
+	w.mu.Lock()
+	reason := w.stopReason
+	if reason == "" {
+		reason = ExitCrashed
+	} else if w.escalated {
+		reason = ExitKilled
+	}
+	xe := &ExitError{WorkerID: w.id, Key: w.key, Reason: reason, Status: status, StderrTail: w.stderr.String()}
+	w.exited = true
+	w.exitErr = xe
+	pending := w.pending
+	w.pending = map[string]chan reply{}
+	w.mu.Unlock()
+	if reason == ExitCrashed {
+		w.m.log.Warn("worker crashed", "worker", w.id, "key", w.key, "pid", w.pid, "status", status, "stderr_tail", truncate([]byte(xe.StderrTail), 512))
+	} else {
+		w.m.log.Info("worker exited", "worker", w.id, "key", w.key, "pid", w.pid, "reason", reason, "status", status)
+	}
+	// Hand the session back (and record back-off) before failing callers,
+	// so a caller that retries at once sees the new state.
+	w.m.onExit(w, xe)
+	for _, ch := range pending {
+		ch <- reply{err: xe}
+	}
+
+	w.m.sweep(w)
+	_ = w.stdin.Close()
+	_ = w.stdout.Close()
+	_ = w.stderrR.Close()
+	<-w.readDone
+	<-w.errDone
+	close(w.done)
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) > n {
+		return string(bytes.ToValidUTF8(b[:n], nil)) + "…"
+	}
+	return string(bytes.ToValidUTF8(b, nil))
+}
