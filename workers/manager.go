@@ -116,12 +116,13 @@ func (m *Manager) Config() Config { return m.cfg }
 // than ctx allows.
 func (m *Manager) Send(ctx context.Context, key string, cmd []byte) (json.RawMessage, error) {
 	start := time.Now()
-	typ, obj, err := parseCommand(cmd)
-	if err != nil {
+	if err := ValidateKey(key); err != nil {
 		m.reportRPC(key, "", "failed", start)
 		return nil, err
 	}
-	if err := ValidateKey(key); err != nil {
+	typ, obj, err := parseCommand(cmd)
+	if err != nil {
+		m.reportRPC(key, "", "failed", start)
 		return nil, err
 	}
 	w, err := m.acquire(ctx, key)

@@ -171,6 +171,9 @@ func (w *worker) write(ctx context.Context, line []byte) error {
 			w.m.log.Warn("partial command write; stopping worker", "worker", w.id, "key", w.key, "written", n, "err", err)
 			w.m.terminate(w, ExitStopped)
 		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			err = ctxErr // the deadline cut the write short: report it as such
+		}
 		return fmt.Errorf("%w: worker %s: %w", ErrWriteFailed, w.id, err)
 	}
 	return nil

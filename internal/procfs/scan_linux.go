@@ -233,6 +233,15 @@ func (s *Scanner) marker(p *Stat) string {
 	return v
 }
 
+// Owner returns the index in the last Attribute's roots of the tree that
+// process i (a position in Procs) belongs to, or -1.
+func (s *Scanner) Owner(i int) int {
+	if i < 0 || i >= len(s.owner) || s.owner[i] < 0 {
+		return -1
+	}
+	return int(s.owner[i])
+}
+
 // EnvCacheLen reports how many marker look-ups are cached (for leak checks).
 func (s *Scanner) EnvCacheLen() int { return len(s.env) }
 

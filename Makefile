@@ -1,0 +1,46 @@
+# workerscope — build, run and test. `make help` lists the targets.
+GO       ?= go
+BIN      ?= bin
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+PKGS     := ./...
+# Generated collector code is not ours to format.
+GOFILES   = $(shell find . -name '*.go' -not -path './deploy/otelcol/*' -not -path './.git/*')
+
+.PHONY: help build run test check fmt-check vet race fuzz collector clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/workerscope
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/workerscope ./cmd/workerscope
+
+run: build ## run workerscope with the demo worker on 127.0.0.1:7070
+	$(BIN)/workerscope $(ARGS)
+
+test: check ## the test command: gofmt check, go vet, race tests, short fuzz runs
+
+check: fmt-check vet race fuzz
+
+fmt-check:
+	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+race:
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+FUZZTIME ?= 5s
+fuzz: ## short fuzz runs of the line protocol, command and /proc parsers
+	$(GO) test -run '^$$' -fuzz '^FuzzLineReader$$' -fuzztime $(FUZZTIME) ./workers
+	$(GO) test -run '^$$' -fuzz '^FuzzParseCommand$$' -fuzztime $(FUZZTIME) ./workers
+	$(GO) test -run '^$$' -fuzz '^FuzzParseStat$$' -fuzztime $(FUZZTIME) ./internal/procfs
+
+collector: $(BIN)/otelcol ## build the OpenTelemetry Collector from deploy/otelcol
+
+$(BIN)/otelcol: deploy/otelcol/go.mod deploy/otelcol/go.sum $(wildcard deploy/otelcol/*.go)
+	cd deploy/otelcol && $(GO) build -trimpath -o ../../$(BIN)/otelcol .
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// config is every setting of `workerscope serve`, from flags, then
+// WORKERSCOPE_* environment variables, then defaults.
+type config struct {
+	Listen       string
+	Token        string
+	TokenSource  string // "WORKERSCOPE_TOKEN", "--token-file", or "generated"
+	WorkerCmd    []string
+	DemoWorker   bool // WorkerCmd is the built-in demo worker
+	IdleTTL      time.Duration
+	MaxWorkers   int
+	StopGrace    time.Duration
+	MaxLineBytes int
+	DemoLoad     bool
+	LogLevel     slog.Level
+	LogFormat    string
+}
+
+// setting describes one flag and its environment variable.
+type setting struct {
+	flag, env, def, usage string
+}
+
+var settings = []setting{
+	{"listen", "WORKERSCOPE_LISTEN", "127.0.0.1:7070", "address to serve HTTP on (loopback unless a token is given)"},
+	{"token-file", "WORKERSCOPE_TOKEN_FILE", "", "file holding the API token (else WORKERSCOPE_TOKEN; else one is generated and printed)"},
+	{"worker-cmd", "WORKERSCOPE_WORKER_CMD", "", `worker command line, e.g. "pi --mode rpc" (default: the built-in demo worker)`},
+	{"idle-ttl", "WORKERSCOPE_IDLE_TTL", "10m", "stop workers idle for longer than this (0 = never)"},
+	{"max-workers", "WORKERSCOPE_MAX_WORKERS", "64", "most live workers; when full the longest-idle one is evicted"},
+	{"stop-grace", "WORKERSCOPE_STOP_GRACE", "5s", "time between SIGTERM and SIGKILL when stopping a worker"},
+	{"max-line-bytes", "WORKERSCOPE_MAX_LINE_BYTES", "16777216", "longest worker output line accepted, in bytes (longer ones are skipped and counted)"},
+	{"demo-load", "WORKERSCOPE_DEMO_LOAD", "auto", "light synthetic traffic to a few sessions: true, false, or auto (on with the demo worker)"},
+	{"log-level", "WORKERSCOPE_LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"log-format", "WORKERSCOPE_LOG_FORMAT", "text", "text or json"},
+}
+
+// parseConfig reads args (without the program name) and the environment.
+// Every invalid value yields an error naming the flag and its variable.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("workerscope serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	vals := make(map[string]*string, len(settings))
+	for _, s := range settings {
+		vals[s.flag] = fs.String(s.flag, s.def, s.usage+" [$"+s.env+"]")
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: workerscope [serve] [flags]\n       workerscope demo-worker\n       workerscope version\n\nFlags (each also read from its environment variable):\n")
+		fs.PrintDefaults()
+		fmt.Fprintf(fs.Output(), "\nThe token comes from WORKERSCOPE_TOKEN or --token-file. OpenTelemetry and Pyroscope use their standard OTEL_* and PYROSCOPE_* variables.\n")
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	get := func(name string) (string, string) {
+		for _, s := range settings {
+			if s.flag != name {
+				continue
+			}
+			label := "--" + s.flag + " / " + s.env
+			if !set[name] {
+				if v, ok := lookup(getenv, s.env); ok {
+					return v, label
+				}
+			}
+			return *vals[name], label
+		}
+		panic("unknown setting " + name)
+	}
+
+	c := &config{}
+	var errs []error
+	bad := func(label, v string, why string) {
+		errs = append(errs, fmt.Errorf("invalid %s %q: %s", label, v, why))
+	}
+	duration := func(name string) time.Duration {
+		v, label := get(name)
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			bad(label, v, "want a non-negative duration such as 30s or 10m")
+		}
+		return d
+	}
+	integer := func(name string, minimum int) int {
+		v, label := get(name)
+		n, err := strconv.Atoi(v)
+		if err != nil || n < minimum {
+			bad(label, v, fmt.Sprintf("want an integer ≥ %d", minimum))
+		}
+		return n
+	}
+
+	c.Listen, _ = get("listen")
+	if v, label := get("listen"); v != "" {
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			bad(label, v, "want host:port, e.g. 127.0.0.1:7070")
+		}
+	}
+	c.IdleTTL = duration("idle-ttl")
+	c.StopGrace = duration("stop-grace")
+	c.MaxWorkers = integer("max-workers", 1)
+	c.MaxLineBytes = integer("max-line-bytes", 1024)
+
+	if v, label := get("worker-cmd"); strings.TrimSpace(v) != "" {
+		argv, err := splitCommand(v)
+		if err != nil {
+			bad(label, v, err.Error())
+		}
+		c.WorkerCmd = argv
+	} else {
+		c.DemoWorker = true
+	}
+
+	switch v, label := get("demo-load"); strings.ToLower(v) {
+	case "auto", "":
+		c.DemoLoad = c.DemoWorker
+	default:
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			bad(label, v, "want true, false or auto")
+		}
+		c.DemoLoad = b
+	}
+	if v, label := get("log-level"); v != "" {
+		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+			bad(label, v, "want debug, info, warn or error")
+		}
+	}
+	c.LogFormat, _ = get("log-format")
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		_, label := get("log-format")
+		bad(label, c.LogFormat, "want text or json")
+	}
+
+	// The token: environment, then file, else generated (loopback only).
+	if tok, ok := lookup(getenv, "WORKERSCOPE_TOKEN"); ok {
+		c.Token, c.TokenSource = strings.TrimSpace(tok), "WORKERSCOPE_TOKEN"
+		if c.Token == "" {
+			errs = append(errs, errors.New("invalid WORKERSCOPE_TOKEN: set but empty"))
+		}
+	} else if path, label := get("token-file"); path != "" {
+		b, err := os.ReadFile(path)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("invalid %s: %w", label, err))
+		case strings.TrimSpace(string(b)) == "":
+			bad(label, path, "the file is empty")
+		default:
+			c.Token, c.TokenSource = strings.TrimSpace(string(b)), "--token-file"
+		}
+	}
+	if c.Token != "" && len(c.Token) < 16 {
+		errs = append(errs, fmt.Errorf("invalid token from %s: %d characters; use at least 16", c.TokenSource, len(c.Token)))
+	}
+	if c.Token == "" && len(errs) == 0 {
+		if !isLoopback(c.Listen) {
+			_, label := get("listen")
+			bad(label, c.Listen, "not a loopback address: set WORKERSCOPE_TOKEN or --token-file to serve beyond this machine")
+		} else {
+			var b [24]byte
+			if _, err := rand.Read(b[:]); err != nil {
+				return nil, fmt.Errorf("generate token: %w", err)
+			}
+			c.Token, c.TokenSource = base64.RawURLEncoding.EncodeToString(b[:]), "generated"
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func lookup(getenv func(string) string, key string) (string, bool) {
+	v := getenv(key)
+	return v, v != ""
+}
+
+// isLoopback reports whether a listen address binds loopback only.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// splitCommand splits a command line into argv the way a POSIX shell would
+// for plain words, single and double quotes and backslash escapes; it runs
+// no shell and expands nothing.
+func splitCommand(s string) ([]string, error) {
+	var argv []string
+	var cur strings.Builder
+	inWord := false
+	var quote rune
+	escaped := false
+	for _, r := range s {
+		switch {
+		case escaped:
+			cur.WriteRune(r)
+			escaped = false
+		case r == '\\' && quote != '\'':
+			escaped, inWord = true, true
+		case quote != 0:
+			if r == quote {
+				quote = 0
+			} else {
+				cur.WriteRune(r)
+			}
+		case r == '\'' || r == '"':
+			quote, inWord = r, true
+		case unicode.IsSpace(r):
+			if inWord {
+				argv = append(argv, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteRune(r)
+			inWord = true
+		}
+	}
+	if quote != 0 {
+		return nil, fmt.Errorf("unterminated %c quote", quote)
+	}
+	if escaped {
+		return nil, errors.New("trailing backslash")
+	}
+	if inWord {
+		argv = append(argv, cur.String())
+	}
+	if len(argv) == 0 {
+		return nil, errors.New("empty command")
+	}
+	return argv, nil
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func envOf(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func TestParseConfigDefaults(t *testing.T) {
+	c, err := parseConfig(nil, envOf(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:7070" || !c.DemoWorker || !c.DemoLoad || c.IdleTTL != 10*time.Minute ||
+		c.MaxWorkers != 64 || c.StopGrace != 5*time.Second || c.TokenSource != "generated" || len(c.Token) < 16 {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestParseConfigPrecedence(t *testing.T) {
+	env := envOf("WORKERSCOPE_IDLE_TTL", "1m", "WORKERSCOPE_MAX_WORKERS", "9", "WORKERSCOPE_TOKEN", "0123456789abcdef-env",
+		"WORKERSCOPE_WORKER_CMD", `pi --mode rpc --append-system-prompt "be brief"`)
+	c, err := parseConfig([]string{"--idle-ttl", "2m"}, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.IdleTTL != 2*time.Minute {
+		t.Errorf("flag should win over env: %s", c.IdleTTL)
+	}
+	if c.MaxWorkers != 9 {
+		t.Errorf("env should win over default: %d", c.MaxWorkers)
+	}
+	if want := []string{"pi", "--mode", "rpc", "--append-system-prompt", "be brief"}; !reflect.DeepEqual(c.WorkerCmd, want) {
+		t.Errorf("worker cmd %q", c.WorkerCmd)
+	}
+	if c.DemoWorker || c.DemoLoad {
+		t.Error("demo load must default off with a real worker")
+	}
+	if c.TokenSource != "WORKERSCOPE_TOKEN" {
+		t.Errorf("token source %s", c.TokenSource)
+	}
+}
+
+func TestParseConfigErrorsNameTheSetting(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, []byte("\n"), 0o600)
+	tests := []struct {
+		name string
+		args []string
+		env  []string
+		want string
+	}{
+		{"bad duration", []string{"--idle-ttl", "soon"}, nil, "--idle-ttl / WORKERSCOPE_IDLE_TTL"},
+		{"negative grace env", nil, []string{"WORKERSCOPE_STOP_GRACE", "-1s"}, "--stop-grace / WORKERSCOPE_STOP_GRACE"},
+		{"zero workers", []string{"--max-workers", "0"}, nil, "--max-workers"},
+		{"bad listen", []string{"--listen", "nonsense"}, nil, "--listen"},
+		{"public without token", []string{"--listen", "0.0.0.0:7070"}, nil, "not a loopback address"},
+		{"all interfaces without token", []string{"--listen", ":7070"}, nil, "not a loopback address"},
+		{"unterminated quote", []string{"--worker-cmd", `pi "--mode`}, nil, "--worker-cmd"},
+		{"bad demo-load", []string{"--demo-load", "maybe"}, nil, "--demo-load"},
+		{"bad log level", []string{"--log-level", "loud"}, nil, "--log-level"},
+		{"missing token file", []string{"--token-file", filepath.Join(dir, "nope")}, nil, "--token-file"},
+		{"empty token file", []string{"--token-file", empty}, nil, "the file is empty"},
+		{"short token", nil, []string{"WORKERSCOPE_TOKEN", "short"}, "at least 16"},
+		{"stray argument", []string{"extra"}, nil, "unexpected argument"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseConfig(tt.args, envOf(tt.env...), io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestPublicListenWithToken(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "tok")
+	os.WriteFile(f, []byte("a-long-enough-token-123\n"), 0o600)
+	c, err := parseConfig([]string{"--listen", "0.0.0.0:0", "--token-file", f}, envOf(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Token != "a-long-enough-token-123" || c.TokenSource != "--token-file" {
+		t.Fatalf("%+v", c)
+	}
+}
+
+func TestSplitCommand(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"pi --mode rpc", []string{"pi", "--mode", "rpc"}},
+		{`  a   'b c'  "d \"e\""  f\ g `, []string{"a", "b c", `d "e"`, "f g"}},
+		{`x ''`, []string{"x", ""}},
+		{`'it''s'`, []string{"its"}},
+	}
+	for _, tt := range tests {
+		got, err := splitCommand(tt.in)
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("splitCommand(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"", "   ", `a "b`, `a\`} {
+		if _, err := splitCommand(bad); err == nil {
+			t.Errorf("splitCommand(%q) accepted", bad)
+		}
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:1": true, "localhost:1": true, "[::1]:1": true, "127.1.2.3:1": true,
+		"0.0.0.0:1": false, ":1": false, "10.0.0.1:1": false, "[::]:1": false, "example.com:1": false,
+	} {
+		if got := isLoopback(addr); got != want {
+			t.Errorf("isLoopback(%q) = %v", addr, got)
+		}
+	}
+}

@@ -1,0 +1,211 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/workerscope/workerscope/workers"
+)
+
+// errorBody is the JSON body of every error response.
+type errorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":"cannot encode response","code":"internal"}`)
+	}
+	writeRawJSON(w, status, b)
+}
+
+func writeRawJSON(w http.ResponseWriter, status int, b []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, errorBody{Error: msg, Code: code})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// sessionKey returns the validated {key} path value, or writes a 400 naming
+// the rule.
+func sessionKey(w http.ResponseWriter, r *http.Request) (string, bool) {
+	key := r.PathValue("key")
+	if err := workers.ValidateKey(key); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_key", err.Error())
+		return "", false
+	}
+	return key, true
+}
+
+// requestContext derives the context of an RPC or stop: the request's,
+// capped by RPCTimeout and, when shorter, by the ?timeout= query parameter.
+func (s *Server) requestContext(w http.ResponseWriter, r *http.Request) (context.Context, context.CancelFunc, bool) {
+	timeout := s.opts.RPCTimeout
+	if v := r.URL.Query().Get("timeout"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			writeError(w, http.StatusBadRequest, "bad_timeout", fmt.Sprintf("timeout must be a positive duration such as 30s or 500ms, got %q", v))
+			return nil, nil, false
+		}
+		timeout = min(timeout, d)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	return ctx, cancel, true
+}
+
+// rpc handles POST /api/sessions/{key}/rpc: one command in, the worker's
+// response out, verbatim, with 200 even when it says success:false.
+func (s *Server) rpc(w http.ResponseWriter, r *http.Request) {
+	key, ok := sessionKey(w, r)
+	if !ok {
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large",
+				fmt.Sprintf("request body exceeds the %d-byte limit", tooBig.Limit))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "bad_body", "reading request body: "+err.Error())
+		return
+	}
+	ctx, cancel, ok := s.requestContext(w, r)
+	if !ok {
+		return
+	}
+	defer cancel()
+	resp, err := s.m.Send(ctx, key, body)
+	if err != nil {
+		s.writeManagerError(w, r, ctx, key, err)
+		return
+	}
+	writeRawJSON(w, http.StatusOK, resp)
+}
+
+// stop handles DELETE /api/sessions/{key}.
+func (s *Server) stop(w http.ResponseWriter, r *http.Request) {
+	key, ok := sessionKey(w, r)
+	if !ok {
+		return
+	}
+	ctx, cancel, ok := s.requestContext(w, r)
+	if !ok {
+		return
+	}
+	defer cancel()
+	if err := s.m.Stop(ctx, key); err != nil {
+		s.writeManagerError(w, r, ctx, key, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// writeManagerError maps a workers error to a status and code.
+func (s *Server) writeManagerError(w http.ResponseWriter, r *http.Request, ctx context.Context, key string, err error) {
+	var backoff *workers.BackoffError
+	status, code := http.StatusInternalServerError, "internal"
+	switch {
+	case errors.Is(err, workers.ErrBadKey):
+		status, code = http.StatusBadRequest, "bad_key"
+	case errors.Is(err, workers.ErrBadCommand):
+		status, code = http.StatusBadRequest, "bad_command"
+	case errors.As(err, &backoff):
+		status, code = http.StatusServiceUnavailable, "backoff"
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(backoff.RetryAfter)))
+	case errors.Is(err, workers.ErrWorkerExit):
+		// Before the context checks: a crash is the better explanation
+		// when both happen.
+		status, code = http.StatusBadGateway, "worker_exit"
+	case errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, workers.ErrWriteFailed) && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		// A write cut short by the deadline reports the file's own
+		// deadline error, not the context's.
+		status, code = http.StatusGatewayTimeout, "timeout"
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads this.
+		s.log.Debug("request canceled by client", "method", r.Method, "path", r.URL.Path, "key", key, "err", err)
+		status, code = 499, "canceled"
+	case errors.Is(err, workers.ErrPoolFull):
+		status, code = http.StatusServiceUnavailable, "pool_full"
+	case errors.Is(err, workers.ErrClosed):
+		status, code = http.StatusServiceUnavailable, "closed"
+	case errors.Is(err, workers.ErrSpawn):
+		status, code = http.StatusBadGateway, "spawn_failed"
+	case errors.Is(err, workers.ErrWriteFailed):
+		status, code = http.StatusBadGateway, "write_failed"
+	case errors.Is(err, workers.ErrNotFound):
+		status, code = http.StatusNotFound, "not_found"
+	}
+	switch {
+	case status >= 500:
+		s.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "key", key, "status", status, "code", code, "err", err)
+	case status != 499:
+		s.log.Debug("request rejected", "method", r.Method, "path", r.URL.Path, "key", key, "status", status, "code", code, "err", err)
+	}
+	writeError(w, status, code, err.Error())
+}
+
+// retryAfterSeconds rounds d up to whole seconds, at least 1.
+func retryAfterSeconds(d time.Duration) int {
+	return max(1, int(math.Ceil(d.Seconds())))
+}
+
+// workerJSON is one entry of GET /api/workers.
+type workerJSON struct {
+	ID          string    `json:"id"`
+	Key         string    `json:"key"`
+	PID         int       `json:"pid"`
+	State       string    `json:"state"`
+	StartedAt   time.Time `json:"started_at"`
+	LastActive  time.Time `json:"last_active"`
+	IdleSeconds float64   `json:"idle_seconds"`
+	Requests    uint64    `json:"requests"`
+	Restarts    int       `json:"restarts"`
+	Zombie      bool      `json:"zombie"`
+}
+
+type workersJSON struct {
+	Version string       `json:"version,omitempty"`
+	Workers []workerJSON `json:"workers"`
+}
+
+// workers handles GET /api/workers: the manager's snapshot, no sampling.
+func (s *Server) workers(w http.ResponseWriter, r *http.Request) {
+	snap := s.m.Snapshot()
+	out := workersJSON{Version: s.opts.Version, Workers: make([]workerJSON, len(snap))}
+	for i, ws := range snap {
+		out.Workers[i] = workerJSON{
+			ID:          ws.ID,
+			Key:         ws.Key,
+			PID:         ws.PID,
+			State:       string(ws.State),
+			StartedAt:   ws.StartedAt.UTC(),
+			LastActive:  ws.LastActive.UTC(),
+			IdleSeconds: ws.Idle.Seconds(),
+			Requests:    ws.Requests,
+			Restarts:    ws.Restarts,
+			Zombie:      ws.Zombie,
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}

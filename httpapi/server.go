@@ -1,0 +1,168 @@
+// Package httpapi is workerscope's HTTP surface: session RPC, Server-Sent
+// Events of a session's worker events, stopping a worker, the pool snapshot,
+// and liveness, all on one http.ServeMux behind one token.
+//
+// Every route but GET /healthz requires the token, as
+// "Authorization: Bearer <token>" or as the password of HTTP Basic auth
+// (any user name) so that a browser can open the pages. Other packages mount
+// further routes on the same mux, with the same authentication, through
+// Server.Handle.
+package httpapi
+
+import (
+	"crypto/sha256"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/workerscope/workerscope/workers"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultMaxBodyBytes      = 1 << 20
+	DefaultHeartbeatInterval = 15 * time.Second
+	DefaultRPCTimeout        = 5 * time.Minute
+)
+
+// sseWriteTimeout bounds one write (and flush) to an SSE client, so a
+// client that stopped reading ends its stream instead of holding its
+// handler forever.
+const sseWriteTimeout = 10 * time.Second
+
+// Options configures a Server. Zero values take the documented defaults.
+type Options struct {
+	// Token is the shared secret every authenticated route requires.
+	// Required.
+	Token string
+	// Manager is the worker pool the API drives. Required.
+	Manager *workers.Manager
+	// Logger receives request errors. Default slog.Default().
+	Logger *slog.Logger
+	// MaxBodyBytes bounds a request body. Default 1 MiB.
+	MaxBodyBytes int64
+	// HeartbeatInterval is how often an SSE stream sends a ": heartbeat"
+	// comment, keeping proxies from closing an idle stream. Default 15s.
+	HeartbeatInterval time.Duration
+	// RPCTimeout caps the time one RPC (or stop) may take. A client may ask
+	// for less with the query parameter ?timeout=30s. Default 5m.
+	RPCTimeout time.Duration
+	// Version is the application version, reported in GET /api/workers.
+	Version string
+}
+
+// Server serves the HTTP API. Create it with New.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	m       *workers.Manager
+	mux     *http.ServeMux
+	handler http.Handler
+	// tokenHash is SHA-256 of the configured token: comparing fixed-size
+	// digests in constant time does not leak the token's length.
+	tokenHash [sha256.Size]byte
+	csrf      *http.CrossOriginProtection
+
+	sseClients   atomic.Int64
+	done         chan struct{} // closed by Shutdown
+	shutdownOnce sync.Once
+}
+
+// New validates opts and builds a Server with the built-in routes
+// registered.
+func New(opts Options) (*Server, error) {
+	var errs []error
+	if opts.Token == "" {
+		errs = append(errs, errors.New("httpapi: Token is empty"))
+	}
+	if opts.Manager == nil {
+		errs = append(errs, errors.New("httpapi: Manager is nil"))
+	}
+	if opts.MaxBodyBytes < 0 {
+		errs = append(errs, errors.New("httpapi: MaxBodyBytes must be ≥ 0"))
+	}
+	if opts.HeartbeatInterval < 0 {
+		errs = append(errs, errors.New("httpapi: HeartbeatInterval must be ≥ 0"))
+	}
+	if opts.RPCTimeout < 0 {
+		errs = append(errs, errors.New("httpapi: RPCTimeout must be ≥ 0"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MaxBodyBytes == 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.HeartbeatInterval == 0 {
+		opts.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if opts.RPCTimeout == 0 {
+		opts.RPCTimeout = DefaultRPCTimeout
+	}
+	s := &Server{
+		opts:      opts,
+		log:       opts.Logger,
+		m:         opts.Manager,
+		mux:       http.NewServeMux(),
+		tokenHash: sha256.Sum256([]byte(opts.Token)),
+		csrf:      http.NewCrossOriginProtection(),
+		done:      make(chan struct{}),
+	}
+	s.csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusForbidden, "cross_origin", "cross-origin request rejected")
+	}))
+	s.handler = commonHeaders(s.mux)
+
+	s.HandleUnauthenticated("GET /healthz", http.HandlerFunc(s.healthz))
+	s.Handle("POST /api/sessions/{key}/rpc", http.HandlerFunc(s.rpc))
+	s.Handle("GET /api/sessions/{key}/events", http.HandlerFunc(s.events))
+	s.Handle("DELETE /api/sessions/{key}", http.HandlerFunc(s.stop))
+	s.Handle("GET /api/workers", http.HandlerFunc(s.workers))
+	return s, nil
+}
+
+// Handler returns the root handler: the Server's own mux wrapped with the
+// headers every response carries.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Handle registers h for pattern (http.ServeMux syntax, e.g.
+// "GET /api/metrics" or "/api/debug/pprof/") behind the token check and
+// cross-origin protection. Like http.ServeMux.Handle it panics on a
+// conflicting pattern. It may be called while serving.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, s.authenticate(s.csrf.Handler(h)))
+}
+
+// HandleUnauthenticated registers h for pattern without the token check.
+// Use it only for health-like routes that reveal nothing.
+func (s *Server) HandleUnauthenticated(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, h)
+}
+
+// SSEClients returns the number of open event streams.
+func (s *Server) SSEClients() int64 { return s.sseClients.Load() }
+
+// Shutdown ends every open event stream promptly and makes new ones fail
+// with 503. Call it before (or together with) http.Server.Shutdown, which
+// waits for streaming handlers but does not end them. It does not cut short
+// RPCs in flight. It is idempotent.
+func (s *Server) Shutdown() {
+	s.shutdownOnce.Do(func() { close(s.done) })
+}
+
+// commonHeaders sets the headers every response carries, including the
+// mux's own 404 and 405 replies.
+func commonHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("Cache-Control", "no-store")
+		h.ServeHTTP(w, r)
+	})
+}

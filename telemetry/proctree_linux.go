@@ -1,0 +1,159 @@
+//go:build linux
+
+package telemetry
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/workerscope/workerscope/internal/procfs"
+	"github.com/workerscope/workerscope/workers"
+)
+
+// procTreeSampler measures workers' process trees straight from /proc: one
+// pass reads /proc/PID/stat once per process on the host (the attribution
+// needs every ppid), then one fstatat of /proc/PID/fd per process of a
+// worker's tree. Descendants re-parented away from a worker are attributed
+// by the inherited workers.MarkerEnv, read once per process lifetime.
+//
+// CPU is kept true across process exits: a tree's counter is the sum of its
+// live processes' own and reaped-children times plus the last seen time of
+// members that disappeared without a tree member to inherit their time
+// (reaped by init or by the supervisor as subreaper). It never decreases.
+type procTreeSampler struct {
+	sc       *procfs.Scanner
+	pageSize int64
+	roots    []procfs.Root
+	trees    [][]int
+	acct     map[string]*treeAcct
+	gen      uint64
+}
+
+type procID struct {
+	pid   int
+	start uint64
+}
+
+// procAcct is the last seen cumulative CPU (own + reaped children) of one
+// process in a tree, in clock ticks.
+type procAcct struct {
+	user, sys uint64
+	ppid      int
+	gen       uint64
+}
+
+type treeAcct struct {
+	procs    map[procID]procAcct
+	goneUser uint64 // ticks of members whose time left the tree's live processes
+	goneSys  uint64
+	lastUser uint64 // the counter last reported, for monotonicity
+	lastSys  uint64
+	gen      uint64
+}
+
+// NewProcessSampler returns the platform's ProcessSampler: a direct /proc
+// reader on Linux.
+func NewProcessSampler() (ProcessSampler, error) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		return nil, fmt.Errorf("telemetry: /proc is not available: %w", err)
+	}
+	return &procTreeSampler{
+		sc:       procfs.NewScanner("", workers.MarkerEnv),
+		pageSize: int64(os.Getpagesize()),
+		acct:     make(map[string]*treeAcct),
+	}, nil
+}
+
+var errNoProcess = errors.New("worker process not found in /proc")
+
+func (p *procTreeSampler) SampleTrees(ws []workers.WorkerSnapshot, out []TreeStat) error {
+	if err := p.sc.Scan(); err != nil {
+		return err
+	}
+	p.gen++
+	p.roots = p.roots[:0]
+	var minStart uint64
+	for i, w := range ws {
+		p.roots = append(p.roots, procfs.Root{PID: w.PID, StartTime: w.StartTicks, Marker: w.ID})
+		if i == 0 || w.StartTicks < minStart {
+			minStart = w.StartTicks
+		}
+	}
+	p.trees = p.sc.Attribute(p.roots, minStart, p.trees)
+	procs := p.sc.Procs()
+	r := p.sc.Reader()
+	for k, w := range ws {
+		tree := p.trees[k]
+		acct := p.acct[w.ID]
+		if acct == nil {
+			acct = &treeAcct{procs: make(map[procID]procAcct)}
+			p.acct[w.ID] = acct
+		}
+		acct.gen = p.gen
+		if len(tree) == 0 || procs[tree[0]].PID != w.PID {
+			out[k] = TreeStat{Err: fmt.Errorf("%w (pid %d)", errNoProcess, w.PID)}
+			continue
+		}
+		st := &out[k]
+		var liveUser, liveSys uint64
+		var fdErr error
+		for _, i := range tree {
+			pr := &procs[i]
+			u, s := pr.UTime+pr.CUTime, pr.STime+pr.CSTime
+			liveUser += u
+			liveSys += s
+			acct.procs[procID{pr.PID, pr.StartTime}] = procAcct{user: u, sys: s, ppid: pr.PPID, gen: p.gen}
+			st.Processes++
+			if pr.State == 'Z' {
+				st.Defunct++
+				continue
+			}
+			st.RSSBytes += pr.RSS * p.pageSize
+			st.VMSBytes += int64(pr.VSize)
+			st.Threads += int(pr.NumThreads)
+			n, err := r.CountFDs(pr.PID)
+			if err != nil {
+				if fdErr == nil {
+					fdErr = err
+				}
+				continue
+			}
+			st.FDs += n
+		}
+		// Members gone since the last pass: their time stays in the tree
+		// only if a live member (their parent) reaped them.
+		for id, pa := range acct.procs {
+			if pa.gen == p.gen {
+				continue
+			}
+			if parent := p.sc.Lookup(pa.ppid); parent < 0 || p.sc.Owner(parent) != k {
+				acct.goneUser += pa.user
+				acct.goneSys += pa.sys
+			}
+			delete(acct.procs, id)
+		}
+		user := max(acct.goneUser+liveUser, acct.lastUser)
+		sys := max(acct.goneSys+liveSys, acct.lastSys)
+		acct.lastUser, acct.lastSys = user, sys
+		st.CPUUser = float64(user) / procfs.ClockTicks
+		st.CPUSystem = float64(sys) / procfs.ClockTicks
+		if fdErr != nil {
+			st.Partial = fmt.Errorf("fds: %w", fdErr)
+		}
+	}
+	for id, a := range p.acct {
+		if a.gen != p.gen {
+			delete(p.acct, id)
+		}
+	}
+	return nil
+}
+
+// cacheSizes reports the sampler's internal cache sizes (for leak checks).
+func (p *procTreeSampler) cacheSizes() (trees, procs, env int) {
+	for _, a := range p.acct {
+		procs += len(a.procs)
+	}
+	return len(p.acct), procs, p.sc.EnvCacheLen()
+}
