@@ -18,7 +18,7 @@ build: ## build bin/workerscope
 run: build ## run workerscope with the demo worker on 127.0.0.1:7070
 	$(BIN)/workerscope $(ARGS)
 
-test: check ## the test command: gofmt check, go vet, race tests, short fuzz runs
+test: collector check ## the test command: builds the collector, then gofmt check, go vet, race tests (end-to-end included), short fuzz runs
 
 check: fmt-check vet race fuzz
 
@@ -29,7 +29,7 @@ vet:
 	$(GO) vet $(PKGS)
 
 race:
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	WORKERSCOPE_OTELCOL=$(CURDIR)/$(BIN)/otelcol $(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 FUZZTIME ?= 5s
 fuzz: ## short fuzz runs of the line protocol, command and /proc parsers

@@ -31,6 +31,11 @@ type config struct {
 	DemoLoad     bool
 	LogLevel     slog.Level
 	LogFormat    string
+	// DropWorkerKey leaves the worker.key attribute off per-worker metrics.
+	DropWorkerKey bool
+	// Getenv is the environment the settings were read from; telemetry
+	// reads the OTEL_* variables through it.
+	Getenv func(string) string
 }
 
 // setting describes one flag and its environment variable.
@@ -47,6 +52,7 @@ var settings = []setting{
 	{"stop-grace", "WORKERSCOPE_STOP_GRACE", "5s", "time between SIGTERM and SIGKILL when stopping a worker"},
 	{"max-line-bytes", "WORKERSCOPE_MAX_LINE_BYTES", "16777216", "longest worker output line accepted, in bytes (longer ones are skipped and counted)"},
 	{"demo-load", "WORKERSCOPE_DEMO_LOAD", "auto", "light synthetic traffic to a few sessions: true, false, or auto (on with the demo worker)"},
+	{"metrics-worker-key", "WORKERSCOPE_METRICS_WORKER_KEY", "true", "put the session key on per-worker metrics as worker.key (false drops it)"},
 	{"log-level", "WORKERSCOPE_LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"log-format", "WORKERSCOPE_LOG_FORMAT", "text", "text or json"},
 }
@@ -89,7 +95,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		panic("unknown setting " + name)
 	}
 
-	c := &config{}
+	c := &config{Getenv: getenv}
 	var errs []error
 	bad := func(label, v string, why string) {
 		errs = append(errs, fmt.Errorf("invalid %s %q: %s", label, v, why))
@@ -141,6 +147,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 			bad(label, v, "want true, false or auto")
 		}
 		c.DemoLoad = b
+	}
+	if v, label := get("metrics-worker-key"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			bad(label, v, "want true or false")
+		}
+		c.DropWorkerKey = !b
 	}
 	if v, label := get("log-level"); v != "" {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/workerscope/workerscope/httpapi"
+	"github.com/workerscope/workerscope/telemetry"
 	"github.com/workerscope/workerscope/workers"
 	"github.com/workerscope/workerscope/workers/demoworker"
 )
@@ -95,7 +96,9 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
 	slog.SetDefault(log)
 
+	rpcHook := &telemetry.RPCHook{}
 	wcfg := workers.Config{
+		OnRPC:        rpcHook.OnRPC,
 		Command:      cfg.WorkerCmd,
 		IdleTTL:      cfg.IdleTTL,
 		MaxWorkers:   cfg.MaxWorkers,
@@ -127,6 +130,19 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tel, err := telemetry.Start(context.Background(), telemetry.Options{
+		Supervisor:    mgr,
+		Version:       buildVersion(),
+		Getenv:        cfg.Getenv,
+		Logger:        log.With("component", "telemetry"),
+		DropWorkerKey: cfg.DropWorkerKey,
+		SSEClients:    api.SSEClients,
+		RPC:           rpcHook,
+	})
+	if err != nil {
+		_ = mgr.Close(context.Background())
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		_ = mgr.Close(context.Background())
@@ -151,7 +167,8 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 		worker = fmt.Sprintf("%q", cfg.WorkerCmd)
 	}
 	log.Info("started", "listen", ln.Addr().String(), "worker", worker, "idle_ttl", cfg.IdleTTL,
-		"max_workers", cfg.MaxWorkers, "stop_grace", cfg.StopGrace, "demo_load", cfg.DemoLoad)
+		"max_workers", cfg.MaxWorkers, "stop_grace", cfg.StopGrace, "demo_load", cfg.DemoLoad,
+		"otlp_endpoint", tel.Provider.Endpoint, "service_instance_id", tel.Provider.InstanceID)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -182,6 +199,13 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 	if err := mgr.Close(shutCtx); err != nil {
 		log.Warn("workers did not stop in time", "err", err)
 	}
+	// The last export goes out after the workers stopped, so their exits
+	// are in it; it gets a bounded wait of its own.
+	telCtx, cancelTel := context.WithTimeout(context.Background(), 3*time.Second)
+	if err := tel.Shutdown(telCtx); err != nil {
+		log.Warn("telemetry shutdown", "err", err)
+	}
+	cancelTel()
 	log.Info("stopped")
 	return runErr
 }

@@ -1,0 +1,209 @@
+//go:build linux
+
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/workerscope/workerscope/telemetry"
+)
+
+// latest returns the newest point of metric for the worker (and cpu.mode,
+// if given), or false.
+func latest(points []dataPoint, metric, workerID, mode string) (dataPoint, bool) {
+	var best dataPoint
+	ok := false
+	for _, p := range points {
+		if p.Metric != metric || p.Attrs["worker.id"] != workerID || (mode != "" && p.Attrs["cpu.mode"] != mode) {
+			continue
+		}
+		if !ok || p.Time.After(best.Time) {
+			best, ok = p, true
+		}
+	}
+	return best, ok
+}
+
+// treeCPU is the newest user+system process.cpu.time of a worker.
+func treeCPU(points []dataPoint, workerID string) (float64, time.Time, bool) {
+	u, ok1 := latest(points, telemetry.MetricCPUTime, workerID, "user")
+	s, ok2 := latest(points, telemetry.MetricCPUTime, workerID, "system")
+	return u.Value + s.Value, u.Time, ok1 && ok2
+}
+
+// TestCollectorEndToEnd: workerscope → OTLP gRPC → the real collector
+// running the shipped config → file; then the collector dies and returns.
+func TestCollectorEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	grpcAddr := freePort(t)
+	col := startCollector(t, grpcAddr, filepath.Join(dir, "otel-1.jsonl"))
+	a := startApp(t, grpcAddr)
+
+	a.rpc(t, "cpu", `{"type":"get_state"}`)
+	a.rpc(t, "mem", `{"type":"prompt","mem_mib":64,"events":0}`)
+	a.rpc(t, "gone", `{"type":"get_state"}`)
+	ws := a.workers(t)
+	cpuW, memW, goneW := ws["cpu"], ws["mem"], ws["gone"]
+
+	// Baseline CPU of the "cpu" worker from an exported point.
+	var before float64
+	var beforeAt time.Time
+	waitFor(t, 30*time.Second, "first export with the cpu worker", func() bool {
+		var ok bool
+		before, beforeAt, ok = treeCPU(readPoints(t, col.file), cpuW.ID)
+		return ok
+	}, col.proc, a.proc)
+	a.rpc(t, "cpu", `{"type":"prompt","cpu_ms":1000,"child_cpu_ms":500,"events":2}`)
+	waitFor(t, 30*time.Second, "prompt and its child to finish", func() bool {
+		r := a.rpc(t, "cpu", `{"type":"get_state"}`)
+		d, _ := r["data"].(map[string]any)
+		return d["streaming"] == false
+	})
+	time.Sleep(300 * time.Millisecond) // the child exits after the prompt's last event
+
+	// Stop one worker: its series must end.
+	if code, b := a.do(t, "DELETE", "/api/sessions/gone", ""); code != 204 {
+		t.Fatalf("DELETE: %d %s", code, b)
+	}
+	stoppedAt := time.Now()
+	time.Sleep(2 * time.Second) // several export intervals
+
+	points := readPoints(t, col.file)
+	after, afterAt, _ := treeCPU(points, cpuW.ID)
+	if !afterAt.After(beforeAt) {
+		t.Fatal("no export after the prompt")
+	}
+	t.Logf("process.cpu.time %.3f → %.3f s over %d points", before, after, len(points))
+	if delta := after - before; delta < 1.35 || delta > 1.65+0.1 {
+		t.Errorf("process.cpu.time rose by %.3f s for 1.5 s burnt (1.0 in the worker, 0.5 in a child that exited); want ±10%%", delta)
+	}
+	// Never falling, per worker and mode.
+	type series struct{ id, mode string }
+	bySeries := map[series][]dataPoint{}
+	for _, p := range points {
+		if p.Metric == telemetry.MetricCPUTime {
+			k := series{p.Attrs["worker.id"], p.Attrs["cpu.mode"]}
+			bySeries[k] = append(bySeries[k], p)
+		}
+	}
+	for k, ps := range bySeries {
+		sort.Slice(ps, func(i, j int) bool { return ps[i].Time.Before(ps[j].Time) })
+		for i := 1; i < len(ps); i++ {
+			if ps[i].Value < ps[i-1].Value {
+				t.Errorf("process.cpu.time %v fell from %v to %v", k, ps[i-1].Value, ps[i].Value)
+			}
+		}
+	}
+	// Memory held.
+	if p, ok := latest(points, telemetry.MetricMemoryUsage, memW.ID, ""); !ok || p.Value < 64<<20 {
+		t.Errorf("process.memory.usage of the 64 MiB worker: %v", p.Value)
+	}
+	// Every per-worker metric of the contract, for each live worker, with
+	// its attributes.
+	for _, w := range []workerInfo{cpuW, memW} {
+		for _, def := range telemetry.Contract() {
+			if !slices.Contains(def.Attributes, telemetry.AttrWorkerID) {
+				continue
+			}
+			p, ok := latest(points, def.Name, w.ID, "")
+			if !ok {
+				t.Errorf("%s: no point for worker %s", def.Name, w.Key)
+				continue
+			}
+			if p.Attrs["worker.key"] != w.Key || p.Attrs["process.pid"] != strconv.Itoa(w.PID) {
+				t.Errorf("%s: attributes %v for worker %+v", def.Name, p.Attrs, w)
+			}
+		}
+	}
+	// Pool metrics and the resource.
+	for _, name := range []string{telemetry.MetricWorkers, telemetry.MetricSpawns, telemetry.MetricExits, telemetry.MetricRPCDuration} {
+		if !slices.ContainsFunc(points, func(p dataPoint) bool { return p.Metric == name }) && name != telemetry.MetricRPCDuration {
+			t.Errorf("no %s", name)
+		}
+	}
+	res := points[len(points)-1].Resource
+	for k, want := range map[string]string{"service.name": "workerscope", "deployment.environment.name": "development", "team": "infra"} {
+		if res[k] != want {
+			t.Errorf("resource %s = %q, want %q (all: %v)", k, res[k], want, res)
+		}
+	}
+	for _, k := range []string{"service.instance.id", "service.version", "host.name"} {
+		if res[k] == "" {
+			t.Errorf("resource %s missing (all: %v)", k, res)
+		}
+	}
+	// The stopped worker's series ended.
+	for _, p := range points {
+		if p.Attrs["worker.id"] == goneW.ID && p.Time.After(stoppedAt.Add(time.Second)) {
+			t.Errorf("%s still exported for the stopped worker at %s", p.Metric, p.Time)
+			break
+		}
+	}
+
+	// The collector dies: the app keeps serving, memory stays bounded, and
+	// export resumes when a collector comes back on the same address.
+	col.kill()
+	rssBefore := rssOf(a.cmd.Process.Pid)
+	for i := 0; i < 20; i++ {
+		if len(a.workers(t)) != 2 {
+			t.Fatal("app lost workers while the collector was down")
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	if grew := rssOf(a.cmd.Process.Pid) - rssBefore; grew > 32<<20 {
+		t.Errorf("app RSS grew by %d MiB while the collector was down", grew>>20)
+	}
+	if n := strings.Count(a.output(), "OTLP export failed"); n != 1 {
+		t.Errorf("export failure logged %d times, want once (then summarized)", n)
+	}
+	col2 := startCollector(t, grpcAddr, filepath.Join(dir, "otel-2.jsonl"))
+	waitFor(t, 30*time.Second, "export to resume", func() bool {
+		_, _, ok := treeCPU(readPoints(t, col2.file), cpuW.ID)
+		return ok
+	}, col2.proc, a.proc)
+	if !strings.Contains(a.output(), "OTLP export recovered") {
+		t.Error("recovery not logged")
+	}
+
+	// Graceful shutdown: workers gone, last export flushed.
+	a.stop(t, 10*time.Second)
+	for _, w := range []workerInfo{cpuW, memW} {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(w.PID)); err == nil {
+			t.Errorf("worker %s (pid %d) outlived the app", w.Key, w.PID)
+		}
+	}
+}
+
+// TestShippedConfigsValidate runs `otelcol validate` on every shipped
+// combination of config files.
+func TestShippedConfigsValidate(t *testing.T) {
+	bin := collectorBinary(t)
+	root := repoRoot(t)
+	base := filepath.Join(root, "deploy", "otel-collector.yaml")
+	overlays, _ := filepath.Glob(filepath.Join(root, "deploy", "backends", "*.yaml"))
+	overlays = append(overlays, filepath.Join(root, "deploy", "otel-collector.test.yaml"), "")
+	env := append(os.Environ(),
+		"GRAFANA_CLOUD_OTLP_ENDPOINT=https://otlp-gateway.example.invalid/otlp",
+		"GRAFANA_CLOUD_BASIC_AUTH=dXNlcjp0b2tlbg==",
+		"HONEYCOMB_API_KEY=test-key",
+		"OTELCOL_FILE_PATH="+filepath.Join(t.TempDir(), "out.jsonl"))
+	for _, ov := range overlays {
+		args := []string{"validate", "--config", base}
+		if ov != "" {
+			args = append(args, "--config", ov)
+		}
+		cmd := exec.Command(bin, args...)
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("validate %s: %v\n%s", filepath.Base(ov), err, out)
+		}
+	}
+}

@@ -1,0 +1,374 @@
+//go:build linux
+
+// Package e2e runs the real binaries together: workerscope with its demo
+// workers, exporting OTLP over gRPC to a real OpenTelemetry Collector built
+// from deploy/otelcol, which writes what it receives to a file.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const token = "e2e-token-0123456789abcdef"
+
+// repoRoot is the module root (this package is one level down).
+func repoRoot(t testing.TB) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Dir(wd)
+}
+
+// collectorBinary finds the collector: $WORKERSCOPE_OTELCOL or bin/otelcol
+// (`make collector`). Without it the test skips, unless
+// WORKERSCOPE_E2E=required (as in CI), where that is a failure.
+func collectorBinary(t testing.TB) string {
+	path := os.Getenv("WORKERSCOPE_OTELCOL")
+	if path == "" {
+		path = filepath.Join(repoRoot(t), "bin", "otelcol")
+	}
+	if _, err := os.Stat(path); err != nil {
+		if os.Getenv("WORKERSCOPE_E2E") == "required" {
+			t.Fatalf("collector binary %s: %v (run make collector)", path, err)
+		}
+		t.Skipf("collector binary %s not built (make collector); skipping end-to-end test", path)
+	}
+	return path
+}
+
+// workerscopeBinary builds cmd/workerscope into the test's temp dir (the
+// build cache makes repeats cheap).
+func workerscopeBinary(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "workerscope")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/workerscope")
+	cmd.Dir = repoRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freePort(t testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// proc is a started binary whose output is kept for failure reports.
+type proc struct {
+	cmd *exec.Cmd
+	mu  sync.Mutex
+	out strings.Builder
+}
+
+func (p *proc) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.Write(b)
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+func start(t testing.TB, name string, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(name, args...)}
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p, p
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.kill() })
+	return p
+}
+
+func (p *proc) kill() {
+	if p.cmd.ProcessState == nil {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		_ = p.cmd.Wait()
+	}
+}
+
+// stop sends SIGTERM and waits up to d.
+func (p *proc) stop(t testing.TB, d time.Duration) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Errorf("%s did not stop within %s", p.cmd.Path, d)
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+type collector struct {
+	*proc
+	grpc, file string
+}
+
+// startCollector runs the shipped config plus the test overlay.
+func startCollector(t testing.TB, grpcAddr, file string) *collector {
+	t.Helper()
+	root := repoRoot(t)
+	health := freePort(t)
+	p := start(t, collectorBinary(t), []string{
+		"OTELCOL_GRPC_ENDPOINT=" + grpcAddr,
+		"OTELCOL_HTTP_ENDPOINT=" + freePort(t),
+		"OTELCOL_HEALTH_ENDPOINT=" + health,
+		"OTELCOL_FILE_PATH=" + file,
+	}, "--config", filepath.Join(root, "deploy", "otel-collector.yaml"),
+		"--config", filepath.Join(root, "deploy", "otel-collector.test.yaml"))
+	waitFor(t, 60*time.Second, "collector health check", func() bool {
+		resp, err := http.Get("http://" + health + "/")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, p)
+	return &collector{proc: p, grpc: grpcAddr, file: file}
+}
+
+type app struct {
+	*proc
+	url string
+}
+
+var servingRE = regexp.MustCompile(`serving (http://[0-9.:]+)`)
+
+func startApp(t testing.TB, otlp string, extraEnv ...string) *app {
+	t.Helper()
+	env := append([]string{
+		"WORKERSCOPE_TOKEN=" + token,
+		"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + otlp,
+		"OTEL_METRIC_EXPORT_INTERVAL=500",
+		"OTEL_EXPORTER_OTLP_TIMEOUT=2000",
+		"OTEL_RESOURCE_ATTRIBUTES=deployment.environment.name=e2e,team=infra",
+	}, extraEnv...)
+	p := start(t, workerscopeBinary(t), env, "--listen", "127.0.0.1:0", "--demo-load=false", "--stop-grace", "2s")
+	var url string
+	waitFor(t, 30*time.Second, "workerscope to print its URL", func() bool {
+		if m := servingRE.FindStringSubmatch(p.output()); m != nil {
+			url = m[1]
+			return true
+		}
+		return false
+	}, p)
+	return &app{proc: p, url: url}
+}
+
+func (a *app) do(t testing.TB, method, path, body string) (int, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, method, a.url+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func (a *app) rpc(t testing.TB, key, cmd string) map[string]any {
+	t.Helper()
+	code, b := a.do(t, "POST", "/api/sessions/"+key+"/rpc", cmd)
+	if code != 200 {
+		t.Fatalf("rpc %s %s: %d %s", key, cmd, code, b)
+	}
+	var r map[string]any
+	_ = json.Unmarshal(b, &r)
+	return r
+}
+
+type workerInfo struct {
+	ID    string `json:"id"`
+	Key   string `json:"key"`
+	PID   int    `json:"pid"`
+	State string `json:"state"`
+}
+
+func (a *app) workers(t testing.TB) map[string]workerInfo {
+	t.Helper()
+	code, b := a.do(t, "GET", "/api/workers", "")
+	if code != 200 {
+		t.Fatalf("/api/workers: %d %s", code, b)
+	}
+	var r struct{ Workers []workerInfo }
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]workerInfo{}
+	for _, w := range r.Workers {
+		out[w.Key] = w
+	}
+	return out
+}
+
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool, procs ...*proc) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			for _, p := range procs {
+				t.Logf("output of %s:\n%s", p.cmd.Path, tail(p.output(), 4000))
+			}
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// dataPoint is one point read back from the collector's file exporter.
+type dataPoint struct {
+	Metric   string
+	Attrs    map[string]string
+	Resource map[string]string
+	Time     time.Time
+	Value    float64
+}
+
+// otlpFile is the subset of OTLP/JSON the file exporter writes that the
+// test reads.
+type otlpFile struct {
+	ResourceMetrics []struct {
+		Resource struct {
+			Attributes []kv `json:"attributes"`
+		} `json:"resource"`
+		ScopeMetrics []struct {
+			Metrics []struct {
+				Name  string `json:"name"`
+				Sum   *data  `json:"sum"`
+				Gauge *data  `json:"gauge"`
+			} `json:"metrics"`
+		} `json:"scopeMetrics"`
+	} `json:"resourceMetrics"`
+}
+
+type data struct {
+	DataPoints []struct {
+		Attributes   []kv    `json:"attributes"`
+		TimeUnixNano string  `json:"timeUnixNano"`
+		AsDouble     float64 `json:"asDouble"`
+		AsInt        string  `json:"asInt"`
+	} `json:"dataPoints"`
+}
+
+type kv struct {
+	Key   string `json:"key"`
+	Value struct {
+		StringValue *string `json:"stringValue"`
+		IntValue    *string `json:"intValue"`
+	} `json:"value"`
+}
+
+func attrMap(kvs []kv) map[string]string {
+	m := make(map[string]string, len(kvs))
+	for _, a := range kvs {
+		switch {
+		case a.Value.StringValue != nil:
+			m[a.Key] = *a.Value.StringValue
+		case a.Value.IntValue != nil:
+			m[a.Key] = *a.Value.IntValue
+		}
+	}
+	return m
+}
+
+// readPoints parses every metric data point in the file so far.
+func readPoints(t testing.TB, path string) []dataPoint {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []dataPoint
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		var doc otlpFile
+		if err := json.Unmarshal(sc.Bytes(), &doc); err != nil {
+			continue // a line being written
+		}
+		for _, rm := range doc.ResourceMetrics {
+			res := attrMap(rm.Resource.Attributes)
+			for _, sm := range rm.ScopeMetrics {
+				for _, m := range sm.Metrics {
+					d := m.Sum
+					if d == nil {
+						d = m.Gauge
+					}
+					if d == nil {
+						continue
+					}
+					for _, p := range d.DataPoints {
+						var ns int64
+						fmt.Sscan(p.TimeUnixNano, &ns)
+						v := p.AsDouble
+						if p.AsInt != "" {
+							fmt.Sscan(p.AsInt, &v)
+						}
+						out = append(out, dataPoint{Metric: m.Name, Attrs: attrMap(p.Attributes), Resource: res, Time: time.Unix(0, ns), Value: v})
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// rssOf reads a process's resident set size in bytes.
+func rssOf(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			var kb int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(line, "VmRSS:"), "kB")), &kb)
+			return kb << 10
+		}
+	}
+	return 0
+}

@@ -1,0 +1,282 @@
+//go:build linux
+
+package telemetry
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/workerscope/workerscope/workers"
+)
+
+// collected maps metric name → data points' attribute sets and values.
+type point struct {
+	attrs attribute.Set
+	value float64
+}
+
+func collect(t *testing.T, r *sdkmetric.ManualReader) map[string][]point {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]point{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Sum[float64]:
+				for _, p := range d.DataPoints {
+					out[m.Name] = append(out[m.Name], point{p.Attributes, p.Value})
+				}
+			case metricdata.Sum[int64]:
+				for _, p := range d.DataPoints {
+					out[m.Name] = append(out[m.Name], point{p.Attributes, float64(p.Value)})
+				}
+			case metricdata.Gauge[float64]:
+				for _, p := range d.DataPoints {
+					out[m.Name] = append(out[m.Name], point{p.Attributes, p.Value})
+				}
+			case metricdata.Gauge[int64]:
+				for _, p := range d.DataPoints {
+					out[m.Name] = append(out[m.Name], point{p.Attributes, float64(p.Value)})
+				}
+			case metricdata.Histogram[float64]:
+				for _, p := range d.DataPoints {
+					out[m.Name] = append(out[m.Name], point{p.Attributes, float64(p.Count)})
+				}
+			}
+		}
+	}
+	return out
+}
+
+func envMap(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func startLocal(t *testing.T, m *workers.Manager, hook *RPCHook, mut func(*Options)) (*Telemetry, *sdkmetric.ManualReader) {
+	t.Helper()
+	reader := sdkmetric.NewManualReader()
+	opts := Options{
+		Supervisor: m, Version: "test", Getenv: envMap("OTEL_METRICS_EXPORTER", "none"),
+		Readers: []sdkmetric.Reader{reader}, RPC: hook, SamplerMinInterval: time.Millisecond,
+	}
+	if mut != nil {
+		mut(&opts)
+	}
+	tel, err := Start(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	return tel, reader
+}
+
+func TestInstrumentsFromRealWorkers(t *testing.T) {
+	hook := &RPCHook{}
+	m := newDemoManager(t, func(c *workers.Config) { c.OnRPC = hook.OnRPC })
+	gauges := &Gauges{}
+	if err := gauges.Register("watched_files", "{file}", "Files watched.", func() int64 { return 42 }); err != nil {
+		t.Fatal(err)
+	}
+	tel, reader := startLocal(t, m, hook, func(o *Options) { o.Gauges = gauges; o.SSEClients = func() int64 { return 3 } })
+	mustSend(t, m, "alpha", `{"type":"prompt","cpu_ms":100,"mem_mib":16,"events":1}`)
+	mustSend(t, m, "beta", `{"type":"get_state"}`)
+	time.Sleep(300 * time.Millisecond)
+
+	got := collect(t, reader)
+	ws := m.Snapshot()
+	for _, def := range Contract() {
+		pts := got[def.Name]
+		if len(pts) == 0 {
+			t.Errorf("%s: no data points", def.Name)
+			continue
+		}
+		if !slices.Contains(def.Attributes, AttrWorkerID) {
+			continue
+		}
+		for _, w := range ws {
+			found := 0
+			for _, p := range pts {
+				id, _ := p.attrs.Value(AttrWorkerID)
+				if id.AsString() != w.ID {
+					continue
+				}
+				found++
+				key, _ := p.attrs.Value(AttrWorkerKey)
+				pid, _ := p.attrs.Value(AttrProcessPID)
+				if key.AsString() != w.Key || int(pid.AsInt64()) != w.PID {
+					t.Errorf("%s: attributes %v for worker %+v", def.Name, p.attrs.ToSlice(), w)
+				}
+			}
+			want := 1
+			if slices.Contains(def.Attributes, AttrCPUMode) {
+				want = 2
+			}
+			if found != want {
+				t.Errorf("%s: %d points for worker %s, want %d", def.Name, found, w.Key, want)
+			}
+		}
+	}
+	if p := got["workerscope.process.watched_files"]; len(p) != 1 || p[0].value != 42 {
+		t.Errorf("extra gauge: %v", p)
+	}
+	if p := got[MetricSSEClients]; len(p) != 1 || p[0].value != 3 {
+		t.Errorf("sse clients: %v", p)
+	}
+	if p := got[MetricRPCDuration]; len(p) < 2 {
+		t.Errorf("rpc duration points: %v", p)
+	}
+	if len(got["go.memory.used"]) == 0 && len(got["process.runtime.go.mem.heap_alloc"]) == 0 {
+		t.Errorf("no Go runtime metrics; got %d metrics", len(got))
+	}
+	// Memory held by alpha shows.
+	for _, p := range got[MetricMemoryUsage] {
+		if k, _ := p.attrs.Value(AttrWorkerKey); k.AsString() == "alpha" && p.value < 16<<20 {
+			t.Errorf("alpha RSS %v < 16 MiB held", p.value)
+		}
+	}
+
+	// A stopped worker's series end.
+	var betaID string
+	for _, w := range ws {
+		if w.Key == "beta" {
+			betaID = w.ID
+		}
+	}
+	if err := m.Stop(context.Background(), "beta"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	got = collect(t, reader)
+	for name, pts := range got {
+		for _, p := range pts {
+			if id, ok := p.attrs.Value(AttrWorkerID); ok && id.AsString() == betaID {
+				t.Errorf("%s still reports stopped worker %s", name, betaID)
+			}
+		}
+	}
+	exits := 0.0
+	for _, p := range got[MetricExits] {
+		if r, _ := p.attrs.Value(AttrExitReason); r.AsString() == "stopped" {
+			exits = p.value
+		}
+	}
+	if exits != 1 {
+		t.Errorf("stopped exits = %v", exits)
+	}
+	_ = tel
+}
+
+func TestDropWorkerKeyAndSeriesCap(t *testing.T) {
+	m := newDemoManager(t)
+	_, reader := startLocal(t, m, nil, func(o *Options) { o.DropWorkerKey = true; o.MaxWorkerSeries = 1 })
+	mustSend(t, m, "a", `{"type":"get_state"}`)
+	mustSend(t, m, "b", `{"type":"get_state"}`)
+	got := collect(t, reader)
+	if n := len(got[MetricMemoryUsage]); n != 1 {
+		t.Fatalf("series cap 1: %d points", n)
+	}
+	for _, p := range got[MetricMemoryUsage] {
+		if _, ok := p.attrs.Value(AttrWorkerKey); ok {
+			t.Fatal("worker.key present although dropped")
+		}
+	}
+}
+
+func TestGaugesRegistry(t *testing.T) {
+	g := &Gauges{}
+	for _, bad := range []string{"", "Bad", "1x", "with-dash"} {
+		if err := g.Register(bad, "1", "", func() int64 { return 0 }); err == nil {
+			t.Errorf("name %q accepted", bad)
+		}
+	}
+	if err := g.Register("ok", "1", "", func() int64 { return 7 }); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Register("ok", "1", "", func() int64 { return 7 }); err == nil {
+		t.Error("duplicate accepted")
+	}
+	if v := g.Values(); v["ok"] != 7 {
+		t.Errorf("values %v", v)
+	}
+	var nilG *Gauges
+	if nilG.Values() != nil {
+		t.Error("nil gauges have values")
+	}
+}
+
+func TestProviderEnv(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		env     []string
+		wantErr string
+		export  bool
+	}{
+		{"default exports to local collector", nil, "", true},
+		{"none", []string{"OTEL_METRICS_EXPORTER", "none"}, "", false},
+		{"disabled", []string{"OTEL_SDK_DISABLED", "true"}, "", false},
+		{"bad disabled", []string{"OTEL_SDK_DISABLED", "perhaps"}, "OTEL_SDK_DISABLED", false},
+		{"bad exporter", []string{"OTEL_METRICS_EXPORTER", "zipkin"}, "OTEL_METRICS_EXPORTER", false},
+		{"http protocol", []string{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"}, "gRPC only", false},
+		{"bad interval", []string{"OTEL_METRIC_EXPORT_INTERVAL", "10s"}, "OTEL_METRIC_EXPORT_INTERVAL", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := NewProvider(ctx, ProviderOptions{Getenv: envMap(tt.env...)})
+			if tt.wantErr != "" {
+				if err == nil || !contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				defer cancel()
+				_ = p.Shutdown(sctx)
+			}()
+			if p.Exporting != tt.export {
+				t.Fatalf("exporting = %v", p.Exporting)
+			}
+		})
+	}
+}
+
+func TestResourceAttributes(t *testing.T) {
+	p, err := NewProvider(context.Background(), ProviderOptions{
+		Version: "1.2.3", InstanceID: "inst-1",
+		Getenv: envMap("OTEL_METRICS_EXPORTER", "none"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Shutdown(context.Background())
+	for k, want := range map[string]string{"service.name": "workerscope", "service.version": "1.2.3", "service.instance.id": "inst-1"} {
+		v, ok := p.Resource.Set().Value(attribute.Key(k))
+		if !ok || v.AsString() != want {
+			t.Errorf("%s = %q, want %q", k, v.AsString(), want)
+		}
+	}
+	if _, ok := p.Resource.Set().Value("host.name"); !ok {
+		t.Error("host.name missing")
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
