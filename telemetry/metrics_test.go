@@ -279,4 +279,3 @@ func TestResourceAttributes(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
-
