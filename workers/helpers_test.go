@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,10 +81,8 @@ func leftovers(t testing.TB, m *workers.Manager) []string {
 			continue
 		}
 		v, ok, _ := r.EnvValue(pid, workers.MarkerEnv)
-		if ok && v != "" && st.PPID != 0 {
-			if demo, _, _ := r.EnvValue(pid, demoworker.RoleEnv); demo != "" {
-				out = append(out, v+":"+strconv.Itoa(pid))
-			}
+		if ok && strings.HasPrefix(v, m.ID()+"-") {
+			out = append(out, v+":"+strconv.Itoa(pid))
 		}
 	}
 	return out

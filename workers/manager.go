@@ -106,6 +106,10 @@ func New(cfg Config) (*Manager, error) {
 	return m, nil
 }
 
+// ID identifies this Manager: every worker ID it assigns (and so every
+// WORKERSCOPE_WORKER_ID marker) starts with ID + "-".
+func (m *Manager) ID() string { return m.instance }
+
 // Config returns the effective configuration (defaults filled in).
 func (m *Manager) Config() Config { return m.cfg }
 

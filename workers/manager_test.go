@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -261,7 +262,8 @@ func TestStopKillsWholeTree(t *testing.T) {
 			}
 			for _, pid := range tree {
 				if alive(pid) {
-					t.Errorf("pid %d of the tree survived Stop", pid)
+					stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+					t.Errorf("pid %d of the tree survived Stop: %s (worker pid %d)", pid, stat, w.PID)
 				}
 			}
 		})

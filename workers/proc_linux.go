@@ -125,9 +125,20 @@ func (p *platform) signalTree(w *worker, sig syscall.Signal) int {
 		return 0
 	}
 	trees := p.scanner.Attribute([]procfs.Root{root}, w.startTicks, nil)
-	n := 0
 	procs := p.scanner.Procs()
+	if w.members == nil {
+		w.members = make(map[[2]uint64]struct{})
+	}
 	for _, i := range trees[0] {
+		w.members[[2]uint64{uint64(procs[i].PID), procs[i].StartTime}] = struct{}{}
+	}
+	n := 0
+	for id := range w.members {
+		i := p.scanner.Lookup(int(id[0]))
+		if i < 0 || procs[i].StartTime != id[1] {
+			delete(w.members, id) // gone (reaped)
+			continue
+		}
 		if procs[i].State == 'Z' {
 			continue
 		}

@@ -25,6 +25,11 @@ type worker struct {
 	// startTicks is the process start time from /proc (0 if unknown).
 	startTicks uint64
 	restarts   int
+	// members are the (pid, start time) pairs of every process seen in the
+	// worker's tree while stopping it, so one that can no longer be
+	// attributed (exiting, its environment already gone) is still waited
+	// for. Guarded by the platform's lock.
+	members map[[2]uint64]struct{}
 
 	stdin   *os.File
 	stdout  *os.File

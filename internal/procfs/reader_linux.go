@@ -136,6 +136,11 @@ func (r *Reader) EnvValue(pid int, key string) (string, bool, error) {
 	if err != nil && !errors.Is(err, io.ErrShortBuffer) {
 		return "", false, fmt.Errorf("procfs: read %d/environ: %w", pid, err)
 	}
+	if len(b) == 0 {
+		// A process that is exiting (its memory already released) or a
+		// zombie shows an empty environment: unknown, not "absent".
+		return "", false, fmt.Errorf("procfs: %d/environ: %w", pid, ErrNoEnviron)
+	}
 	for len(b) > 0 {
 		i := bytes.IndexByte(b, 0)
 		var kv []byte

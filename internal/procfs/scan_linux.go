@@ -226,8 +226,11 @@ func (s *Scanner) marker(p *Stat) string {
 		return e.value
 	}
 	v, _, err := s.r.EnvValue(p.PID, s.MarkerKey)
+	if errors.Is(err, ErrNoEnviron) || isGone(err) {
+		return "" // unknown for now (exiting or gone): ask again next pass
+	}
 	if err != nil {
-		v = "" // unreadable (another user's process, or gone): not ours
+		v = "" // unreadable (another user's process): not ours
 	}
 	s.env[key] = envEntry{value: v, gen: s.gen}
 	return v

@@ -43,6 +43,10 @@ type Stat struct {
 	RSS int64
 }
 
+// ErrNoEnviron reports an empty /proc/PID/environ: the process is exiting,
+// a zombie, or a kernel thread, so its environment cannot be known.
+var ErrNoEnviron = errors.New("environment not available")
+
 // ErrMalformed reports a /proc/PID/stat line that could not be parsed.
 var ErrMalformed = errors.New("procfs: malformed stat line")
 
