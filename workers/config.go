@@ -22,6 +22,10 @@ type Config struct {
 	Command []string
 	// Env is added to the supervisor's own environment for each worker.
 	Env []string
+	// EnvDrop removes variables of the supervisor's environment whose
+	// names start with one of these prefixes before Env is added (e.g. the
+	// supervisor's own secrets).
+	EnvDrop []string
 	// Dir is the worker's working directory ("" = the supervisor's).
 	Dir string
 
@@ -32,7 +36,8 @@ type Config struct {
 	// longest-idle idle worker is evicted (reason limit); when every worker
 	// is busy, the request fails with ErrPoolFull. Default 64.
 	MaxWorkers int
-	// StopGrace is the time between SIGTERM and SIGKILL. Default 5s.
+	// StopGrace is the time between SIGTERM and SIGKILL. Default 5s;
+	// negative sends SIGKILL at once.
 	StopGrace time.Duration
 
 	// MaxLineBytes bounds one line of worker output. Longer lines are
@@ -122,9 +127,6 @@ func (c *Config) validate() error {
 	}
 	if c.MaxWorkers < 1 {
 		errs = append(errs, fmt.Errorf("workers: MaxWorkers must be ≥ 1, got %d", c.MaxWorkers))
-	}
-	if c.StopGrace < 0 {
-		errs = append(errs, fmt.Errorf("workers: StopGrace must be ≥ 0, got %s", c.StopGrace))
 	}
 	if c.MaxLineBytes < 1<<10 {
 		errs = append(errs, fmt.Errorf("workers: MaxLineBytes must be ≥ 1024, got %d", c.MaxLineBytes))

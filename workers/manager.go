@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -308,7 +309,7 @@ func (m *Manager) spawn(s *session) (*worker, error) {
 	id := fmt.Sprintf("%s-%d", m.instance, m.seq.Add(1))
 	cmd := exec.Command(m.cfg.Command[0], m.cfg.Command[1:]...)
 	cmd.Dir = m.cfg.Dir
-	cmd.Env = append(append(os.Environ(), m.cfg.Env...), MarkerEnv+"="+id, KeyEnv+"="+s.key)
+	cmd.Env = append(append(m.baseEnv(), m.cfg.Env...), MarkerEnv+"="+id, KeyEnv+"="+s.key)
 
 	var files []*os.File
 	closeAll := func() {
@@ -369,6 +370,22 @@ func (m *Manager) spawn(s *session) (*worker, error) {
 	return w, nil
 }
 
+// baseEnv is the supervisor's environment less Config.EnvDrop and any
+// inherited marker (a supervisor running inside another's worker must not
+// hand its own marker down).
+func (m *Manager) baseEnv() []string {
+	env := os.Environ()
+	out := env[:0:0]
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if name == MarkerEnv || name == KeyEnv || slices.ContainsFunc(m.cfg.EnvDrop, func(p string) bool { return strings.HasPrefix(name, p) }) {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
 // onExit hands the session back so the next command respawns, and records
 // crash back-off.
 func (m *Manager) onExit(w *worker, xe *ExitError) {
@@ -416,6 +433,10 @@ func (m *Manager) terminate(w *worker, reason ExitReason) {
 	w.stopReason = reason
 	w.mu.Unlock()
 	go func() {
+		if m.cfg.StopGrace < 0 {
+			m.plat.signalTree(w, sigKill) // configured without a grace
+			return
+		}
 		m.plat.signalTree(w, sigTerm)
 		if m.cfg.StopGrace > 0 {
 			t := time.NewTimer(m.cfg.StopGrace)

@@ -476,3 +476,42 @@ func TestWorkerKilledExternally(t *testing.T) {
 		t.Fatal("not respawned")
 	}
 }
+
+func TestNegativeStopGraceKillsAtOnce(t *testing.T) {
+	cfg := demoConfig(t)
+	cfg.StopGrace = -1
+	m := newManager(t, cfg)
+	send(t, m, "k", `{"type":"ignore_sigterm"}`)
+	if err := m.Stop(context.Background(), "k"); err != nil {
+		t.Fatal(err)
+	}
+	if st := m.Stats(); st.Exits[workers.ExitStopped] != 1 {
+		t.Fatalf("exits %v: a configured zero grace is a plain stop, not an escalation", st.Exits)
+	}
+}
+
+func TestWorkerEnvironment(t *testing.T) {
+	t.Setenv("WORKERSCOPE_TOKEN", "secret-should-not-leak")
+	t.Setenv("KEEP_ME", "yes")
+	cfg := demoConfig(t, "EXTRA=1")
+	cfg.EnvDrop = []string{"WORKERSCOPE_TOKEN"}
+	m := newManager(t, cfg)
+	r := send(t, m, "env-key", `{"type":"get_state"}`)
+	env := string(must(os.ReadFile(fmt.Sprintf("/proc/%d/environ", r.Data.PID))))
+	w, _ := snapshotOf(m, "env-key")
+	for _, want := range []string{"KEEP_ME=yes", "EXTRA=1", workers.MarkerEnv + "=" + w.ID, workers.KeyEnv + "=env-key"} {
+		if !strings.Contains(env, want+"\x00") {
+			t.Errorf("worker env lacks %s", want)
+		}
+	}
+	if strings.Contains(env, "secret-should-not-leak") {
+		t.Error("dropped variable reached the worker")
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}

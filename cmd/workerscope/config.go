@@ -130,6 +130,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 
 	if v, label := get("worker-cmd"); strings.TrimSpace(v) != "" {
 		argv, err := splitCommand(v)
+		if err == nil && argv[0] == "" {
+			err = errors.New("the program name is empty")
+		}
 		if err != nil {
 			bad(label, v, err.Error())
 		}
@@ -166,8 +169,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		bad(label, c.LogFormat, "want text or json")
 	}
 
-	// The token: environment, then file, else generated (loopback only).
-	if tok, ok := lookup(getenv, "WORKERSCOPE_TOKEN"); ok {
+	// The token: --token-file on the command line, then WORKERSCOPE_TOKEN,
+	// then WORKERSCOPE_TOKEN_FILE, else generated (loopback only).
+	if tok, ok := lookup(getenv, "WORKERSCOPE_TOKEN"); ok && !set["token-file"] {
 		c.Token, c.TokenSource = strings.TrimSpace(tok), "WORKERSCOPE_TOKEN"
 		if c.Token == "" {
 			errs = append(errs, errors.New("invalid WORKERSCOPE_TOKEN: set but empty"))

@@ -76,6 +76,7 @@ func TestParseConfigErrorsNameTheSetting(t *testing.T) {
 		{"empty token file", []string{"--token-file", empty}, nil, "the file is empty"},
 		{"short token", nil, []string{"WORKERSCOPE_TOKEN", "short"}, "at least 16"},
 		{"stray argument", []string{"extra"}, nil, "unexpected argument"},
+		{"empty program", []string{"--worker-cmd", "'' --mode rpc"}, nil, "the program name is empty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,6 +98,16 @@ func TestPublicListenWithToken(t *testing.T) {
 	}
 	if c.Token != "a-long-enough-token-123" || c.TokenSource != "--token-file" {
 		t.Fatalf("%+v", c)
+	}
+	// The flag on the command line beats the environment's token.
+	c, err = parseConfig([]string{"--token-file", f}, envOf("WORKERSCOPE_TOKEN", "env-token-0123456789"), io.Discard)
+	if err != nil || c.TokenSource != "--token-file" {
+		t.Fatalf("flag vs env: %+v %v", c, err)
+	}
+	// Without the flag, WORKERSCOPE_TOKEN beats WORKERSCOPE_TOKEN_FILE.
+	c, err = parseConfig(nil, envOf("WORKERSCOPE_TOKEN", "env-token-0123456789", "WORKERSCOPE_TOKEN_FILE", f), io.Discard)
+	if err != nil || c.TokenSource != "WORKERSCOPE_TOKEN" {
+		t.Fatalf("env vs env file: %+v %v", c, err)
 	}
 }
 

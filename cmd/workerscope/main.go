@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
 	"github.com/workerscope/workerscope/httpapi"
 	"github.com/workerscope/workerscope/telemetry"
 	"github.com/workerscope/workerscope/workers"
@@ -93,6 +95,7 @@ func newLogger(cfg *config, w io.Writer) *slog.Logger {
 // serve runs until SIGINT or SIGTERM, then shuts down within the stop grace
 // plus a few seconds.
 func serve(cfg *config, stdout, stderr io.Writer) error {
+	started := time.Now()
 	log := newLogger(cfg, stderr)
 	slog.SetDefault(log)
 
@@ -109,6 +112,12 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 	if cfg.IdleTTL == 0 {
 		wcfg.IdleTTL = -1 // 0 on the command line means never
 	}
+	if cfg.StopGrace == 0 {
+		wcfg.StopGrace = -1 // 0 on the command line means SIGKILL at once
+	}
+	// Workers must not see the supervisor's secrets or its telemetry
+	// settings (an OTel-instrumented worker would report as workerscope).
+	wcfg.EnvDrop = []string{"WORKERSCOPE_", "OTEL_", "PYROSCOPE_"}
 	if cfg.DemoWorker {
 		exe, err := os.Executable()
 		if err != nil {
@@ -130,7 +139,13 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	promReader, promHandler, err := telemetry.NewPrometheusReader()
+	if err != nil {
+		_ = mgr.Close(context.Background())
+		return err
+	}
 	tel, err := telemetry.Start(context.Background(), telemetry.Options{
+		Readers:       []sdkmetric.Reader{promReader},
 		Supervisor:    mgr,
 		Version:       buildVersion(),
 		Getenv:        cfg.Getenv,
@@ -143,6 +158,8 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 		_ = mgr.Close(context.Background())
 		return err
 	}
+	mountTelemetry(api, tel, promHandler, started)
+
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		_ = mgr.Close(context.Background())
@@ -234,4 +251,26 @@ func demoLoad(ctx context.Context, mgr *workers.Manager, log *slog.Logger) {
 		}
 		cancel()
 	}
+}
+
+// mountTelemetry registers the telemetry routes on the API's mux, behind
+// its authentication.
+func mountTelemetry(api *httpapi.Server, tel *telemetry.Telemetry, prom http.Handler, started time.Time) {
+	api.Handle("GET /api/metrics", telemetry.ReportHandler(telemetry.ReportHandlerOptions{
+		Sampler:    tel.Sampler,
+		SSEClients: api.SSEClients,
+		Version:    buildVersion(),
+		Started:    started,
+	}))
+	api.Handle("/api/debug/pprof/", telemetry.PprofHandler())
+	api.Handle("GET /metrics", telemetry.NegotiateMetrics(metricsPage(), prom))
+}
+
+// metricsPage is the HTML side of GET /metrics.
+func metricsPage() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(http.StatusNotImplemented)
+		_, _ = io.WriteString(w, "<!doctype html><title>workerscope</title><p>The page is not built yet; GET /api/metrics has the data.")
+	})
 }
