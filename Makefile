@@ -7,7 +7,7 @@ PKGS     := ./...
 # Generated collector code is not ours to format.
 GOFILES   = $(shell find . -name '*.go' -not -path './deploy/otelcol/*' -not -path './.git/*')
 
-.PHONY: help build run test check fmt-check vet race fuzz collector clean
+.PHONY: help build run test check fmt-check vet race fuzz collector demo clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ collector: $(BIN)/otelcol ## build the OpenTelemetry Collector from deploy/otelc
 
 $(BIN)/otelcol: deploy/otelcol/go.mod deploy/otelcol/go.sum $(wildcard deploy/otelcol/*.go)
 	cd deploy/otelcol && $(GO) build -trimpath -o ../../$(BIN)/otelcol .
+
+demo: build collector ## collector (debug output) + workerscope + demo workers under load
+	deploy/demo.sh $(ARGS)
 
 clean:
 	rm -rf $(BIN)
