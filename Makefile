@@ -7,7 +7,7 @@ PKGS     := ./...
 # Generated collector code is not ours to format.
 GOFILES   = $(shell find . -name '*.go' -not -path './deploy/otelcol/*' -not -path './.git/*')
 
-.PHONY: help build run test check fmt-check vet race fuzz collector demo clean
+.PHONY: help build run test check fmt-check vet race fuzz bench collector demo clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -36,6 +36,10 @@ fuzz: ## short fuzz runs of the line protocol, command and /proc parsers
 	$(GO) test -run '^$$' -fuzz '^FuzzLineReader$$' -fuzztime $(FUZZTIME) ./workers
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCommand$$' -fuzztime $(FUZZTIME) ./workers
 	$(GO) test -run '^$$' -fuzz '^FuzzParseStat$$' -fuzztime $(FUZZTIME) ./internal/procfs
+
+BENCHCOUNT ?= 1
+bench: ## benchmarks: sampler vs the raw /proc baseline, spawn latency and throughput
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./telemetry ./workers
 
 collector: $(BIN)/otelcol ## build the OpenTelemetry Collector from deploy/otelcol
 
