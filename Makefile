@@ -7,7 +7,7 @@ PKGS     := ./...
 # Generated collector code is not ours to format.
 GOFILES   = $(shell find . -name '*.go' -not -path './deploy/otelcol/*' -not -path './.git/*')
 
-.PHONY: help build run test check fmt-check vet race fuzz bench collector demo clean
+.PHONY: help build run test check fmt-check vet race fuzz churn bench collector demo clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -20,7 +20,7 @@ run: build ## run workerscope with the demo worker on 127.0.0.1:7070
 
 test: collector check ## the test command: builds the collector, then gofmt check, go vet, race tests (end-to-end included), short fuzz runs
 
-check: fmt-check vet race fuzz
+check: fmt-check vet race churn fuzz
 
 fmt-check:
 	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -30,6 +30,9 @@ vet:
 
 race:
 	WORKERSCOPE_OTELCOL=$(CURDIR)/$(BIN)/otelcol $(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+churn: ## 10,000 spawn/exit cycles, then no leaked goroutines, fds, caches, series or processes (without -race: it slows every worker)
+	$(GO) test -count=1 -run '^TestChurnLeavesNothingBehind$$' -v ./telemetry
 
 FUZZTIME ?= 5s
 fuzz: ## short fuzz runs of the line protocol, command and /proc parsers

@@ -47,10 +47,45 @@ type Metrics struct {
 
 	cmdMu    sync.Mutex
 	commands map[string]attribute.KeyValue // bounded set of command types seen
-	skipped  atomic.Uint64                 // workers not observed over MaxWorkerSeries
+
+	// attribute sets per worker, built once per worker lifetime: building
+	// and sorting three sets per worker per collection was a fifth of the
+	// export cycle's cost.
+	attrMu  sync.Mutex
+	attrs   map[string]*workerAttrs
+	attrGen uint64
+	skipped atomic.Uint64 // workers not observed over MaxWorkerSeries
 }
 
 const maxCommandTypes = 64
+
+type workerAttrs struct {
+	pid               int
+	key               string
+	gen               uint64
+	all, user, system metric.MeasurementOption
+}
+
+// workerAttrsLocked returns w's cached measurement options.
+func (m *Metrics) workerAttrsLocked(w *WorkerReport, userMode, systemMode attribute.KeyValue) *workerAttrs {
+	a := m.attrs[w.ID]
+	if a == nil || a.pid != w.PID || a.key != w.Key {
+		id, pid := attribute.String(AttrWorkerID, w.ID), attribute.Int(AttrProcessPID, w.PID)
+		key := attribute.String(AttrWorkerKey, w.Key)
+		if m.opts.DropWorkerKey {
+			key = id // a duplicate key collapses in the set
+		}
+		a = &workerAttrs{
+			pid: w.PID, key: w.Key,
+			all:    metric.WithAttributeSet(attribute.NewSet(id, pid, key)),
+			user:   metric.WithAttributeSet(attribute.NewSet(id, pid, key, userMode)),
+			system: metric.WithAttributeSet(attribute.NewSet(id, pid, key, systemMode)),
+		}
+		m.attrs[w.ID] = a
+	}
+	a.gen = m.attrGen
+	return a
+}
 
 // NewMetrics registers every instrument of the contract on meter: all the
 // observable ones with ONE callback that reads the shared Report (the SDK
@@ -106,7 +141,7 @@ func NewMetrics(meter metric.Meter, opts MetricsOptions) (*Metrics, error) {
 		return i
 	}
 
-	m := &Metrics{opts: opts, commands: make(map[string]attribute.KeyValue)}
+	m := &Metrics{opts: opts, commands: make(map[string]attribute.KeyValue), attrs: make(map[string]*workerAttrs)}
 	var err error
 	d := def(MetricRPCDuration)
 	m.rpcDuration, err = meter.Float64Histogram(MetricRPCDuration, metric.WithUnit(d.Unit), metric.WithDescription(d.Description),
@@ -168,6 +203,8 @@ func NewMetrics(meter metric.Meter, opts MetricsOptions) (*Metrics, error) {
 	m.reg, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		r := opts.Sampler.Report(ctx)
 		if r != nil {
+			m.attrMu.Lock()
+			m.attrGen++
 			n := 0
 			for i := range r.Workers {
 				w := &r.Workers[i]
@@ -176,34 +213,33 @@ func NewMetrics(meter metric.Meter, opts MetricsOptions) (*Metrics, error) {
 					break
 				}
 				n++
-				id, pid := attribute.String(AttrWorkerID, w.ID), attribute.Int(AttrProcessPID, w.PID)
-				key := attribute.String(AttrWorkerKey, w.Key)
-				if opts.DropWorkerKey {
-					key = id // a duplicate key collapses in the set
-				}
-				attrs := metric.WithAttributeSet(attribute.NewSet(id, pid, key))
-				o.ObserveFloat64(uptime, w.Uptime.Seconds(), attrs)
-				o.ObserveFloat64(idle, w.Idle.Seconds(), attrs)
-				o.ObserveInt64(zombie, boolInt(w.Zombie), attrs)
-				o.ObserveInt64(requests, int64(w.Requests), attrs)
+				a := m.workerAttrsLocked(w, userMode, systemMode)
+				o.ObserveFloat64(uptime, w.Uptime.Seconds(), a.all)
+				o.ObserveFloat64(idle, w.Idle.Seconds(), a.all)
+				o.ObserveInt64(zombie, boolInt(w.Zombie), a.all)
+				o.ObserveInt64(requests, int64(w.Requests), a.all)
 				if w.Err != nil {
 					continue // usage unknown this pass: leave those series out
 				}
-				userSet := metric.WithAttributeSet(attribute.NewSet(id, pid, key, userMode))
-				systemSet := metric.WithAttributeSet(attribute.NewSet(id, pid, key, systemMode))
-				o.ObserveFloat64(cpuTime, w.CPUUser, userSet)
-				o.ObserveFloat64(cpuTime, w.CPUSystem, systemSet)
+				o.ObserveFloat64(cpuTime, w.CPUUser, a.user)
+				o.ObserveFloat64(cpuTime, w.CPUSystem, a.system)
 				if w.HasRate {
-					o.ObserveFloat64(cpuUtil, w.CPUUtilUser, userSet)
-					o.ObserveFloat64(cpuUtil, w.CPUUtilSystem, systemSet)
+					o.ObserveFloat64(cpuUtil, w.CPUUtilUser, a.user)
+					o.ObserveFloat64(cpuUtil, w.CPUUtilSystem, a.system)
 				}
-				o.ObserveInt64(memUsage, w.RSSBytes, attrs)
-				o.ObserveInt64(memVirtual, w.VMSBytes, attrs)
-				o.ObserveInt64(threads, int64(w.Threads), attrs)
-				o.ObserveInt64(fds, int64(w.FDs), attrs)
-				o.ObserveInt64(procs, int64(w.Processes), attrs)
-				o.ObserveInt64(defunct, int64(w.Defunct), attrs)
+				o.ObserveInt64(memUsage, w.RSSBytes, a.all)
+				o.ObserveInt64(memVirtual, w.VMSBytes, a.all)
+				o.ObserveInt64(threads, int64(w.Threads), a.all)
+				o.ObserveInt64(fds, int64(w.FDs), a.all)
+				o.ObserveInt64(procs, int64(w.Processes), a.all)
+				o.ObserveInt64(defunct, int64(w.Defunct), a.all)
 			}
+			for id, a := range m.attrs {
+				if a.gen != m.attrGen {
+					delete(m.attrs, id)
+				}
+			}
+			m.attrMu.Unlock()
 		}
 		st := opts.Stats.Stats()
 		for s, opt := range stateAttrs {

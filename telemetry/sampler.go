@@ -143,16 +143,27 @@ func NewSampler(src Source, opts SamplerOptions) (*Sampler, error) {
 }
 
 // Report returns a Report no older than MinInterval, sampling if needed.
-// If ctx ends while another pass is running, the previous Report (possibly
-// nil) is returned.
+// While another caller's pass is running it returns the previous Report at
+// once instead of waiting; only when there is none yet does it wait for
+// that pass, and if ctx ends first it returns nil.
 func (s *Sampler) Report(ctx context.Context) *Report {
 	if r := s.cur.Load(); r != nil && s.opts.Now().Sub(r.SampledAt) < s.opts.MinInterval {
 		return r
 	}
 	select {
 	case s.sem <- struct{}{}:
-	case <-ctx.Done():
-		return s.cur.Load()
+	default:
+		// A pass is running. Answer from the previous report if there is
+		// one (its SampledAt tells its age) rather than queue behind the
+		// pass; only the very first callers wait.
+		if r := s.cur.Load(); r != nil {
+			return r
+		}
+		select {
+		case s.sem <- struct{}{}:
+		case <-ctx.Done():
+			return s.cur.Load()
+		}
 	}
 	defer func() { <-s.sem }()
 	if r := s.cur.Load(); r != nil && s.opts.Now().Sub(r.SampledAt) < s.opts.MinInterval {
