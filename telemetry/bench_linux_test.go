@@ -178,4 +178,3 @@ func BenchmarkGopsutilNaive(b *testing.B) {
 		})
 	}
 }
-

@@ -79,4 +79,3 @@ func BenchmarkSpawnThroughput(b *testing.B) {
 	}
 	b.ReportMetric(float64(total)/spawnTime.Seconds(), "workers/s")
 }
-
