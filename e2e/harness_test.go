@@ -165,6 +165,13 @@ var servingRE = regexp.MustCompile(`serving (http://[0-9.:]+)`)
 
 func startApp(t testing.TB, otlp string, extraEnv ...string) *app {
 	t.Helper()
+	return startAppArgs(t, otlp, extraEnv)
+}
+
+// startAppArgs is startApp with extra command-line arguments; they come
+// after the defaults, so a flag given again (e.g. --stop-grace) overrides.
+func startAppArgs(t testing.TB, otlp string, extraEnv []string, extraArgs ...string) *app {
+	t.Helper()
 	env := append([]string{
 		"WORKERSCOPE_TOKEN=" + token,
 		"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + otlp,
@@ -172,7 +179,8 @@ func startApp(t testing.TB, otlp string, extraEnv ...string) *app {
 		"OTEL_EXPORTER_OTLP_TIMEOUT=2000",
 		"OTEL_RESOURCE_ATTRIBUTES=deployment.environment.name=e2e,team=infra",
 	}, extraEnv...)
-	p := start(t, workerscopeBinary(t), env, "--listen", "127.0.0.1:0", "--demo-load=false", "--stop-grace", "2s")
+	args := append([]string{"--listen", "127.0.0.1:0", "--demo-load=false", "--stop-grace", "2s"}, extraArgs...)
+	p := start(t, workerscopeBinary(t), env, args...)
 	var url string
 	waitFor(t, 30*time.Second, "workerscope to print its URL", func() bool {
 		if m := servingRE.FindStringSubmatch(p.output()); m != nil {

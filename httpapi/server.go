@@ -10,10 +10,12 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"log/slog"
 	"net/http"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -136,7 +138,16 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // cross-origin protection. Like http.ServeMux.Handle it panics on a
 // conflicting pattern. It may be called while serving.
 func (s *Server) Handle(pattern string, h http.Handler) {
-	s.mux.Handle(pattern, s.authenticate(s.csrf.Handler(h)))
+	s.mux.Handle(pattern, labeled(pattern, s.authenticate(s.csrf.Handler(h))))
+}
+
+// labeled runs h under the pprof label operation=<route pattern>, so CPU
+// profiles (Pyroscope's and /api/debug/pprof's) split by route.
+func labeled(pattern string, h http.Handler) http.Handler {
+	labels := pprof.Labels("operation", pattern)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pprof.Do(r.Context(), labels, func(ctx context.Context) { h.ServeHTTP(w, r.WithContext(ctx)) })
+	})
 }
 
 // HandleUnauthenticated registers h for pattern without the token check.

@@ -220,7 +220,8 @@ type loggingExporter struct {
 }
 
 func (e *loggingExporter) Export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
-	err := e.Exporter.Export(ctx, rm)
+	var err error
+	DoOperation(ctx, "export", func(ctx context.Context) { err = e.Exporter.Export(ctx, rm) })
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err == nil {

@@ -169,7 +169,8 @@ func (s *Sampler) Report(ctx context.Context) *Report {
 	if r := s.cur.Load(); r != nil && s.opts.Now().Sub(r.SampledAt) < s.opts.MinInterval {
 		return r // a pass finished while we waited
 	}
-	r := s.sample()
+	var r *Report
+	DoOperation(ctx, "sample", func(context.Context) { r = s.sample() })
 	s.cur.Store(r)
 	return r
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"time"
@@ -206,6 +207,8 @@ type lineHeader struct {
 // readStdout routes responses to pending calls and fans out everything else.
 func (w *worker) readStdout() {
 	defer close(w.readDone)
+	// CPU profiles show the routing of worker output as operation=events.
+	pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("operation", "events")))
 	lr := newLineReader(w.stdout, w.m.cfg.MaxLineBytes)
 	for {
 		line, oversize, err := lr.next()

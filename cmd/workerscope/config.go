@@ -31,6 +31,9 @@ type config struct {
 	DemoLoad     bool
 	LogLevel     slog.Level
 	LogFormat    string
+	// PyroscopeServer and PyroscopeApp override PYROSCOPE_SERVER_ADDRESS
+	// and PYROSCOPE_APPLICATION_NAME.
+	PyroscopeServer, PyroscopeApp string
 	// DropWorkerKey leaves the worker.key attribute off per-worker metrics.
 	DropWorkerKey bool
 	// Getenv is the environment the settings were read from; telemetry
@@ -53,6 +56,8 @@ var settings = []setting{
 	{"max-line-bytes", "WORKERSCOPE_MAX_LINE_BYTES", "16777216", "longest worker output line accepted, in bytes (longer ones are skipped and counted)"},
 	{"demo-load", "WORKERSCOPE_DEMO_LOAD", "auto", "light synthetic traffic to a few sessions: true, false, or auto (on with the demo worker)"},
 	{"metrics-worker-key", "WORKERSCOPE_METRICS_WORKER_KEY", "true", "put the session key on per-worker metrics as worker.key (false drops it)"},
+	{"pyroscope-server", "PYROSCOPE_SERVER_ADDRESS", "", "Pyroscope server to ship profiles to (profiling is off without one)"},
+	{"pyroscope-app", "PYROSCOPE_APPLICATION_NAME", "", "Pyroscope application name (default: the OTel service name)"},
 	{"log-level", "WORKERSCOPE_LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"log-format", "WORKERSCOPE_LOG_FORMAT", "text", "text or json"},
 }
@@ -163,6 +168,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 			bad(label, v, "want debug, info, warn or error")
 		}
 	}
+	c.PyroscopeServer, _ = get("pyroscope-server")
+	c.PyroscopeApp, _ = get("pyroscope-app")
 	c.LogFormat, _ = get("log-format")
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		_, label := get("log-format")

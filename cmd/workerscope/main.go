@@ -26,6 +26,7 @@ import (
 
 	"github.com/workerscope/workerscope/httpapi"
 	"github.com/workerscope/workerscope/telemetry"
+	"github.com/workerscope/workerscope/telemetry/webui"
 	"github.com/workerscope/workerscope/workers"
 	"github.com/workerscope/workerscope/workers/demoworker"
 )
@@ -160,8 +161,29 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 	}
 	mountTelemetry(api, tel, promHandler, started)
 
+	appName := "workerscope"
+	if res := tel.Provider.Resource; res != nil {
+		if v, ok := res.Set().Value("service.name"); ok {
+			appName = v.AsString()
+		}
+	}
+	prof, err := telemetry.StartProfiling(telemetry.ProfilingOptions{
+		Getenv:                 cfg.Getenv,
+		ServerAddress:          cfg.PyroscopeServer,
+		ApplicationName:        cfg.PyroscopeApp,
+		DefaultApplicationName: appName,
+		Version:                buildVersion(),
+		InstanceID:             tel.Provider.InstanceID,
+		Logger:                 log.With("component", "profiling"),
+	})
+	if err != nil {
+		_ = tel.Shutdown(context.Background())
+		_ = mgr.Close(context.Background())
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
+		_ = prof.Stop(context.Background())
 		_ = mgr.Close(context.Background())
 		return fmt.Errorf("listen on %s (--listen / WORKERSCOPE_LISTEN): %w", cfg.Listen, err)
 	}
@@ -217,10 +239,15 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 		log.Warn("workers did not stop in time", "err", err)
 	}
 	// The last export goes out after the workers stopped, so their exits
-	// are in it; it gets a bounded wait of its own.
+	// are in it; it and the last profile upload share a bounded wait.
 	telCtx, cancelTel := context.WithTimeout(context.Background(), 3*time.Second)
+	profErr := make(chan error, 1)
+	go func() { profErr <- prof.Stop(telCtx) }()
 	if err := tel.Shutdown(telCtx); err != nil {
 		log.Warn("telemetry shutdown", "err", err)
+	}
+	if err := <-profErr; err != nil {
+		log.Warn("profiling shutdown", "err", err)
 	}
 	cancelTel()
 	log.Info("stopped")
@@ -268,9 +295,5 @@ func mountTelemetry(api *httpapi.Server, tel *telemetry.Telemetry, prom http.Han
 
 // metricsPage is the HTML side of GET /metrics.
 func metricsPage() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.WriteHeader(http.StatusNotImplemented)
-		_, _ = io.WriteString(w, "<!doctype html><title>workerscope</title><p>The page is not built yet; GET /api/metrics has the data.")
-	})
+	return webui.Handler()
 }
