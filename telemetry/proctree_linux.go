@@ -58,8 +58,13 @@ func NewProcessSampler() (ProcessSampler, error) {
 	if _, err := os.Stat("/proc/self/stat"); err != nil {
 		return nil, fmt.Errorf("telemetry: /proc is not available: %w", err)
 	}
+	sc := procfs.NewScanner("", workers.MarkerEnv)
+	// Processes outside every worker's tree are read once and then only
+	// every 30th pass (or when their /proc entry changes): on a host with
+	// many unrelated processes a pass costs little more than the trees.
+	sc.SkipForeign, sc.RecheckEvery = true, 30
 	return &procTreeSampler{
-		sc:       procfs.NewScanner("", workers.MarkerEnv),
+		sc:       sc,
 		pageSize: int64(os.Getpagesize()),
 		acct:     make(map[string]*treeAcct),
 	}, nil

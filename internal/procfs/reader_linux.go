@@ -119,7 +119,7 @@ func (r *Reader) CountFDs(pid int) (int, error) {
 	}
 	defer unix.Close(fd)
 	count := 0
-	err = r.eachDirent(fd, func(name []byte) {
+	err = r.eachDirent(fd, func(name []byte, _ uint64) {
 		if !(len(name) == 1 && name[0] == '.') && !(len(name) == 2 && name[0] == '.' && name[1] == '.') {
 			count++
 		}
@@ -164,9 +164,34 @@ func (r *Reader) PIDs(dst []int) ([]int, error) {
 		return dst, fmt.Errorf("procfs: open %s: %w", r.root, err)
 	}
 	defer unix.Close(fd)
-	err = r.eachDirent(fd, func(name []byte) {
+	err = r.eachDirent(fd, func(name []byte, _ uint64) {
 		if v, ok := atoi(name); ok && v > 0 {
 			dst = append(dst, int(v))
+		}
+	})
+	return dst, err
+}
+
+// PIDInode is a PID listed in the proc root with the inode number of its
+// /proc/PID directory. The inode stays the same while the same process's
+// directory stays cached, and a new process with a reused PID gets a new
+// one, so an unchanged inode means "the same process as before".
+type PIDInode struct {
+	PID int
+	Ino uint64
+}
+
+// PIDInodes appends the PIDs listed in the proc root, with their inodes.
+func (r *Reader) PIDInodes(dst []PIDInode) ([]PIDInode, error) {
+	r.path = append(append(r.path[:0], r.root...), 0)
+	fd, err := r.open(unix.O_RDONLY | unix.O_DIRECTORY)
+	if err != nil {
+		return dst, fmt.Errorf("procfs: open %s: %w", r.root, err)
+	}
+	defer unix.Close(fd)
+	err = r.eachDirent(fd, func(name []byte, ino uint64) {
+		if v, ok := atoi(name); ok && v > 0 {
+			dst = append(dst, PIDInode{int(v), ino})
 		}
 	})
 	return dst, err
@@ -181,7 +206,7 @@ func (r *Reader) Children(pid int, dst []int) ([]int, error) {
 		return dst, fmt.Errorf("procfs: open %d/task: %w", pid, err)
 	}
 	var tids []int
-	err = r.eachDirent(fd, func(name []byte) {
+	err = r.eachDirent(fd, func(name []byte, _ uint64) {
 		if v, ok := atoi(name); ok {
 			tids = append(tids, int(v))
 		}
@@ -208,7 +233,7 @@ func (r *Reader) Children(pid int, dst []int) ([]int, error) {
 }
 
 // eachDirent calls fn with each entry name of the open directory fd.
-func (r *Reader) eachDirent(fd int, fn func(name []byte)) error {
+func (r *Reader) eachDirent(fd int, fn func(name []byte, ino uint64)) error {
 	for {
 		n, err := unix.Getdents(fd, r.dirents)
 		if err == unix.EINTR {
@@ -231,7 +256,7 @@ func (r *Reader) eachDirent(fd int, fn func(name []byte)) error {
 			if i := bytes.IndexByte(name, 0); i >= 0 {
 				name = name[:i]
 			}
-			fn(name)
+			fn(name, binary.NativeEndian.Uint64(b[0:8]))
 			b = b[reclen:]
 		}
 	}

@@ -30,6 +30,14 @@ type envEntry struct {
 	gen   uint64
 }
 
+// foreignEntry remembers a process found in no tree.
+type foreignEntry struct {
+	ino     uint64
+	start   uint64
+	checked uint64 // the scan that last read it
+	seen    uint64 // the scan that last listed it
+}
+
 // Scanner takes one pass over /proc, reading /proc/PID/stat once per
 // process, and attributes processes to process trees: by ancestry (ppid
 // chains) and, for processes that ancestry cannot place (re-parented to
@@ -39,17 +47,33 @@ type envEntry struct {
 type Scanner struct {
 	// MarkerKey is the environment variable that carries a tree's Marker.
 	MarkerKey string
+	// SkipForeign makes Scan skip reading processes that the previous
+	// Attribute found in no tree, as long as their /proc/PID inode is
+	// unchanged (the same process), re-checking each every RecheckEvery
+	// scans. A process outside every tree cannot join one later — its
+	// ancestry only moves up when re-parented, and its environment is fixed
+	// — so on a host with many unrelated processes a scan reads little more
+	// than the workers' trees. Leave it off where a scan must see
+	// everything (stopping a tree).
+	SkipForeign  bool
+	RecheckEvery uint64
 
-	r      *Reader
-	self   int
-	pids   []int
-	procs  []Stat
-	index  map[int]int32
-	owner  []int32
-	path   []int32
-	env    map[procKey]envEntry
-	gen    uint64
-	errors int
+	r       *Reader
+	self    int
+	pids    []int
+	listing []PIDInode
+	inos    []uint64 // parallel to procs
+	foreign map[int]foreignEntry
+	roots   map[procKey]uint64 // roots of the last Attribute, by generation
+	scans   uint64
+	skipped int
+	procs   []Stat
+	index   map[int]int32
+	owner   []int32
+	path    []int32
+	env     map[procKey]envEntry
+	gen     uint64
+	errors  int
 }
 
 // NewScanner returns a Scanner over the proc file system at root ("/proc"
@@ -61,6 +85,8 @@ func NewScanner(root, markerKey string) *Scanner {
 		self:      os.Getpid(),
 		index:     make(map[int]int32),
 		env:       make(map[procKey]envEntry),
+		foreign:   make(map[int]foreignEntry),
+		roots:     make(map[procKey]uint64),
 	}
 }
 
@@ -72,14 +98,30 @@ func (s *Scanner) Reader() *Reader { return s.r }
 // skipped; an error is returned only when /proc cannot be listed.
 func (s *Scanner) Scan() error {
 	var err error
-	s.pids, err = s.r.PIDs(s.pids[:0])
+	s.listing, err = s.r.PIDInodes(s.listing[:0])
 	if err != nil {
 		return err
 	}
+	s.scans++
+	recheck := max(s.RecheckEvery, 1)
 	s.procs = s.procs[:0]
+	s.inos = s.inos[:0]
 	clear(s.index)
 	s.errors = 0
-	for _, pid := range s.pids {
+	s.skipped = 0
+	for _, li := range s.listing {
+		pid := li.PID
+		if s.SkipForeign {
+			if f, ok := s.foreign[pid]; ok {
+				if f.ino == li.Ino && (s.scans-f.checked)%recheck != 0 {
+					f.seen = s.scans
+					s.foreign[pid] = f
+					s.skipped++
+					continue
+				}
+				delete(s.foreign, pid) // changed or due: read it again
+			}
+		}
 		st, err := s.r.ReadStat(pid)
 		if err != nil {
 			if !isGone(err) {
@@ -89,9 +131,23 @@ func (s *Scanner) Scan() error {
 		}
 		s.index[pid] = int32(len(s.procs))
 		s.procs = append(s.procs, st)
+		s.inos = append(s.inos, li.Ino)
+	}
+	if s.SkipForeign {
+		for pid, f := range s.foreign {
+			if f.seen != s.scans {
+				delete(s.foreign, pid) // exited
+			}
+		}
 	}
 	return nil
 }
+
+// Skipped is how many processes the last Scan skipped as known foreign.
+func (s *Scanner) Skipped() int { return s.skipped }
+
+// ForeignLen is how many processes are remembered as foreign.
+func (s *Scanner) ForeignLen() int { return len(s.foreign) }
 
 // Procs returns the processes of the last Scan (valid until the next Scan).
 func (s *Scanner) Procs() []Stat { return s.procs }
@@ -119,6 +175,9 @@ const (
 // after boot) are checked for a marker; pass the oldest root's start time.
 // dst is reused when it has room.
 func (s *Scanner) Attribute(roots []Root, minStart uint64, dst [][]int) [][]int {
+	if s.SkipForeign {
+		s.admitNewRoots(roots)
+	}
 	n := len(s.procs)
 	s.owner = append(s.owner[:0], make([]int32, n)...)
 	for i := range s.owner {
@@ -167,6 +226,14 @@ func (s *Scanner) Attribute(roots []Root, minStart uint64, dst [][]int) [][]int 
 		for k, e := range s.env {
 			if e.gen != s.gen {
 				delete(s.env, k)
+			}
+		}
+	}
+	if s.SkipForeign {
+		for i, o := range s.owner {
+			if o == ownerNone && s.procs[i].PID != s.self {
+				p := &s.procs[i]
+				s.foreign[p.PID] = foreignEntry{ino: s.inos[i], start: p.StartTime, checked: s.scans, seen: s.scans}
 			}
 		}
 	}
@@ -250,4 +317,39 @@ func (s *Scanner) EnvCacheLen() int { return len(s.env) }
 
 func isGone(err error) bool {
 	return errors.Is(err, os.ErrNotExist) || errors.Is(err, errESRCH)
+}
+
+// admitNewRoots handles roots that the previous Attribute did not have (a
+// worker spawned since): processes started at or after such a root may be
+// in its tree although they were recorded as foreign, so they are
+// forgotten (read again by the next Scan), and the root itself is read now
+// if the last Scan skipped it.
+func (s *Scanner) admitNewRoots(roots []Root) {
+	gen := s.scans
+	for _, rt := range roots {
+		if rt.PID <= 0 {
+			continue
+		}
+		key := procKey{rt.PID, rt.StartTime}
+		if _, known := s.roots[key]; !known {
+			for pid, f := range s.foreign {
+				if f.start >= rt.StartTime {
+					delete(s.foreign, pid)
+				}
+			}
+			if _, ok := s.index[rt.PID]; !ok {
+				if st, err := s.r.ReadStat(rt.PID); err == nil {
+					s.index[rt.PID] = int32(len(s.procs))
+					s.procs = append(s.procs, st)
+					s.inos = append(s.inos, 0)
+				}
+			}
+		}
+		s.roots[key] = gen
+	}
+	for key, g := range s.roots {
+		if g != gen {
+			delete(s.roots, key)
+		}
+	}
 }

@@ -90,3 +90,70 @@ func TestReaderCountFDs(t *testing.T) {
 		t.Fatalf("missing pid: err = %v", err)
 	}
 }
+
+// TestScannerSkipsForeignButSeesNewTrees checks the foreign-process cache:
+// unrelated processes are skipped after one read, and a worker that starts
+// later is still seen whole, orphans included.
+func TestScannerSkipsForeignButSeesNewTrees(t *testing.T) {
+	foreign := exec.Command("sleep", "30")
+	if err := foreign.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { foreign.Process.Kill(); foreign.Wait() })
+	s := NewScanner("", "TEST_MARKER")
+	s.SkipForeign, s.RecheckEvery = true, 1000
+	pass := func(roots []Root) [][]int {
+		if err := s.Scan(); err != nil {
+			t.Fatal(err)
+		}
+		return s.Attribute(roots, 0, nil)
+	}
+	pass(nil)
+	pass(nil)
+	if s.Skipped() == 0 || s.Lookup(foreign.Process.Pid) >= 0 {
+		t.Fatalf("foreign process not skipped (skipped %d)", s.Skipped())
+	}
+	time.Sleep(50 * time.Millisecond) // start times have a 10 ms resolution
+	cmd := exec.Command("sh", "-c", "sleep 30 & (setsid sleep 31 &); wait")
+	cmd.Env = append(os.Environ(), "TEST_MARKER=tree-2")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	t.Cleanup(func() {
+		for _, p := range pids {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	// An unrelated pass first: the new shell and its children are read and
+	// recorded as foreign, as they would be by a pass that ran before the
+	// supervisor registered the worker.
+	time.Sleep(100 * time.Millisecond)
+	pass(nil)
+	st, err := s.Reader().ReadStat(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := []Root{{PID: cmd.Process.Pid, StartTime: st.StartTime, Marker: "tree-2"}}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		trees := pass(roots)
+		pids = pids[:0]
+		for _, i := range trees[0] {
+			pids = append(pids, s.Procs()[i].PID)
+		}
+		if len(pids) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tree %v, want the shell and both sleeps", pids)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if s.Lookup(foreign.Process.Pid) >= 0 {
+		t.Fatal("the unrelated process was read again")
+	}
+}
