@@ -23,12 +23,7 @@ import (
 )
 
 // TestMain lets the test binary double as the demo worker.
-func TestMain(m *testing.M) {
-	if os.Getenv(demoworker.RoleEnv) != "" {
-		os.Exit(demoworker.Main())
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { demoworker.TestMain(m) }
 
 const testToken = "s3cret-token"
 

@@ -20,12 +20,7 @@ import (
 
 // TestMain lets the test binary double as the demo worker: a real
 // subprocess speaking the real protocol.
-func TestMain(m *testing.M) {
-	if os.Getenv(demoworker.RoleEnv) != "" {
-		os.Exit(demoworker.Main())
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { demoworker.TestMain(m) }
 
 func quietLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {

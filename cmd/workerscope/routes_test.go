@@ -22,12 +22,7 @@ import (
 	"github.com/workerscope/workerscope/workers/demoworker"
 )
 
-func TestMain(m *testing.M) {
-	if os.Getenv(demoworker.RoleEnv) != "" {
-		os.Exit(demoworker.Main())
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { demoworker.TestMain(m) }
 
 const testToken = "routes-test-token-0123456789"
 

@@ -344,3 +344,19 @@ func runChild() int {
 	}
 	return 0
 }
+
+// TestMain lets a test binary double as the demo worker: call it from a
+// package's TestMain and give the Manager TestCommand, and the tests spawn
+// real subprocesses that speak the real protocol.
+func TestMain(m interface{ Run() int }) {
+	if os.Getenv(RoleEnv) != "" {
+		os.Exit(Main())
+	}
+	os.Exit(m.Run())
+}
+
+// TestCommand is the command and environment that run the calling test
+// binary as the demo worker (see TestMain).
+func TestCommand() (argv, env []string) {
+	return []string{os.Args[0]}, []string{RoleEnv + "=worker"}
+}
