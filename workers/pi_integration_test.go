@@ -5,6 +5,7 @@ package workers_test
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"slices"
 	"testing"
@@ -20,6 +21,9 @@ import (
 func TestRealPi(t *testing.T) {
 	pi, err := exec.LookPath("pi")
 	if err != nil {
+		if os.Getenv("WORKERSCOPE_PI") == "required" { // as in CI
+			t.Fatal("pi not on PATH")
+		}
 		t.Skip("pi not on PATH; install with: npm install -g @mariozechner/pi-coding-agent@0.73.1")
 	}
 	home := t.TempDir()
