@@ -336,3 +336,36 @@ func TestManagerClosed(t *testing.T) {
 		t.Errorf("events after close: %d %s", r.status, r.body)
 	}
 }
+
+// TestCrossSiteBackgroundLoadsRejected: another site's page cannot make the
+// operator's browser load API routes with its cached Basic credentials,
+// while a top-level navigation (a link) still works.
+func TestCrossSiteBackgroundLoadsRejected(t *testing.T) {
+	e := newEnv(t, setup{})
+	tests := []struct {
+		site, mode string
+		want       int
+	}{
+		{"cross-site", "no-cors", http.StatusForbidden},
+		{"cross-site", "cors", http.StatusForbidden},
+		{"cross-site", "navigate", http.StatusOK},
+		{"same-origin", "cors", http.StatusOK},
+		{"", "", http.StatusOK}, // curl, scripts
+	}
+	for _, tt := range tests {
+		req, _ := http.NewRequest("GET", e.url+"/api/workers", nil)
+		req.SetBasicAuth("op", testToken)
+		if tt.site != "" {
+			req.Header.Set("Sec-Fetch-Site", tt.site)
+			req.Header.Set("Sec-Fetch-Mode", tt.mode)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("Sec-Fetch-Site %q Mode %q: %d, want %d", tt.site, tt.mode, resp.StatusCode, tt.want)
+		}
+	}
+}

@@ -138,7 +138,23 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // cross-origin protection. Like http.ServeMux.Handle it panics on a
 // conflicting pattern. It may be called while serving.
 func (s *Server) Handle(pattern string, h http.Handler) {
-	s.mux.Handle(pattern, labeled(pattern, s.authenticate(s.csrf.Handler(h))))
+	s.mux.Handle(pattern, labeled(pattern, s.authenticate(s.csrf.Handler(s.noCrossSiteLoads(h)))))
+}
+
+// noCrossSiteLoads rejects requests another site's page makes in the
+// background with the operator's cached Basic credentials (an <img> or
+// fetch of /api/debug/pprof/profile?seconds=600, an EventSource): browsers
+// mark them Sec-Fetch-Site: cross-site. Top-level navigations (a link to
+// the page) stay allowed; CrossOriginProtection already covers unsafe
+// methods.
+func (s *Server) noCrossSiteLoads(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Sec-Fetch-Site") == "cross-site" && r.Header.Get("Sec-Fetch-Mode") != "navigate" {
+			writeError(w, http.StatusForbidden, "cross_origin", "cross-site request rejected")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // labeled runs h under the pprof label operation=<route pattern>, so CPU

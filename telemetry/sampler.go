@@ -213,12 +213,12 @@ func (s *Sampler) sample() *Report {
 		if passErr != nil && wr.Err == nil {
 			wr.Err = passErr
 		}
+		seen[w.ID] = struct{}{} // a failed pass keeps the worker's CPU baseline
 		if wr.Err != nil {
 			failed++
 			r.Workers[i] = wr
 			continue
 		}
-		seen[w.ID] = struct{}{}
 		base, ok := s.prev[w.ID]
 		if !ok && !w.StartedAt.IsZero() && now.After(w.StartedAt) {
 			base, ok = cpuPoint{at: w.StartedAt}, true // a new worker: its whole life is the window

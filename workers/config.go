@@ -134,5 +134,16 @@ func (c *Config) validate() error {
 	if c.EventBuffer < 1 {
 		errs = append(errs, fmt.Errorf("workers: EventBuffer must be ≥ 1, got %d", c.EventBuffer))
 	}
+	for name, v := range map[string]int{"MaxCommandBytes": c.MaxCommandBytes, "StderrTailBytes": c.StderrTailBytes} {
+		if v < 1 {
+			errs = append(errs, fmt.Errorf("workers: %s must be ≥ 1, got %d", name, v))
+		}
+	}
+	for name, d := range map[string]time.Duration{"RunningWindow": c.RunningWindow, "RestartBackoff": c.RestartBackoff,
+		"MaxRestartBackoff": c.MaxRestartBackoff, "ReapInterval": c.ReapInterval} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("workers: %s must be > 0, got %s", name, d))
+		}
+	}
 	return errors.Join(errs...)
 }

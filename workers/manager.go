@@ -54,6 +54,7 @@ type Manager struct {
 	reaperDone chan struct{}
 	wg         sync.WaitGroup // one per worker, until its tree is gone
 	spawnWG    sync.WaitGroup // spawns in progress
+	spawningN  int            // spawns in progress, guarded by mu
 }
 
 const numExitReasons = 5
@@ -190,7 +191,10 @@ func (m *Manager) acquire(ctx context.Context, key string) (*worker, error) {
 		s.lastUsed = time.Now()
 		if w := s.w; w != nil {
 			w.mu.Lock()
-			ok := !w.stopping && !w.exited
+			ok := !w.stopping && !w.exited && !w.dead
+			if ok {
+				w.reserveLocked() // before the reaper or an eviction can pick it
+			}
 			w.mu.Unlock()
 			if ok {
 				m.mu.Unlock()
@@ -227,6 +231,7 @@ func (m *Manager) acquire(ctx context.Context, key string) (*worker, error) {
 		}
 		done := make(chan struct{})
 		s.spawning = done
+		m.spawningN++ // counts against MaxWorkers until registered
 		m.spawnWG.Add(1)
 		m.mu.Unlock()
 
@@ -234,6 +239,7 @@ func (m *Manager) acquire(ctx context.Context, key string) (*worker, error) {
 
 		m.mu.Lock()
 		s.spawning = nil
+		m.spawningN--
 		close(done)
 		defer m.spawnWG.Done()
 		if err != nil {
@@ -244,11 +250,17 @@ func (m *Manager) acquire(ctx context.Context, key string) (*worker, error) {
 			m.mu.Unlock()
 			return nil, err
 		}
+		// Registered before its goroutines start, so an immediate exit finds
+		// it in the pool; reserved for this caller.
 		s.w = w
 		m.live[w] = struct{}{}
+		w.mu.Lock()
+		w.reserveLocked()
+		w.mu.Unlock()
 		m.mu.Unlock()
 		m.spawns.Add(1)
 		s.publish(m, lifecycleEvent(w, "worker_start", map[string]any{"pid": w.pid}))
+		w.start()
 		return w, nil
 	}
 }
@@ -282,6 +294,7 @@ func (m *Manager) makeRoomLocked() error {
 			victim, victimIdle = w, idle
 		}
 	}
+	active += m.spawningN
 	if active < m.cfg.MaxWorkers {
 		return nil
 	}
@@ -362,10 +375,6 @@ func (m *Manager) spawn(s *session) (*worker, error) {
 		stderr:     newTailBuffer(m.cfg.StderrTailBytes),
 	}
 	w.startTicks = m.plat.startTicks(w.pid)
-	m.wg.Add(1)
-	go w.readStdout()
-	go w.readStderr()
-	go w.wait()
 	m.log.Debug("worker spawned", "worker", id, "key", s.key, "pid", w.pid)
 	return w, nil
 }
@@ -425,12 +434,13 @@ func lifecycleEvent(w *worker, typ string, fields map[string]any) Event {
 // after StopGrace. It returns at once; w.done closes when all is gone.
 func (m *Manager) terminate(w *worker, reason ExitReason) {
 	w.mu.Lock()
-	if w.stopping || w.exited {
+	if w.stopping || w.exited || w.dead {
 		w.mu.Unlock()
 		return
 	}
 	w.stopping = true
 	w.stopReason = reason
+	w.stopAt = time.Now()
 	w.mu.Unlock()
 	go func() {
 		if m.cfg.StopGrace < 0 {
@@ -463,11 +473,12 @@ func (m *Manager) terminate(w *worker, reason ExitReason) {
 // sweep makes sure no process of w's tree outlives it: survivors get
 // SIGTERM, then SIGKILL once StopGrace has passed since the stop began.
 func (m *Manager) sweep(w *worker) {
-	deadline := time.Now().Add(m.cfg.StopGrace)
 	w.mu.Lock()
+	// The grace runs from when the stop began, so leftovers cannot stretch
+	// a stop (or Close) past StopGrace. Crashed workers' leftovers and those
+	// of a worker that needed SIGKILL get a short grace only.
+	deadline := w.stopAt.Add(m.cfg.StopGrace)
 	if w.escalated || w.stopReason == "" {
-		// Crashed workers' leftovers and those of a worker that needed
-		// SIGKILL get a short grace only.
 		deadline = time.Now().Add(min(m.cfg.StopGrace, time.Second))
 	}
 	w.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -514,4 +515,79 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+func TestMaxWorkersHoldsUnderConcurrentSpawns(t *testing.T) {
+	cfg := demoConfig(t)
+	cfg.MaxWorkers = 2
+	m := newManager(t, cfg)
+	var wg sync.WaitGroup
+	var full atomic.Int32
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := m.Send(context.Background(), fmt.Sprintf("k%d", i), []byte(`{"type":"sleep","ms":300}`))
+			if errors.Is(err, workers.ErrPoolFull) {
+				full.Add(1)
+			} else if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	for i := 0; i < 20; i++ {
+		if n := len(m.Snapshot()); n > 2 {
+			t.Fatalf("%d live workers with MaxWorkers 2", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	wg.Wait()
+	if full.Load() == 0 {
+		t.Fatal("no request was refused although 8 busy sessions competed for 2 workers")
+	}
+}
+
+func TestLongFirstCommandIsNotReaped(t *testing.T) {
+	cfg := demoConfig(t)
+	cfg.IdleTTL = 300 * time.Millisecond
+	cfg.ReapInterval = 20 * time.Millisecond
+	m := newManager(t, cfg)
+	if r := send(t, m, "k", `{"type":"sleep","ms":1200}`); !r.Success {
+		t.Fatalf("%+v", r)
+	}
+	if m.Stats().Exits[workers.ExitIdleReaped] != 0 {
+		t.Fatal("a worker running its first command was reaped")
+	}
+}
+
+func TestWorkerThatExitsAtOnceLeavesThePool(t *testing.T) {
+	cfg := demoConfig(t)
+	cfg.Command = []string{"/bin/true"}
+	m := newManager(t, cfg)
+	for i := 0; i < 5; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := m.Send(ctx, fmt.Sprintf("t%d", i), []byte(`{"type":"get_state"}`))
+		cancel()
+		if err == nil {
+			t.Fatal("a worker that exits at once answered")
+		}
+	}
+	eventually(t, 5*time.Second, "exited workers gone from the pool", func() bool { return len(m.Snapshot()) == 0 })
+}
+
+func TestConfigRejectsNegativeLimits(t *testing.T) {
+	for _, mut := range []func(*workers.Config){
+		func(c *workers.Config) { c.StderrTailBytes = -1 },
+		func(c *workers.Config) { c.ReapInterval = -time.Second },
+		func(c *workers.Config) { c.MaxCommandBytes = -5 },
+		func(c *workers.Config) { c.MaxWorkers = -1 },
+		func(c *workers.Config) { c.Command = nil },
+	} {
+		cfg := demoConfig(t)
+		mut(&cfg)
+		if m, err := workers.New(cfg); err == nil {
+			_ = m.Close(context.Background())
+			t.Errorf("config %+v accepted", cfg)
+		}
+	}
 }

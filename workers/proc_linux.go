@@ -114,10 +114,12 @@ func (p *platform) signalTree(w *worker, sig syscall.Signal) int {
 	root := procfs.Root{Marker: w.id}
 	select {
 	case <-w.procExited:
+		// Reaped: its PID (and so its group ID) may be reused, so no group
+		// kill; what is left of the group is reached member by member.
 	default:
 		root.PID, root.StartTime = w.pid, w.startTicks
+		_ = syscall.Kill(-w.pid, sig) // the worker's own group (pgid = its pid)
 	}
-	_ = syscall.Kill(-w.pid, sig) // the worker's own group (pgid = its pid)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.scanner.Scan(); err != nil {

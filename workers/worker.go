@@ -50,7 +50,9 @@ type worker struct {
 	lastEvent  time.Time // zero after agent_end
 	stopping   bool
 	stopReason ExitReason
+	stopAt     time.Time // when the stop began (the grace runs from here)
 	escalated  bool
+	dead       bool // the process has been waited for (exit being processed)
 	exited     bool
 	exitErr    *ExitError
 	pending    map[string]chan reply
@@ -64,14 +66,16 @@ type reply struct {
 
 func (w *worker) stateLocked(now time.Time) State {
 	switch {
-	case w.exited:
+	case w.exited || w.dead:
 		return StateExited
 	case w.stopping:
 		return StateStopping
+	case w.inflight > 0:
+		// Before "starting": a first command that runs long without output
+		// must not look idle to the reaper.
+		return StateRunning
 	case !w.answered:
 		return StateStarting
-	case w.inflight > 0:
-		return StateRunning
 	case !w.lastEvent.IsZero() && now.Sub(w.lastEvent) < w.m.cfg.RunningWindow:
 		return StateRunning
 	}
@@ -99,16 +103,34 @@ func (w *worker) snapshot(now time.Time) WorkerSnapshot {
 	}
 }
 
-// call sends one command object and waits for its response.
+// reserveLocked counts a caller as in flight before it has written
+// anything, so the reaper and eviction leave the worker alone between
+// acquire and call. The caller must hold w.mu and then call w.call, which
+// releases the reservation.
+func (w *worker) reserveLocked() {
+	w.inflight++
+	w.lastActive = time.Now()
+}
+
+// call sends one command object and waits for its response. The caller
+// holds a reservation (reserveLocked), which call releases.
 func (w *worker) call(ctx context.Context, obj map[string]json.RawMessage) ([]byte, error) {
+	release := func() {
+		w.mu.Lock()
+		w.inflight--
+		w.lastActive = time.Now()
+		w.mu.Unlock()
+	}
 	id := "ws-" + strconv.FormatUint(w.m.reqSeq.Add(1), 10)
 	origID, hadID := obj["id"]
 	obj["id"] = json.RawMessage(strconv.Quote(id))
 	line, err := json.Marshal(obj)
 	if err != nil {
+		release()
 		return nil, fmt.Errorf("%w: %w", ErrBadCommand, err)
 	}
 	if len(line) > w.m.cfg.MaxCommandBytes {
+		release()
 		return nil, fmt.Errorf("%w: %d bytes exceeds the %d-byte limit", ErrBadCommand, len(line), w.m.cfg.MaxCommandBytes)
 	}
 	line = append(line, '\n')
@@ -117,15 +139,16 @@ func (w *worker) call(ctx context.Context, obj map[string]json.RawMessage) ([]by
 	w.mu.Lock()
 	if w.exited {
 		err := w.exitErr
+		w.inflight--
 		w.mu.Unlock()
 		return nil, err
 	}
-	if w.stopping {
+	if w.stopping || w.dead {
+		w.inflight--
 		w.mu.Unlock()
 		return nil, fmt.Errorf("%w: worker %s is stopping", ErrWorkerExit, w.id)
 	}
 	w.pending[id] = ch
-	w.inflight++
 	w.requests++
 	w.lastActive = time.Now()
 	w.mu.Unlock()
@@ -169,9 +192,15 @@ func (w *worker) write(ctx context.Context, line []byte) error {
 		deadline = time.Time{}
 	}
 	_ = w.stdin.SetWriteDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { _ = w.stdin.SetWriteDeadline(time.Now()) })
+	cut := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = w.stdin.SetWriteDeadline(time.Now())
+		close(cut)
+	})
 	n, err := w.stdin.Write(line)
-	stop()
+	if !stop() {
+		<-cut // the callback ran or is running: let it finish before the next writer
+	}
 	if err != nil {
 		if n > 0 {
 			w.m.log.Warn("partial command write; stopping worker", "worker", w.id, "key", w.key, "written", n, "err", err)
@@ -202,6 +231,15 @@ func restoreID(line []byte, id json.RawMessage) []byte {
 type lineHeader struct {
 	Type string          `json:"type"`
 	ID   json.RawMessage `json:"id"`
+}
+
+// start runs the worker's I/O and wait goroutines; call it once the worker
+// is registered with the manager.
+func (w *worker) start() {
+	w.m.wg.Add(1)
+	go w.readStdout()
+	go w.readStderr()
+	go w.wait()
 }
 
 // readStdout routes responses to pending calls and fans out everything else.
@@ -282,6 +320,17 @@ func (w *worker) wait() {
 	defer w.m.wg.Done()
 	waitErr := w.cmd.Wait()
 	w.m.plat.forget(w.pid)
+	// Decide at once whether this was asked for: a stop, eviction or reap
+	// arriving during the drain below must not relabel a crash.
+	w.mu.Lock()
+	w.dead = true
+	reason := w.stopReason
+	if reason == "" {
+		reason = ExitCrashed
+	} else if w.escalated {
+		reason = ExitKilled
+	}
+	w.mu.Unlock()
 	close(w.procExited)
 	// Let the last lines (a final response, the crash message) arrive.
 	drain := time.NewTimer(200 * time.Millisecond)
@@ -300,12 +349,6 @@ func (w *worker) wait() {
 		status = waitErr.Error()
 	}
 	w.mu.Lock()
-	reason := w.stopReason
-	if reason == "" {
-		reason = ExitCrashed
-	} else if w.escalated {
-		reason = ExitKilled
-	}
 	xe := &ExitError{WorkerID: w.id, Key: w.key, Reason: reason, Status: status, StderrTail: w.stderr.String()}
 	w.exited = true
 	w.exitErr = xe
