@@ -64,7 +64,10 @@ type Config struct {
 	ReapInterval time.Duration
 	// DisableSubreaper leaves PR_SET_CHILD_SUBREAPER unset (Linux). With it
 	// set (the default), orphaned grandchildren are re-parented to the
-	// supervisor, which reaps them.
+	// supervisor, which reaps them: zombie children outside the process's
+	// own process group that are not this Manager's workers. Run one
+	// Manager per process with it on, and set it when the embedding
+	// program starts its own children in new process groups.
 	DisableSubreaper bool
 
 	// OnRPC, if set, is called after every command with its outcome.
