@@ -319,11 +319,22 @@ func isGone(err error) bool {
 	return errors.Is(err, os.ErrNotExist) || errors.Is(err, errESRCH)
 }
 
+// readNow adds pid to the current Scan's processes if the Scan skipped it.
+func (s *Scanner) readNow(pid int, ino uint64) {
+	if _, ok := s.index[pid]; ok {
+		return
+	}
+	if st, err := s.r.ReadStat(pid); err == nil {
+		s.index[pid] = int32(len(s.procs))
+		s.procs = append(s.procs, st)
+		s.inos = append(s.inos, ino)
+	}
+}
+
 // admitNewRoots handles roots that the previous Attribute did not have (a
 // worker spawned since): processes started at or after such a root may be
 // in its tree although they were recorded as foreign, so they are
-// forgotten (read again by the next Scan), and the root itself is read now
-// if the last Scan skipped it.
+// forgotten and read now (the last Scan skipped them), as is the root.
 func (s *Scanner) admitNewRoots(roots []Root) {
 	gen := s.scans
 	for _, rt := range roots {
@@ -335,15 +346,10 @@ func (s *Scanner) admitNewRoots(roots []Root) {
 			for pid, f := range s.foreign {
 				if f.start >= rt.StartTime {
 					delete(s.foreign, pid)
+					s.readNow(pid, f.ino) // skipped by this Scan: read it for this pass
 				}
 			}
-			if _, ok := s.index[rt.PID]; !ok {
-				if st, err := s.r.ReadStat(rt.PID); err == nil {
-					s.index[rt.PID] = int32(len(s.procs))
-					s.procs = append(s.procs, st)
-					s.inos = append(s.inos, 0)
-				}
-			}
+			s.readNow(rt.PID, 0)
 		}
 		s.roots[key] = gen
 	}
