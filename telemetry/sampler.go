@@ -175,9 +175,6 @@ func (s *Sampler) Report(ctx context.Context) *Report {
 	return r
 }
 
-// Latest returns the last Report without sampling (nil before the first).
-func (s *Sampler) Latest() *Report { return s.cur.Load() }
-
 // Passes is the number of sampling passes so far.
 func (s *Sampler) Passes() uint64 { return s.passes.Load() }
 

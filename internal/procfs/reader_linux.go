@@ -37,9 +37,6 @@ func NewReader(root string) *Reader {
 	}
 }
 
-// Root returns the proc mount the Reader reads.
-func (r *Reader) Root() string { return r.root }
-
 // openAt opens the NUL-terminated path in r.path without allocating.
 func (r *Reader) open(flags int) (int, error) {
 	fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, atFDCWD,
@@ -90,13 +87,6 @@ func (r *Reader) ReadStat(pid int) (Stat, error) {
 		return Stat{}, fmt.Errorf("procfs: read %d/stat: %w", pid, err)
 	}
 	return ParseStat(b)
-}
-
-// ReadStatRaw reads /proc/PID/stat into the Reader's buffer and returns it
-// unparsed (valid until the next call). Benchmarks use it as the floor.
-func (r *Reader) ReadStatRaw(pid int) ([]byte, error) {
-	r.path = appendProcPath(r.path[:0], r.root, pid, "stat")
-	return r.readFile(64 << 10)
 }
 
 // CountFDs returns the number of open file descriptors of pid. Linux 6.2+
@@ -158,17 +148,7 @@ func (r *Reader) EnvValue(pid int, key string) (string, bool, error) {
 
 // PIDs appends the PIDs listed in the proc root to dst.
 func (r *Reader) PIDs(dst []int) ([]int, error) {
-	r.path = append(append(r.path[:0], r.root...), 0)
-	fd, err := r.open(unix.O_RDONLY | unix.O_DIRECTORY)
-	if err != nil {
-		return dst, fmt.Errorf("procfs: open %s: %w", r.root, err)
-	}
-	defer unix.Close(fd)
-	err = r.eachDirent(fd, func(name []byte, _ uint64) {
-		if v, ok := atoi(name); ok && v > 0 {
-			dst = append(dst, int(v))
-		}
-	})
+	err := r.eachPID(func(pid int, _ uint64) { dst = append(dst, pid) })
 	return dst, err
 }
 
@@ -183,18 +163,23 @@ type PIDInode struct {
 
 // PIDInodes appends the PIDs listed in the proc root, with their inodes.
 func (r *Reader) PIDInodes(dst []PIDInode) ([]PIDInode, error) {
+	err := r.eachPID(func(pid int, ino uint64) { dst = append(dst, PIDInode{pid, ino}) })
+	return dst, err
+}
+
+// eachPID calls fn with each numeric entry of the proc root.
+func (r *Reader) eachPID(fn func(pid int, ino uint64)) error {
 	r.path = append(append(r.path[:0], r.root...), 0)
 	fd, err := r.open(unix.O_RDONLY | unix.O_DIRECTORY)
 	if err != nil {
-		return dst, fmt.Errorf("procfs: open %s: %w", r.root, err)
+		return fmt.Errorf("procfs: open %s: %w", r.root, err)
 	}
 	defer unix.Close(fd)
-	err = r.eachDirent(fd, func(name []byte, ino uint64) {
+	return r.eachDirent(fd, func(name []byte, ino uint64) {
 		if v, ok := atoi(name); ok && v > 0 {
-			dst = append(dst, PIDInode{int(v), ino})
+			fn(int(v), ino)
 		}
 	})
-	return dst, err
 }
 
 // Children appends the PIDs of the children of every thread of pid, read

@@ -60,7 +60,6 @@ type Scanner struct {
 
 	r       *Reader
 	self    int
-	pids    []int
 	listing []PIDInode
 	inos    []uint64 // parallel to procs
 	foreign map[int]foreignEntry
@@ -73,7 +72,6 @@ type Scanner struct {
 	path    []int32
 	env     map[procKey]envEntry
 	gen     uint64
-	errors  int
 }
 
 // NewScanner returns a Scanner over the proc file system at root ("/proc"
@@ -107,7 +105,6 @@ func (s *Scanner) Scan() error {
 	s.procs = s.procs[:0]
 	s.inos = s.inos[:0]
 	clear(s.index)
-	s.errors = 0
 	s.skipped = 0
 	for _, li := range s.listing {
 		pid := li.PID
@@ -124,10 +121,7 @@ func (s *Scanner) Scan() error {
 		}
 		st, err := s.r.ReadStat(pid)
 		if err != nil {
-			if !isGone(err) {
-				s.errors++
-			}
-			continue
+			continue // exited meanwhile, or unreadable: not attributable this pass
 		}
 		s.index[pid] = int32(len(s.procs))
 		s.procs = append(s.procs, st)
@@ -146,9 +140,6 @@ func (s *Scanner) Scan() error {
 // Skipped is how many processes the last Scan skipped as known foreign.
 func (s *Scanner) Skipped() int { return s.skipped }
 
-// ForeignLen is how many processes are remembered as foreign.
-func (s *Scanner) ForeignLen() int { return len(s.foreign) }
-
 // Procs returns the processes of the last Scan (valid until the next Scan).
 func (s *Scanner) Procs() []Stat { return s.procs }
 
@@ -159,10 +150,6 @@ func (s *Scanner) Lookup(pid int) int {
 	}
 	return -1
 }
-
-// ReadErrors is the number of processes whose stat could not be read in the
-// last Scan for a reason other than the process having exited.
-func (s *Scanner) ReadErrors() int { return s.errors }
 
 const (
 	ownerUnknown = -2
