@@ -282,10 +282,7 @@ func (m *Manager) makeRoomLocked() error {
 	var victim *worker
 	var victimIdle time.Duration
 	for w := range m.live {
-		w.mu.Lock()
-		st := w.stateLocked(now)
-		idle := now.Sub(w.lastActive)
-		w.mu.Unlock()
+		st, idle := w.status(now)
 		if st == StateStopping || st == StateExited {
 			continue
 		}
@@ -597,10 +594,7 @@ func (m *Manager) reapOnce(now time.Time) {
 	defer m.mu.Unlock()
 	if ttl > 0 {
 		for w := range m.live {
-			w.mu.Lock()
-			st := w.stateLocked(now)
-			idle := now.Sub(w.lastActive)
-			w.mu.Unlock()
+			st, idle := w.status(now)
 			if (st == StateIdle || st == StateStarting) && idle > ttl {
 				m.log.Info("reaping idle worker", "worker", w.id, "key", w.key, "idle", idle.Round(time.Second))
 				m.terminate(w, ExitIdleReaped)
@@ -664,9 +658,13 @@ func (m *Manager) Stats() Stats {
 	for _, s := range States {
 		st.ByState[s] = 0
 	}
-	for _, w := range m.Snapshot() {
-		st.ByState[w.State]++
+	now := time.Now()
+	m.mu.Lock()
+	for w := range m.live { // counts only: no snapshot copies, no sort
+		s, _ := w.status(now)
+		st.ByState[s]++
 	}
+	m.mu.Unlock()
 	return st
 }
 

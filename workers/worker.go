@@ -82,6 +82,13 @@ func (w *worker) stateLocked(now time.Time) State {
 	return StateIdle
 }
 
+// status returns the worker's state and idle time at now.
+func (w *worker) status(now time.Time) (State, time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stateLocked(now), now.Sub(w.lastActive)
+}
+
 func (w *worker) snapshot(now time.Time) WorkerSnapshot {
 	w.mu.Lock()
 	defer w.mu.Unlock()
