@@ -32,10 +32,10 @@ func latest(points []dataPoint, metric, workerID, mode string) (dataPoint, bool)
 	return best, ok
 }
 
-// treeCPU is the newest user+system process.cpu.time of a worker.
+// treeCPU is the newest user+system workerscope.worker.cpu.time of a worker.
 func treeCPU(points []dataPoint, workerID string) (float64, time.Time, bool) {
-	u, ok1 := latest(points, telemetry.MetricCPUTime, workerID, "user")
-	s, ok2 := latest(points, telemetry.MetricCPUTime, workerID, "system")
+	u, ok1 := latest(points, telemetry.MetricWorkerCPUTime, workerID, "user")
+	s, ok2 := latest(points, telemetry.MetricWorkerCPUTime, workerID, "system")
 	return u.Value + s.Value, u.Time, ok1 && ok2
 }
 
@@ -81,15 +81,15 @@ func TestCollectorEndToEnd(t *testing.T) {
 	if !afterAt.After(beforeAt) {
 		t.Fatal("no export after the prompt")
 	}
-	t.Logf("process.cpu.time %.3f → %.3f s over %d points", before, after, len(points))
+	t.Logf("workerscope.worker.cpu.time %.3f → %.3f s over %d points", before, after, len(points))
 	if delta := after - before; delta < 1.35 || delta > 1.65+0.1 {
-		t.Errorf("process.cpu.time rose by %.3f s for 1.5 s burnt (1.0 in the worker, 0.5 in a child that exited); want ±10%%", delta)
+		t.Errorf("workerscope.worker.cpu.time rose by %.3f s for 1.5 s burnt (1.0 in the worker, 0.5 in a child that exited); want ±10%%", delta)
 	}
 	// Never falling, per worker and mode.
 	type series struct{ id, mode string }
 	bySeries := map[series][]dataPoint{}
 	for _, p := range points {
-		if p.Metric == telemetry.MetricCPUTime {
+		if p.Metric == telemetry.MetricWorkerCPUTime {
 			k := series{p.Attrs["worker.id"], p.Attrs["cpu.mode"]}
 			bySeries[k] = append(bySeries[k], p)
 		}
@@ -98,13 +98,13 @@ func TestCollectorEndToEnd(t *testing.T) {
 		sort.Slice(ps, func(i, j int) bool { return ps[i].Time.Before(ps[j].Time) })
 		for i := 1; i < len(ps); i++ {
 			if ps[i].Value < ps[i-1].Value {
-				t.Errorf("process.cpu.time %v fell from %v to %v", k, ps[i-1].Value, ps[i].Value)
+				t.Errorf("workerscope.worker.cpu.time %v fell from %v to %v", k, ps[i-1].Value, ps[i].Value)
 			}
 		}
 	}
 	// Memory held.
-	if p, ok := latest(points, telemetry.MetricMemoryUsage, memW.ID, ""); !ok || p.Value < 64<<20 {
-		t.Errorf("process.memory.usage of the 64 MiB worker: %v", p.Value)
+	if p, ok := latest(points, telemetry.MetricWorkerMemoryUsage, memW.ID, ""); !ok || p.Value < 64<<20 {
+		t.Errorf("workerscope.worker.memory.usage of the 64 MiB worker: %v", p.Value)
 	}
 	// Every per-worker metric of the contract, for each live worker, with
 	// its attributes.

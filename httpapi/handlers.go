@@ -122,39 +122,31 @@ func (s *Server) stop(w http.ResponseWriter, r *http.Request) {
 
 // writeManagerError maps a workers error to a status and code.
 func (s *Server) writeManagerError(w http.ResponseWriter, r *http.Request, ctx context.Context, key string, err error) {
-	var backoff *workers.BackoffError
-	status, code := http.StatusInternalServerError, "internal"
-	switch {
-	case errors.Is(err, workers.ErrBadKey):
-		status, code = http.StatusBadRequest, "bad_key"
-	case errors.Is(err, workers.ErrBadCommand):
-		status, code = http.StatusBadRequest, "bad_command"
-	case errors.As(err, &backoff):
-		status, code = http.StatusServiceUnavailable, "backoff"
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(backoff.RetryAfter)))
-	case errors.Is(err, workers.ErrWorkerExit):
-		// Before the context checks: a crash is the better explanation
-		// when both happen.
-		status, code = http.StatusBadGateway, "worker_exit"
-	case errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, workers.ErrWriteFailed) && errors.Is(ctx.Err(), context.DeadlineExceeded):
-		// A write cut short by the deadline reports the file's own
-		// deadline error, not the context's.
-		status, code = http.StatusGatewayTimeout, "timeout"
-	case errors.Is(err, context.Canceled):
+	code := workers.ErrorCode(ctx, err)
+	status := http.StatusInternalServerError
+	switch code {
+	case workers.CodeBadKey, workers.CodeBadCommand:
+		status = http.StatusBadRequest
+	case workers.CodeBackoff:
+		status = http.StatusServiceUnavailable
+		var backoff *workers.BackoffError
+		if errors.As(err, &backoff) {
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(backoff.RetryAfter)))
+		}
+	case workers.CodeWorkerExit, workers.CodeSpawnFailed, workers.CodeWriteFailed:
+		status = http.StatusBadGateway
+	case workers.CodeTimeout:
+		status = http.StatusGatewayTimeout
+	case workers.CodeCanceled:
 		// The client went away; nobody reads this.
 		s.log.Debug("request canceled by client", "method", r.Method, "path", r.URL.Path, "key", key, "err", err)
-		status, code = 499, "canceled"
-	case errors.Is(err, workers.ErrPoolFull):
-		status, code = http.StatusServiceUnavailable, "pool_full"
-	case errors.Is(err, workers.ErrClosed):
-		status, code = http.StatusServiceUnavailable, "closed"
-	case errors.Is(err, workers.ErrSpawn):
-		status, code = http.StatusBadGateway, "spawn_failed"
-	case errors.Is(err, workers.ErrWriteFailed):
-		status, code = http.StatusBadGateway, "write_failed"
-	case errors.Is(err, workers.ErrNotFound):
-		status, code = http.StatusNotFound, "not_found"
+		status = 499
+	case workers.CodePoolFull, workers.CodeClosed:
+		status = http.StatusServiceUnavailable
+	case workers.CodeNotFound:
+		status = http.StatusNotFound
+	default:
+		code = "internal"
 	}
 	switch {
 	case status >= 500:

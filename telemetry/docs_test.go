@@ -7,14 +7,14 @@ import (
 )
 
 // TestMetricsDocMatchesContract fails when docs/metrics.md and the
-// registered contract disagree on any metric's name, kind, unit or
-// attributes.
+// registered contract disagree on any metric's name, kind, value type,
+// unit, attributes or description.
 func TestMetricsDocMatchesContract(t *testing.T) {
 	b, err := os.ReadFile("../docs/metrics.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	type row struct{ kind, unit, attrs string }
+	type row struct{ kind, value, unit, attrs, desc string }
 	doc := map[string]row{}
 	inContract := false
 	for _, line := range strings.Split(string(b), "\n") {
@@ -25,7 +25,7 @@ func TestMetricsDocMatchesContract(t *testing.T) {
 			continue
 		}
 		cells := strings.Split(strings.Trim(line, "|"), "|")
-		if len(cells) < 5 {
+		if len(cells) < 7 {
 			t.Fatalf("short table row: %s", line)
 		}
 		clean := func(s string) string { return strings.Trim(strings.TrimSpace(s), "`") }
@@ -33,7 +33,7 @@ func TestMetricsDocMatchesContract(t *testing.T) {
 		if _, dup := doc[name]; dup {
 			t.Errorf("%s documented twice", name)
 		}
-		doc[name] = row{clean(cells[1]), clean(cells[2]), strings.ReplaceAll(strings.TrimSpace(cells[3]), "`", "")}
+		doc[name] = row{clean(cells[1]), clean(cells[2]), clean(cells[3]), strings.ReplaceAll(strings.TrimSpace(cells[4]), "`", ""), strings.TrimSpace(cells[6])}
 	}
 	for _, d := range Contract() {
 		r, ok := doc[d.Name]
@@ -45,8 +45,11 @@ func TestMetricsDocMatchesContract(t *testing.T) {
 		if attrs == "" {
 			attrs = "—"
 		}
-		if r.kind != string(d.Kind) || r.unit != d.Unit || r.attrs != attrs {
-			t.Errorf("%s: doc says %s / %s / %q; code says %s / %s / %q", d.Name, r.kind, r.unit, r.attrs, d.Kind, d.Unit, attrs)
+		if r.kind != string(d.Kind) || r.value != string(d.Value) || r.unit != d.Unit || r.attrs != attrs {
+			t.Errorf("%s: doc says %s / %s / %s / %q; code says %s / %s / %s / %q", d.Name, r.kind, r.value, r.unit, r.attrs, d.Kind, d.Value, d.Unit, attrs)
+		}
+		if r.desc != d.Description {
+			t.Errorf("%s: doc describes it as %q; code as %q", d.Name, r.desc, d.Description)
 		}
 		delete(doc, d.Name)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	otelruntime "go.opentelemetry.io/contrib/instrumentation/runtime"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
@@ -272,7 +273,7 @@ func PprofHandler() http.Handler {
 // instruments in Prometheus exposition format, and its HTTP handler.
 func NewPrometheusReader() (sdkmetric.Reader, http.Handler, error) {
 	reg := prometheus.NewRegistry()
-	exp, err := otelprom.New(otelprom.WithRegisterer(reg))
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithProducer(otelruntime.NewProducer()))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -80,6 +80,8 @@ func TestReportJSONShapeAndDegradation(t *testing.T) {
 
 type failingTrees struct{}
 
+func (failingTrees) SampleSelf(out *TreeStat) { *out = TreeStat{Err: errors.New("no /proc")} }
+
 func (failingTrees) SampleTrees([]workers.WorkerSnapshot, []TreeStat) error {
 	return errors.New("open /proc: too many open files")
 }

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -34,40 +34,67 @@ type MetricsOptions struct {
 	SSEClients func() int64
 	// ExportErrors reports failed exports; nil reports none.
 	ExportErrors func() uint64
+	// ProfilingUploadErrors reports failed profile uploads; nil reports
+	// none.
+	ProfilingUploadErrors func() uint64
+	// Started is when the supervisor process started (process.uptime).
+	// Default: when NewMetrics ran.
+	Started time.Time
 	// Gauges are extra process gauges (see Gauges).
 	Gauges *Gauges
 }
 
 // Metrics holds the registered instruments.
 type Metrics struct {
-	opts            MetricsOptions
-	reg             metric.Registration
-	rpcDuration     metric.Float64Histogram
-	samplerDuration metric.Float64Histogram
+	opts  MetricsOptions
+	reg   metric.Registration
+	inst  instruments
+	fixed fixedAttrs
 
 	cmdMu    sync.Mutex
 	commands map[string]attribute.KeyValue // bounded set of command types seen
 
 	// attribute sets per worker, built once per worker lifetime: building
-	// and sorting three sets per worker per collection was a fifth of the
-	// export cycle's cost.
+	// and sorting the sets per worker per collection was a fifth of the
+	// export cycle's cost. The callback keeps this cache (and nothing
+	// else) between collections; attrMu serializes readers that collect
+	// concurrently (OTLP and Prometheus).
 	attrMu  sync.Mutex
 	attrs   map[string]*workerAttrs
 	attrGen uint64
-	skipped atomic.Uint64 // workers not observed over MaxWorkerSeries
+}
+
+// instruments are the contract's instruments, by role.
+type instruments struct {
+	cpuTime, cpuUtil, uptime, idle                                    metric.Float64Observable
+	memUsage, memVirtual, threads, fds, faults, zombie, state         metric.Int64Observable
+	procs, defunct, requests                                          metric.Int64Observable
+	pool, poolLimit, spawns, spawnFailures, exits, crashLooping, sse  metric.Int64Observable
+	samplerErrors, linesSkipped, eventsDropped, orphans, exportErrors metric.Int64Observable
+	profilingErrors                                                   metric.Int64Observable
+	selfCPU, selfUptime                                               metric.Float64Observable
+	selfMem, selfVirtual, selfThreads, selfFDs                        metric.Int64Observable
+	rpcDuration, samplerDuration                                      metric.Float64Histogram
+	observables                                                       []metric.Observable
 }
 
 const maxCommandTypes = 64
+
+// otherMethod is semconv's rpc.method value for methods past the cap.
+const otherMethod = "_OTHER"
 
 type workerAttrs struct {
 	pid               int
 	key               string
 	gen               uint64
 	all, user, system metric.MeasurementOption
+	major, minor      metric.MeasurementOption
+	set               []attribute.KeyValue // id, pid, key: the base of per-state sets
+	state             map[workers.State]metric.MeasurementOption
 }
 
 // workerAttrsLocked returns w's cached measurement options.
-func (m *Metrics) workerAttrsLocked(w *WorkerReport, userMode, systemMode attribute.KeyValue) *workerAttrs {
+func (m *Metrics) workerAttrsLocked(w *WorkerReport) *workerAttrs {
 	a := m.attrs[w.ID]
 	if a == nil || a.pid != w.PID || a.key != w.Key {
 		id, pid := attribute.String(AttrWorkerID, w.ID), attribute.Int(AttrProcessPID, w.PID)
@@ -75,16 +102,128 @@ func (m *Metrics) workerAttrsLocked(w *WorkerReport, userMode, systemMode attrib
 		if m.opts.DropWorkerKey {
 			key = id // a duplicate key collapses in the set
 		}
+		with := func(kv ...attribute.KeyValue) metric.MeasurementOption {
+			return metric.WithAttributeSet(attribute.NewSet(append([]attribute.KeyValue{id, pid, key}, kv...)...))
+		}
 		a = &workerAttrs{
 			pid: w.PID, key: w.Key,
-			all:    metric.WithAttributeSet(attribute.NewSet(id, pid, key)),
-			user:   metric.WithAttributeSet(attribute.NewSet(id, pid, key, userMode)),
-			system: metric.WithAttributeSet(attribute.NewSet(id, pid, key, systemMode)),
+			all:    with(),
+			user:   with(attribute.String(AttrCPUMode, "user")),
+			system: with(attribute.String(AttrCPUMode, "system")),
+			major:  with(attribute.String(AttrFaultType, "major")),
+			minor:  with(attribute.String(AttrFaultType, "minor")),
+			set:    []attribute.KeyValue{id, pid, key},
+			state:  map[workers.State]metric.MeasurementOption{},
 		}
 		m.attrs[w.ID] = a
 	}
 	a.gen = m.attrGen
 	return a
+}
+
+func (a *workerAttrs) stateOpt(s workers.State) metric.MeasurementOption {
+	opt, ok := a.state[s]
+	if !ok {
+		opt = metric.WithAttributeSet(attribute.NewSet(append(append([]attribute.KeyValue(nil), a.set...), attribute.String(AttrWorkerState, string(s)))...))
+		a.state[s] = opt
+	}
+	return opt
+}
+
+// register creates d's instrument on meter, as its Kind and Value say.
+func register(meter metric.Meter, d MetricDef) (any, error) {
+	unit, desc := metric.WithUnit(d.Unit), metric.WithDescription(d.Description)
+	switch {
+	case d.Kind == ObservableCounter && d.Value == Float64:
+		return meter.Float64ObservableCounter(d.Name, unit, desc)
+	case d.Kind == ObservableCounter && d.Value == Int64:
+		return meter.Int64ObservableCounter(d.Name, unit, desc)
+	case d.Kind == ObservableUpDownCounter && d.Value == Float64:
+		return meter.Float64ObservableUpDownCounter(d.Name, unit, desc)
+	case d.Kind == ObservableUpDownCounter && d.Value == Int64:
+		return meter.Int64ObservableUpDownCounter(d.Name, unit, desc)
+	case d.Kind == ObservableGauge && d.Value == Float64:
+		return meter.Float64ObservableGauge(d.Name, unit, desc)
+	case d.Kind == ObservableGauge && d.Value == Int64:
+		return meter.Int64ObservableGauge(d.Name, unit, desc)
+	case d.Kind == Histogram && d.Value == Float64:
+		return meter.Float64Histogram(d.Name, unit, desc, metric.WithExplicitBucketBoundaries(d.Buckets...))
+	}
+	return nil, fmt.Errorf("telemetry: %s: no instrument for kind %s of %s", d.Name, d.Kind, d.Value)
+}
+
+// registerAll registers every instrument of the contract and hands each
+// to its role by name.
+func registerAll(meter metric.Meter) (instruments, error) {
+	created := map[string]any{}
+	var in instruments
+	var errs []error
+	for _, d := range Contract() {
+		inst, err := register(meter, d)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		created[d.Name] = inst
+		if o, ok := inst.(metric.Observable); ok {
+			in.observables = append(in.observables, o)
+		}
+	}
+	take := func(name string, dst any) {
+		inst, ok := created[name]
+		if !ok {
+			errs = append(errs, fmt.Errorf("telemetry: %s is not in the contract", name))
+			return
+		}
+		var fit bool
+		switch p := dst.(type) {
+		case *metric.Float64Observable:
+			*p, fit = inst.(metric.Float64Observable)
+		case *metric.Int64Observable:
+			*p, fit = inst.(metric.Int64Observable)
+		case *metric.Float64Histogram:
+			*p, fit = inst.(metric.Float64Histogram)
+		}
+		if !fit {
+			errs = append(errs, fmt.Errorf("telemetry: %s is a %T in the contract, used as %T", name, inst, dst))
+		}
+	}
+	take(MetricWorkerCPUTime, &in.cpuTime)
+	take(MetricWorkerCPUUtilization, &in.cpuUtil)
+	take(MetricWorkerMemoryUsage, &in.memUsage)
+	take(MetricWorkerMemoryVirtual, &in.memVirtual)
+	take(MetricWorkerThreadCount, &in.threads)
+	take(MetricWorkerFDCount, &in.fds)
+	take(MetricWorkerUptime, &in.uptime)
+	take(MetricWorkerPagingFaults, &in.faults)
+	take(MetricWorkerIdleTime, &in.idle)
+	take(MetricWorkerZombie, &in.zombie)
+	take(MetricWorkerState, &in.state)
+	take(MetricWorkerProcesses, &in.procs)
+	take(MetricWorkerDefunct, &in.defunct)
+	take(MetricWorkerRequests, &in.requests)
+	take(MetricWorkers, &in.pool)
+	take(MetricWorkersLimit, &in.poolLimit)
+	take(MetricSpawns, &in.spawns)
+	take(MetricSpawnFailures, &in.spawnFailures)
+	take(MetricExits, &in.exits)
+	take(MetricCrashLooping, &in.crashLooping)
+	take(MetricRPCDuration, &in.rpcDuration)
+	take(MetricSSEClients, &in.sse)
+	take(MetricSamplerDuration, &in.samplerDuration)
+	take(MetricSamplerErrors, &in.samplerErrors)
+	take(MetricLinesSkipped, &in.linesSkipped)
+	take(MetricEventsDropped, &in.eventsDropped)
+	take(MetricOrphansReaped, &in.orphans)
+	take(MetricExportErrors, &in.exportErrors)
+	take(MetricProfilingUploadErrors, &in.profilingErrors)
+	take(MetricProcessCPUTime, &in.selfCPU)
+	take(MetricProcessMemoryUsage, &in.selfMem)
+	take(MetricProcessMemoryVirtual, &in.selfVirtual)
+	take(MetricProcessThreadCount, &in.selfThreads)
+	take(MetricProcessFDCount, &in.selfFDs)
+	take(MetricProcessUptime, &in.selfUptime)
+	return in, errors.Join(errs...)
 }
 
 // NewMetrics registers every instrument of the contract on meter: all the
@@ -98,180 +237,130 @@ func NewMetrics(meter metric.Meter, opts MetricsOptions) (*Metrics, error) {
 	if opts.MaxWorkerSeries <= 0 {
 		opts.MaxWorkerSeries = 2000
 	}
-	defs := map[string]MetricDef{}
-	for _, d := range Contract() {
-		defs[d.Name] = d
+	if opts.Started.IsZero() {
+		opts.Started = time.Now()
 	}
-	var errs []error
-	def := func(name string) MetricDef {
-		d, ok := defs[name]
-		if !ok {
-			errs = append(errs, fmt.Errorf("telemetry: %s is not in the contract", name))
-		}
-		return d
-	}
-	fcounter := func(name string) metric.Float64ObservableCounter {
-		d := def(name)
-		i, err := meter.Float64ObservableCounter(name, metric.WithUnit(d.Unit), metric.WithDescription(d.Description))
-		errs = append(errs, err)
-		return i
-	}
-	fgauge := func(name string) metric.Float64ObservableGauge {
-		d := def(name)
-		i, err := meter.Float64ObservableGauge(name, metric.WithUnit(d.Unit), metric.WithDescription(d.Description))
-		errs = append(errs, err)
-		return i
-	}
-	igauge := func(name string) metric.Int64ObservableGauge {
-		d := def(name)
-		i, err := meter.Int64ObservableGauge(name, metric.WithUnit(d.Unit), metric.WithDescription(d.Description))
-		errs = append(errs, err)
-		return i
-	}
-	icounter := func(name string) metric.Int64ObservableCounter {
-		d := def(name)
-		i, err := meter.Int64ObservableCounter(name, metric.WithUnit(d.Unit), metric.WithDescription(d.Description))
-		errs = append(errs, err)
-		return i
-	}
-	iupdown := func(name string) metric.Int64ObservableUpDownCounter {
-		d := def(name)
-		i, err := meter.Int64ObservableUpDownCounter(name, metric.WithUnit(d.Unit), metric.WithDescription(d.Description))
-		errs = append(errs, err)
-		return i
-	}
-
-	m := &Metrics{opts: opts, commands: make(map[string]attribute.KeyValue), attrs: make(map[string]*workerAttrs)}
-	var err error
-	d := def(MetricRPCDuration)
-	m.rpcDuration, err = meter.Float64Histogram(MetricRPCDuration, metric.WithUnit(d.Unit), metric.WithDescription(d.Description),
-		metric.WithExplicitBucketBoundaries(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
-	errs = append(errs, err)
-	d = def(MetricSamplerDuration)
-	m.samplerDuration, err = meter.Float64Histogram(MetricSamplerDuration, metric.WithUnit(d.Unit), metric.WithDescription(d.Description),
-		metric.WithExplicitBucketBoundaries(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1))
-	errs = append(errs, err)
-
-	cpuTime := fcounter(MetricCPUTime)
-	cpuUtil := fgauge(MetricCPUUtilization)
-	memUsage := iupdown(MetricMemoryUsage)
-	memVirtual := iupdown(MetricMemoryVirtual)
-	threads := iupdown(MetricThreadCount)
-	fds := iupdown(MetricFDCount)
-	uptime := fgauge(MetricUptime)
-	idle := fgauge(MetricIdleTime)
-	zombie := igauge(MetricZombie)
-	procs := iupdown(MetricProcesses)
-	defunct := iupdown(MetricDefunct)
-	requests := icounter(MetricRequests)
-	pool := iupdown(MetricWorkers)
-	spawns := icounter(MetricSpawns)
-	spawnFailures := icounter(MetricSpawnFailures)
-	exits := icounter(MetricExits)
-	sse := iupdown(MetricSSEClients)
-	samplerErrors := icounter(MetricSamplerErrors)
-	linesSkipped := icounter(MetricLinesSkipped)
-	eventsDropped := icounter(MetricEventsDropped)
-	orphans := icounter(MetricOrphansReaped)
-	exportErrors := icounter(MetricExportErrors)
-	extra, extraInstruments, err := opts.Gauges.register(meter)
-	errs = append(errs, err)
-	if err := errors.Join(errs...); err != nil {
+	in, err := registerAll(meter)
+	if err != nil {
 		return nil, err
 	}
-
-	userMode := attribute.String(AttrCPUMode, "user")
-	systemMode := attribute.String(AttrCPUMode, "system")
-	stateAttrs := map[workers.State]metric.MeasurementOption{}
-	for _, s := range workers.States {
-		stateAttrs[s] = metric.WithAttributes(attribute.String(AttrWorkerState, string(s)))
+	extra, extraInstruments, err := opts.Gauges.register(meter)
+	if err != nil {
+		return nil, err
 	}
-	reasonAttrs := map[workers.ExitReason]metric.MeasurementOption{}
-	for _, r := range workers.ExitReasons {
-		reasonAttrs[r] = metric.WithAttributes(attribute.String(AttrExitReason, string(r)))
-	}
-	invalid := metric.WithAttributes(attribute.String(AttrLineReason, "invalid"))
-	oversize := metric.WithAttributes(attribute.String(AttrLineReason, "oversize"))
-
-	observables := []metric.Observable{cpuTime, cpuUtil, memUsage, memVirtual, threads, fds, uptime, idle, zombie,
-		procs, defunct, requests, pool, spawns, spawnFailures, exits, sse, samplerErrors, linesSkipped,
-		eventsDropped, orphans, exportErrors}
-	observables = append(observables, extraInstruments...)
-
-	// The callback may run concurrently for several readers (OTLP and
-	// Prometheus): it keeps no state between calls.
+	m := &Metrics{opts: opts, inst: in, fixed: newFixedAttrs(), commands: make(map[string]attribute.KeyValue), attrs: make(map[string]*workerAttrs)}
 	m.reg, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
-		r := opts.Sampler.Report(ctx)
-		if r != nil {
-			m.attrMu.Lock()
-			m.attrGen++
-			n := 0
-			for i := range r.Workers {
-				w := &r.Workers[i]
-				if n >= opts.MaxWorkerSeries {
-					m.skipped.Add(uint64(len(r.Workers) - n))
-					break
-				}
-				n++
-				a := m.workerAttrsLocked(w, userMode, systemMode)
-				o.ObserveFloat64(uptime, w.Uptime.Seconds(), a.all)
-				o.ObserveFloat64(idle, w.Idle.Seconds(), a.all)
-				o.ObserveInt64(zombie, boolInt(w.Zombie), a.all)
-				o.ObserveInt64(requests, int64(w.Requests), a.all)
-				if w.Err != nil {
-					continue // usage unknown this pass: leave those series out
-				}
-				o.ObserveFloat64(cpuTime, w.CPUUser, a.user)
-				o.ObserveFloat64(cpuTime, w.CPUSystem, a.system)
-				if w.HasRate {
-					o.ObserveFloat64(cpuUtil, w.CPUUtilUser, a.user)
-					o.ObserveFloat64(cpuUtil, w.CPUUtilSystem, a.system)
-				}
-				o.ObserveInt64(memUsage, w.RSSBytes, a.all)
-				o.ObserveInt64(memVirtual, w.VMSBytes, a.all)
-				o.ObserveInt64(threads, int64(w.Threads), a.all)
-				o.ObserveInt64(fds, int64(w.FDs), a.all)
-				o.ObserveInt64(procs, int64(w.Processes), a.all)
-				o.ObserveInt64(defunct, int64(w.Defunct), a.all)
-			}
-			for id, a := range m.attrs {
-				if a.gen != m.attrGen {
-					delete(m.attrs, id)
-				}
-			}
-			m.attrMu.Unlock()
-		}
-		st := opts.Stats.Stats()
-		for s, opt := range stateAttrs {
-			o.ObserveInt64(pool, int64(st.ByState[s]), opt)
-		}
-		for reason, opt := range reasonAttrs {
-			o.ObserveInt64(exits, int64(st.Exits[reason]), opt)
-		}
-		o.ObserveInt64(spawns, int64(st.Spawns))
-		o.ObserveInt64(spawnFailures, int64(st.SpawnFailures))
-		o.ObserveInt64(linesSkipped, int64(st.InvalidLines), invalid)
-		o.ObserveInt64(linesSkipped, int64(st.OversizeLines), oversize)
-		o.ObserveInt64(eventsDropped, int64(st.EventsDropped))
-		o.ObserveInt64(orphans, int64(st.OrphansReaped))
-		o.ObserveInt64(samplerErrors, int64(opts.Sampler.Errors()))
-		if opts.SSEClients != nil {
-			o.ObserveInt64(sse, opts.SSEClients())
-		} else {
-			o.ObserveInt64(sse, 0)
-		}
-		if opts.ExportErrors != nil {
-			o.ObserveInt64(exportErrors, int64(opts.ExportErrors()))
-		} else {
-			o.ObserveInt64(exportErrors, 0)
-		}
+		m.observe(ctx, o)
 		extra(o)
 		return nil
-	}, observables...)
+	}, append(in.observables, extraInstruments...)...)
 	if err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// fixedAttrs are the attribute options that never change, built once.
+type fixedAttrs struct {
+	user, system, invalid, oversize metric.MeasurementOption
+	states                          []metric.MeasurementOption // by workers.States
+	reasons                         []metric.MeasurementOption // by workers.ExitReasons
+}
+
+func newFixedAttrs() fixedAttrs {
+	f := fixedAttrs{
+		user:     metric.WithAttributes(attribute.String(AttrCPUMode, "user")),
+		system:   metric.WithAttributes(attribute.String(AttrCPUMode, "system")),
+		invalid:  metric.WithAttributes(attribute.String(AttrLineReason, "invalid")),
+		oversize: metric.WithAttributes(attribute.String(AttrLineReason, "oversize")),
+	}
+	for _, s := range workers.States {
+		f.states = append(f.states, metric.WithAttributes(attribute.String(AttrWorkerState, string(s))))
+	}
+	for _, r := range workers.ExitReasons {
+		f.reasons = append(f.reasons, metric.WithAttributes(attribute.String(AttrExitReason, string(r))))
+	}
+	return f
+}
+
+// observe is the one callback: every observable instrument from one
+// Report and one Stats.
+func (m *Metrics) observe(ctx context.Context, o metric.Observer) {
+	in, f := &m.inst, &m.fixed
+	if r := m.opts.Sampler.Report(ctx); r != nil {
+		m.observeWorkers(o, r)
+		if self := r.Self; self.Err == nil {
+			o.ObserveFloat64(in.selfCPU, self.CPUUser, f.user)
+			o.ObserveFloat64(in.selfCPU, self.CPUSystem, f.system)
+			o.ObserveInt64(in.selfMem, self.RSSBytes)
+			o.ObserveInt64(in.selfVirtual, self.VMSBytes)
+			o.ObserveInt64(in.selfThreads, int64(self.Threads))
+			o.ObserveInt64(in.selfFDs, int64(self.FDs))
+		}
+	}
+	o.ObserveFloat64(in.selfUptime, time.Since(m.opts.Started).Seconds())
+
+	st := m.opts.Stats.Stats()
+	for i, s := range workers.States {
+		o.ObserveInt64(in.pool, int64(st.ByState[s]), f.states[i])
+	}
+	for i, reason := range workers.ExitReasons {
+		o.ObserveInt64(in.exits, int64(st.Exits[reason]), f.reasons[i])
+	}
+	o.ObserveInt64(in.poolLimit, int64(st.MaxWorkers))
+	o.ObserveInt64(in.spawns, int64(st.Spawns))
+	o.ObserveInt64(in.spawnFailures, int64(st.SpawnFailures))
+	o.ObserveInt64(in.crashLooping, int64(st.CrashLooping))
+	o.ObserveInt64(in.linesSkipped, int64(st.InvalidLines), f.invalid)
+	o.ObserveInt64(in.linesSkipped, int64(st.OversizeLines), f.oversize)
+	o.ObserveInt64(in.eventsDropped, int64(st.EventsDropped))
+	o.ObserveInt64(in.orphans, int64(st.OrphansReaped))
+	o.ObserveInt64(in.samplerErrors, int64(m.opts.Sampler.Errors()))
+	o.ObserveInt64(in.sse, callInt(m.opts.SSEClients))
+	o.ObserveInt64(in.exportErrors, int64(callUint(m.opts.ExportErrors)))
+	o.ObserveInt64(in.profilingErrors, int64(callUint(m.opts.ProfilingUploadErrors)))
+}
+
+// observeWorkers observes the per-worker instruments, at most
+// MaxWorkerSeries workers.
+func (m *Metrics) observeWorkers(o metric.Observer, r *Report) {
+	in := &m.inst
+	m.attrMu.Lock()
+	defer m.attrMu.Unlock()
+	m.attrGen++
+	for i := range r.Workers[:min(len(r.Workers), m.opts.MaxWorkerSeries)] {
+		w := &r.Workers[i]
+		a := m.workerAttrsLocked(w)
+		o.ObserveFloat64(in.uptime, w.Uptime.Seconds(), a.all)
+		o.ObserveFloat64(in.idle, w.Idle.Seconds(), a.all)
+		o.ObserveInt64(in.zombie, boolInt(w.Zombie), a.all)
+		if w.State != workers.StateExited {
+			o.ObserveInt64(in.state, 1, a.stateOpt(w.State))
+		}
+		o.ObserveInt64(in.requests, int64(w.Requests), a.all)
+		if w.Err != nil {
+			continue // usage unknown this pass: leave those series out
+		}
+		o.ObserveFloat64(in.cpuTime, w.CPUUser, a.user)
+		o.ObserveFloat64(in.cpuTime, w.CPUSystem, a.system)
+		if w.HasRate {
+			o.ObserveFloat64(in.cpuUtil, w.CPUUtilUser, a.user)
+			o.ObserveFloat64(in.cpuUtil, w.CPUUtilSystem, a.system)
+		}
+		o.ObserveInt64(in.memUsage, w.RSSBytes, a.all)
+		o.ObserveInt64(in.memVirtual, w.VMSBytes, a.all)
+		o.ObserveInt64(in.threads, int64(w.Threads), a.all)
+		o.ObserveInt64(in.fds, int64(w.FDs), a.all)
+		o.ObserveInt64(in.faults, int64(w.MajorFaults), a.major)
+		o.ObserveInt64(in.faults, int64(w.MinorFaults), a.minor)
+		o.ObserveInt64(in.procs, int64(w.Processes), a.all)
+		o.ObserveInt64(in.defunct, int64(w.Defunct), a.all)
+	}
+	for id, a := range m.attrs {
+		if a.gen != m.attrGen {
+			delete(m.attrs, id)
+		}
+	}
 }
 
 func boolInt(b bool) int64 {
@@ -281,27 +370,42 @@ func boolInt(b bool) int64 {
 	return 0
 }
 
-// RecordRPC records one finished command. Use it as workers.Config.OnRPC.
-func (m *Metrics) RecordRPC(r workers.RPCResult) {
-	m.rpcDuration.Record(context.Background(), r.Duration.Seconds(),
-		metric.WithAttributes(m.commandAttr(r.Type), attribute.String(AttrOutcome, r.Outcome)))
+func callInt(f func() int64) int64 {
+	if f == nil {
+		return 0
+	}
+	return f()
 }
 
-// commandAttr bounds the command attribute: command types come from
-// clients, so only the first maxCommandTypes distinct ones get a series.
-func (m *Metrics) commandAttr(typ string) attribute.KeyValue {
+func callUint(f func() uint64) uint64 {
+	if f == nil {
+		return 0
+	}
+	return f()
+}
+
+// RecordRPC records one finished command. Use it as workers.Config.OnRPC.
+func (m *Metrics) RecordRPC(r workers.RPCResult) {
+	method := m.methodAttr(r.Type)
+	opt := metric.WithAttributes(method)
+	if r.ErrorType != "" {
+		opt = metric.WithAttributes(method, attribute.String(AttrErrorType, r.ErrorType))
+	}
+	m.inst.rpcDuration.Record(context.Background(), r.Duration.Seconds(), opt)
+}
+
+// methodAttr bounds rpc.method: command types come from clients, so only
+// the first maxCommandTypes distinct ones get a series.
+func (m *Metrics) methodAttr(typ string) attribute.KeyValue {
 	m.cmdMu.Lock()
 	defer m.cmdMu.Unlock()
 	if kv, ok := m.commands[typ]; ok {
 		return kv
 	}
-	if typ == "" {
-		typ = "none"
+	if typ == "" || len(m.commands) >= maxCommandTypes {
+		return attribute.String(AttrRPCMethod, otherMethod)
 	}
-	if len(m.commands) >= maxCommandTypes {
-		return attribute.String(AttrCommand, "other")
-	}
-	kv := attribute.String(AttrCommand, typ)
+	kv := attribute.String(AttrRPCMethod, typ)
 	m.commands[typ] = kv
 	return kv
 }
@@ -309,12 +413,8 @@ func (m *Metrics) commandAttr(typ string) attribute.KeyValue {
 // RecordSamplerPass records one sampling pass. Use it as
 // SamplerOptions.OnPass (through a closure set after NewMetrics).
 func (m *Metrics) RecordSamplerPass(d float64) {
-	m.samplerDuration.Record(context.Background(), d)
+	m.inst.samplerDuration.Record(context.Background(), d)
 }
-
-// SkippedWorkers is how many worker observations the cardinality cap left
-// out, cumulatively.
-func (m *Metrics) SkippedWorkers() uint64 { return m.skipped.Load() }
 
 // Close unregisters the callback.
 func (m *Metrics) Close() error { return m.reg.Unregister() }

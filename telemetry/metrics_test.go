@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	otelruntime "go.opentelemetry.io/contrib/instrumentation/runtime"
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -20,6 +21,8 @@ import (
 type point struct {
 	attrs attribute.Set
 	value float64
+	kind  Kind
+	typ   ValueType
 }
 
 func collect(t *testing.T, r *sdkmetric.ManualReader) map[string][]point {
@@ -34,28 +37,36 @@ func collect(t *testing.T, r *sdkmetric.ManualReader) map[string][]point {
 			switch d := m.Data.(type) {
 			case metricdata.Sum[float64]:
 				for _, p := range d.DataPoints {
-					out[m.Name] = append(out[m.Name], point{p.Attributes, p.Value})
+					out[m.Name] = append(out[m.Name], point{p.Attributes, p.Value, sumKind(d.IsMonotonic), Float64})
 				}
 			case metricdata.Sum[int64]:
 				for _, p := range d.DataPoints {
-					out[m.Name] = append(out[m.Name], point{p.Attributes, float64(p.Value)})
+					out[m.Name] = append(out[m.Name], point{p.Attributes, float64(p.Value), sumKind(d.IsMonotonic), Int64})
 				}
 			case metricdata.Gauge[float64]:
 				for _, p := range d.DataPoints {
-					out[m.Name] = append(out[m.Name], point{p.Attributes, p.Value})
+					out[m.Name] = append(out[m.Name], point{p.Attributes, p.Value, ObservableGauge, Float64})
 				}
 			case metricdata.Gauge[int64]:
 				for _, p := range d.DataPoints {
-					out[m.Name] = append(out[m.Name], point{p.Attributes, float64(p.Value)})
+					out[m.Name] = append(out[m.Name], point{p.Attributes, float64(p.Value), ObservableGauge, Int64})
 				}
 			case metricdata.Histogram[float64]:
 				for _, p := range d.DataPoints {
-					out[m.Name] = append(out[m.Name], point{p.Attributes, float64(p.Count)})
+					out[m.Name] = append(out[m.Name], point{p.Attributes, float64(p.Count), Histogram, Float64})
 				}
 			}
 		}
 	}
 	return out
+}
+
+// sumKind is the contract kind of an observable sum.
+func sumKind(monotonic bool) Kind {
+	if monotonic {
+		return ObservableCounter
+	}
+	return ObservableUpDownCounter
 }
 
 func envMap(kv ...string) func(string) string {
@@ -68,7 +79,7 @@ func envMap(kv ...string) func(string) string {
 
 func startLocal(t *testing.T, m *workers.Manager, hook *RPCHook, mut func(*Options)) (*Telemetry, *sdkmetric.ManualReader) {
 	t.Helper()
-	reader := sdkmetric.NewManualReader()
+	reader := sdkmetric.NewManualReader(sdkmetric.WithProducer(otelruntime.NewProducer()))
 	opts := Options{
 		Supervisor: m, Version: "test", Getenv: envMap("OTEL_METRICS_EXPORTER", "none"),
 		Readers: []sdkmetric.Reader{reader}, RPC: hook, SamplerMinInterval: time.Millisecond,
@@ -94,6 +105,7 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 	tel, reader := startLocal(t, m, hook, func(o *Options) { o.Gauges = gauges; o.SSEClients = func() int64 { return 3 } })
 	mustSend(t, m, "alpha", `{"type":"prompt","cpu_ms":100,"mem_mib":16,"events":1}`)
 	mustSend(t, m, "beta", `{"type":"get_state"}`)
+	mustSend(t, m, "beta", `{"type":"no_such_command"}`) // the demo worker answers success:false
 	time.Sleep(300 * time.Millisecond)
 
 	got := collect(t, reader)
@@ -103,6 +115,12 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 		if len(pts) == 0 {
 			t.Errorf("%s: no data points", def.Name)
 			continue
+		}
+		for _, p := range pts {
+			if p.kind != def.Kind || p.typ != def.Value {
+				t.Errorf("%s: collected as %s of %s, contract says %s of %s", def.Name, p.kind, p.typ, def.Kind, def.Value)
+				break
+			}
 		}
 		if !slices.Contains(def.Attributes, AttrWorkerID) {
 			continue
@@ -122,7 +140,7 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 				}
 			}
 			want := 1
-			if slices.Contains(def.Attributes, AttrCPUMode) {
+			if slices.Contains(def.Attributes, AttrCPUMode) || slices.Contains(def.Attributes, AttrFaultType) {
 				want = 2
 			}
 			if found != want {
@@ -139,11 +157,31 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 	if p := got[MetricRPCDuration]; len(p) < 2 {
 		t.Errorf("rpc duration points: %v", p)
 	}
-	if len(got["go.memory.used"]) == 0 && len(got["process.runtime.go.mem.heap_alloc"]) == 0 {
-		t.Errorf("no Go runtime metrics; got %d metrics", len(got))
+	for _, name := range []string{"go.memory.used", "go.goroutine.count", "go.schedule.duration"} {
+		if len(got[name]) == 0 {
+			t.Errorf("no Go runtime metric %s; got %d metrics", name, len(got))
+		}
+	}
+	var workerErrors int
+	for _, p := range got[MetricRPCDuration] {
+		if e, ok := p.attrs.Value(AttrErrorType); ok && e.AsString() == workers.CodeWorkerError {
+			workerErrors += int(p.value)
+		}
+		if _, ok := p.attrs.Value(AttrRPCMethod); !ok {
+			t.Errorf("rpc duration point without rpc.method: %v", p.attrs.ToSlice())
+		}
+	}
+	if workerErrors != 1 {
+		t.Errorf("rpc.duration with error.type=worker_error: %d, want 1", workerErrors)
+	}
+	if p := got[MetricProcessCPUTime]; len(p) != 2 || p[0].value+p[1].value <= 0 {
+		t.Errorf("supervisor CPU time: %v", p)
+	}
+	if p := got[MetricProcessMemoryUsage]; len(p) != 1 || p[0].value < 1<<20 {
+		t.Errorf("supervisor RSS: %v", p)
 	}
 	// Memory held by alpha shows.
-	for _, p := range got[MetricMemoryUsage] {
+	for _, p := range got[MetricWorkerMemoryUsage] {
 		if k, _ := p.attrs.Value(AttrWorkerKey); k.AsString() == "alpha" && p.value < 16<<20 {
 			t.Errorf("alpha RSS %v < 16 MiB held", p.value)
 		}
@@ -186,10 +224,10 @@ func TestDropWorkerKeyAndSeriesCap(t *testing.T) {
 	mustSend(t, m, "a", `{"type":"get_state"}`)
 	mustSend(t, m, "b", `{"type":"get_state"}`)
 	got := collect(t, reader)
-	if n := len(got[MetricMemoryUsage]); n != 1 {
+	if n := len(got[MetricWorkerMemoryUsage]); n != 1 {
 		t.Fatalf("series cap 1: %d points", n)
 	}
-	for _, p := range got[MetricMemoryUsage] {
+	for _, p := range got[MetricWorkerMemoryUsage] {
 		if _, ok := p.attrs.Value(AttrWorkerKey); ok {
 			t.Fatal("worker.key present although dropped")
 		}

@@ -17,7 +17,7 @@ import (
 // worker's tree. Descendants re-parented away from a worker are attributed
 // by the inherited workers.MarkerEnv, read once per process lifetime.
 //
-// CPU is kept true across process exits: a tree's counter is the sum of its
+// CPU and page faults are kept true across process exits: a tree's counter is the sum of its
 // live processes' own and reaped-children times plus the last seen time of
 // members that disappeared without a tree member to inherit their time
 // (reaped by init or by the supervisor as subreaper). It never decreases.
@@ -35,21 +35,47 @@ type procID struct {
 	start uint64
 }
 
-// procAcct is the last seen cumulative CPU (own + reaped children) of one
-// process in a tree, in clock ticks.
+// Indexes of the cumulative counters a tree keeps across process exits.
+const (
+	cUser   = iota // CPU ticks in user mode (own + reaped children)
+	cSys           // CPU ticks in system mode
+	cMinFlt        // minor page faults
+	cMajFlt        // major page faults
+	numCounters
+)
+
+// counters are cumulative per-process values that move from a child into
+// its parent's c* fields when the parent reaps it.
+type counters [numCounters]uint64
+
+func (c *counters) add(o counters) {
+	for i := range c {
+		c[i] += o[i]
+	}
+}
+
+// statCounters is p's own plus reaped-children counters.
+func statCounters(p *procfs.Stat) counters {
+	return counters{
+		cUser:   p.UTime + p.CUTime,
+		cSys:    p.STime + p.CSTime,
+		cMinFlt: p.MinFlt + p.CMinFlt,
+		cMajFlt: p.MajFlt + p.CMajFlt,
+	}
+}
+
+// procAcct is the last seen counters of one process in a tree.
 type procAcct struct {
-	user, sys uint64
-	ppid      int
-	gen       uint64
+	c    counters
+	ppid int
+	gen  uint64
 }
 
 type treeAcct struct {
-	procs    map[procID]procAcct
-	goneUser uint64 // ticks of members whose time left the tree's live processes
-	goneSys  uint64
-	lastUser uint64 // the counter last reported, for monotonicity
-	lastSys  uint64
-	gen      uint64
+	procs map[procID]procAcct
+	gone  counters // of members whose values left the tree's live processes
+	last  counters // last reported, for monotonicity
+	gen   uint64
 }
 
 // NewProcessSampler returns the platform's ProcessSampler: a direct /proc
@@ -101,14 +127,13 @@ func (p *procTreeSampler) SampleTrees(ws []workers.WorkerSnapshot, out []TreeSta
 			continue
 		}
 		st := &out[k]
-		var liveUser, liveSys uint64
+		var live counters
 		var fdErr error
 		for _, i := range tree {
 			pr := &procs[i]
-			u, s := pr.UTime+pr.CUTime, pr.STime+pr.CSTime
-			liveUser += u
-			liveSys += s
-			acct.procs[procID{pr.PID, pr.StartTime}] = procAcct{user: u, sys: s, ppid: pr.PPID, gen: p.gen}
+			c := statCounters(pr)
+			live.add(c)
+			acct.procs[procID{pr.PID, pr.StartTime}] = procAcct{c: c, ppid: pr.PPID, gen: p.gen}
 			st.Processes++
 			if pr.State == 'Z' {
 				st.Defunct++
@@ -126,23 +151,26 @@ func (p *procTreeSampler) SampleTrees(ws []workers.WorkerSnapshot, out []TreeSta
 			}
 			st.FDs += n
 		}
-		// Members gone since the last pass: their time stays in the tree
+		// Members gone since the last pass: their counts stay in the tree
 		// only if a live member (their parent) reaped them.
 		for id, pa := range acct.procs {
 			if pa.gen == p.gen {
 				continue
 			}
 			if parent := p.sc.Lookup(pa.ppid); parent < 0 || p.sc.Owner(parent) != k {
-				acct.goneUser += pa.user
-				acct.goneSys += pa.sys
+				acct.gone.add(pa.c)
 			}
 			delete(acct.procs, id)
 		}
-		user := max(acct.goneUser+liveUser, acct.lastUser)
-		sys := max(acct.goneSys+liveSys, acct.lastSys)
-		acct.lastUser, acct.lastSys = user, sys
-		st.CPUUser = float64(user) / procfs.ClockTicks
-		st.CPUSystem = float64(sys) / procfs.ClockTicks
+		total := acct.gone
+		total.add(live)
+		for i := range total {
+			total[i] = max(total[i], acct.last[i])
+		}
+		acct.last = total
+		st.CPUUser = float64(total[cUser]) / procfs.ClockTicks
+		st.CPUSystem = float64(total[cSys]) / procfs.ClockTicks
+		st.MinorFaults, st.MajorFaults = total[cMinFlt], total[cMajFlt]
 		if fdErr != nil {
 			st.Partial = fmt.Errorf("fds: %w", fdErr)
 		}
@@ -153,6 +181,31 @@ func (p *procTreeSampler) SampleTrees(ws []workers.WorkerSnapshot, out []TreeSta
 		}
 	}
 	return nil
+}
+
+// SampleSelf measures the supervisor process alone: its own CPU time (not
+// its reaped children's: those are workers, measured per tree), memory,
+// threads and fds.
+func (p *procTreeSampler) SampleSelf(out *TreeStat) {
+	r := p.sc.Reader()
+	pid := os.Getpid()
+	st, err := r.ReadStat(pid)
+	if err != nil {
+		*out = TreeStat{Err: fmt.Errorf("own /proc/%d/stat: %w", pid, err)}
+		return
+	}
+	*out = TreeStat{
+		CPUUser:   float64(st.UTime) / procfs.ClockTicks,
+		CPUSystem: float64(st.STime) / procfs.ClockTicks,
+		RSSBytes:  st.RSS * p.pageSize, VMSBytes: int64(st.VSize),
+		Threads: int(st.NumThreads), Processes: 1,
+		MinorFaults: st.MinFlt, MajorFaults: st.MajFlt,
+	}
+	if n, err := r.CountFDs(pid); err == nil {
+		out.FDs = n
+	} else {
+		out.Partial = fmt.Errorf("fds: %w", err)
+	}
 }
 
 // cacheSizes reports the sampler's internal cache sizes (for leak checks).

@@ -4,6 +4,7 @@ package telemetry
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
@@ -61,6 +62,36 @@ func treeSample(t testing.TB, s *Sampler, key string) WorkerReport {
 	}
 	t.Fatalf("no worker %s in report", key)
 	return WorkerReport{}
+}
+
+// waitPromptDone polls get_state until the worker's prompt has finished
+// (a prompt is answered at once and runs on).
+func waitPromptDone(t testing.TB, m *workers.Manager, key string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		resp, err := m.Send(ctx, key, []byte(`{"type":"get_state"}`))
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r struct {
+			Data struct {
+				Streaming bool `json:"streaming"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(resp, &r); err != nil {
+			t.Fatal(err)
+		}
+		if !r.Data.Streaming {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prompt of %s still streaming", key)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func cpuOf(w WorkerReport) float64 { return w.CPUUser + w.CPUSystem }
@@ -173,5 +204,44 @@ func TestTreeCachesArePruned(t *testing.T) {
 	trees, procs, _ := ps.(*procTreeSampler).cacheSizes()
 	if trees != 0 || procs != 0 || s.PrevLen() != 0 {
 		t.Fatalf("caches after all workers stopped: trees %d procs %d prev %d", trees, procs, s.PrevLen())
+	}
+}
+
+// TestTreePageFaultsFollowTouchedMemory touches 32 MiB in the worker, then
+// starts a child that exits: the tree's minor faults rise by at least one
+// per huge page touched (the Go heap may be backed by transparent huge
+// pages, so not one per 4 KiB page), and never fall when the child's
+// faults move into the worker's cminflt.
+func TestTreePageFaultsFollowTouchedMemory(t *testing.T) {
+	m := newDemoManager(t)
+	s, _ := NewSampler(m, SamplerOptions{MinInterval: time.Nanosecond})
+	mustSend(t, m, "k", `{"type":"get_state"}`)
+	before := treeSample(t, s, "k")
+	mustSend(t, m, "k", `{"type":"prompt","mem_mib":32,"events":0}`)
+	waitPromptDone(t, m, "k")
+	after := treeSample(t, s, "k")
+	if got := int64(after.MinorFaults) - int64(before.MinorFaults); got < 16 {
+		t.Fatalf("minor faults rose by %d (from %d), want ≥ 16 for 32 MiB touched", got, before.MinorFaults)
+	}
+	mustSend(t, m, "k", `{"type":"prompt","child_ms":200,"child_cpu_ms":50,"events":0}`)
+	last, sawChild := after, false
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		w := treeSample(t, s, "k")
+		if w.MinorFaults < last.MinorFaults || w.MajorFaults < last.MajorFaults {
+			t.Fatalf("faults fell: minor %d → %d, major %d → %d", last.MinorFaults, w.MinorFaults, last.MajorFaults, w.MajorFaults)
+		}
+		last = w
+		sawChild = sawChild || w.Processes > 1
+		if sawChild && w.Processes == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("child seen %v, processes %d", sawChild, w.Processes)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if last.MinorFaults <= after.MinorFaults {
+		t.Fatalf("a child that started and exited added no minor faults (%d → %d)", after.MinorFaults, last.MinorFaults)
 	}
 }

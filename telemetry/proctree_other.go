@@ -4,6 +4,7 @@ package telemetry
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/shirou/gopsutil/v4/process"
 
@@ -63,6 +64,10 @@ func (g *gopsutilSampler) SampleTrees(ws []workers.WorkerSnapshot, out []TreeSta
 				st.RSSBytes += int64(m.RSS)
 				st.VMSBytes += int64(m.VMS)
 			}
+			if f, err := p.PageFaults(); err == nil {
+				st.MinorFaults += f.MinorFaults + f.ChildMinorFaults
+				st.MajorFaults += f.MajorFaults + f.ChildMajorFaults
+			}
 			if n, err := p.NumThreads(); err == nil {
 				st.Threads += int(n)
 			}
@@ -92,4 +97,28 @@ func (g *gopsutilSampler) SampleTrees(ws []workers.WorkerSnapshot, out []TreeSta
 		}
 	}
 	return nil
+}
+
+// SampleSelf measures the supervisor process alone.
+func (g *gopsutilSampler) SampleSelf(out *TreeStat) {
+	p, err := process.NewProcess(int32(os.Getpid()))
+	if err != nil {
+		*out = TreeStat{Err: fmt.Errorf("own process: %w", err)}
+		return
+	}
+	*out = TreeStat{Processes: 1}
+	if t, err := p.Times(); err == nil {
+		out.CPUUser, out.CPUSystem = t.User, t.System
+	} else {
+		out.Partial = err
+	}
+	if m, err := p.MemoryInfo(); err == nil {
+		out.RSSBytes, out.VMSBytes = int64(m.RSS), int64(m.VMS)
+	}
+	if n, err := p.NumThreads(); err == nil {
+		out.Threads = int(n)
+	}
+	if n, err := p.NumFDs(); err == nil {
+		out.FDs = int(n)
+	}
 }

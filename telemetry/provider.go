@@ -154,7 +154,8 @@ func NewProvider(ctx context.Context, opts ProviderOptions) (*Provider, error) {
 			return nil, fmt.Errorf("telemetry: OTLP exporter (OTEL_EXPORTER_OTLP_*): %w", err)
 		}
 		p.exporter = &loggingExporter{Exporter: exp, log: p.log, endpoint: endpoint}
-		var ropts []sdkmetric.PeriodicReaderOption
+		// go.schedule.duration comes from the runtime producer, per reader.
+		ropts := []sdkmetric.PeriodicReaderOption{sdkmetric.WithProducer(runtime.NewProducer())}
 		if env("OTEL_METRIC_EXPORT_INTERVAL") == "" {
 			ropts = append(ropts, sdkmetric.WithInterval(10*time.Second))
 		} else if _, err := strconv.Atoi(env("OTEL_METRIC_EXPORT_INTERVAL")); err != nil {

@@ -24,6 +24,9 @@ type TreeStat struct {
 	RSSBytes, VMSBytes int64
 	Threads, FDs       int
 	Processes, Defunct int
+	// MinorFaults and MajorFaults are cumulative page faults of the tree,
+	// kept across exits like the CPU times.
+	MinorFaults, MajorFaults uint64
 	// Err is set when the tree could not be measured (values are zero).
 	Err error
 	// Partial is set when some fields could not be read (e.g. fds of a
@@ -37,6 +40,8 @@ type TreeStat struct {
 // concurrent use: the Sampler serializes passes.
 type ProcessSampler interface {
 	SampleTrees(ws []workers.WorkerSnapshot, out []TreeStat) error
+	// SampleSelf measures the supervisor's own process (not a tree).
+	SampleSelf(out *TreeStat)
 }
 
 // WorkerReport is one worker's identity, supervisor state and process-tree
@@ -51,7 +56,7 @@ type WorkerReport struct {
 	// two cores busy).
 	CPUPercent float64
 	// CPUUtilUser and CPUUtilSystem are CPU over the window divided by
-	// the CPUs available (0..1), per mode, as process.cpu.utilization.
+	// the CPUs available (0..1), per mode, as workerscope.worker.cpu.utilization.
 	CPUUtilUser, CPUUtilSystem float64
 	// Uptime is the time since the worker was spawned.
 	Uptime time.Duration
@@ -66,6 +71,8 @@ type Report struct {
 	Duration time.Duration
 	NumCPU   int
 	Workers  []WorkerReport
+	// Self is the supervisor process itself, measured in the same pass.
+	Self TreeStat
 	// Errors is the cumulative count of worker measurements that failed.
 	Errors uint64
 	// Err is set when the whole pass failed (Workers then carry only the
@@ -200,6 +207,7 @@ func (s *Sampler) sample() *Report {
 	passErr := s.ps.SampleTrees(ws, stats)
 
 	r := &Report{SampledAt: now, NumCPU: s.numCPU, Workers: make([]WorkerReport, len(ws)), Err: passErr}
+	s.ps.SampleSelf(&r.Self)
 	if !s.lastAt.IsZero() {
 		r.Window = now.Sub(s.lastAt)
 	}

@@ -29,6 +29,8 @@ type fakeTrees struct {
 	block chan struct{}
 }
 
+func (f *fakeTrees) SampleSelf(out *TreeStat) { *out = TreeStat{Processes: 1} }
+
 func (f *fakeTrees) SampleTrees(ws []workers.WorkerSnapshot, out []TreeStat) error {
 	if f.block != nil {
 		<-f.block

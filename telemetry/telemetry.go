@@ -46,6 +46,10 @@ type Options struct {
 	Readers []sdkmetric.Reader
 	// RPC, if set, starts forwarding RPC results to the instruments.
 	RPC *RPCHook
+	// ProfilingUploadErrors, if set, reports failed profile uploads.
+	ProfilingUploadErrors func() uint64
+	// Started is when the process started (process.uptime). Default now.
+	Started time.Time
 }
 
 // Telemetry is the running pipeline: one Sampler feeding the instruments of
@@ -109,6 +113,9 @@ func Start(ctx context.Context, opts Options) (*Telemetry, error) {
 		SSEClients:      opts.SSEClients,
 		ExportErrors:    prov.ExportErrors,
 		Gauges:          opts.Gauges,
+		Started:         opts.Started,
+
+		ProfilingUploadErrors: opts.ProfilingUploadErrors,
 	})
 	if err != nil {
 		_ = prov.Shutdown(ctx)

@@ -78,10 +78,12 @@ type Config struct {
 
 // RPCResult describes one finished command, for metrics.
 type RPCResult struct {
-	Key      string
-	Type     string // the command's "type"
-	Outcome  string // "ok", "error" (success:false), "timeout", "crashed", "failed"
-	Duration time.Duration
+	Key  string
+	Type string // the command's "type"; "" when the command was not parsed
+	// ErrorType is "" on success, CodeWorkerError when the worker answered
+	// success:false, else ErrorCode of Send's error.
+	ErrorType string
+	Duration  time.Duration
 }
 
 func (c *Config) setDefaults() {

@@ -123,44 +123,40 @@ func (m *Manager) Config() Config { return m.cfg }
 func (m *Manager) Send(ctx context.Context, key string, cmd []byte) (json.RawMessage, error) {
 	start := time.Now()
 	if err := ValidateKey(key); err != nil {
-		m.reportRPC(key, "", "failed", start)
+		m.reportRPC(ctx, key, "", start, err, false)
 		return nil, err
 	}
 	typ, obj, err := parseCommand(cmd)
 	if err != nil {
-		m.reportRPC(key, "", "failed", start)
+		m.reportRPC(ctx, key, "", start, err, false)
 		return nil, err
 	}
 	w, err := m.acquire(ctx, key)
 	if err != nil {
-		m.reportRPC(key, typ, "failed", start)
+		m.reportRPC(ctx, key, typ, start, err, false)
 		return nil, err
 	}
 	resp, err := w.call(ctx, obj)
-	outcome := "ok"
-	switch {
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-		outcome = "timeout"
-	case errors.Is(err, ErrWorkerExit):
-		outcome = "crashed"
-	case err != nil:
-		outcome = "failed"
-	default:
+	workerErr := false
+	if err == nil {
 		var r struct {
 			Success *bool `json:"success"`
 		}
-		if json.Unmarshal(resp, &r) == nil && r.Success != nil && !*r.Success {
-			outcome = "error"
-		}
+		workerErr = json.Unmarshal(resp, &r) == nil && r.Success != nil && !*r.Success
 	}
-	m.reportRPC(key, typ, outcome, start)
+	m.reportRPC(ctx, key, typ, start, err, workerErr)
 	return resp, err
 }
 
-func (m *Manager) reportRPC(key, typ, outcome string, start time.Time) {
-	if m.cfg.OnRPC != nil {
-		m.cfg.OnRPC(RPCResult{Key: key, Type: typ, Outcome: outcome, Duration: time.Since(start)})
+func (m *Manager) reportRPC(ctx context.Context, key, typ string, start time.Time, err error, workerErr bool) {
+	if m.cfg.OnRPC == nil {
+		return
 	}
+	code := ErrorCode(ctx, err)
+	if code == "" && workerErr {
+		code = CodeWorkerError
+	}
+	m.cfg.OnRPC(RPCResult{Key: key, Type: typ, ErrorType: code, Duration: time.Since(start)})
 }
 
 // parseCommand checks that cmd is a JSON object with a non-empty string type.
@@ -651,6 +647,7 @@ func (m *Manager) Stats() Stats {
 		EventsDropped:      m.dropped.Load(),
 		OrphansReaped:      m.orphansReaped.Load(),
 		Subscribers:        int(m.subscribers.Load()),
+		MaxWorkers:         m.cfg.MaxWorkers,
 	}
 	for r, i := range exitReasonIndex {
 		st.Exits[r] = m.exits[i].Load()
@@ -663,6 +660,13 @@ func (m *Manager) Stats() Stats {
 	for w := range m.live { // counts only: no snapshot copies, no sort
 		s, _ := w.status(now)
 		st.ByState[s]++
+	}
+	for _, s := range m.sessions {
+		// A respawned worker that has lived a minute ends the loop (its
+		// next crash starts the count again).
+		if s.crashes >= CrashLoopCrashes && (s.w == nil || now.Sub(s.w.startedAt) <= time.Minute) {
+			st.CrashLooping++
+		}
 	}
 	m.mu.Unlock()
 	return st

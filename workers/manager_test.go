@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -588,6 +589,75 @@ func TestConfigRejectsNegativeLimits(t *testing.T) {
 		if m, err := workers.New(cfg); err == nil {
 			_ = m.Close(context.Background())
 			t.Errorf("config %+v accepted", cfg)
+		}
+	}
+}
+
+// TestCrashLoopingSessionsAndErrorTypes: a session whose workers crash at
+// start counts as crash-looping from the third crash in a row, until it is
+// gone; every RPC result names its error type.
+func TestCrashLoopingSessionsAndErrorTypes(t *testing.T) {
+	cfg := demoConfig(t, "WORKERSCOPE_DEMO_CRASH_AT_START=boom")
+	cfg.RestartBackoff, cfg.MaxRestartBackoff = time.Millisecond, 5*time.Millisecond
+	var mu sync.Mutex
+	var types []string
+	cfg.OnRPC = func(r workers.RPCResult) {
+		mu.Lock()
+		types = append(types, r.ErrorType)
+		mu.Unlock()
+	}
+	m := newManager(t, cfg)
+	for i := 0; i < workers.CrashLoopCrashes; i++ {
+		if st := m.Stats(); st.CrashLooping != 0 {
+			t.Fatalf("after %d crashes: %d crash-looping sessions", i, st.CrashLooping)
+		}
+		eventually(t, 5*time.Second, "a crash", func() bool {
+			_, err := m.Send(context.Background(), "loop", []byte(`{"type":"get_state"}`))
+			return errors.Is(err, workers.ErrWorkerExit)
+		})
+	}
+	if st := m.Stats(); st.CrashLooping != 1 || st.MaxWorkers != m.Config().MaxWorkers {
+		t.Fatalf("stats: crash looping %d, max workers %d", st.CrashLooping, st.MaxWorkers)
+	}
+	_, _ = m.Send(context.Background(), "bad key!", []byte(`{"type":"get_state"}`))
+	_, _ = m.Send(context.Background(), "k2", []byte(`not json`))
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Contains(types, workers.CodeWorkerExit) || !slices.Contains(types, workers.CodeBadKey) || !slices.Contains(types, workers.CodeBadCommand) {
+		t.Fatalf("error types %q", types)
+	}
+	for _, typ := range types {
+		if typ == "" || typ == workers.CodeOther {
+			t.Fatalf("unnamed error type in %q", types)
+		}
+	}
+}
+
+func TestErrorCode(t *testing.T) {
+	deadline, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	tests := []struct {
+		ctx  context.Context
+		err  error
+		want string
+	}{
+		{nil, nil, ""},
+		{nil, fmt.Errorf("x: %w", workers.ErrPoolFull), workers.CodePoolFull},
+		{nil, &workers.BackoffError{Key: "k"}, workers.CodeBackoff},
+		{nil, &workers.ExitError{}, workers.CodeWorkerExit},
+		{nil, fmt.Errorf("%w: %w", context.DeadlineExceeded, &workers.ExitError{}), workers.CodeWorkerExit},
+		{nil, context.DeadlineExceeded, workers.CodeTimeout},
+		{deadline, fmt.Errorf("%w: write |1: i/o timeout", workers.ErrWriteFailed), workers.CodeTimeout},
+		{context.Background(), fmt.Errorf("%w: broken pipe", workers.ErrWriteFailed), workers.CodeWriteFailed},
+		{nil, context.Canceled, workers.CodeCanceled},
+		{nil, workers.ErrSpawn, workers.CodeSpawnFailed},
+		{nil, workers.ErrClosed, workers.CodeClosed},
+		{nil, workers.ErrNotFound, workers.CodeNotFound},
+		{nil, errors.New("something else"), workers.CodeOther},
+	}
+	for _, tt := range tests {
+		if got := workers.ErrorCode(tt.ctx, tt.err); got != tt.want {
+			t.Errorf("ErrorCode(%v) = %q, want %q", tt.err, got, tt.want)
 		}
 	}
 }

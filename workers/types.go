@@ -78,7 +78,17 @@ type Stats struct {
 	OrphansReaped uint64
 	// Subscribers is the number of open event subscriptions.
 	Subscribers int
+	// MaxWorkers is the configured pool limit.
+	MaxWorkers int
+	// CrashLooping is the number of sessions whose last CrashLoopCrashes
+	// or more workers in a row crashed (each within a minute of its
+	// start, else the count restarts): they respawn only after a back-off.
+	CrashLooping int
 }
+
+// CrashLoopCrashes is how many consecutive crashes make a session count as
+// crash-looping in Stats.
+const CrashLoopCrashes = 3
 
 // Event is one line a worker printed that was not a response to a pending
 // command, or a lifecycle event the manager adds ("worker_start",

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -101,6 +102,10 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 	slog.SetDefault(log)
 
 	rpcHook := &telemetry.RPCHook{}
+	// Profiling starts after telemetry (it takes the service name and
+	// instance id from the resource); the upload-error counter reads it
+	// once it exists.
+	var profiler atomic.Pointer[telemetry.Profiler]
 	wcfg := workers.Config{
 		OnRPC:        rpcHook.OnRPC,
 		Command:      cfg.WorkerCmd,
@@ -154,6 +159,9 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 		DropWorkerKey: cfg.DropWorkerKey,
 		SSEClients:    api.SSEClients,
 		RPC:           rpcHook,
+		Started:       started,
+
+		ProfilingUploadErrors: func() uint64 { return profiler.Load().UploadErrors() },
 	})
 	if err != nil {
 		_ = mgr.Close(context.Background())
@@ -181,6 +189,7 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 		_ = mgr.Close(context.Background())
 		return err
 	}
+	profiler.Store(prof)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		_ = prof.Stop(context.Background())

@@ -4,7 +4,7 @@
 // 300–670 µs of CPU for Times+MemoryInfo+NumThreads+Status+NumFDs and its
 // Children() rescans all of /proc per call. One read of /proc/PID/stat
 // (4–15 µs) already holds state, ppid, pgrp, session, utime, stime, cutime,
-// cstime, num_threads, starttime, vsize and rss, so the hot path reads that
+// cstime, page faults, num_threads, starttime, vsize and rss, so the hot path reads that
 // file once per process into a reused buffer and nothing else.
 package procfs
 
@@ -33,7 +33,11 @@ type Stat struct {
 	// CUTime and CSTime are the CPU times of waited-for children, in
 	// clock ticks: a child's time moves here when its parent reaps it.
 	CUTime, CSTime uint64
-	NumThreads     int64
+	// MinFlt and MajFlt are the process's own minor and major page
+	// faults; CMinFlt and CMajFlt those of its waited-for children (they
+	// move like CUTime).
+	MinFlt, CMinFlt, MajFlt, CMajFlt uint64
+	NumThreads                       int64
 	// StartTime is the process start in clock ticks after boot. With the
 	// PID it identifies a process across PID reuse.
 	StartTime uint64
@@ -81,7 +85,7 @@ func ParseStat(b []byte) (Stat, error) {
 				return s, ErrMalformed
 			}
 			s.State = tok[0]
-		case 1, 2, 3, 11, 12, 13, 14, 17, 19, 20, 21:
+		case 1, 2, 3, 7, 8, 9, 10, 11, 12, 13, 14, 17, 19, 20, 21:
 			v, ok := atoi(tok)
 			if !ok {
 				return s, fmt.Errorf("%w: field %d %q", ErrMalformed, field+3, tok)
@@ -93,6 +97,14 @@ func ParseStat(b []byte) (Stat, error) {
 				s.PGRP = int(v)
 			case 3:
 				s.Session = int(v)
+			case 7:
+				s.MinFlt = uint64(v)
+			case 8:
+				s.CMinFlt = uint64(v)
+			case 9:
+				s.MajFlt = uint64(v)
+			case 10:
+				s.CMajFlt = uint64(v)
 			case 11:
 				s.UTime = uint64(v)
 			case 12:

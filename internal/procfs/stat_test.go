@@ -14,8 +14,8 @@ func TestParseStat(t *testing.T) {
 	}{
 		{
 			name: "plain",
-			line: "1234 (sleep) S 1000 1234 1000 0 -1 4194304 100 0 0 0 7 3 11 13 20 0 2 0 55555 8192000 250 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n",
-			want: Stat{PID: 1234, PPID: 1000, PGRP: 1234, Session: 1000, State: 'S', UTime: 7, STime: 3, CUTime: 11, CSTime: 13, NumThreads: 2, StartTime: 55555, VSize: 8192000, RSS: 250},
+			line: "1234 (sleep) S 1000 1234 1000 0 -1 4194304 100 5 6 8 7 3 11 13 20 0 2 0 55555 8192000 250 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n",
+			want: Stat{PID: 1234, PPID: 1000, PGRP: 1234, Session: 1000, State: 'S', MinFlt: 100, CMinFlt: 5, MajFlt: 6, CMajFlt: 8, UTime: 7, STime: 3, CUTime: 11, CSTime: 13, NumThreads: 2, StartTime: 55555, VSize: 8192000, RSS: 250},
 		},
 		{
 			name: "comm with spaces and parens",
