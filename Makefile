@@ -7,7 +7,7 @@ PKGS     := ./...
 # Generated collector code is not ours to format.
 GOFILES   = $(shell find . -name '*.go' -not -path './deploy/otelcol/*' -not -path './.git/*')
 
-.PHONY: help build run test check fmt-check vet race fuzz churn bench collector demo clean
+.PHONY: help build run test check fmt-check vet race fuzz churn bench collector demo dashboards clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ $(BIN)/otelcol: deploy/otelcol/go.mod deploy/otelcol/go.sum $(wildcard deploy/ot
 
 demo: build collector ## collector (debug output) + workerscope + demo workers under load
 	deploy/demo.sh $(ARGS)
+
+dashboards: ## regenerate deploy/grafana/workerscope.json from deploy/grafana/gen (commit the result)
+	$(GO) run ./deploy/grafana/gen -o deploy/grafana/workerscope.json
 
 clean:
 	rm -rf $(BIN)
