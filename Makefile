@@ -42,7 +42,7 @@ fuzz: ## short fuzz runs of the line protocol, command and /proc parsers
 
 BENCHCOUNT ?= 1
 bench: ## benchmarks: sampler vs the raw /proc baseline, spawn latency and throughput
-	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./telemetry ./workers
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./telemetry/... ./workers
 
 collector: $(BIN)/otelcol ## build the OpenTelemetry Collector from deploy/otelcol
 

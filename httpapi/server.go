@@ -10,16 +10,15 @@
 package httpapi
 
 import (
-	"context"
 	"crypto/sha256"
 	"errors"
 	"log/slog"
 	"net/http"
-	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/workerscope/workerscope/internal/proflabel"
 	"github.com/workerscope/workerscope/workers"
 )
 
@@ -138,7 +137,7 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // cross-origin protection. Like http.ServeMux.Handle it panics on a
 // conflicting pattern. It may be called while serving.
 func (s *Server) Handle(pattern string, h http.Handler) {
-	s.mux.Handle(pattern, labeled(pattern, s.authenticate(s.csrf.Handler(s.noCrossSiteLoads(h)))))
+	s.mux.Handle(pattern, proflabel.Handler(pattern, s.authenticate(s.csrf.Handler(s.noCrossSiteLoads(h)))))
 }
 
 // noCrossSiteLoads rejects requests another site's page makes in the
@@ -154,15 +153,6 @@ func (s *Server) noCrossSiteLoads(h http.Handler) http.Handler {
 			return
 		}
 		h.ServeHTTP(w, r)
-	})
-}
-
-// labeled runs h under the pprof label operation=<route pattern>, so CPU
-// profiles (Pyroscope's and /api/debug/pprof's) split by route.
-func labeled(pattern string, h http.Handler) http.Handler {
-	labels := pprof.Labels("operation", pattern)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		pprof.Do(r.Context(), labels, func(ctx context.Context) { h.ServeHTTP(w, r.WithContext(ctx)) })
 	})
 }
 

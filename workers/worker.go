@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime/pprof"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/workerscope/workerscope/internal/proflabel"
 )
 
 // worker is one spawned process. Its mutex guards only in-memory state and
@@ -253,7 +254,7 @@ func (w *worker) start() {
 func (w *worker) readStdout() {
 	defer close(w.readDone)
 	// CPU profiles show the routing of worker output as operation=events.
-	pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("operation", "events")))
+	proflabel.SetGoroutine(proflabel.Events)
 	lr := newLineReader(w.stdout, w.m.cfg.MaxLineBytes)
 	for {
 		line, oversize, err := lr.next()

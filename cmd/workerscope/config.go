@@ -36,8 +36,10 @@ type config struct {
 	PyroscopeServer, PyroscopeApp string
 	// DropWorkerKey leaves the worker.key attribute off per-worker metrics.
 	DropWorkerKey bool
-	// Getenv is the environment the settings were read from; telemetry
-	// reads the OTEL_* variables through it.
+	// Getenv is the environment the settings were read from. The OTel
+	// provider and Pyroscope read their settings through it; the OTLP
+	// exporter itself reads OTEL_EXPORTER_OTLP_* (endpoint, headers,
+	// TLS, timeout, temporality) from the process environment.
 	Getenv func(string) string
 }
 
