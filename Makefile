@@ -32,7 +32,7 @@ race:
 	WORKERSCOPE_OTELCOL=$(CURDIR)/$(BIN)/otelcol $(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 churn: ## 10,000 spawn/exit cycles, then no leaked goroutines, fds, caches, series or processes (without -race: it slows every worker)
-	$(GO) test -count=1 -run '^TestChurnLeavesNothingBehind$$' -v ./telemetry
+	$(GO) test -count=1 -run '^TestChurnLeavesNothingBehind$$' -v ./telemetry/otelmetrics
 
 FUZZTIME ?= 5s
 fuzz: ## short fuzz runs of the line protocol, command and /proc parsers
