@@ -471,3 +471,7 @@ func TestRecoveryAfterSIGKILLWithoutCgroups(t *testing.T) {
 func TestRecoveryAfterSIGKILLWithCgroups(t *testing.T) {
 	recoveryCase(t, workers.CgroupsRequired)
 }
+
+func TestCgroup2MemoryLimitOOMKills(t *testing.T) {
+	memoryCase(t, workers.TierCgroup2, workers.ExitOOMKilled)
+}
