@@ -18,6 +18,11 @@
 //	flood      {"lines", "bytes", "kind": "invalid"|"oversize"}: prints junk first
 //	crash      {"code", "message"}: message to stderr, then exit code
 //	ignore_sigterm: from now on SIGTERM is ignored
+//	hold       {"mib", "ms"}: holds mib MiB of touched pages (replacing what it
+//	           held), then answers after ms more {"held_mib"}
+//	fork       {"count", "ms"}: starts count children (`sleep`, one thread
+//	           each) that live ms, one after another, and answers
+//	           {"started", "failed", "error"} (the first fork error)
 //
 // Environment: WORKERSCOPE_DEMO_CRASH_AT_START=msg prints msg to stderr and
 // exits 3 before reading anything; WORKERSCOPE_DEMO_IGNORE_SIGTERM=1 ignores
@@ -125,6 +130,8 @@ type command struct {
 	Bytes       int             `json:"bytes"`
 	Kind        string          `json:"kind"`
 	Code        int             `json:"code"`
+	MiB         int             `json:"mib"`
+	Count       int             `json:"count"`
 }
 
 func (w *worker) emit(v any) {
@@ -194,6 +201,21 @@ func (w *worker) handle(ctx context.Context, line []byte) {
 			code = 2
 		}
 		os.Exit(code)
+	case "hold":
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			w.hold(max(c.MiB, 0))
+			time.Sleep(time.Duration(c.MS) * time.Millisecond)
+			w.respond(&c, map[string]any{"held_mib": c.MiB}, nil)
+		}()
+	case "fork":
+		started, failed, err := w.fork(c.Count, c.MS)
+		data := map[string]any{"started": started, "failed": failed}
+		if err != nil {
+			data["error"] = err.Error()
+		}
+		w.respond(&c, data, nil)
 	case "ignore_sigterm":
 		signal.Ignore(syscall.SIGTERM)
 		w.respond(&c, nil, nil)
@@ -288,6 +310,35 @@ func (w *worker) hold(mib int) {
 	w.held = held
 	w.heldMiB = mib
 	w.mu.Unlock()
+}
+
+// fork starts count single-threaded sleepers, sequentially, and reaps
+// them from one goroutine, so that a pids limit refusing forks does not
+// also make the Go runtime need threads it cannot get.
+func (w *worker) fork(count, ms int) (started, failed int, first error) {
+	secs := strconv.FormatFloat(float64(max(ms, 1))/1000, 'f', 3, 64)
+	var cmds []*exec.Cmd
+	for i := 0; i < count; i++ {
+		cmd := exec.Command("sleep", secs)
+		if err := cmd.Start(); err != nil {
+			failed++
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		started++
+		cmds = append(cmds, cmd)
+	}
+	w.mu.Lock()
+	w.children += started
+	w.mu.Unlock()
+	go func() {
+		for _, c := range cmds {
+			_ = c.Wait()
+		}
+	}()
+	return started, failed, first
 }
 
 func (w *worker) startChild(c *command) error {
