@@ -353,7 +353,7 @@ func keys(rows []row) []string {
 func TestMetricsPageInBrowser(t *testing.T) {
 	chromiumPath(t) // skip before building anything
 	a := startAppArgs(t, freePort(t), []string{"OTEL_METRICS_EXPORTER=none"},
-		"--idle-ttl", "2s", "--stop-grace", "120s")
+		"--idle-ttl", "2s", "--stop-grace", "120s", "--worker-memory-max", "1GiB", "--cgroups", "off")
 
 	a.rpc(t, "stuck", `{"type":"ignore_sigterm"}`)
 	a.rpc(t, "busy", `{"type":"prompt","message":"spin","cpu_ms":150000,"events":750}`)
@@ -422,6 +422,13 @@ func TestMetricsPageInBrowser(t *testing.T) {
 	if n := b.authAnswers.Load(); n != 1 {
 		t.Errorf("answered %d Basic challenges; want 1 (the page's own polls must reuse the credentials)", n)
 	}
+	// Limits: the tier in a card, each worker's RSS as a share of the limit.
+	b.waitJS(30*time.Second, "the limits card and the RSS share of the limit", `(() => {
+		const c = document.querySelector('[data-card="limits"]');
+		const rss = document.querySelector('#worker-rows tr[data-key="mem"] td:nth-child(5)');
+		return c && c.querySelector('.value').textContent === 'watchdog' && /memory 1\.0 GiB/.test(c.textContent) &&
+			rss && /% of 1\.0 GiB/.test(rss.textContent);
+	})()`)
 
 	// The zombie: flagged by attribute, class and visible text.
 	b.waitJS(30*time.Second, "stuck to be shown as a zombie", `document.querySelector('#worker-rows tr[data-key="stuck"][data-zombie="true"].zombie')`)

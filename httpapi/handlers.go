@@ -178,7 +178,7 @@ type snapshotJSON struct {
 }
 
 type snapshotsJSON struct {
-	Version string       `json:"version,omitempty"`
+	Version string         `json:"version,omitempty"`
 	Workers []snapshotJSON `json:"workers"`
 }
 

@@ -1,13 +1,3 @@
-// Package workers supervises long-lived JSON-lines RPC worker processes
-// (such as `pi --mode rpc`), one per session key.
-//
-// A Manager spawns a worker on the first command for a key, routes each
-// command's correlated response back to its caller and every other line to
-// the session's event subscribers, stops idle workers after a TTL, and
-// kills each worker's whole process tree when it stops: its process group,
-// descendants found by ancestry, and re-parented descendants found by the
-// inherited WORKERSCOPE_WORKER_ID environment marker. It has no HTTP and no
-// telemetry inside; Snapshot and Stats feed both.
 package workers
 
 import (
@@ -39,6 +29,8 @@ type Manager struct {
 	seq    atomic.Uint64
 	reqSeq atomic.Uint64
 
+	// mu guards the pool. Lock order: mu before a worker's w.mu and before
+	// a session's s.subMu, never the other way; never held across I/O.
 	mu       sync.Mutex
 	sessions map[string]*session
 	live     map[*worker]struct{}
@@ -83,7 +75,7 @@ type session struct {
 	lastExit  error
 	lastUsed  time.Time
 
-	subMu sync.RWMutex
+	subMu sync.RWMutex // taken after Manager.mu when both are held
 	subs  map[*Subscription]struct{}
 }
 

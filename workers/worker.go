@@ -43,8 +43,8 @@ type worker struct {
 	errDone    chan struct{} // closed when stderr hits EOF
 	done       chan struct{} // closed when the worker and its tree are gone
 
-	mu         sync.Mutex
-	answered   bool // printed anything: no longer "starting"
+	mu         sync.Mutex // taken after Manager.mu when both are held
+	answered   bool       // printed anything: no longer "starting"
 	inflight   int
 	requests   uint64
 	lastActive time.Time

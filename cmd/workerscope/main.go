@@ -1,9 +1,3 @@
-// Command workerscope supervises JSON-lines RPC workers (such as
-// `pi --mode rpc`) and shows what each one costs.
-//
-//	workerscope [serve] [flags]   run the supervisor and its HTTP API (default)
-//	workerscope demo-worker       run the built-in demo worker on stdio
-//	workerscope version           print the version
 package main
 
 import (
@@ -166,6 +160,10 @@ func newManager(cfg *config, hook *otelmetrics.Hook, log *slog.Logger) (*workers
 		MaxWorkers:   cfg.MaxWorkers,
 		StopGrace:    cfg.StopGrace,
 		MaxLineBytes: cfg.MaxLineBytes,
+		MemoryMax:    cfg.MemoryMax,
+		PidsMax:      cfg.PidsMax,
+		CPUMax:       cfg.CPUMax,
+		Cgroups:      cfg.Cgroups,
 		Logger:       log,
 		// Workers must not see the supervisor's secrets or its telemetry
 		// settings (an OTel-instrumented worker would report as workerscope).

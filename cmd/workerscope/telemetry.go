@@ -76,6 +76,7 @@ func startTelemetry(ctx context.Context, cfg *config, d telemetryDeps, log *slog
 		SSEClients:            d.sseClients,
 		ExportErrors:          t.provider.ExportErrors,
 		ProfilingUploadErrors: func() uint64 { return t.profiler.Load().UploadErrors() },
+		Limits:                d.mgr.Limits,
 		Started:               d.started,
 		Gauges:                d.gauges,
 	})
@@ -119,6 +120,7 @@ func (t *telemetryStack) mount(api *httpapi.Server, d telemetryDeps) {
 		Sampler:    t.sampler,
 		Gauges:     d.gauges,
 		SSEClients: d.sseClients,
+		Limits:     d.mgr.Limits,
 		Version:    d.version,
 		Started:    d.started,
 	}))

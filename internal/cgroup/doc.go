@@ -8,5 +8,6 @@
 // a cgroup library: see docs/limits.md for why. Everything takes the
 // cgroupfs mount root as a parameter, so tier selection can be tested on
 // fake trees in temporary directories. The package is Linux-only; on other
-// systems it is empty.
+// systems it is empty. It imports only the standard library and
+// golang.org/x/sys, and knows nothing of workers or telemetry.
 package cgroup

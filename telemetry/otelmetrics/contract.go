@@ -50,6 +50,8 @@ const (
 	AttrRPCMethod   = "rpc.method"
 	AttrErrorType   = "error.type"
 	AttrLineReason  = "reason"
+	AttrLimit       = "limit"
+	AttrEnforcement = "enforcement"
 )
 
 // Metric names. Per-worker usage sums the worker's whole process tree, so
@@ -85,6 +87,10 @@ const (
 	MetricOrphansReaped         = "workerscope.orphans.reaped"
 	MetricExportErrors          = "workerscope.export.errors"
 	MetricProfilingUploadErrors = "workerscope.profiling.upload_errors"
+	MetricLimitHits             = "workerscope.worker.limit_hits"
+	MetricWorkerMemoryLimit     = "workerscope.worker.memory.limit"
+	MetricWorkerProcessesLimit  = "workerscope.worker.processes.limit"
+	MetricWorkerCPULimit        = "workerscope.worker.cpu.limit"
 	MetricProcessCPUTime        = "process.cpu.time"
 	MetricProcessMemoryUsage    = "process.memory.usage"
 	MetricProcessMemoryVirtual  = "process.memory.virtual"
@@ -141,7 +147,7 @@ func Contract() []MetricDef {
 		{Name: MetricSpawnFailures, Kind: ObservableCounter, Value: Int64, Unit: "{failure}",
 			Description: "Worker spawns that failed (command not found, pipes, ...)."},
 		{Name: MetricExits, Kind: ObservableCounter, Value: Int64, Unit: "{worker}", Attributes: []string{AttrExitReason},
-			Description: "Workers that ended, by exit.reason: idle_reaped, stopped, crashed, killed, limit."},
+			Description: "Workers that ended, by exit.reason: idle_reaped, stopped, crashed, killed, limit, memory_limit, oom_killed, pids_limit."},
 		{Name: MetricCrashLooping, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{session}",
 			Description: "Sessions whose last 3 or more workers in a row crashed within a minute of their start (they respawn after a back-off)."},
 		{Name: MetricRPCDuration, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{AttrRPCMethod, AttrErrorType},
@@ -164,6 +170,14 @@ func Contract() []MetricDef {
 			Description: "Failed OTLP metric exports (a backend sees them once an export succeeds again)."},
 		{Name: MetricProfilingUploadErrors, Kind: ObservableCounter, Value: Int64, Unit: "{error}",
 			Description: "Failed or dropped Pyroscope profile uploads."},
+		{Name: MetricLimitHits, Kind: ObservableCounter, Value: Int64, Unit: "{event}", Attributes: []string{AttrLimit},
+			Description: "Limit events by limit: memory (OOM kills in a worker's cgroup and watchdog stops), pids (forks refused at pids.max and watchdog stops), cpu (periods in which a worker's cgroup was throttled)."},
+		{Name: MetricWorkerMemoryLimit, Kind: ObservableUpDownCounter, Value: Int64, Unit: "By", Attributes: []string{AttrEnforcement},
+			Description: "Memory limit of each worker's whole tree (--worker-memory-max), reported when set, with what enforces it."},
+		{Name: MetricWorkerProcessesLimit, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{process}", Attributes: []string{AttrEnforcement},
+			Description: "Limit on processes and threads in each worker's tree (--worker-pids-max), reported when set, with what enforces it."},
+		{Name: MetricWorkerCPULimit, Kind: ObservableGauge, Value: Float64, Unit: "{cpu}", Attributes: []string{AttrEnforcement},
+			Description: "CPU bandwidth limit of each worker's tree in cores (--worker-cpu-max), reported when set, with what enforces it."},
 		{Name: MetricProcessCPUTime, Kind: ObservableCounter, Value: Float64, Unit: "s", Attributes: []string{AttrCPUMode},
 			Description: "CPU time of the supervisor process itself; cpu.mode is user or system."},
 		{Name: MetricProcessMemoryUsage, Kind: ObservableUpDownCounter, Value: Int64, Unit: "By",

@@ -82,11 +82,13 @@ func TestMetricsDocListsEveryAttributeValue(t *testing.T) {
 		meaning[strings.Trim(strings.TrimSpace(cells[0]), "`")] = cells[len(cells)-1]
 	}
 	values := map[string][]string{
-		AttrCPUMode:    {"user", "system"},
-		AttrFaultType:  {"major", "minor"},
-		AttrLineReason: {"invalid", "oversize"},
-		AttrRPCMethod:  {otherMethod},
-		AttrErrorType:  workers.ErrorCodes,
+		AttrCPUMode:     {"user", "system"},
+		AttrFaultType:   {"major", "minor"},
+		AttrLineReason:  {"invalid", "oversize"},
+		AttrRPCMethod:   {otherMethod},
+		AttrErrorType:   workers.ErrorCodes,
+		AttrLimit:       workers.LimitNames,
+		AttrEnforcement: {string(workers.TierCgroup2), string(workers.TierCgroup1), string(workers.TierWatchdog), "none"},
 	}
 	for _, s := range workers.States {
 		values[AttrWorkerState] = append(values[AttrWorkerState], string(s))

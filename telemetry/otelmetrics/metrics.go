@@ -62,6 +62,9 @@ type MetricsOptions struct {
 	// ProfilingUploadErrors reports failed profile uploads; nil reports
 	// none.
 	ProfilingUploadErrors func() uint64
+	// Limits reports the per-worker limits and what enforces them; nil
+	// reports none.
+	Limits func() workers.LimitsInfo
 	// Started is when the supervisor process started (process.uptime).
 	// Default: when NewMetrics ran.
 	Started time.Time
@@ -96,7 +99,8 @@ type instruments struct {
 	procs, defunct, requests                                          metric.Int64Observable
 	pool, poolLimit, spawns, spawnFailures, exits, crashLooping, sse  metric.Int64Observable
 	samplerErrors, linesSkipped, eventsDropped, orphans, exportErrors metric.Int64Observable
-	profilingErrors                                                   metric.Int64Observable
+	profilingErrors, limitHits, memLimit, procLimit                   metric.Int64Observable
+	cpuLimit                                                          metric.Float64Observable
 	selfCPU, selfUptime                                               metric.Float64Observable
 	selfMem, selfVirtual, selfThreads, selfFDs                        metric.Int64Observable
 	rpcDuration, samplerDuration                                      metric.Float64Histogram
@@ -242,6 +246,10 @@ func registerAll(meter metric.Meter) (instruments, error) {
 	take(MetricOrphansReaped, &in.orphans)
 	take(MetricExportErrors, &in.exportErrors)
 	take(MetricProfilingUploadErrors, &in.profilingErrors)
+	take(MetricLimitHits, &in.limitHits)
+	take(MetricWorkerMemoryLimit, &in.memLimit)
+	take(MetricWorkerProcessesLimit, &in.procLimit)
+	take(MetricWorkerCPULimit, &in.cpuLimit)
 	take(MetricProcessCPUTime, &in.selfCPU)
 	take(MetricProcessMemoryUsage, &in.selfMem)
 	take(MetricProcessMemoryVirtual, &in.selfVirtual)
@@ -290,6 +298,7 @@ type fixedAttrs struct {
 	user, system, invalid, oversize metric.MeasurementOption
 	states                          []metric.MeasurementOption // by workers.States
 	reasons                         []metric.MeasurementOption // by workers.ExitReasons
+	limits                          []metric.MeasurementOption // by workers.LimitNames
 }
 
 func newFixedAttrs() fixedAttrs {
@@ -304,6 +313,9 @@ func newFixedAttrs() fixedAttrs {
 	}
 	for _, r := range workers.ExitReasons {
 		f.reasons = append(f.reasons, metric.WithAttributes(attribute.String(AttrExitReason, string(r))))
+	}
+	for _, l := range workers.LimitNames {
+		f.limits = append(f.limits, metric.WithAttributes(attribute.String(AttrLimit, l)))
 	}
 	return f
 }
@@ -344,6 +356,24 @@ func (m *Metrics) observe(ctx context.Context, o metric.Observer) {
 	o.ObserveInt64(in.sse, callInt(m.opts.SSEClients))
 	o.ObserveInt64(in.exportErrors, int64(callUint(m.opts.ExportErrors)))
 	o.ObserveInt64(in.profilingErrors, int64(callUint(m.opts.ProfilingUploadErrors)))
+	for i, name := range workers.LimitNames {
+		o.ObserveInt64(in.limitHits, int64(st.LimitHits[name]), f.limits[i])
+	}
+	if m.opts.Limits != nil {
+		li := m.opts.Limits()
+		by := func(limit string) metric.MeasurementOption {
+			return metric.WithAttributes(attribute.String(AttrEnforcement, li.Enforcement[limit]))
+		}
+		if li.MemoryMax > 0 {
+			o.ObserveInt64(in.memLimit, li.MemoryMax, by(workers.LimitMemory))
+		}
+		if li.PidsMax > 0 {
+			o.ObserveInt64(in.procLimit, li.PidsMax, by(workers.LimitPids))
+		}
+		if li.CPUMax > 0 {
+			o.ObserveFloat64(in.cpuLimit, li.CPUMax, by(workers.LimitCPU))
+		}
+	}
 }
 
 // observeWorkers observes the per-worker instruments, at most

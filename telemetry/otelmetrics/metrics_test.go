@@ -123,12 +123,20 @@ func startLocal(t *testing.T, m *workers.Manager, hook *Hook, mut func(*MetricsO
 
 func TestInstrumentsFromRealWorkers(t *testing.T) {
 	hook := &Hook{}
-	m := testutil.NewDemoManager(t, func(c *workers.Config) { c.OnRPC = hook.OnRPC })
+	m := testutil.NewDemoManager(t, func(c *workers.Config) {
+		c.OnRPC = hook.OnRPC
+		// Limits far above what the test uses, enforced by the watchdog.
+		c.MemoryMax, c.PidsMax, c.CPUMax, c.Cgroups = 4<<30, 4096, 4, workers.CgroupsOff
+	})
 	gauges := &Gauges{}
 	if err := gauges.Register("watched_files", "{file}", "Files watched.", func() int64 { return 42 }); err != nil {
 		t.Fatal(err)
 	}
-	reader := startLocal(t, m, hook, func(o *MetricsOptions) { o.Gauges = gauges; o.SSEClients = func() int64 { return 3 } }).reader
+	reader := startLocal(t, m, hook, func(o *MetricsOptions) {
+		o.Gauges = gauges
+		o.SSEClients = func() int64 { return 3 }
+		o.Limits = m.Limits
+	}).reader
 	testutil.MustSend(t, m, "alpha", `{"type":"prompt","cpu_ms":100,"mem_mib":16,"events":1}`)
 	testutil.MustSend(t, m, "beta", `{"type":"get_state"}`)
 	testutil.MustSend(t, m, "beta", `{"type":"no_such_command"}`) // the demo worker answers success:false
@@ -202,6 +210,13 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 	}
 	if p := got[MetricProcessCPUTime]; len(p) != 2 || p[0].value+p[1].value <= 0 {
 		t.Errorf("supervisor CPU time: %v", p)
+	}
+	for name, want := range map[string]string{MetricWorkerMemoryLimit: "watchdog", MetricWorkerProcessesLimit: "watchdog", MetricWorkerCPULimit: "none"} {
+		if p := got[name]; len(p) != 1 || p[0].attrs.Len() != 1 {
+			t.Errorf("%s: %v", name, p)
+		} else if e, _ := p[0].attrs.Value(AttrEnforcement); e.AsString() != want {
+			t.Errorf("%s enforced by %q, want %q", name, e.AsString(), want)
+		}
 	}
 	if p := got[MetricProcessMemoryUsage]; len(p) != 1 || p[0].value < 1<<20 {
 		t.Errorf("supervisor RSS: %v", p)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/workerscope/workerscope/telemetry/sampler"
+	"github.com/workerscope/workerscope/workers"
 )
 
 // JSONOptions configures the JSON report of GET /api/metrics.
@@ -26,6 +27,9 @@ type JSONOptions struct {
 	Version string
 	// Started is when the process started (uptime). Default: now.
 	Started time.Time
+	// Limits reports the per-worker limits and what enforces them
+	// (Manager.Limits); nil shows none.
+	Limits func() workers.LimitsInfo
 	// Wait bounds how long a request waits for a sampling pass in
 	// progress before answering from the previous report. Default 2s.
 	Wait time.Duration
@@ -104,7 +108,12 @@ type usageJSON struct {
 	Zombie        bool     `json:"zombie"`
 	Requests      uint64   `json:"requests"`
 	Restarts      int      `json:"restarts"`
-	Error         *string  `json:"error"`
+	// The worker's limits (0 = none) and how often its tree hit them.
+	MemoryMax int64             `json:"memory_max"`
+	PidsMax   int64             `json:"pids_max"`
+	CPUMax    float64           `json:"cpu_max"`
+	LimitHits map[string]uint64 `json:"limit_hits,omitempty"`
+	Error     *string           `json:"error"`
 }
 
 type totalsJSON struct {
@@ -120,15 +129,16 @@ type totalsJSON struct {
 }
 
 type reportJSON struct {
-	SampledAt     *time.Time   `json:"sampled_at"`
-	WindowSeconds float64      `json:"window_seconds"`
-	SampleSeconds float64      `json:"sample_duration_seconds"`
-	NumCPU        int          `json:"num_cpu"`
-	Process       processJSON  `json:"process"`
-	Workers       []usageJSON `json:"workers"`
-	Totals        totalsJSON   `json:"totals"`
-	SamplerErrors uint64       `json:"sampler_errors"`
-	Error         *string      `json:"error"`
+	SampledAt     *time.Time          `json:"sampled_at"`
+	WindowSeconds float64             `json:"window_seconds"`
+	SampleSeconds float64             `json:"sample_duration_seconds"`
+	NumCPU        int                 `json:"num_cpu"`
+	Process       processJSON         `json:"process"`
+	Workers       []usageJSON         `json:"workers"`
+	Totals        totalsJSON          `json:"totals"`
+	SamplerErrors uint64              `json:"sampler_errors"`
+	Limits        *workers.LimitsInfo `json:"limits"`
+	Error         *string             `json:"error"`
 }
 
 func (h *reportHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -157,6 +167,10 @@ func (h *reportHandler) render(rep *sampler.Report) []byte {
 		h.procAt = now
 	}
 	out := reportJSON{Process: h.proc, Workers: []usageJSON{}, NumCPU: runtime.NumCPU()}
+	if h.opts.Limits != nil {
+		li := h.opts.Limits()
+		out.Limits = &li
+	}
 	if rep != nil {
 		at := rep.SampledAt.UTC()
 		out.SampledAt = &at
@@ -189,6 +203,7 @@ func workerEntry(wr *sampler.WorkerReport, t *totalsJSON) usageJSON {
 		ID: wr.ID, Key: wr.Key, PID: wr.PID, State: string(wr.State),
 		UptimeSeconds: wr.Uptime.Seconds(), IdleSeconds: wr.Idle.Seconds(),
 		Zombie: wr.Zombie, Requests: wr.Requests, Restarts: wr.Restarts,
+		MemoryMax: wr.MemoryMax, PidsMax: wr.PidsMax, CPUMax: wr.CPUMax, LimitHits: wr.LimitHits,
 	}
 	if wr.Zombie {
 		t.Zombies++
