@@ -45,37 +45,39 @@ const (
 var ExitReasons = []ExitReason{ExitIdleReaped, ExitStopped, ExitCrashed, ExitKilled, ExitLimit,
 	ExitMemoryLimit, ExitOOMKilled, ExitPidsLimit}
 
-// WorkerSnapshot describes one worker at one moment.
+// WorkerSnapshot describes one worker at one moment. It has no JSON form of
+// its own: each consumer (GET /api/workers, GET /api/metrics) renders the
+// fields it shows.
 type WorkerSnapshot struct {
-	ID         string    `json:"id"`
-	Key        string    `json:"key"`
-	PID        int       `json:"pid"`
-	State      State     `json:"state"`
-	StartedAt  time.Time `json:"started_at"`
-	LastActive time.Time `json:"last_active"`
+	ID         string
+	Key        string
+	PID        int
+	State      State
+	StartedAt  time.Time
+	LastActive time.Time
 	// Idle is the time since the last user-initiated command (sent or
 	// answered).
-	Idle     time.Duration `json:"-"`
-	Requests uint64        `json:"requests"`
+	Idle     time.Duration
+	Requests uint64
 	// Restarts counts respawns of this session after crashes.
-	Restarts int `json:"restarts"`
+	Restarts int
 	// Zombie: alive, not running, and idle for longer than IdleTTL (the
 	// reaper failed or a stop is stuck). A running worker is never one.
-	Zombie bool `json:"zombie"`
+	Zombie bool
 	// StartTicks is the worker process's start time in clock ticks after
 	// boot (Linux), identifying it across PID reuse; 0 when unknown.
-	StartTicks uint64 `json:"-"`
+	StartTicks uint64
 	// MemoryMax, PidsMax and CPUMax are the worker's limits (0 = none);
 	// render usage as a share of them.
-	MemoryMax int64   `json:"memory_max,omitempty"`
-	PidsMax   int64   `json:"pids_max,omitempty"`
-	CPUMax    float64 `json:"cpu_max,omitempty"`
+	MemoryMax int64
+	PidsMax   int64
+	CPUMax    float64
 	// Cgroup is the worker's cgroup (its v2 directory, else a v1 one);
 	// "" when it has none.
-	Cgroup string `json:"cgroup,omitempty"`
+	Cgroup string
 	// LimitHits counts this worker's limit events by limit name (forks
 	// refused at pids.max, OOM kills, CPU-throttled periods).
-	LimitHits map[string]uint64 `json:"limit_hits,omitempty"`
+	LimitHits map[string]uint64
 }
 
 // Stats are the manager's cumulative counters and current counts.
