@@ -84,7 +84,13 @@ func NewProcessSampler() (ProcessSampler, error) {
 	if _, err := os.Stat("/proc/self/stat"); err != nil {
 		return nil, fmt.Errorf("sampler: /proc is not available: %w", err)
 	}
-	sc := procfs.NewScanner("", workers.MarkerEnv)
+	return newProcTreeSampler(""), nil
+}
+
+// newProcTreeSampler reads the proc file system at root ("" = /proc);
+// tests pass a fixture directory.
+func newProcTreeSampler(root string) *procTreeSampler {
+	sc := procfs.NewScanner(root, workers.MarkerEnv)
 	// Processes outside every worker's tree are read once and then only
 	// every 30th pass (or when their /proc entry changes): on a host with
 	// many unrelated processes a pass costs little more than the trees.
@@ -93,7 +99,7 @@ func NewProcessSampler() (ProcessSampler, error) {
 		sc:       sc,
 		pageSize: int64(os.Getpagesize()),
 		acct:     make(map[string]*treeAcct),
-	}, nil
+	}
 }
 
 var errNoProcess = errors.New("worker process not found in /proc")
