@@ -7,7 +7,7 @@ PKGS     := ./...
 # Generated collector code is not ours to format.
 GOFILES   = $(shell find . -name '*.go' -not -path './deploy/otelcol/*' -not -path './.git/*')
 
-.PHONY: help build run test check fmt-check vet race fuzz churn bench collector demo dashboards clean
+.PHONY: help build run test check fmt-check vet cross race fuzz churn bench collector demo dashboards clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -20,13 +20,19 @@ run: build ## run workerscope with the demo worker on 127.0.0.1:7070
 
 test: collector check ## the test command: builds the collector, then gofmt check, go vet, race tests (end-to-end included), short fuzz runs
 
-check: fmt-check vet race churn fuzz
+check: fmt-check vet cross race churn fuzz
 
 fmt-check:
 	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 vet:
 	$(GO) vet $(PKGS)
+
+# Every platform the binary is built for: macOS and Linux run it; on Windows
+# it builds and refuses to start workers with a clear error (docs/configuration.md).
+CROSS ?= darwin/amd64 darwin/arm64 linux/amd64 linux/arm64 linux/386 windows/amd64
+cross: ## cross-compile every package for every supported platform
+	@for t in $(CROSS); do echo "build $$t"; GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build -o /dev/null $(PKGS) || exit 1; done
 
 race:
 	WORKERSCOPE_OTELCOL=$(CURDIR)/$(BIN)/otelcol $(GO) test -race -count=1 -timeout 20m $(PKGS)

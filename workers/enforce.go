@@ -305,7 +305,7 @@ func (m *Manager) recoverLeftovers() {
 		if err != nil {
 			continue
 		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if err := tryLock(f); err != nil {
 			_ = f.Close() // held: that instance is alive
 			continue
 		}
@@ -333,7 +333,7 @@ func (m *Manager) takeRunLock(dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := tryLock(f); err != nil {
 		_ = f.Close()
 		_ = os.Remove(tmp)
 		return err

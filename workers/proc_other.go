@@ -19,12 +19,15 @@ const (
 type platform struct{ m *Manager }
 
 func newPlatform(m *Manager, _ bool) (*platform, error) {
+	if err := platformSupported(); err != nil {
+		return nil, err
+	}
 	m.log.Warn("process-tree tracking is Linux-only here; stopping signals process groups only")
 	return &platform{m: m}, nil
 }
 
 func (p *platform) start(cmd *exec.Cmd, _ *workerCgroup) error {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	startInGroup(cmd)
 	return cmd.Start()
 }
 
@@ -34,7 +37,7 @@ func (p *platform) reapOrphans()          {}
 func (p *platform) close()                {}
 
 func (p *platform) signalTree(w *worker, sig syscall.Signal) int {
-	if syscall.Kill(-w.pid, sig) == nil {
+	if signalGroup(w.pid, sig) == nil {
 		select {
 		case <-w.procExited:
 			return 0

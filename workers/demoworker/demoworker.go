@@ -324,7 +324,7 @@ func (w *worker) startChild(c *command) error {
 		cmd.Env = append(cmd.Env, childOrphanEnv+"=1")
 	}
 	if c.ChildSetsid {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		cmd.SysProcAttr = setsid()
 	}
 	if err := cmd.Start(); err != nil {
 		return err
