@@ -130,7 +130,8 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 	printBanner(stdout, cfg, version, ln.Addr().String())
 	log.Info("started", "listen", ln.Addr().String(), "worker", workerLabel(cfg), "idle_ttl", cfg.IdleTTL,
 		"max_workers", cfg.MaxWorkers, "stop_grace", cfg.StopGrace, "demo_load", cfg.DemoLoad,
-		"otlp_endpoint", tel.provider.Endpoint, "service_instance_id", tel.provider.InstanceID)
+		"otlp_endpoint", tel.provider.Endpoint, "otlp_protocol", tel.provider.Protocol,
+		"service_name", tel.provider.ServiceName, "service_instance_id", tel.provider.InstanceID)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -28,18 +28,19 @@ const testToken = "routes-test-token-0123456789"
 // newStack wires the real manager, telemetry and API as serve does.
 func newStack(t *testing.T) (*httptest.Server, *workers.Manager) {
 	t.Helper()
+	return newStackEnv(t, map[string]string{"OTEL_METRICS_EXPORTER": "none"})
+}
+
+// newStackEnv is newStack with the OTEL_* environment given.
+func newStackEnv(t *testing.T, env map[string]string) (*httptest.Server, *workers.Manager) {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	mgr := testutil.NewDemoManager(t, func(c *workers.Config) { c.Logger = log })
 	api, err := httpapi.New(httpapi.Options{Token: testToken, Manager: mgr, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &config{MaxWorkers: 64, Getenv: func(k string) string {
-		if k == "OTEL_METRICS_EXPORTER" {
-			return "none"
-		}
-		return ""
-	}}
+	cfg := &config{MaxWorkers: 64, Getenv: func(k string) string { return env[k] }}
 	deps := telemetryDeps{mgr: mgr, hook: &otelmetrics.Hook{}, sseClients: api.SSEClients, started: time.Now(), version: "test"}
 	tel, err := startTelemetry(context.Background(), cfg, deps, log)
 	if err != nil {
@@ -170,5 +171,19 @@ func TestAPIMetricsFromRealWorkers(t *testing.T) {
 	}
 	if out.Process["go_version"] == "" || out.Process["open_fds"] == nil {
 		t.Fatalf("process %v", out.Process)
+	}
+}
+
+// TestPrometheusWithSDKDisabled: with OTEL_SDK_DISABLED=true nothing is
+// recorded, so a scraper gets 503 with the reason instead of an empty 200;
+// the page still works.
+func TestPrometheusWithSDKDisabled(t *testing.T) {
+	srv, _ := newStackEnv(t, map[string]string{"OTEL_SDK_DISABLED": "true"})
+	code, _, body := get(t, srv.URL+"/metrics", "Bearer "+testToken, "text/plain;version=0.0.4")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "OTEL_SDK_DISABLED") {
+		t.Fatalf("scrape with the SDK disabled: %d %q", code, body)
+	}
+	if code, _, body := get(t, srv.URL+"/metrics", "Bearer "+testToken, "text/html"); code != 200 || !strings.Contains(body, "<html") {
+		t.Fatalf("page with the SDK disabled: %d", code)
 	}
 }

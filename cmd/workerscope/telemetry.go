@@ -91,17 +91,11 @@ func startTelemetry(ctx context.Context, cfg *config, d telemetryDeps, log *slog
 // startProfiling starts Pyroscope (off without a server address), tagged
 // with the same service name and instance id as the metrics.
 func (t *telemetryStack) startProfiling(cfg *config, version string, log *slog.Logger) error {
-	appName := "workerscope"
-	if res := t.provider.Resource; res != nil {
-		if v, ok := res.Set().Value("service.name"); ok {
-			appName = v.AsString()
-		}
-	}
 	prof, err := profiling.Start(profiling.Options{
 		Getenv:                 cfg.Getenv,
 		ServerAddress:          cfg.PyroscopeServer,
 		ApplicationName:        cfg.PyroscopeApp,
-		DefaultApplicationName: appName,
+		DefaultApplicationName: t.provider.ServiceName,
 		Version:                version,
 		InstanceID:             t.provider.InstanceID,
 		Logger:                 log,
@@ -125,7 +119,13 @@ func (t *telemetryStack) mount(api *httpapi.Server, d telemetryDeps) {
 		Started:    d.started,
 	}))
 	api.Handle("/api/debug/pprof/", report.Pprof())
-	api.Handle("GET /metrics", report.Negotiate(webui.Handler(), t.prom))
+	prom := t.prom
+	if t.provider.Disabled {
+		prom = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "Prometheus exposition is off: the OpenTelemetry SDK is disabled (OTEL_SDK_DISABLED=true)", http.StatusServiceUnavailable)
+		})
+	}
+	api.Handle("GET /metrics", report.Negotiate(webui.Handler(), prom))
 }
 
 // shutdown sends the last export and the last profile upload, sharing one

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
 
@@ -14,7 +13,6 @@ import (
 	"github.com/workerscope/workerscope/internal/proflabel"
 	"go.opentelemetry.io/contrib/instrumentation/runtime"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -50,33 +48,53 @@ type ProviderOptions struct {
 type Provider struct {
 	// Meter is workerscope's meter (a no-op one when the SDK is disabled).
 	Meter metric.Meter
-	// Resource describes this process.
+	// Resource describes this process (built even when the SDK is
+	// disabled: its service.name and service.instance.id also name the
+	// process's profiles).
 	Resource *resource.Resource
-	// InstanceID is service.instance.id.
-	InstanceID string
+	// ServiceName and InstanceID are the resource's service.name and
+	// service.instance.id, after OTEL_SERVICE_NAME and
+	// OTEL_RESOURCE_ATTRIBUTES.
+	ServiceName, InstanceID string
+	// Disabled is true when OTEL_SDK_DISABLED=true: no instrument
+	// records anything, so the Prometheus exposition is empty too.
+	Disabled bool
 	// Exporting is true when OTLP export is on.
 	Exporting bool
-	// Endpoint is the OTLP endpoint in use ("" when not exporting).
-	Endpoint string
+	// Endpoint is the OTLP endpoint in use, as a URL ("" when not
+	// exporting), and Protocol its protocol.
+	Endpoint, Protocol string
 
 	mp       *sdkmetric.MeterProvider
 	exporter *loggingExporter
+	prom     *promServer
 	log      *slog.Logger
 }
 
 // NewProvider builds the MeterProvider from opts and the standard OTEL_*
-// environment:
-//   - OTEL_SDK_DISABLED=true: no SDK at all (a no-op meter);
-//   - OTEL_METRICS_EXPORTER=none: no OTLP export (extra readers still work);
-//   - OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT, _INSECURE, _HEADERS,
-//     _COMPRESSION, _TIMEOUT, _CERTIFICATE, and
-//     OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, read by the
-//     OTLP gRPC exporter itself;
-//   - OTEL_METRIC_EXPORT_INTERVAL and _TIMEOUT, read by the periodic reader.
+// environment, following the OpenTelemetry specification:
+//   - OTEL_SDK_DISABLED: "true" (any case) turns the SDK off (a no-op
+//     meter); any other value is false;
+//   - OTEL_METRICS_EXPORTER: a comma list of otlp (default), prometheus (a
+//     pull endpoint on OTEL_EXPORTER_PROMETHEUS_HOST:PORT, default
+//     localhost:9464), console (JSON on stdout), or none; extra readers
+//     (opts.Readers) stay on in every case;
+//   - OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL: grpc (our default) or
+//     http/protobuf (what Grafana Cloud's OTLP gateway takes directly);
+//   - OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT: a URL, or host:port (plaintext
+//     for loopback or with OTEL_EXPORTER_OTLP_INSECURE=true, else TLS);
+//     default localhost:4317 (gRPC) or localhost:4318 (HTTP), plaintext;
+//   - OTEL_EXPORTER_OTLP_[METRICS_]COMPRESSION: gzip (our default) or none;
+//   - OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: cumulative
+//     (default), delta or lowmemory;
+//   - OTEL_METRIC_EXPORT_INTERVAL and _TIMEOUT in milliseconds (interval
+//     default 10 s; a value ≤ 0 is logged and replaced by the default);
+//   - OTEL_EXPORTER_OTLP_[METRICS_]HEADERS, _TIMEOUT, _CERTIFICATE and
+//     _CLIENT_*, read by the OTLP exporter itself.
 //
-// Defaults that differ from the OTel SDK's: with no endpoint set, export
-// goes to localhost:4317 without TLS (a local collector); compression is
-// gzip; the export interval is 10 s.
+// An unknown exporter, protocol, compression or temporality, an endpoint
+// that is not a URL or host:port, and an interval that is not a number stop
+// start-up with an error naming the variable.
 func NewProvider(ctx context.Context, opts ProviderOptions) (*Provider, error) {
 	if opts.Getenv == nil {
 		return nil, errors.New("otelsetup: ProviderOptions.Getenv is nil")
@@ -94,15 +112,8 @@ func NewProvider(ctx context.Context, opts ProviderOptions) (*Provider, error) {
 		opts.CardinalityLimit = 4096
 	}
 	env := opts.Getenv
-	p := &Provider{InstanceID: opts.InstanceID, log: opts.Logger}
-
-	if b, err := envBool(env, "OTEL_SDK_DISABLED"); err != nil {
-		return nil, err
-	} else if b {
-		p.Meter = noop.NewMeterProvider().Meter("workerscope")
-		p.log.Info("OpenTelemetry SDK disabled by OTEL_SDK_DISABLED")
-		return p, nil
-	}
+	p := &Provider{log: opts.Logger}
+	routeOTelLogs(opts.Logger)
 
 	attrs := []attribute.KeyValue{
 		semconv.ServiceName(opts.ServiceName),
@@ -125,6 +136,24 @@ func NewProvider(ctx context.Context, opts ProviderOptions) (*Provider, error) {
 		p.log.Warn("some resource attributes could not be detected", "err", err)
 	}
 	p.Resource = res
+	p.ServiceName, p.InstanceID = opts.ServiceName, opts.InstanceID
+	if v, ok := res.Set().Value(semconv.ServiceNameKey); ok && v.AsString() != "" {
+		p.ServiceName = v.AsString()
+	}
+	if v, ok := res.Set().Value(semconv.ServiceInstanceIDKey); ok && v.AsString() != "" {
+		p.InstanceID = v.AsString()
+	}
+
+	if strings.EqualFold(strings.TrimSpace(env("OTEL_SDK_DISABLED")), "true") {
+		p.Disabled = true
+		p.Meter = noop.NewMeterProvider().Meter("workerscope")
+		p.log.Info("OpenTelemetry SDK disabled by OTEL_SDK_DISABLED=true: no metrics are recorded or exported")
+		return p, nil
+	}
+	s, err := resolveExport(env, p.log)
+	if err != nil {
+		return nil, err
+	}
 
 	mpOpts := []sdkmetric.Option{
 		sdkmetric.WithResource(res),
@@ -133,40 +162,34 @@ func NewProvider(ctx context.Context, opts ProviderOptions) (*Provider, error) {
 	for _, r := range opts.Readers {
 		mpOpts = append(mpOpts, sdkmetric.WithReader(r))
 	}
-
-	switch v := strings.ToLower(strings.TrimSpace(env("OTEL_METRICS_EXPORTER"))); v {
-	case "", "otlp":
-		proto := firstEnv(env, "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
-		if proto != "" && proto != "grpc" {
-			return nil, fmt.Errorf("otelsetup: invalid OTEL_EXPORTER_OTLP_PROTOCOL %q: workerscope exports OTLP over gRPC only (send to a collector, which can forward over HTTP)", proto)
+	for _, name := range s.exporters {
+		switch name {
+		case "otlp":
+			exp, err := newOTLPExporter(ctx, s)
+			if err != nil {
+				return nil, fmt.Errorf("otelsetup: OTLP exporter (OTEL_EXPORTER_OTLP_*): %w", err)
+			}
+			p.exporter = newLoggingExporter(exp, p.log, s.endpoint.String())
+			mpOpts = append(mpOpts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(p.exporter, s.readerOptions()...)))
+			p.Exporting, p.Endpoint, p.Protocol = true, s.endpoint.String(), s.protocol
+		case "console":
+			r, err := newConsoleReader(s)
+			if err != nil {
+				return nil, err
+			}
+			mpOpts = append(mpOpts, sdkmetric.WithReader(r))
+		case "prometheus":
+			r, srv, err := newPromServer(s.promAddr, p.log)
+			if err != nil {
+				return nil, err
+			}
+			p.prom = srv
+			mpOpts = append(mpOpts, sdkmetric.WithReader(r))
+			p.log.Info("Prometheus exporter on (OTEL_METRICS_EXPORTER=prometheus): unauthenticated pull endpoint", "url", "http://"+srv.ln.Addr().String()+"/metrics")
 		}
-		var eopts []otlpmetricgrpc.Option
-		endpoint := firstEnv(env, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
-		if endpoint == "" {
-			endpoint = "localhost:4317"
-			eopts = append(eopts, otlpmetricgrpc.WithEndpoint(endpoint), otlpmetricgrpc.WithInsecure())
-		}
-		if firstEnv(env, "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION") == "" {
-			eopts = append(eopts, otlpmetricgrpc.WithCompressor("gzip"))
-		}
-		exp, err := otlpmetricgrpc.New(ctx, eopts...)
-		if err != nil {
-			return nil, fmt.Errorf("otelsetup: OTLP exporter (OTEL_EXPORTER_OTLP_*): %w", err)
-		}
-		p.exporter = newLoggingExporter(exp, p.log, endpoint)
-		// go.schedule.duration comes from the runtime producer, per reader.
-		ropts := []sdkmetric.PeriodicReaderOption{sdkmetric.WithProducer(runtime.NewProducer())}
-		if env("OTEL_METRIC_EXPORT_INTERVAL") == "" {
-			ropts = append(ropts, sdkmetric.WithInterval(10*time.Second))
-		} else if _, err := strconv.Atoi(env("OTEL_METRIC_EXPORT_INTERVAL")); err != nil {
-			return nil, fmt.Errorf("otelsetup: invalid OTEL_METRIC_EXPORT_INTERVAL %q: want milliseconds", env("OTEL_METRIC_EXPORT_INTERVAL"))
-		}
-		mpOpts = append(mpOpts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(p.exporter, ropts...)))
-		p.Exporting, p.Endpoint = true, endpoint
-	case "none":
-		p.log.Info("OTLP metric export off (OTEL_METRICS_EXPORTER=none)")
-	default:
-		return nil, fmt.Errorf("otelsetup: invalid OTEL_METRICS_EXPORTER %q: want otlp or none", v)
+	}
+	if !p.Exporting {
+		p.log.Info("OTLP metric export off", "OTEL_METRICS_EXPORTER", env("OTEL_METRICS_EXPORTER"))
 	}
 
 	p.mp = sdkmetric.NewMeterProvider(mpOpts...)
@@ -193,7 +216,7 @@ func (p *Provider) Shutdown(ctx context.Context) error {
 	if p.mp == nil {
 		return nil
 	}
-	err := p.mp.Shutdown(ctx)
+	err := errors.Join(p.mp.Shutdown(ctx), p.prom.shutdown(ctx))
 	if p.exporter != nil {
 		p.exporter.fails.Summarize()
 	}
@@ -237,18 +260,6 @@ func firstEnv(env func(string) string, keys ...string) string {
 		}
 	}
 	return ""
-}
-
-func envBool(env func(string) string, key string) (bool, error) {
-	v := strings.TrimSpace(env(key))
-	if v == "" {
-		return false, nil
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, fmt.Errorf("otelsetup: invalid %s %q: want true or false", key, v)
-	}
-	return b, nil
 }
 
 // newUUID returns a random (version 4) UUID.

@@ -38,9 +38,10 @@ func Negotiate(page, prom http.Handler) http.Handler {
 	})
 }
 
-// wantsPrometheus reports whether the best-ranked of text/html,
-// text/plain and application/openmetrics-text in Accept is one of the
-// latter two.
+// wantsPrometheus reports whether the best-ranked of text/html and the
+// Prometheus formats (text/plain, application/openmetrics-text, and the
+// protobuf format a scraper may ask for alone) in Accept is a Prometheus
+// one; promhttp then picks the encoding it can serve.
 func wantsPrometheus(accept []string) bool {
 	best := map[string]float64{}
 	for _, header := range accept {
@@ -61,6 +62,6 @@ func wantsPrometheus(accept []string) bool {
 		}
 	}
 	html := best["text/html"]
-	prom := max(best["text/plain"], best["application/openmetrics-text"])
+	prom := max(best["text/plain"], best["application/openmetrics-text"], best["application/vnd.google.protobuf"])
 	return prom > 0 && prom > html
 }

@@ -149,6 +149,7 @@ func TestWantsPrometheus(t *testing.T) {
 		"text/plain;q=0.5,text/html": false,
 		"text/html;q=0.1,text/plain": true,
 		"garbage;;;":                 false,
+		"application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited": true,
 	}
 	for accept, want := range tests {
 		if got := wantsPrometheus([]string{accept}); got != want {
