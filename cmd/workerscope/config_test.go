@@ -170,3 +170,12 @@ func TestIsLoopback(t *testing.T) {
 		}
 	}
 }
+
+func TestVersionFlags(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}, {"-v"}, {"serve", "--version"}} {
+		var out, errOut strings.Builder
+		if code := run(args, envOf(), &out, &errOut); code != 0 || strings.TrimSpace(out.String()) != buildVersion() {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, out.String(), errOut.String())
+		}
+	}
+}

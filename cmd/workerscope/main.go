@@ -37,6 +37,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	if len(args) > 0 && !isFlag(args[0]) {
 		cmd, args = args[0], args[1:]
 	}
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version" || args[0] == "-v") {
+		cmd = "version" // as Go tools and most daemons take it
+	}
 	switch cmd {
 	case "serve":
 		cfg, err := parseConfig(args, getenv, stderr)

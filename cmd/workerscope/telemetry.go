@@ -79,6 +79,7 @@ func startTelemetry(ctx context.Context, cfg *config, d telemetryDeps, log *slog
 		Limits:                d.mgr.Limits,
 		Started:               d.started,
 		Gauges:                d.gauges,
+		Logger:                log,
 	})
 	if err != nil {
 		_ = t.provider.Shutdown(ctx)

@@ -74,6 +74,7 @@ const (
 	MetricWorkerRequests        = "workerscope.worker.requests"
 	MetricWorkers               = "workerscope.workers"
 	MetricWorkersLimit          = "workerscope.workers.limit"
+	MetricWorkersUnobserved     = "workerscope.workers.unobserved"
 	MetricSpawns                = "workerscope.worker.spawns"
 	MetricSpawnFailures         = "workerscope.worker.spawn_failures"
 	MetricExits                 = "workerscope.worker.exits"
@@ -142,6 +143,8 @@ func Contract() []MetricDef {
 			Description: "Live workers by state: starting, idle, running, stopping, exited."},
 		{Name: MetricWorkersLimit, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{worker}",
 			Description: "The pool's limit on live workers (--max-workers)."},
+		{Name: MetricWorkersUnobserved, Kind: ObservableGauge, Value: Int64, Unit: "{worker}",
+			Description: "Live workers left out of the last collection's per-worker series by the series cap (2000 by default; logged once)."},
 		{Name: MetricSpawns, Kind: ObservableCounter, Value: Int64, Unit: "{worker}",
 			Description: "Workers spawned."},
 		{Name: MetricSpawnFailures, Kind: ObservableCounter, Value: Int64, Unit: "{failure}",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +71,9 @@ type MetricsOptions struct {
 	Started time.Time
 	// Gauges are extra process gauges (see Gauges).
 	Gauges *Gauges
+	// Logger says once when workers are left out by MaxWorkerSeries.
+	// Default slog.Default().
+	Logger *slog.Logger
 }
 
 // Metrics holds the registered instruments.
@@ -87,9 +91,11 @@ type Metrics struct {
 	// export cycle's cost. The callback keeps this cache (and nothing
 	// else) between collections; attrMu serializes readers that collect
 	// concurrently (OTLP and Prometheus).
-	attrMu  sync.Mutex
-	attrs   map[string]*workerAttrs
-	attrGen uint64
+	attrMu     sync.Mutex
+	attrs      map[string]*workerAttrs
+	attrGen    uint64
+	unobserved int  // workers over MaxWorkerSeries in the last collection
+	warned     bool // the cap was logged
 }
 
 // instruments are the contract's instruments, by role.
@@ -100,6 +106,7 @@ type instruments struct {
 	pool, poolLimit, spawns, spawnFailures, exits, crashLooping, sse  metric.Int64Observable
 	samplerErrors, linesSkipped, eventsDropped, orphans, exportErrors metric.Int64Observable
 	profilingErrors, limitHits, memLimit, procLimit                   metric.Int64Observable
+	unobserved                                                        metric.Int64Observable
 	cpuLimit                                                          metric.Float64Observable
 	selfCPU, selfUptime                                               metric.Float64Observable
 	selfMem, selfVirtual, selfThreads, selfFDs                        metric.Int64Observable
@@ -233,6 +240,7 @@ func registerAll(meter metric.Meter) (instruments, error) {
 	take(MetricWorkerRequests, &in.requests)
 	take(MetricWorkers, &in.pool)
 	take(MetricWorkersLimit, &in.poolLimit)
+	take(MetricWorkersUnobserved, &in.unobserved)
 	take(MetricSpawns, &in.spawns)
 	take(MetricSpawnFailures, &in.spawnFailures)
 	take(MetricExits, &in.exits)
@@ -272,6 +280,9 @@ func NewMetrics(meter metric.Meter, opts MetricsOptions) (*Metrics, error) {
 	}
 	if opts.Started.IsZero() {
 		opts.Started = time.Now()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
 	}
 	in, err := registerAll(meter)
 	if err != nil {
@@ -326,6 +337,9 @@ func (m *Metrics) observe(ctx context.Context, o metric.Observer) {
 	in, f := &m.inst, &m.fixed
 	if r := m.opts.Sampler.Report(ctx); r != nil {
 		m.observeWorkers(o, r)
+		m.attrMu.Lock()
+		o.ObserveInt64(in.unobserved, int64(m.unobserved))
+		m.attrMu.Unlock()
 		if self := r.Self; self.Err == nil {
 			o.ObserveFloat64(in.selfCPU, self.CPUUser, f.user)
 			o.ObserveFloat64(in.selfCPU, self.CPUSystem, f.system)
@@ -383,6 +397,12 @@ func (m *Metrics) observeWorkers(o metric.Observer, r *sampler.Report) {
 	m.attrMu.Lock()
 	defer m.attrMu.Unlock()
 	m.attrGen++
+	m.unobserved = max(len(r.Workers)-m.opts.MaxWorkerSeries, 0)
+	if m.unobserved > 0 && !m.warned {
+		m.warned = true
+		m.opts.Logger.Warn("more live workers than the per-worker series cap: the rest have no per-worker series (counted in workerscope.workers.unobserved)",
+			"workers", len(r.Workers), "cap", m.opts.MaxWorkerSeries)
+	}
 	for i := range r.Workers[:min(len(r.Workers), m.opts.MaxWorkerSeries)] {
 		w := &r.Workers[i]
 		a := m.workerAttrsLocked(w)

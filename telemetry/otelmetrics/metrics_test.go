@@ -6,6 +6,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -61,6 +62,20 @@ func collect(t *testing.T, r *sdkmetric.ManualReader) map[string][]point {
 		}
 	}
 	return out
+}
+
+// burnSelf spins until this process has used d more CPU time.
+func burnSelf(d time.Duration) {
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	for start, x := cpu(), 0; cpu()-start < d; {
+		for i := 0; i < 1e6; i++ {
+			x += i
+		}
+	}
 }
 
 // sumKind is the contract kind of an observable sum.
@@ -141,6 +156,7 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 	testutil.MustSend(t, m, "beta", `{"type":"get_state"}`)
 	testutil.MustSend(t, m, "beta", `{"type":"no_such_command"}`) // the demo worker answers success:false
 	time.Sleep(300 * time.Millisecond)
+	burnSelf(200 * time.Millisecond) // so the supervisor's own CPU time is well above one clock tick
 
 	got := collect(t, reader)
 	ws := m.Snapshot()
@@ -208,7 +224,7 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 	if workerErrors != 1 {
 		t.Errorf("rpc.duration with error.type=worker_error: %d, want 1", workerErrors)
 	}
-	if p := got[MetricProcessCPUTime]; len(p) != 2 || p[0].value+p[1].value <= 0 {
+	if p := got[MetricProcessCPUTime]; len(p) != 2 || p[0].value+p[1].value < 0.1 {
 		t.Errorf("supervisor CPU time: %v", p)
 	}
 	for name, want := range map[string]string{MetricWorkerMemoryLimit: "watchdog", MetricWorkerProcessesLimit: "watchdog", MetricWorkerCPULimit: "none"} {
@@ -266,6 +282,9 @@ func TestDropWorkerKeyAndSeriesCap(t *testing.T) {
 	got := collect(t, reader)
 	if n := len(got[MetricWorkerMemoryUsage]); n != 1 {
 		t.Fatalf("series cap 1: %d points", n)
+	}
+	if p := got[MetricWorkersUnobserved]; len(p) != 1 || p[0].value != 1 {
+		t.Fatalf("unobserved workers: %v, want 1", p)
 	}
 	for _, p := range got[MetricWorkerMemoryUsage] {
 		if _, ok := p.attrs.Value(AttrWorkerKey); ok {

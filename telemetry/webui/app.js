@@ -13,7 +13,10 @@
   const SVG_NS = 'http://www.w3.org/2000/svg';
   const DASH = '—';
   // Relative, so the page also works behind a reverse proxy under a prefix.
-  const API = 'api/metrics';
+  // Built from location.origin, not the page's URL: a page opened as
+  // http://user:token@host/metrics would otherwise make every request
+  // carry credentials in its URL, which fetch refuses.
+  const API = new URL('api/metrics', location.origin + location.pathname).toString();
   const STATES = new Set(['starting', 'idle', 'running', 'stopping', 'exited']);
   const KNOWN_PROCESS = new Set(['goroutines', 'heap_alloc_bytes', 'heap_inuse_bytes', 'heap_sys_bytes',
     'gc_count', 'gc_pause_last_seconds', 'open_fds', 'sse_clients', 'uptime_seconds', 'version', 'go_version']);
@@ -367,6 +370,17 @@
     return td;
   }
 
+  // idleCell shows idle time for idle workers only: a busy worker's idle
+  // time keeps growing during a long command (it counts from the last
+  // command), which reads as a stuck worker. The JSON keeps the raw value.
+  function idleCell(w) {
+    const state = str(w.state);
+    if (state === 'idle' || state === 'starting') return cell('num', fmtDur(w.idle_seconds));
+    const td = cell('num', DASH);
+    td.title = state + ' · ' + fmtDur(w.idle_seconds) + ' since the last command';
+    return td;
+  }
+
   function renderWorkers(r) {
     const workers = Array.isArray(r.workers) ? r.workers.filter((w) => w && typeof w === 'object') : [];
     const now = Date.parse(str(r.sampled_at) || '') || Date.now();
@@ -429,7 +443,7 @@
         cell('num', fmtInt(w.processes)),
         defunctCell,
         cell('num', fmtDur(w.uptime_seconds)),
-        cell('num', fmtDur(w.idle_seconds)),
+        idleCell(w),
         cell('num', fmtInt(w.requests)),
         cell('num', fmtInt(w.restarts)),
         errCell,
