@@ -3,6 +3,8 @@ package sampler
 import (
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/shirou/gopsutil/v4/process"
 
@@ -20,7 +22,9 @@ type gopsutilSampler struct {
 	last    map[string][2]float64
 }
 
-// NewGopsutilSampler returns the portable sampler.
+// NewGopsutilSampler returns the portable sampler. Measurements the OS
+// does not give (page faults on macOS, fds of another user's process) are
+// named in TreeStat.Partial rather than reported as zero.
 func NewGopsutilSampler() ProcessSampler {
 	return &gopsutilSampler{handles: map[int32]*process.Process{}, last: map[string][2]float64{}}
 }
@@ -49,36 +53,56 @@ func (g *gopsutilSampler) SampleTrees(ws []workers.WorkerSnapshot, out []TreeSta
 		}
 		st := &out[k]
 		var user, sys float64
+		var missing []string // measurements this OS (or permission) did not give
+		miss := func(what string, err error) {
+			if err != nil && !slices.Contains(missing, what) {
+				missing = append(missing, what)
+			}
+		}
 		queue := []*process.Process{root}
 		for len(queue) > 0 {
 			p := queue[0]
 			queue = queue[1:]
 			seen[p.Pid] = true
 			st.Processes++
-			if t, err := p.Times(); err == nil {
+			t, err := p.Times()
+			if err == nil {
 				user += t.User
 				sys += t.System
 			}
-			if m, err := p.MemoryInfo(); err == nil {
+			miss("cpu", err)
+			m, err := p.MemoryInfo()
+			if err == nil {
 				st.RSSBytes += int64(m.RSS)
 				st.VMSBytes += int64(m.VMS)
 			}
-			if f, err := p.PageFaults(); err == nil {
+			miss("memory", err)
+			f, err := p.PageFaults()
+			if err == nil {
 				st.MinorFaults += f.MinorFaults + f.ChildMinorFaults
 				st.MajorFaults += f.MajorFaults + f.ChildMajorFaults
 			}
-			if n, err := p.NumThreads(); err == nil {
+			miss("page faults", err)
+			n, err := p.NumThreads()
+			if err == nil {
 				st.Threads += int(n)
 			}
-			if n, err := p.NumFDs(); err == nil {
-				st.FDs += int(n)
+			miss("threads", err)
+			nfd, err := p.NumFDs()
+			if err == nil {
+				st.FDs += int(nfd)
 			}
+			miss("fds", err)
 			if s, err := p.Status(); err == nil && len(s) > 0 && s[0] == process.Zombie {
 				st.Defunct++
 			}
 			if kids, err := p.Children(); err == nil {
 				queue = append(queue, kids...)
 			}
+		}
+		if len(missing) > 0 {
+			// Reported as missing (the JSON's "error"), not as a true zero.
+			st.Partial = fmt.Errorf("not measured here: %s", strings.Join(missing, ", "))
 		}
 		prev := g.last[w.ID]
 		user, sys = max(user, prev[0]), max(sys, prev[1])
