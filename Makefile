@@ -7,7 +7,7 @@ PKGS     := ./...
 # Generated collector code is not ours to format.
 GOFILES   = $(shell find . -name '*.go' -not -path './deploy/otelcol/*' -not -path './.git/*')
 
-.PHONY: help build run test check fmt-check vet cross race fuzz churn bench collector demo dashboards clean
+.PHONY: help build run test check fmt-check vet cross race fuzz churn bench collector demo dashboards k8s-configmaps clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ demo: build collector ## collector (debug output) + workerscope + demo workers u
 
 dashboards: ## regenerate deploy/grafana/workerscope.json from deploy/grafana/gen (commit the result)
 	$(GO) run ./deploy/grafana/gen -o deploy/grafana/workerscope.json
+
+k8s-configmaps: ## regenerate deploy/kubernetes/configmaps.yaml from the collector configs in deploy/ (commit the result)
+	deploy/kubernetes/gen-configmaps.sh
 
 clean:
 	rm -rf $(BIN)
