@@ -212,11 +212,11 @@ func (w *worker) write(ctx context.Context, line []byte) error {
 		return fmt.Errorf("%w: waiting to write to worker %s: %w", ErrWriteFailed, w.id, ctx.Err())
 	}
 	defer func() { <-w.wsem }()
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Time{}
-	}
-	_ = w.stdin.SetWriteDeadline(deadline)
+	// Only ctx cuts the write, from a callback that runs once ctx is done:
+	// a file deadline set to ctx's own deadline could fire first, while
+	// ctx.Err() is still nil, and the same cause would be reported as a
+	// failed write instead of a timeout (issue 13).
+	_ = w.stdin.SetWriteDeadline(time.Time{}) // clear a previous writer's cut
 	cut := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		_ = w.stdin.SetWriteDeadline(time.Now())
@@ -232,7 +232,9 @@ func (w *worker) write(ctx context.Context, line []byte) error {
 			w.m.terminate(w, ExitStopped)
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			err = ctxErr // the deadline cut the write short: report it as such
+			// ctx cut the write short (the cut is only ever set after ctx
+			// is done): report the context's error, not the file's.
+			err = ctxErr
 		}
 		return fmt.Errorf("%w: worker %s: %w", ErrWriteFailed, w.id, err)
 	}
