@@ -29,3 +29,34 @@ func TestRPCWriteCutByDeadlineIsTimeout(t *testing.T) {
 		}
 	}
 }
+
+// TestRPCAmbiguousCommandsRefused: a body the worker might read differently
+// from the supervisor is refused with 400 bad_command before any worker
+// sees it (issue 13, item 5: {"type":"get_state","type":"crash"} was
+// routed and counted as get_state while the worker ran crash).
+func TestRPCAmbiguousCommandsRefused(t *testing.T) {
+	e := newEnv(t, setup{})
+	cases := []struct{ name, body, contains string }{
+		{"duplicate type", `{"type":"get_state","type":"crash"}`, `duplicate key "type"`},
+		{"escaped duplicate", `{"type":"get_state","\u0074ype":"crash"}`, `duplicate key "type"`},
+		{"case-folded duplicate", `{"type":"get_state","Type":"crash"}`, "differ only in case"},
+		{"nested duplicate", `{"type":"prompt","message":"hi","opts":{"x":1,"x":2}}`, `duplicate key "x"`},
+		{"invalid UTF-8", "{\"type\":\"prompt\",\"message\":\"\xc3\"}", "invalid UTF-8"},
+		{"trailing object", `{"type":"get_state"}{"type":"crash"}`, "after the object"},
+		{"trailing garbage", "{\"type\":\"get_state\"}\n#", "invalid character"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := e.do(http.MethodPost, "/api/sessions/amb/rpc", c.body)
+			if r.status != http.StatusBadRequest {
+				t.Fatalf("status %d %s, want 400", r.status, r.body)
+			}
+			if msg, code := r.errBody(t); code != "bad_command" || !strings.Contains(msg, c.contains) {
+				t.Errorf("error %q code %q, want bad_command containing %q", msg, code, c.contains)
+			}
+		})
+	}
+	if n := len(e.workers()); n != 0 {
+		t.Errorf("%d workers spawned by refused commands", n)
+	}
+}

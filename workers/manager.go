@@ -167,8 +167,12 @@ func (m *Manager) reportRPC(ctx context.Context, key, typ string, start time.Tim
 	m.cfg.OnRPC(RPCResult{Key: key, Type: typ, ErrorType: code, Duration: time.Since(start)})
 }
 
-// parseCommand checks that cmd is a JSON object with a non-empty string type.
+// parseCommand checks that cmd is a JSON object with a non-empty string
+// type that no parser can read differently (checkUnambiguous).
 func parseCommand(cmd []byte) (string, map[string]json.RawMessage, error) {
+	if err := checkUnambiguous(cmd); err != nil {
+		return "", nil, fmt.Errorf("%w: %w", ErrBadCommand, err)
+	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(cmd, &obj); err != nil || obj == nil {
 		if err == nil {
