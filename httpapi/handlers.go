@@ -14,6 +14,10 @@ import (
 	"github.com/workerscope/workerscope/workers"
 )
 
+// PoolFullRetryAfter is the Retry-After, in seconds, of a 503 pool_full:
+// every worker was busy, and commands usually finish within seconds.
+const PoolFullRetryAfter = 1
+
 // errorBody is the JSON body of every error response.
 type errorBody struct {
 	Error string `json:"error"`
@@ -141,7 +145,11 @@ func (s *Server) writeManagerError(w http.ResponseWriter, r *http.Request, ctx c
 		// The client went away; nobody reads this.
 		s.log.Debug("request canceled by client", "method", r.Method, "path", r.URL.Path, "key", key, "err", err)
 		status = 499
-	case workers.CodePoolFull, workers.CodeClosed:
+	case workers.CodePoolFull:
+		// Every worker is busy: one may be free soon.
+		status = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", strconv.Itoa(PoolFullRetryAfter))
+	case workers.CodeClosed:
 		status = http.StatusServiceUnavailable
 	case workers.CodeNotFound:
 		status = http.StatusNotFound

@@ -3,8 +3,14 @@ package httpapi_test
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/workerscope/workerscope/httpapi"
+	"github.com/workerscope/workerscope/internal/testutil"
+	"github.com/workerscope/workerscope/workers"
 )
 
 // TestRPCWriteCutByDeadlineIsTimeout: a command too big for the pipe of a
@@ -58,5 +64,49 @@ func TestRPCAmbiguousCommandsRefused(t *testing.T) {
 	}
 	if n := len(e.workers()); n != 0 {
 		t.Errorf("%d workers spawned by refused commands", n)
+	}
+}
+
+// TestPoolFullRetryAfter: a 503 pool_full tells the client when to retry,
+// like the back-off 503 does (issue 13, item 6).
+func TestPoolFullRetryAfter(t *testing.T) {
+	e := newEnv(t, setup{cfg: func(c *workers.Config) { c.MaxWorkers = 1 }})
+	done := make(chan response, 1)
+	go func() { done <- e.do(http.MethodPost, "/api/sessions/busy/rpc", `{"type":"sleep","ms":1500}`) }()
+	testutil.Eventually(t, 10*time.Second, "the busy worker's command in flight", func() bool {
+		ws := e.m.Snapshot()
+		return len(ws) == 1 && ws[0].Requests >= 1 && ws[0].State == workers.StateRunning
+	})
+	r := e.do(http.MethodPost, "/api/sessions/other/rpc", `{"type":"get_state"}`)
+	if r.status != http.StatusServiceUnavailable {
+		t.Fatalf("status %d %s, want 503", r.status, r.body)
+	}
+	if _, code := r.errBody(t); code != "pool_full" {
+		t.Fatalf("code %q, want pool_full", code)
+	}
+	if got := r.header.Get("Retry-After"); got != strconv.Itoa(httpapi.PoolFullRetryAfter) {
+		t.Errorf("Retry-After %q, want %d", got, httpapi.PoolFullRetryAfter)
+	}
+	if r := <-done; r.status != http.StatusOK {
+		t.Errorf("busy command: %d %s", r.status, r.body)
+	}
+}
+
+// TestBadKeyNamesBytesInHex: a non-ASCII byte of a refused key is shown as
+// 0xC3, not as the character 'Ã' that byte would be on its own (issue 13,
+// item 6).
+func TestBadKeyNamesBytesInHex(t *testing.T) {
+	e := newEnv(t, setup{})
+	for path, want := range map[string]string{
+		"/api/sessions/caf%C3%A9/rpc": "byte 3 is 0xC3",
+		"/api/sessions/a%00b/rpc":     "byte 1 is 0x00",
+		"/api/sessions/a%7Fb/rpc":     "byte 1 is 0x7F",
+		"/api/sessions/a%20b/rpc":     "byte 1 is ' '",
+	} {
+		r := e.do(http.MethodPost, path, `{"type":"get_state"}`)
+		msg, code := r.errBody(t)
+		if r.status != http.StatusBadRequest || code != "bad_key" || !strings.Contains(msg, want) || strings.Contains(msg, "Ã") {
+			t.Errorf("%s: %d %q %q, want 400 bad_key containing %q", path, r.status, code, msg, want)
+		}
 	}
 }

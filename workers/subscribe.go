@@ -85,6 +85,16 @@ func (s *session) closeSubs(m *Manager) {
 	}
 }
 
+// describeByte shows a printable ASCII byte quoted ('/') and any other as
+// hex (0x00, 0xC3): a byte of a multi-byte character printed as a
+// character of its own would name one the client never sent.
+func describeByte(c byte) string {
+	if c >= 0x20 && c < 0x7f {
+		return fmt.Sprintf("%q", c)
+	}
+	return fmt.Sprintf("0x%02X", c)
+}
+
 // MaxKeyLen is the longest session key accepted.
 const MaxKeyLen = 128
 
@@ -99,7 +109,7 @@ func ValidateKey(key string) error {
 	for i := 0; i < len(key); i++ {
 		c := key[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("%w (byte %d is %q)", ErrBadKey, i, c)
+			return fmt.Errorf("%w (byte %d is %s)", ErrBadKey, i, describeByte(c))
 		}
 	}
 	if key == "." || key == ".." {
