@@ -281,7 +281,7 @@ func (w *worker) readStdout() {
 			n := w.m.oversizeLines.Add(1)
 			w.m.logLimited(n, "worker printed a line over the size limit; skipped", "worker", w.id, "key", w.key, "limit", w.m.cfg.MaxLineBytes)
 		} else if len(bytes.TrimSpace(line)) > 0 {
-			w.handleLine(line)
+			w.handleLine(line, lr.lineOwned())
 		}
 		if err != nil {
 			return
@@ -289,13 +289,18 @@ func (w *worker) readStdout() {
 	}
 }
 
-func (w *worker) handleLine(line []byte) {
+// handleLine routes one line. A line lent from the read buffer (!owned) is
+// copied if kept; a long line was assembled for us and is kept as it is.
+func (w *worker) handleLine(line []byte, owned bool) {
 	var hdr lineHeader
 	trimmed := bytes.TrimLeft(line, " \t")
 	if len(trimmed) == 0 || trimmed[0] != '{' || json.Unmarshal(line, &hdr) != nil {
 		n := w.m.invalidLines.Add(1)
 		w.m.logLimited(n, "worker printed a line that is not a JSON object; skipped", "worker", w.id, "key", w.key, "line", truncate(line, 200))
 		return
+	}
+	if !owned {
+		line = bytes.Clone(line)
 	}
 	now := time.Now()
 	w.mu.Lock()
@@ -308,7 +313,7 @@ func (w *worker) handleLine(line []byte) {
 		if ch, ok := w.pending[id]; ok {
 			delete(w.pending, id)
 			w.mu.Unlock()
-			ch <- reply{line: bytes.Clone(line)}
+			ch <- reply{line: line}
 			return
 		}
 		w.mu.Unlock()
@@ -321,7 +326,7 @@ func (w *worker) handleLine(line []byte) {
 		}
 		w.mu.Unlock()
 	}
-	w.s.publish(w.m, Event{Key: w.key, WorkerID: w.id, Type: hdr.Type, Data: bytes.Clone(line)})
+	w.s.publish(w.m, Event{Key: w.key, WorkerID: w.id, Type: hdr.Type, Data: line})
 }
 
 // readStderr keeps the tail of stderr for crash reports.
