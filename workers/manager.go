@@ -41,6 +41,12 @@ type Manager struct {
 	dropped, orphansReaped                 atomic.Uint64
 	exits                                  [numExitReasons]atomic.Uint64
 	subscribers                            atomic.Int64
+	// subBytes is the event data buffered for all subscriptions
+	// (Subscription.bytes summed); allSubs lists them, guarded by subsMu
+	// (taken after a session's subMu, before a Subscription's acct).
+	subBytes atomic.Int64
+	subsMu   sync.Mutex
+	allSubs  map[*Subscription]struct{}
 	limitHits                              [numLimits]atomic.Uint64
 	leftoversKilled                        atomic.Uint64
 
@@ -96,6 +102,7 @@ func New(cfg Config) (*Manager, error) {
 		instance:   "w" + hex.EncodeToString(b[:]),
 		sessions:   make(map[string]*session),
 		live:       make(map[*worker]struct{}),
+		allSubs:    make(map[*Subscription]struct{}),
 		stopReaper: make(chan struct{}),
 		reaperDone: make(chan struct{}),
 		stopLimit:  make(chan struct{}),
@@ -669,6 +676,7 @@ func (m *Manager) Stats() Stats {
 		EventsDropped:      m.dropped.Load(),
 		OrphansReaped:      m.orphansReaped.Load(),
 		Subscribers:        int(m.subscribers.Load()),
+		SubscriberBytes:    m.reconcileSubs(),
 		MaxWorkers:         m.cfg.MaxWorkers,
 		LimitHits:          make(map[string]uint64, numLimits),
 		LeftoversKilled:    m.leftoversKilled.Load(),

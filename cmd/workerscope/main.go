@@ -154,17 +154,19 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 // newManager is the supervisor as the flags configure it.
 func newManager(cfg *config, hook *otelmetrics.Hook, log *slog.Logger) (*workers.Manager, error) {
 	wcfg := workers.Config{
-		OnRPC:        hook.OnRPC,
-		Command:      cfg.WorkerCmd,
-		IdleTTL:      cfg.IdleTTL,
-		MaxWorkers:   cfg.MaxWorkers,
-		StopGrace:    cfg.StopGrace,
-		MaxLineBytes: cfg.MaxLineBytes,
-		MemoryMax:    cfg.MemoryMax,
-		PidsMax:      cfg.PidsMax,
-		CPUMax:       cfg.CPUMax,
-		Cgroups:      cfg.Cgroups,
-		Logger:       log,
+		OnRPC:                 hook.OnRPC,
+		Command:               cfg.WorkerCmd,
+		IdleTTL:               cfg.IdleTTL,
+		MaxWorkers:            cfg.MaxWorkers,
+		StopGrace:             cfg.StopGrace,
+		MaxLineBytes:          cfg.MaxLineBytes,
+		SubscriberBufferBytes: cfg.SubscriberBufferBytes,
+		SubscriberBytesBudget: cfg.SubscriberBytesBudget,
+		MemoryMax:             cfg.MemoryMax,
+		PidsMax:               cfg.PidsMax,
+		CPUMax:                cfg.CPUMax,
+		Cgroups:               cfg.Cgroups,
+		Logger:                log,
 		// Workers must not see the supervisor's secrets or its telemetry
 		// settings (an OTel-instrumented worker would report as workerscope).
 		EnvDrop: []string{"WORKERSCOPE_", "OTEL_", "PYROSCOPE_"},
