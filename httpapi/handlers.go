@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -75,6 +76,20 @@ func (s *Server) requestContext(w http.ResponseWriter, r *http.Request) (context
 	return ctx, cancel, true
 }
 
+// readBody reads the request body, at most MaxBodyBytes of it, within
+// BodyTimeout. The deadline is the connection's, so it is lifted once the
+// body is in: the rest of the request (up to RPCTimeout) is not bound by
+// it.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	rc := http.NewResponseController(w)
+	deadlineSet := rc.SetReadDeadline(time.Now().Add(s.opts.BodyTimeout)) == nil
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	if deadlineSet && err == nil {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	return body, err
+}
+
 // rpc handles POST /api/sessions/{key}/rpc: one command in, the worker's
 // response out, verbatim, with 200 even when it says success:false.
 func (s *Server) rpc(w http.ResponseWriter, r *http.Request) {
@@ -82,15 +97,20 @@ func (s *Server) rpc(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	body, err := s.readBody(w, r)
 	if err != nil {
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		switch {
+		case errors.As(err, &tooBig):
 			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large",
 				fmt.Sprintf("request body exceeds the %d-byte limit", tooBig.Limit))
-			return
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestTimeout, "body_timeout",
+				fmt.Sprintf("request body not received within %s", s.opts.BodyTimeout))
+		default:
+			writeError(w, http.StatusBadRequest, "bad_body", "reading request body: "+err.Error())
 		}
-		writeError(w, http.StatusBadRequest, "bad_body", "reading request body: "+err.Error())
 		return
 	}
 	ctx, cancel, ok := s.requestContext(w, r)

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/workerscope/workerscope/httpapi"
 	"github.com/workerscope/workerscope/workers"
 )
 
@@ -30,6 +31,9 @@ type config struct {
 	MaxWorkers   int
 	StopGrace    time.Duration
 	MaxLineBytes int
+	// MaxConns caps the HTTP server's open connections (0 = derived from
+	// the open-file limit, see maxConns).
+	MaxConns int
 	// SubscriberBufferBytes and SubscriberBytesBudget bound the event data
 	// buffered per SSE subscriber and for all of them.
 	SubscriberBufferBytes, SubscriberBytesBudget int64
@@ -65,6 +69,7 @@ var settings = []setting{
 	{"idle-ttl", "WORKERSCOPE_IDLE_TTL", "10m", "stop workers idle for longer than this (0 = never)"},
 	{"max-workers", "WORKERSCOPE_MAX_WORKERS", "64", "most live workers; when full the longest-idle one is evicted"},
 	{"stop-grace", "WORKERSCOPE_STOP_GRACE", "5s", "time between SIGTERM and SIGKILL when stopping a worker"},
+	{"max-conns", "WORKERSCOPE_MAX_CONNS", "auto", "most open HTTP connections; at the cap the longest-idle keep-alive connection is closed first (auto = from the open-file limit, see docs/configuration.md)"},
 	{"max-line-bytes", "WORKERSCOPE_MAX_LINE_BYTES", "16777216", "longest worker output line accepted, in bytes (longer ones are skipped and counted)"},
 	{"subscriber-buffer-bytes", "WORKERSCOPE_SUBSCRIBER_BUFFER_BYTES", "32MiB", "most event data buffered for one event subscriber that falls behind; more is dropped and announced"},
 	{"subscriber-budget-bytes", "WORKERSCOPE_SUBSCRIBER_BUDGET_BYTES", "256MiB", "most event data buffered for all event subscribers together"},
@@ -150,6 +155,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	c.StopGrace = duration("stop-grace")
 	c.MaxWorkers = integer("max-workers", 1)
 	c.MaxLineBytes = integer("max-line-bytes", 1024)
+	if v, _ := get("max-conns"); strings.ToLower(v) != "auto" && v != "" {
+		c.MaxConns = integer("max-conns", httpapi.MinMaxConns)
+	}
 	limit := func(name string, parse func(string) error) {
 		if v, label := get(name); v != "" {
 			if err := parse(v); err != nil {
