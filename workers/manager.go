@@ -44,11 +44,11 @@ type Manager struct {
 	// subBytes is the event data buffered for all subscriptions
 	// (Subscription.bytes summed); allSubs lists them, guarded by subsMu
 	// (taken after a session's subMu, before a Subscription's acct).
-	subBytes atomic.Int64
-	subsMu   sync.Mutex
-	allSubs  map[*Subscription]struct{}
-	limitHits                              [numLimits]atomic.Uint64
-	leftoversKilled                        atomic.Uint64
+	subBytes        atomic.Int64
+	subsMu          sync.Mutex
+	allSubs         map[*Subscription]struct{}
+	limitHits       [numLimits]atomic.Uint64
+	leftoversKilled atomic.Uint64
 
 	limits    LimitsInfo
 	runLock   *os.File // this instance's lock file in RuntimeDir (nil: none)
