@@ -371,3 +371,30 @@ func TestCrossSiteBackgroundLoadsRejected(t *testing.T) {
 		}
 	}
 }
+
+// TestReadyz: 503 "starting" until SetReady, 200 then, 503 "shutting_down"
+// from Shutdown on; no token needed, like /healthz.
+func TestReadyz(t *testing.T) {
+	e := newEnv(t, setup{})
+	status := func() (int, string) {
+		resp, err := http.Get(e.url + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct{ Status string }
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body.Status
+	}
+	if code, st := status(); code != http.StatusServiceUnavailable || st != "starting" {
+		t.Fatalf("before SetReady: %d %q", code, st)
+	}
+	e.srv.SetReady()
+	if code, st := status(); code != http.StatusOK || st != "ready" {
+		t.Fatalf("ready: %d %q", code, st)
+	}
+	e.srv.Shutdown()
+	if code, st := status(); code != http.StatusServiceUnavailable || st != "shutting_down" {
+		t.Fatalf("after Shutdown: %d %q", code, st)
+	}
+}

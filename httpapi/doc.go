@@ -2,7 +2,7 @@
 // Events of a session's worker events, stopping a worker, the pool snapshot,
 // and liveness, all on one http.ServeMux behind one token.
 //
-// Every route but GET /healthz requires the token, as
+// Every route but GET /healthz and GET /readyz requires the token, as
 // "Authorization: Bearer <token>" or as the password of HTTP Basic auth
 // (any user name) so that a browser can open the pages. Other packages mount
 // further routes on the same mux, with the same authentication, through

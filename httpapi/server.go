@@ -64,6 +64,7 @@ type Server struct {
 	csrf      *http.CrossOriginProtection
 
 	sseClients   atomic.Int64
+	ready        atomic.Bool   // SetReady: the pool and the telemetry are up
 	done         chan struct{} // closed by Shutdown
 	shutdownOnce sync.Once
 }
@@ -123,6 +124,7 @@ func New(opts Options) (*Server, error) {
 	s.handler = commonHeaders(s.mux)
 
 	s.HandleUnauthenticated("GET /healthz", http.HandlerFunc(s.healthz))
+	s.HandleUnauthenticated("GET /readyz", http.HandlerFunc(s.readyz))
 	s.Handle("POST /api/sessions/{key}/rpc", http.HandlerFunc(s.rpc))
 	s.Handle("GET /api/sessions/{key}/events", http.HandlerFunc(s.events))
 	s.Handle("DELETE /api/sessions/{key}", http.HandlerFunc(s.stop))
@@ -166,6 +168,10 @@ func (s *Server) HandleUnauthenticated(pattern string, h http.Handler) {
 
 // SSEClients returns the number of open event streams.
 func (s *Server) SSEClients() int64 { return s.sseClients.Load() }
+
+// SetReady marks the server ready for traffic (GET /readyz answers 200)
+// once whatever it depends on is up; Shutdown ends readiness for good.
+func (s *Server) SetReady() { s.ready.Store(true) }
 
 // Shutdown ends every open event stream promptly and makes new ones fail
 // with 503. Call it before (or together with) http.Server.Shutdown, which

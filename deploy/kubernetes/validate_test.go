@@ -135,9 +135,12 @@ func TestWorkerscopeStatefulSet(t *testing.T) {
 	if env(ws, "WORKERSCOPE_TOKEN") == nil || env(ws, "WORKERSCOPE_TOKEN").ValueFrom == nil || env(ws, "WORKERSCOPE_TOKEN").ValueFrom.SecretKeyRef == nil {
 		t.Error("WORKERSCOPE_TOKEN does not come from a Secret")
 	}
-	for name, p := range map[string]*corev1.Probe{"startup": ws.StartupProbe, "readiness": ws.ReadinessProbe, "liveness": ws.LivenessProbe} {
-		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" {
-			t.Errorf("workerscope %s probe is not an HTTP GET of /healthz: %+v", name, p)
+	for _, c := range []struct {
+		name, path string
+		p          *corev1.Probe
+	}{{"startup", "/readyz", ws.StartupProbe}, {"readiness", "/readyz", ws.ReadinessProbe}, {"liveness", "/healthz", ws.LivenessProbe}} {
+		if c.p == nil || c.p.HTTPGet == nil || c.p.HTTPGet.Path != c.path {
+			t.Errorf("workerscope %s probe is not an HTTP GET of %s: %+v", c.name, c.path, c.p)
 		}
 	}
 	if ws.Resources.Requests.Memory().IsZero() || ws.Resources.Limits.Memory().IsZero() || ws.Resources.Requests.Cpu().IsZero() {
