@@ -263,7 +263,7 @@ func newOTLPExporter(ctx context.Context, s exportSettings) (sdkmetric.Exporter,
 // readerOptions are the periodic reader's options: interval, timeout and
 // the Go runtime producer (go.schedule.duration).
 func (s exportSettings) readerOptions() []sdkmetric.PeriodicReaderOption {
-	opts := []sdkmetric.PeriodicReaderOption{sdkmetric.WithInterval(s.interval), sdkmetric.WithProducer(runtime.NewProducer())}
+	opts := []sdkmetric.PeriodicReaderOption{sdkmetric.WithInterval(s.interval), sdkmetric.WithProducer(NewRuntimeProducer())}
 	if s.timeout > 0 {
 		opts = append(opts, sdkmetric.WithTimeout(s.timeout))
 	}
@@ -291,7 +291,7 @@ type promServer struct {
 
 func newPromServer(addr string, log *slog.Logger) (sdkmetric.Reader, *promServer, error) {
 	reg := prometheus.NewRegistry()
-	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithProducer(runtime.NewProducer()))
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithProducer(NewRuntimeProducer()))
 	if err != nil {
 		return nil, nil, fmt.Errorf("otelsetup: prometheus exporter: %w", err)
 	}
@@ -312,4 +312,16 @@ func (p *promServer) shutdown(ctx context.Context) error {
 		return nil
 	}
 	return p.srv.Shutdown(ctx)
+}
+
+// NewRuntimeProducer returns the Go runtime's producer of
+// go.schedule.duration for one reader. The contrib producer re-reads the
+// runtime at most every 15 s by default and stamps its points with that
+// read's time, so a reader collecting more often would send the same
+// timestamp again, which a Prometheus-compatible backend can reject whole
+// (and with it the rest of that OTLP request). Reading runtime/metrics'
+// one histogram costs microseconds: read it on every collection.
+func NewRuntimeProducer() sdkmetric.Producer {
+	// The option is a ProducerOption; its declared type is the wider Option.
+	return runtime.NewProducer(runtime.WithMinimumReadMemStatsInterval(time.Millisecond).(runtime.ProducerOption))
 }

@@ -165,3 +165,23 @@ func TestResourceAttributes(t *testing.T) {
 		t.Error("host.name missing")
 	}
 }
+
+// TestRuntimeProducerFreshEachCollection: two collections a few
+// milliseconds apart carry different timestamps (the contrib default would
+// repeat one for 15 s, which Prometheus-compatible backends can reject).
+func TestRuntimeProducerFreshEachCollection(t *testing.T) {
+	p := NewRuntimeProducer()
+	stamp := func() time.Time {
+		sms, err := p.Produce(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sms[0].Metrics[0].Data.(metricdata.Histogram[float64])
+		return h.DataPoints[0].Time
+	}
+	first := stamp()
+	time.Sleep(5 * time.Millisecond)
+	if second := stamp(); !second.After(first) {
+		t.Fatalf("second collection stamped %v, first %v", second, first)
+	}
+}

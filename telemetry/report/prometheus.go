@@ -8,7 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	otelruntime "go.opentelemetry.io/contrib/instrumentation/runtime"
+	"github.com/workerscope/workerscope/telemetry/otelsetup"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 )
@@ -17,7 +17,7 @@ import (
 // instruments in Prometheus exposition format, and its HTTP handler.
 func NewPrometheus() (sdkmetric.Reader, http.Handler, error) {
 	reg := prometheus.NewRegistry()
-	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithProducer(otelruntime.NewProducer()))
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithProducer(otelsetup.NewRuntimeProducer()))
 	if err != nil {
 		return nil, nil, err
 	}
