@@ -17,6 +17,13 @@ type Source interface {
 	Snapshot() []workers.WorkerSnapshot
 }
 
+// MemberSource gives a worker's exact process membership when the
+// supervisor has it (a per-worker cgroup): ok is false otherwise.
+// *workers.Manager implements it.
+type MemberSource interface {
+	WorkerPIDs(workerID string) (pids []int, ok bool)
+}
+
 // TreeStat is one worker's process tree measured at one moment. CPU times
 // are cumulative seconds that include descendants that already exited and
 // never decrease for the same worker.
@@ -146,6 +153,14 @@ func New(src Source, opts Options) (*Sampler, error) {
 			return nil, err
 		}
 		opts.Process = ps
+	}
+	// With per-worker cgroups, the tree sampler also counts members that
+	// left both the ancestry and the marker behind (a double fork with a
+	// scrubbed environment).
+	if ms, ok := src.(MemberSource); ok {
+		if ma, ok := opts.Process.(interface{ setMembers(MemberSource) }); ok {
+			ma.setMembers(ms)
+		}
 	}
 	return &Sampler{
 		src:    src,

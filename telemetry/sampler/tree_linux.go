@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/workerscope/workerscope/internal/procfs"
 	"github.com/workerscope/workerscope/workers"
@@ -28,7 +29,10 @@ type procTreeSampler struct {
 	trees    [][]int
 	acct     map[string]*treeAcct
 	gen      uint64
+	members  MemberSource // exact membership of workers with a cgroup, or nil
 }
+
+func (p *procTreeSampler) setMembers(ms MemberSource) { p.members = ms }
 
 type procID struct {
 	pid   int
@@ -118,6 +122,7 @@ func (p *procTreeSampler) SampleTrees(ws []workers.WorkerSnapshot, out []TreeSta
 		}
 	}
 	p.trees = p.sc.Attribute(p.roots, minStart, p.trees)
+	p.addCgroupMembers(ws)
 	procs := p.sc.Procs()
 	r := p.sc.Reader()
 	for k, w := range ws {
@@ -187,6 +192,29 @@ func (p *procTreeSampler) SampleTrees(ws []workers.WorkerSnapshot, out []TreeSta
 		}
 	}
 	return nil
+}
+
+// addCgroupMembers adds to each tree the processes of the worker's cgroup
+// that neither ancestry nor the marker attributed to any worker: a
+// descendant that scrubbed its environment and was re-parented away.
+func (p *procTreeSampler) addCgroupMembers(ws []workers.WorkerSnapshot) {
+	if p.members == nil {
+		return
+	}
+	for k, w := range ws {
+		if w.Cgroup == "" || len(p.trees[k]) == 0 {
+			continue
+		}
+		pids, ok := p.members.WorkerPIDs(w.ID)
+		if !ok {
+			continue
+		}
+		for _, pid := range pids {
+			if i := p.sc.Lookup(pid); i >= 0 && p.sc.Owner(i) < 0 && !slices.Contains(p.trees[k], i) {
+				p.trees[k] = append(p.trees[k], i)
+			}
+		}
+	}
 }
 
 // SampleSelf measures the supervisor process alone: its own CPU time (not
