@@ -70,8 +70,8 @@ rules-test: prometheus ## promtool: check the alert rules and run their unit tes
 	$(PROMTOOL) check rules $(RULES) deploy/prometheus/testdata/*.rules.yaml
 	$(PROMTOOL) test rules deploy/prometheus/workerscope.rules.test.yaml
 
-demo: build collector prometheus ## collector + Prometheus with the alert rules + workerscope + demo workers under load
-	deploy/demo.sh $(ARGS)
+demo: build collector prometheus ## Prometheus (alert rules, http://127.0.0.1:9090/alerts) + collector + workerscope + demo workers under load
+	PROMETHEUS=$(PROMETHEUS) deploy/demo.sh $(ARGS)
 
 dashboards: ## regenerate deploy/grafana/workerscope.json from deploy/grafana/gen (commit the result)
 	$(GO) run ./deploy/grafana/gen -o deploy/grafana/workerscope.json
