@@ -284,13 +284,16 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	stuck := a.workers(t)["stuck"]
 
 	// The crash loop: one session whose worker crashes on every command.
-	// Between crashes the session is in back-off (503): keep sending until
+	// Between crashes the session is in back-off, which a request with a
+	// short deadline does not wait out (503 backoff): keep sending until
 	// both alerts fire.
 	var alerts []promAlert
 	var zombie, loop []promAlert
 	codes := map[int]int{}
+	faultsAt := time.Now()
+	firstFiring := map[string]time.Duration{}
 	waitFor(t, 3*time.Minute, "WorkerscopeWorkerZombie and WorkerscopeWorkerCrashLooping to fire", func() bool {
-		code, _ := a.do(t, "POST", "/api/sessions/crashy/rpc", `{"type":"crash","code":3,"message":"e2e crash"}`)
+		code, _ := a.do(t, "POST", "/api/sessions/crashy/rpc?timeout=1s", `{"type":"crash","code":3,"message":"e2e crash"}`)
 		codes[code]++
 		var err error
 		if alerts, err = api.alerts(); err != nil {
@@ -298,13 +301,19 @@ func TestPrometheusEndToEnd(t *testing.T) {
 			return false
 		}
 		zombie, loop = firing(alerts, "WorkerscopeWorkerZombie"), firing(alerts, "WorkerscopeWorkerCrashLooping")
+		for _, al := range alerts {
+			if _, ok := firstFiring[al.Labels["alertname"]]; !ok && al.State == "firing" {
+				firstFiring[al.Labels["alertname"]] = time.Since(faultsAt).Round(100 * time.Millisecond)
+			}
+		}
 		if len(zombie) == 0 || len(loop) == 0 {
 			time.Sleep(200 * time.Millisecond)
 			return false
 		}
 		return true
 	}, prom, col, a.proc)
-	t.Logf("crash commands answered: %v; alerts fired %s after start", codes, time.Since(began).Round(time.Second))
+	t.Logf("setup took %s; crash commands answered %v; alerts firing this long after the faults began: %v",
+		faultsAt.Sub(began).Round(100*time.Millisecond), codes, firstFiring)
 
 	// The zombie alert names the worker and its supervisor.
 	var instance string
@@ -338,6 +347,19 @@ func TestPrometheusEndToEnd(t *testing.T) {
 		if f := firing(alerts, name); len(f) > 0 {
 			t.Errorf("%s fired: %v", name, f)
 		}
+	}
+
+	// Prometheus accepted every push: it rejects a whole OTLP request (400,
+	// which the collector drops) when one sample in it is out of order or a
+	// duplicate, so one bad series loses every metric of that export.
+	var rejected []string
+	for _, line := range strings.Split(col.output(), "\n") {
+		if strings.Contains(line, "otlp_http/prometheus") && strings.Contains(line, "Exporting failed") {
+			rejected = append(rejected, line)
+		}
+	}
+	if len(rejected) > 0 {
+		t.Errorf("the collector's pushes to Prometheus failed %d times; whole exports were lost. First: %s", len(rejected), rejected[0])
 	}
 
 	// Every rule evaluates cleanly against the real series (no matching
