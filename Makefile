@@ -14,7 +14,7 @@ RULES      = deploy/prometheus/workerscope.rules.yaml
 # Generated collector code is not ours to format.
 GOFILES   = $(shell find . -name '*.go' -not -path './deploy/otelcol/*' -not -path './.git/*')
 
-.PHONY: help build run test check fmt-check vet race fuzz churn bench collector prometheus rules-test demo dashboards clean
+.PHONY: help build run test check fmt-check vet cross race fuzz churn bench collector prometheus rules-test demo dashboards k8s-configmaps clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ run: build ## run workerscope with the demo worker on 127.0.0.1:7070
 
 test: collector prometheus rules-test check ## the test command: builds the collector and Prometheus, then promtool rule tests, gofmt check, go vet, race tests (end-to-end included), short fuzz runs
 
-check: fmt-check vet race churn fuzz
+check: fmt-check vet cross race churn fuzz
 
 fmt-check:
 	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -35,12 +35,18 @@ fmt-check:
 vet:
 	$(GO) vet $(PKGS)
 
+# Every platform the binary is built for: macOS and Linux run it; on Windows
+# it builds and refuses to start workers with a clear error (docs/configuration.md).
+CROSS ?= darwin/amd64 darwin/arm64 linux/amd64 linux/arm64 linux/386 windows/amd64
+cross: ## cross-compile every package for every supported platform
+	@for t in $(CROSS); do echo "build $$t"; GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build -o /dev/null $(PKGS) || exit 1; done
+
 race:
 	WORKERSCOPE_OTELCOL=$(CURDIR)/$(BIN)/otelcol WORKERSCOPE_PROMETHEUS=$(PROMETHEUS) WORKERSCOPE_PROMTOOL=$(PROMTOOL) \
 		$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 churn: ## 10,000 spawn/exit cycles, then no leaked goroutines, fds, caches, series or processes (without -race: it slows every worker)
-	$(GO) test -count=1 -run '^TestChurnLeavesNothingBehind$$' -v ./telemetry
+	$(GO) test -count=1 -run '^TestChurnLeavesNothingBehind$$' -v ./telemetry/otelmetrics
 
 FUZZTIME ?= 5s
 fuzz: ## short fuzz runs of the line protocol, command and /proc parsers
@@ -50,7 +56,7 @@ fuzz: ## short fuzz runs of the line protocol, command and /proc parsers
 
 BENCHCOUNT ?= 1
 bench: ## benchmarks: sampler vs the raw /proc baseline, spawn latency and throughput
-	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./telemetry ./workers
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./telemetry/... ./workers
 
 collector: $(BIN)/otelcol ## build the OpenTelemetry Collector from deploy/otelcol
 
@@ -75,6 +81,9 @@ demo: build collector prometheus ## Prometheus (alert rules, http://127.0.0.1:90
 
 dashboards: ## regenerate deploy/grafana/workerscope.json from deploy/grafana/gen (commit the result)
 	$(GO) run ./deploy/grafana/gen -o deploy/grafana/workerscope.json
+
+k8s-configmaps: ## regenerate deploy/kubernetes/configmaps.yaml from the collector configs in deploy/ (commit the result)
+	deploy/kubernetes/gen-configmaps.sh
 
 clean:
 	rm -rf $(BIN)

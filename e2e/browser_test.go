@@ -353,7 +353,7 @@ func keys(rows []row) []string {
 func TestMetricsPageInBrowser(t *testing.T) {
 	chromiumPath(t) // skip before building anything
 	a := startAppArgs(t, freePort(t), []string{"OTEL_METRICS_EXPORTER=none"},
-		"--idle-ttl", "2s", "--stop-grace", "120s")
+		"--idle-ttl", "2s", "--stop-grace", "120s", "--worker-memory-max", "1GiB", "--cgroups", "off")
 
 	a.rpc(t, "stuck", `{"type":"ignore_sigterm"}`)
 	a.rpc(t, "busy", `{"type":"prompt","message":"spin","cpu_ms":150000,"events":750}`)
@@ -422,6 +422,19 @@ func TestMetricsPageInBrowser(t *testing.T) {
 	if n := b.authAnswers.Load(); n != 1 {
 		t.Errorf("answered %d Basic challenges; want 1 (the page's own polls must reuse the credentials)", n)
 	}
+	// A running worker's idle time counts from its last command: the page
+	// shows it for idle workers only.
+	b.waitJS(30*time.Second, "busy's idle cell to show a dash", `(() => {
+		const td = document.querySelector('#worker-rows tr[data-key="busy"] td:nth-child(12)');
+		return td && td.textContent === '—';
+	})()`)
+	// Limits: the tier in a card, each worker's RSS as a share of the limit.
+	b.waitJS(30*time.Second, "the limits card and the RSS share of the limit", `(() => {
+		const c = document.querySelector('[data-card="limits"]');
+		const rss = document.querySelector('#worker-rows tr[data-key="mem"] td:nth-child(5)');
+		return c && c.querySelector('.value').textContent === 'watchdog' && /memory 1\.0 GiB/.test(c.textContent) &&
+			rss && /% of 1\.0 GiB/.test(rss.textContent);
+	})()`)
 
 	// The zombie: flagged by attribute, class and visible text.
 	b.waitJS(30*time.Second, "stuck to be shown as a zombie", `document.querySelector('#worker-rows tr[data-key="stuck"][data-zombie="true"].zombie')`)
@@ -583,6 +596,24 @@ func hostileReport() map[string]any {
 // no script run, no CSP violation. It then checks the banners for a
 // failing server (HTTP 500) and for expired credentials (401), and that
 // they clear when polling recovers.
+// TestMetricsPageWithCredentialsInURL opens the page as
+// http://user:token@host/metrics, as a user may paste it: the page's own
+// requests must not carry the credentials in their URL (fetch refuses
+// those), so rows appear and no error banner shows.
+func TestMetricsPageWithCredentialsInURL(t *testing.T) {
+	chromiumPath(t)
+	a := startAppArgs(t, freePort(t), []string{"OTEL_METRICS_EXPORTER=none"})
+	a.rpc(t, "alice", `{"type":"get_state"}`)
+	b := newBrowser(t, "")
+	u := strings.Replace(a.url, "http://", "http://anyone:"+token+"@", 1)
+	b.do(chromedp.Navigate(u + "/metrics"))
+	b.waitJS(30*time.Second, "the row for alice", `document.querySelector('#worker-rows tr[data-key="alice"]')`)
+	b.waitPolls(1)
+	if st := eval[string](b, `document.getElementById('banner') ? (document.getElementById('banner').dataset.state || '') : ''`); st == "error" {
+		t.Fatalf("error banner with credentials in the URL")
+	}
+}
+
 func TestMetricsPageRendersHostileStrings(t *testing.T) {
 	chromiumPath(t)
 	var mode atomic.Value

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/workerscope/workerscope/telemetry"
+	"github.com/workerscope/workerscope/telemetry/otelmetrics"
 )
 
 // latest returns the newest point of metric for the worker (and cpu.mode,
@@ -34,8 +34,8 @@ func latest(points []dataPoint, metric, workerID, mode string) (dataPoint, bool)
 
 // treeCPU is the newest user+system workerscope.worker.cpu.time of a worker.
 func treeCPU(points []dataPoint, workerID string) (float64, time.Time, bool) {
-	u, ok1 := latest(points, telemetry.MetricWorkerCPUTime, workerID, "user")
-	s, ok2 := latest(points, telemetry.MetricWorkerCPUTime, workerID, "system")
+	u, ok1 := latest(points, otelmetrics.MetricWorkerCPUTime, workerID, "user")
+	s, ok2 := latest(points, otelmetrics.MetricWorkerCPUTime, workerID, "system")
 	return u.Value + s.Value, u.Time, ok1 && ok2
 }
 
@@ -89,7 +89,7 @@ func TestCollectorEndToEnd(t *testing.T) {
 	type series struct{ id, mode string }
 	bySeries := map[series][]dataPoint{}
 	for _, p := range points {
-		if p.Metric == telemetry.MetricWorkerCPUTime {
+		if p.Metric == otelmetrics.MetricWorkerCPUTime {
 			k := series{p.Attrs["worker.id"], p.Attrs["cpu.mode"]}
 			bySeries[k] = append(bySeries[k], p)
 		}
@@ -103,14 +103,14 @@ func TestCollectorEndToEnd(t *testing.T) {
 		}
 	}
 	// Memory held.
-	if p, ok := latest(points, telemetry.MetricWorkerMemoryUsage, memW.ID, ""); !ok || p.Value < 64<<20 {
+	if p, ok := latest(points, otelmetrics.MetricWorkerMemoryUsage, memW.ID, ""); !ok || p.Value < 64<<20 {
 		t.Errorf("workerscope.worker.memory.usage of the 64 MiB worker: %v", p.Value)
 	}
 	// Every per-worker metric of the contract, for each live worker, with
 	// its attributes.
 	for _, w := range []workerInfo{cpuW, memW} {
-		for _, def := range telemetry.Contract() {
-			if !slices.Contains(def.Attributes, telemetry.AttrWorkerID) {
+		for _, def := range otelmetrics.Contract() {
+			if !slices.Contains(def.Attributes, otelmetrics.AttrWorkerID) {
 				continue
 			}
 			p, ok := latest(points, def.Name, w.ID, "")
@@ -124,8 +124,8 @@ func TestCollectorEndToEnd(t *testing.T) {
 		}
 	}
 	// Pool metrics and the resource.
-	for _, name := range []string{telemetry.MetricWorkers, telemetry.MetricSpawns, telemetry.MetricExits, telemetry.MetricRPCDuration} {
-		if !slices.ContainsFunc(points, func(p dataPoint) bool { return p.Metric == name }) && name != telemetry.MetricRPCDuration {
+	for _, name := range []string{otelmetrics.MetricWorkers, otelmetrics.MetricSpawns, otelmetrics.MetricExits, otelmetrics.MetricRPCDuration} {
+		if !slices.ContainsFunc(points, func(p dataPoint) bool { return p.Metric == name }) && name != otelmetrics.MetricRPCDuration {
 			t.Errorf("no %s", name)
 		}
 	}

@@ -1,8 +1,5 @@
 //go:build linux
 
-// Package e2e runs the real binaries together: workerscope with its demo
-// workers, exporting OTLP over gRPC to a real OpenTelemetry Collector built
-// from deploy/otelcol, which writes what it receives to a file.
 package e2e
 
 import (

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/workerscope/workerscope/internal/testutil"
+
 	"github.com/workerscope/workerscope/httpapi"
 	"github.com/workerscope/workerscope/workers"
 )
@@ -242,7 +244,7 @@ func TestRPCWorkerCrash(t *testing.T) {
 		defer wg.Done()
 		sleepResp, _ = e.rpc("crashy", `{"type":"sleep","ms":5000}`)
 	}()
-	eventually(t, 5*time.Second, "the sleep command to be in flight", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the sleep command to be in flight", func() bool {
 		ws := e.m.Snapshot()
 		return len(ws) == 1 && ws[0].Requests >= 2
 	})

@@ -162,8 +162,9 @@ func retryAfterSeconds(d time.Duration) int {
 	return max(1, int(math.Ceil(d.Seconds())))
 }
 
-// workerJSON is one entry of GET /api/workers.
-type workerJSON struct {
+// snapshotJSON is one entry of GET /api/workers (the supervisor's view,
+// no usage; the usage report is telemetry/report's).
+type snapshotJSON struct {
 	ID          string    `json:"id"`
 	Key         string    `json:"key"`
 	PID         int       `json:"pid"`
@@ -176,17 +177,17 @@ type workerJSON struct {
 	Zombie      bool      `json:"zombie"`
 }
 
-type workersJSON struct {
-	Version string       `json:"version,omitempty"`
-	Workers []workerJSON `json:"workers"`
+type snapshotsJSON struct {
+	Version string         `json:"version,omitempty"`
+	Workers []snapshotJSON `json:"workers"`
 }
 
 // workers handles GET /api/workers: the manager's snapshot, no sampling.
 func (s *Server) workers(w http.ResponseWriter, r *http.Request) {
 	snap := s.m.Snapshot()
-	out := workersJSON{Version: s.opts.Version, Workers: make([]workerJSON, len(snap))}
+	out := snapshotsJSON{Version: s.opts.Version, Workers: make([]snapshotJSON, len(snap))}
 	for i, ws := range snap {
-		out.Workers[i] = workerJSON{
+		out.Workers[i] = snapshotJSON{
 			ID:          ws.ID,
 			Key:         ws.Key,
 			PID:         ws.PID,

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/workerscope/workerscope/internal/testutil"
+
 	"github.com/workerscope/workerscope/httpapi"
 	"github.com/workerscope/workerscope/workers"
 	"github.com/workerscope/workerscope/workers/demoworker"
@@ -52,34 +54,7 @@ type setup struct {
 
 func newManager(t *testing.T, mod func(*workers.Config)) *workers.Manager {
 	t.Helper()
-	cfg := workers.Config{
-		Command:   []string{os.Args[0]},
-		Env:       []string{demoworker.RoleEnv + "=worker"},
-		StopGrace: 2 * time.Second,
-		Logger:    testLogger(),
-	}
-	if mod != nil {
-		mod(&cfg)
-	}
-	m, err := workers.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		// Workers still alive now must be gone, whole trees, after Close.
-		snap := m.Snapshot()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := m.Close(ctx); err != nil && !errors.Is(err, workers.ErrClosed) {
-			t.Errorf("manager close: %v", err)
-		}
-		for _, w := range snap {
-			if err := syscall.Kill(w.PID, 0); !errors.Is(err, syscall.ESRCH) {
-				t.Errorf("worker %s pid %d still exists after Close (kill 0: %v)", w.ID, w.PID, err)
-			}
-		}
-	})
-	return m
+	return testutil.NewDemoManager(t, func(c *workers.Config) { c.Logger = testLogger() }, mod)
 }
 
 func newEnv(t *testing.T, su setup) *env {
@@ -317,18 +292,6 @@ func (s *stream) next(t *testing.T, d time.Duration) frame {
 func (s *stream) close() {
 	s.cancel()
 	_ = s.resp.Body.Close()
-}
-
-// eventually polls cond until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // processGone reports an error unless pid no longer exists.

@@ -1,25 +1,15 @@
-// Package httpapi is workerscope's HTTP surface: session RPC, Server-Sent
-// Events of a session's worker events, stopping a worker, the pool snapshot,
-// and liveness, all on one http.ServeMux behind one token.
-//
-// Every route but GET /healthz requires the token, as
-// "Authorization: Bearer <token>" or as the password of HTTP Basic auth
-// (any user name) so that a browser can open the pages. Other packages mount
-// further routes on the same mux, with the same authentication, through
-// Server.Handle.
 package httpapi
 
 import (
-	"context"
 	"crypto/sha256"
 	"errors"
 	"log/slog"
 	"net/http"
-	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/workerscope/workerscope/internal/proflabel"
 	"github.com/workerscope/workerscope/workers"
 )
 
@@ -138,7 +128,7 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // cross-origin protection. Like http.ServeMux.Handle it panics on a
 // conflicting pattern. It may be called while serving.
 func (s *Server) Handle(pattern string, h http.Handler) {
-	s.mux.Handle(pattern, labeled(pattern, s.authenticate(s.csrf.Handler(s.noCrossSiteLoads(h)))))
+	s.mux.Handle(pattern, proflabel.Handler(pattern, s.authenticate(s.csrf.Handler(s.noCrossSiteLoads(h)))))
 }
 
 // noCrossSiteLoads rejects requests another site's page makes in the
@@ -154,15 +144,6 @@ func (s *Server) noCrossSiteLoads(h http.Handler) http.Handler {
 			return
 		}
 		h.ServeHTTP(w, r)
-	})
-}
-
-// labeled runs h under the pprof label operation=<route pattern>, so CPU
-// profiles (Pyroscope's and /api/debug/pprof's) split by route.
-func labeled(pattern string, h http.Handler) http.Handler {
-	labels := pprof.Labels("operation", pattern)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		pprof.Do(r.Context(), labels, func(ctx context.Context) { h.ServeHTTP(w, r.WithContext(ctx)) })
 	})
 }
 

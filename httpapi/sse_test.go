@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/workerscope/workerscope/internal/testutil"
+
 	"github.com/workerscope/workerscope/httpapi"
 	"github.com/workerscope/workerscope/workers"
 )
@@ -52,7 +54,7 @@ func TestSSEPromptEvents(t *testing.T) {
 
 	// Hanging up unsubscribes and uncounts the client.
 	s.close()
-	eventually(t, 5*time.Second, "SSE client count back to 0", func() bool {
+	testutil.Eventually(t, 5*time.Second, "SSE client count back to 0", func() bool {
 		return e.srv.SSEClients() == 0 && e.m.Stats().Subscribers == 0
 	})
 }
@@ -157,7 +159,7 @@ func TestShutdownEndsSSE(t *testing.T) {
 	if f.err != io.EOF {
 		t.Logf("stream ended with %v", f.err)
 	}
-	eventually(t, 3*time.Second, "SSE client count back to 0", func() bool { return e.srv.SSEClients() == 0 })
+	testutil.Eventually(t, 3*time.Second, "SSE client count back to 0", func() bool { return e.srv.SSEClients() == 0 })
 	if r := e.do(http.MethodGet, "/api/sessions/bye/events", ""); r.status != http.StatusServiceUnavailable {
 		t.Errorf("events after Shutdown: %d %s", r.status, r.body)
 	}

@@ -70,6 +70,33 @@ type Config struct {
 	// program starts its own children in new process groups.
 	DisableSubreaper bool
 
+	// MemoryMax bounds each worker's whole process tree's memory, in
+	// bytes (0 = no limit). See docs/limits.md for how it is enforced.
+	MemoryMax int64
+	// PidsMax bounds the processes (threads count, as the kernel counts
+	// them) in each worker's tree (0 = no limit).
+	PidsMax int64
+	// CPUMax bounds each worker tree's CPU bandwidth, in cores (0 = no
+	// limit). Only cgroups can enforce it.
+	CPUMax float64
+	// Cgroups says whether limits may use cgroups: CgroupsAuto (default),
+	// CgroupsOff or CgroupsRequired (New fails when cgroups cannot
+	// enforce every limit set).
+	Cgroups CgroupMode
+	// CgroupRoot is where cgroupfs is mounted. Default /sys/fs/cgroup.
+	CgroupRoot string
+	// WatchdogInterval is how often the supervisor measures worker trees
+	// for limits that cgroups do not enforce, and reads cgroup limit
+	// events. Default 1s. A tree over a limit on two consecutive passes
+	// is stopped.
+	WatchdogInterval time.Duration
+	// RuntimeDir holds one lock file per live Manager, by which a later
+	// Manager recognises the leftovers of one that died (SIGKILL) and
+	// stops them. Default: $XDG_RUNTIME_DIR/workerscope, else
+	// /run/workerscope when writable, else $TMPDIR/workerscope-UID.
+	// "-" disables leftover recovery.
+	RuntimeDir string
+
 	// OnRPC, if set, is called after every command with its outcome.
 	OnRPC func(RPCResult)
 	// Logger receives lifecycle logs. Default slog.Default().
@@ -123,6 +150,7 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.setLimitDefaults()
 }
 
 func (c *Config) validate() error {
@@ -150,5 +178,6 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("workers: %s must be > 0, got %s", name, d))
 		}
 	}
+	errs = append(errs, c.validateLimits()...)
 	return errors.Join(errs...)
 }

@@ -23,6 +23,10 @@ const (
 	CodeOther       = "_OTHER" // semconv's value for an error type it cannot name
 )
 
+// ErrorCodes lists every code ErrorCode returns, and CodeWorkerError.
+var ErrorCodes = []string{CodeWorkerError, CodeBadKey, CodeBadCommand, CodeBackoff, CodeWorkerExit, CodeTimeout,
+	CodeCanceled, CodePoolFull, CodeClosed, CodeSpawnFailed, CodeWriteFailed, CodeNotFound, CodeOther}
+
 // ErrorCode names err for the caller of a command sent under ctx (nil ctx:
 // none): one of the Code* constants, or "" for a nil err. A write cut short
 // by ctx's deadline reports the file's own deadline error; it is a timeout.

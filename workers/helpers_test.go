@@ -20,7 +20,12 @@ import (
 
 // TestMain lets the test binary double as the demo worker: a real
 // subprocess speaking the real protocol.
-func TestMain(m *testing.M) { demoworker.TestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(supervisorHelperEnv) != "" && os.Getenv(demoworker.RoleEnv) == "" {
+		os.Exit(runSupervisorHelper())
+	}
+	demoworker.TestMain(m)
+}
 
 func quietLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {

@@ -1,13 +1,3 @@
-// Package workers supervises long-lived JSON-lines RPC worker processes
-// (such as `pi --mode rpc`), one per session key.
-//
-// A Manager spawns a worker on the first command for a key, routes each
-// command's correlated response back to its caller and every other line to
-// the session's event subscribers, stops idle workers after a TTL, and
-// kills each worker's whole process tree when it stops: its process group,
-// descendants found by ancestry, and re-parented descendants found by the
-// inherited WORKERSCOPE_WORKER_ID environment marker. It has no HTTP and no
-// telemetry inside; Snapshot and Stats feed both.
 package workers
 
 import (
@@ -39,6 +29,8 @@ type Manager struct {
 	seq    atomic.Uint64
 	reqSeq atomic.Uint64
 
+	// mu guards the pool. Lock order: mu before a worker's w.mu and before
+	// a session's s.subMu, never the other way; never held across I/O.
 	mu       sync.Mutex
 	sessions map[string]*session
 	live     map[*worker]struct{}
@@ -49,6 +41,13 @@ type Manager struct {
 	dropped, orphansReaped                 atomic.Uint64
 	exits                                  [numExitReasons]atomic.Uint64
 	subscribers                            atomic.Int64
+	limitHits                              [numLimits]atomic.Uint64
+	leftoversKilled                        atomic.Uint64
+
+	limits    LimitsInfo
+	runLock   *os.File // this instance's lock file in RuntimeDir (nil: none)
+	stopLimit chan struct{}
+	limitDone chan struct{}
 
 	stopReaper chan struct{}
 	reaperDone chan struct{}
@@ -57,10 +56,11 @@ type Manager struct {
 	spawningN  int            // spawns in progress, guarded by mu
 }
 
-const numExitReasons = 5
+const numExitReasons = 8
 
 var exitReasonIndex = map[ExitReason]int{
 	ExitIdleReaped: 0, ExitStopped: 1, ExitCrashed: 2, ExitKilled: 3, ExitLimit: 4,
+	ExitMemoryLimit: 5, ExitOOMKilled: 6, ExitPidsLimit: 7,
 }
 
 // session is the state kept per key across worker restarts.
@@ -75,7 +75,7 @@ type session struct {
 	lastExit  error
 	lastUsed  time.Time
 
-	subMu sync.RWMutex
+	subMu sync.RWMutex // taken after Manager.mu when both are held
 	subs  map[*Subscription]struct{}
 }
 
@@ -98,13 +98,21 @@ func New(cfg Config) (*Manager, error) {
 		live:       make(map[*worker]struct{}),
 		stopReaper: make(chan struct{}),
 		reaperDone: make(chan struct{}),
+		stopLimit:  make(chan struct{}),
+		limitDone:  make(chan struct{}),
 	}
 	plat, err := newPlatform(m, !cfg.DisableSubreaper)
 	if err != nil {
 		return nil, err
 	}
 	m.plat = plat
+	if err := m.setupLimits(); err != nil {
+		plat.close()
+		return nil, err
+	}
+	m.recoverLeftovers()
 	go m.reaper()
+	go m.limitLoop()
 	return m, nil
 }
 
@@ -338,8 +346,14 @@ func (m *Manager) spawn(s *session) (*worker, error) {
 		return nil, fmt.Errorf("%w: pipes: %w", ErrSpawn, err)
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
-	if err := m.plat.start(cmd); err != nil {
+	cg, err := m.plat.prepare(id, cmd)
+	if err != nil {
 		closeAll()
+		return nil, fmt.Errorf("%w: %s: %w", ErrSpawn, m.cfg.Command[0], err)
+	}
+	if err := m.plat.start(cmd, cg); err != nil {
+		closeAll()
+		m.plat.release(cg)
 		return nil, fmt.Errorf("%w: %s: %w", ErrSpawn, m.cfg.Command[0], err)
 	}
 	_ = inR.Close()
@@ -366,6 +380,7 @@ func (m *Manager) spawn(s *session) (*worker, error) {
 		done:       make(chan struct{}),
 		pending:    make(map[string]chan reply),
 		stderr:     newTailBuffer(m.cfg.StderrTailBytes),
+		cg:         cg,
 	}
 	w.startTicks = m.plat.startTicks(w.pid)
 	m.log.Debug("worker spawned", "worker", id, "key", s.key, "pid", w.pid)
@@ -398,7 +413,7 @@ func (m *Manager) onExit(w *worker, xe *ExitError) {
 	if s.w == w {
 		s.w = nil
 	}
-	if xe.Reason == ExitCrashed {
+	if xe.Reason == ExitCrashed || xe.Limit != nil { // limit exits back off like crashes
 		s.crashed = true
 		if time.Since(w.startedAt) > time.Minute {
 			s.crashes = 0 // a long healthy run: start counting again
@@ -538,6 +553,8 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Unlock()
 	close(m.stopReaper)
 	<-m.reaperDone
+	close(m.stopLimit)
+	<-m.limitDone
 	for _, w := range ws {
 		m.terminate(w, ExitStopped)
 	}
@@ -564,6 +581,7 @@ func (m *Manager) Close(ctx context.Context) error {
 		s.closeSubs(m)
 	}
 	m.plat.close()
+	m.releaseRunLock()
 	return err
 }
 
@@ -648,6 +666,11 @@ func (m *Manager) Stats() Stats {
 		OrphansReaped:      m.orphansReaped.Load(),
 		Subscribers:        int(m.subscribers.Load()),
 		MaxWorkers:         m.cfg.MaxWorkers,
+		LimitHits:          make(map[string]uint64, numLimits),
+		LeftoversKilled:    m.leftoversKilled.Load(),
+	}
+	for i, name := range LimitNames {
+		st.LimitHits[name] = m.limitHits[i].Load()
 	}
 	for r, i := range exitReasonIndex {
 		st.Exits[r] = m.exits[i].Load()

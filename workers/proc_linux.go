@@ -37,6 +37,8 @@ type platform struct {
 	self      int
 	subreaper bool
 	kids      []int
+
+	lim limitsPlatform
 }
 
 type spawnRequest struct {
@@ -82,9 +84,19 @@ func (p *platform) spawner() {
 }
 
 // start starts cmd in its own process group with SIGKILL as its
-// parent-death signal.
-func (p *platform) start(cmd *exec.Cmd) error {
+// parent-death signal, born into cg's v2 group when it has one
+// (clone3 CLONE_INTO_CGROUP: it never runs outside it).
+func (p *platform) start(cmd *exec.Cmd, cg *workerCgroup) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if cg != nil && cg.V2 != "" {
+		dir, err := cg.OpenV2()
+		if err != nil {
+			return err
+		}
+		defer dir.Close()
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = int(dir.Fd())
+	}
 	req := spawnRequest{cmd: cmd, err: make(chan error, 1)}
 	p.spawnReq <- req
 	return <-req.err
@@ -133,6 +145,18 @@ func (p *platform) signalTree(w *worker, sig syscall.Signal) int {
 	}
 	for _, i := range trees[0] {
 		w.members[[2]uint64{uint64(procs[i].PID), procs[i].StartTime}] = struct{}{}
+	}
+	if w.cg != nil {
+		// Exact membership: whatever ancestry and markers missed.
+		if sig == sigKill {
+			w.cg.Kill()
+		}
+		pids, _ := w.cg.PIDs()
+		for _, pid := range pids {
+			if i := p.scanner.Lookup(pid); i >= 0 {
+				w.members[[2]uint64{uint64(pid), procs[i].StartTime}] = struct{}{}
+			}
+		}
 	}
 	n := 0
 	for id := range w.members {

@@ -3,6 +3,7 @@
 package workers
 
 import (
+	"errors"
 	"os/exec"
 	"syscall"
 )
@@ -18,12 +19,15 @@ const (
 type platform struct{ m *Manager }
 
 func newPlatform(m *Manager, _ bool) (*platform, error) {
+	if err := platformSupported(); err != nil {
+		return nil, err
+	}
 	m.log.Warn("process-tree tracking is Linux-only here; stopping signals process groups only")
 	return &platform{m: m}, nil
 }
 
-func (p *platform) start(cmd *exec.Cmd) error {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+func (p *platform) start(cmd *exec.Cmd, _ *workerCgroup) error {
+	startInGroup(cmd)
 	return cmd.Start()
 }
 
@@ -33,7 +37,7 @@ func (p *platform) reapOrphans()          {}
 func (p *platform) close()                {}
 
 func (p *platform) signalTree(w *worker, sig syscall.Signal) int {
-	if syscall.Kill(-w.pid, sig) == nil {
+	if signalGroup(w.pid, sig) == nil {
 		select {
 		case <-w.procExited:
 			return 0
@@ -42,4 +46,39 @@ func (p *platform) signalTree(w *worker, sig syscall.Signal) int {
 		}
 	}
 	return 0
+}
+
+// workerCgroup: no cgroups outside Linux.
+type workerCgroup struct{}
+
+// setupLimits: there is no cgroup and no process-tree measurement here,
+// so limits cannot be enforced; Cgroups=required fails.
+func (p *platform) setupLimits(cfg *Config) (LimitsInfo, error) {
+	li := LimitsInfo{Tier: TierOff, MemoryMax: cfg.MemoryMax, PidsMax: cfg.PidsMax, CPUMax: cfg.CPUMax, Enforcement: map[string]string{}}
+	if cfg.Cgroups == CgroupsRequired {
+		return li, errors.New("workers: Cgroups=required but cgroups exist on Linux only")
+	}
+	li.Reason = "no limits set"
+	if cfg.hasLimits() {
+		li.Reason = "worker limits are enforced on Linux only"
+		for _, x := range []struct {
+			set  bool
+			name string
+		}{{cfg.MemoryMax > 0, LimitMemory}, {cfg.PidsMax > 0, LimitPids}, {cfg.CPUMax > 0, LimitCPU}} {
+			if x.set {
+				li.Enforcement[x.name] = "none"
+			}
+		}
+	}
+	return li, nil
+}
+
+func (p *platform) prepare(string, *exec.Cmd) (*workerCgroup, error) { return nil, nil }
+func (p *platform) release(*workerCgroup)                            {}
+func (p *platform) cgroupPath(*workerCgroup) string                  { return "" }
+func (p *platform) cgroupPIDs(*workerCgroup) ([]int, error)          { return nil, errors.New("no cgroups") }
+func (p *platform) counters(*workerCgroup) limitCounters             { return limitCounters{} }
+func (p *platform) recoverInstance(string) ([]int, int)              { return nil, 0 }
+func (p *platform) measure(ws []*worker, out []treeUsage) []treeUsage {
+	return make([]treeUsage, len(ws))
 }

@@ -32,31 +32,52 @@ const (
 	ExitCrashed    ExitReason = "crashed"     // exited or died without being asked
 	ExitKilled     ExitReason = "killed"      // asked to stop, ignored SIGTERM, SIGKILLed after StopGrace
 	ExitLimit      ExitReason = "limit"       // evicted to make room under MaxWorkers
+	// ExitMemoryLimit: the watchdog stopped a tree over MemoryMax.
+	ExitMemoryLimit ExitReason = "memory_limit"
+	// ExitOOMKilled: the kernel OOM killer killed the worker inside its
+	// cgroup (over MemoryMax).
+	ExitOOMKilled ExitReason = "oom_killed"
+	// ExitPidsLimit: the watchdog stopped a tree over PidsMax.
+	ExitPidsLimit ExitReason = "pids_limit"
 )
 
 // ExitReasons lists every ExitReason.
-var ExitReasons = []ExitReason{ExitIdleReaped, ExitStopped, ExitCrashed, ExitKilled, ExitLimit}
+var ExitReasons = []ExitReason{ExitIdleReaped, ExitStopped, ExitCrashed, ExitKilled, ExitLimit,
+	ExitMemoryLimit, ExitOOMKilled, ExitPidsLimit}
 
-// WorkerSnapshot describes one worker at one moment.
+// WorkerSnapshot describes one worker at one moment. It has no JSON form of
+// its own: each consumer (GET /api/workers, GET /api/metrics) renders the
+// fields it shows.
 type WorkerSnapshot struct {
-	ID         string    `json:"id"`
-	Key        string    `json:"key"`
-	PID        int       `json:"pid"`
-	State      State     `json:"state"`
-	StartedAt  time.Time `json:"started_at"`
-	LastActive time.Time `json:"last_active"`
+	ID         string
+	Key        string
+	PID        int
+	State      State
+	StartedAt  time.Time
+	LastActive time.Time
 	// Idle is the time since the last user-initiated command (sent or
 	// answered).
-	Idle     time.Duration `json:"-"`
-	Requests uint64        `json:"requests"`
+	Idle     time.Duration
+	Requests uint64
 	// Restarts counts respawns of this session after crashes.
-	Restarts int `json:"restarts"`
+	Restarts int
 	// Zombie: alive, not running, and idle for longer than IdleTTL (the
 	// reaper failed or a stop is stuck). A running worker is never one.
-	Zombie bool `json:"zombie"`
+	Zombie bool
 	// StartTicks is the worker process's start time in clock ticks after
 	// boot (Linux), identifying it across PID reuse; 0 when unknown.
-	StartTicks uint64 `json:"-"`
+	StartTicks uint64
+	// MemoryMax, PidsMax and CPUMax are the worker's limits (0 = none);
+	// render usage as a share of them.
+	MemoryMax int64
+	PidsMax   int64
+	CPUMax    float64
+	// Cgroup is the worker's cgroup (its v2 directory, else a v1 one);
+	// "" when it has none.
+	Cgroup string
+	// LimitHits counts this worker's limit events by limit name (forks
+	// refused at pids.max, OOM kills, CPU-throttled periods).
+	LimitHits map[string]uint64
 }
 
 // Stats are the manager's cumulative counters and current counts.
@@ -84,6 +105,14 @@ type Stats struct {
 	// or more workers in a row crashed (each within a minute of its
 	// start, else the count restarts): they respawn only after a back-off.
 	CrashLooping int
+	// LimitHits counts limit events by limit name (LimitNames): "memory"
+	// counts OOM kills in worker cgroups and watchdog stops; "pids" forks
+	// refused at pids.max and watchdog stops; "cpu" CFS periods in which a
+	// worker's cgroup was throttled.
+	LimitHits map[string]uint64
+	// LeftoversKilled counts processes of dead supervisor instances that
+	// New found and killed.
+	LeftoversKilled uint64
 }
 
 // CrashLoopCrashes is how many consecutive crashes make a session count as
@@ -92,7 +121,10 @@ const CrashLoopCrashes = 3
 
 // Event is one line a worker printed that was not a response to a pending
 // command, or a lifecycle event the manager adds ("worker_start",
-// "worker_exit").
+// "worker_exit", and "worker_limit" when a worker's cgroup refused a fork
+// at pids.max or the OOM killer killed one of its processes:
+// {"limit": "pids"|"memory", "max": N, "count": new events, "action":
+// "fork_refused"|"oom_kill"}).
 type Event struct {
 	Key      string
 	WorkerID string
@@ -122,18 +154,35 @@ type ExitError struct {
 	Status string
 	// StderrTail is the end of the worker's stderr (worker-controlled text).
 	StderrTail string
+	// Limit is set when the worker was stopped or OOM-killed for exceeding
+	// a resource limit (reasons memory_limit, oom_killed, pids_limit).
+	Limit *LimitError
 }
 
 func (e *ExitError) Error() string {
 	msg := fmt.Sprintf("worker %s (session %q) exited (%s, %s)", e.WorkerID, e.Key, e.Reason, e.Status)
+	if e.Limit != nil {
+		msg += ": " + e.Limit.Error()
+	}
 	if e.StderrTail != "" {
 		msg += "; stderr tail:\n" + e.StderrTail
 	}
 	return msg
 }
 
-// Is makes errors.Is(err, ErrWorkerExit) true.
-func (e *ExitError) Is(target error) bool { return target == ErrWorkerExit }
+// Is makes errors.Is(err, ErrWorkerExit) true, and errors.Is(err,
+// ErrLimitExceeded) when a limit ended the worker.
+func (e *ExitError) Is(target error) bool {
+	return target == ErrWorkerExit || (target == ErrLimitExceeded && e.Limit != nil)
+}
+
+// Unwrap returns the limit error, if any, for errors.As.
+func (e *ExitError) Unwrap() error {
+	if e.Limit == nil {
+		return nil
+	}
+	return e.Limit
+}
 
 // BackoffError reports a session that may not respawn before RetryAfter.
 type BackoffError struct {

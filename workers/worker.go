@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime/pprof"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/workerscope/workerscope/internal/proflabel"
 )
 
 // worker is one spawned process. Its mutex guards only in-memory state and
@@ -42,8 +43,8 @@ type worker struct {
 	errDone    chan struct{} // closed when stderr hits EOF
 	done       chan struct{} // closed when the worker and its tree are gone
 
-	mu         sync.Mutex
-	answered   bool // printed anything: no longer "starting"
+	mu         sync.Mutex // taken after Manager.mu when both are held
+	answered   bool       // printed anything: no longer "starting"
 	inflight   int
 	requests   uint64
 	lastActive time.Time
@@ -57,6 +58,18 @@ type worker struct {
 	exitErr    *ExitError
 	pending    map[string]chan reply
 	stderr     *tailBuffer
+
+	// cg is the worker's cgroup (nil without one); set before start.
+	cg *workerCgroup
+	// limitErr is the limit the watchdog stopped the worker for.
+	limitErr *LimitError
+	// over counts consecutive watchdog passes over the memory and pids
+	// limits; counters are the cgroup event counts last seen and hits the
+	// worker's limit events by limit. Used by the limit loop only, except
+	// hits (read by snapshot).
+	over     [2]int
+	counters limitCounters
+	hits     [numLimits]uint64
 }
 
 type reply struct {
@@ -107,6 +120,11 @@ func (w *worker) snapshot(now time.Time) WorkerSnapshot {
 		Restarts:   w.restarts,
 		Zombie:     ttl > 0 && st != StateRunning && st != StateExited && idle > ttl,
 		StartTicks: w.startTicks,
+		MemoryMax:  w.m.cfg.MemoryMax,
+		PidsMax:    w.m.cfg.PidsMax,
+		CPUMax:     w.m.cfg.CPUMax,
+		Cgroup:     w.m.plat.cgroupPath(w.cg),
+		LimitHits:  w.hitsLocked(),
 	}
 }
 
@@ -253,7 +271,7 @@ func (w *worker) start() {
 func (w *worker) readStdout() {
 	defer close(w.readDone)
 	// CPU profiles show the routing of worker output as operation=events.
-	pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("operation", "events")))
+	proflabel.SetGoroutine(proflabel.Events)
 	lr := newLineReader(w.stdout, w.m.cfg.MaxLineBytes)
 	for {
 		line, oversize, err := lr.next()
@@ -329,12 +347,18 @@ func (w *worker) wait() {
 	w.m.plat.forget(w.pid)
 	// Decide at once whether this was asked for: a stop, eviction or reap
 	// arriving during the drain below must not relabel a crash.
+	oom := w.m.oomKilled(w)
 	w.mu.Lock()
 	w.dead = true
 	reason := w.stopReason
-	if reason == "" {
+	limit := w.limitErr
+	switch {
+	case reason == "" && oom:
+		reason = ExitOOMKilled
+		limit = &LimitError{Limit: LimitMemory, Max: w.m.cfg.MemoryMax, By: "oom_killer"}
+	case reason == "":
 		reason = ExitCrashed
-	} else if w.escalated {
+	case w.escalated && limit == nil:
 		reason = ExitKilled
 	}
 	w.mu.Unlock()
@@ -356,13 +380,15 @@ func (w *worker) wait() {
 		status = waitErr.Error()
 	}
 	w.mu.Lock()
-	xe := &ExitError{WorkerID: w.id, Key: w.key, Reason: reason, Status: status, StderrTail: w.stderr.String()}
+	xe := &ExitError{WorkerID: w.id, Key: w.key, Reason: reason, Status: status, StderrTail: w.stderr.String(), Limit: limit}
 	w.exited = true
 	w.exitErr = xe
 	pending := w.pending
 	w.pending = map[string]chan reply{}
 	w.mu.Unlock()
-	if reason == ExitCrashed {
+	if limit != nil {
+		w.m.log.Warn("worker stopped at its resource limit", "worker", w.id, "key", w.key, "pid", w.pid, "reason", reason, "status", status, "limit", limit.Error())
+	} else if reason == ExitCrashed {
 		w.m.log.Warn("worker crashed", "worker", w.id, "key", w.key, "pid", w.pid, "status", status, "stderr_tail", truncate([]byte(xe.StderrTail), 512))
 	} else {
 		w.m.log.Info("worker exited", "worker", w.id, "key", w.key, "pid", w.pid, "reason", reason, "status", status)
@@ -375,6 +401,7 @@ func (w *worker) wait() {
 	}
 
 	w.m.sweep(w)
+	w.m.plat.release(w.cg)
 	_ = w.stdin.Close()
 	_ = w.stdout.Close()
 	_ = w.stderrR.Close()

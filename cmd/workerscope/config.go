@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/workerscope/workerscope/workers"
 )
 
 // config is every setting of `workerscope serve`, from flags, then
@@ -28,16 +30,23 @@ type config struct {
 	MaxWorkers   int
 	StopGrace    time.Duration
 	MaxLineBytes int
-	DemoLoad     bool
-	LogLevel     slog.Level
-	LogFormat    string
+	// Per-worker limits (0 = none) and whether they may use cgroups.
+	MemoryMax int64
+	PidsMax   int64
+	CPUMax    float64
+	Cgroups   workers.CgroupMode
+	DemoLoad  bool
+	LogLevel  slog.Level
+	LogFormat string
 	// PyroscopeServer and PyroscopeApp override PYROSCOPE_SERVER_ADDRESS
 	// and PYROSCOPE_APPLICATION_NAME.
 	PyroscopeServer, PyroscopeApp string
 	// DropWorkerKey leaves the worker.key attribute off per-worker metrics.
 	DropWorkerKey bool
-	// Getenv is the environment the settings were read from; telemetry
-	// reads the OTEL_* variables through it.
+	// Getenv is the environment the settings were read from. The OTel
+	// provider and Pyroscope read their settings through it; the OTLP
+	// exporter itself reads OTEL_EXPORTER_OTLP_* (endpoint, headers,
+	// TLS, timeout, temporality) from the process environment.
 	Getenv func(string) string
 }
 
@@ -54,6 +63,10 @@ var settings = []setting{
 	{"max-workers", "WORKERSCOPE_MAX_WORKERS", "64", "most live workers; when full the longest-idle one is evicted"},
 	{"stop-grace", "WORKERSCOPE_STOP_GRACE", "5s", "time between SIGTERM and SIGKILL when stopping a worker"},
 	{"max-line-bytes", "WORKERSCOPE_MAX_LINE_BYTES", "16777216", "longest worker output line accepted, in bytes (longer ones are skipped and counted)"},
+	{"worker-memory-max", "WORKERSCOPE_WORKER_MEMORY_MAX", "0", "memory limit of each worker's whole process tree, e.g. 512MiB or 2GiB (0 = none); see docs/limits.md"},
+	{"worker-pids-max", "WORKERSCOPE_WORKER_PIDS_MAX", "0", "most processes and threads in each worker's tree (0 = none)"},
+	{"worker-cpu-max", "WORKERSCOPE_WORKER_CPU_MAX", "0", "CPU bandwidth of each worker's tree in cores, e.g. 0.5 or 2 (0 = none; needs cgroups)"},
+	{"cgroups", "WORKERSCOPE_CGROUPS", "auto", "enforce limits with per-worker cgroups: auto (when usable), off (supervisor watchdog only) or required (refuse to start without)"},
 	{"demo-load", "WORKERSCOPE_DEMO_LOAD", "auto", "light synthetic traffic to a few sessions: true, false, or auto (on with the demo worker)"},
 	{"metrics-worker-key", "WORKERSCOPE_METRICS_WORKER_KEY", "true", "put the session key on per-worker metrics as worker.key (false drops it)"},
 	{"pyroscope-server", "PYROSCOPE_SERVER_ADDRESS", "", "Pyroscope server to ship profiles to (profiling is off without one)"},
@@ -132,6 +145,21 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	c.StopGrace = duration("stop-grace")
 	c.MaxWorkers = integer("max-workers", 1)
 	c.MaxLineBytes = integer("max-line-bytes", 1024)
+	limit := func(name string, parse func(string) error) {
+		if v, label := get(name); v != "" {
+			if err := parse(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", label, err))
+			}
+		}
+	}
+	limit("worker-memory-max", func(v string) (err error) { c.MemoryMax, err = workers.ParseByteSize(v); return })
+	limit("worker-pids-max", func(v string) (err error) { c.PidsMax, err = workers.ParsePidsMax(v); return })
+	limit("worker-cpu-max", func(v string) (err error) { c.CPUMax, err = workers.ParseCPUCores(v); return })
+	limit("cgroups", func(v string) (err error) { c.Cgroups, err = workers.ParseCgroupMode(v); return })
+	if c.MemoryMax > 0 && c.MemoryMax < 1<<20 {
+		_, label := get("worker-memory-max")
+		errs = append(errs, fmt.Errorf("%s: %d bytes is below the smallest limit, 1MiB", label, c.MemoryMax))
+	}
 
 	if v, label := get("worker-cmd"); strings.TrimSpace(v) != "" {
 		argv, err := splitCommand(v)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/workerscope/workerscope/workers"
 )
 
 func envOf(kv ...string) func(string) string {
@@ -77,6 +79,12 @@ func TestParseConfigErrorsNameTheSetting(t *testing.T) {
 		{"short token", nil, []string{"WORKERSCOPE_TOKEN", "short"}, "at least 16"},
 		{"stray argument", []string{"extra"}, nil, "unexpected argument"},
 		{"empty program", []string{"--worker-cmd", "'' --mode rpc"}, nil, "the program name is empty"},
+		{"bad memory size", []string{"--worker-memory-max", "1.5.3GiB"}, nil, "--worker-memory-max / WORKERSCOPE_WORKER_MEMORY_MAX"},
+		{"unknown memory unit", nil, []string{"WORKERSCOPE_WORKER_MEMORY_MAX", "2 lightyears"}, "--worker-memory-max"},
+		{"tiny memory", []string{"--worker-memory-max", "100"}, nil, "below the smallest limit"},
+		{"negative pids", []string{"--worker-pids-max", "-5"}, nil, "--worker-pids-max"},
+		{"cpu not a number", []string{"--worker-cpu-max", "half"}, nil, "--worker-cpu-max"},
+		{"bad cgroups mode", []string{"--cgroups", "sometimes"}, nil, "--cgroups / WORKERSCOPE_CGROUPS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,6 +93,24 @@ func TestParseConfigErrorsNameTheSetting(t *testing.T) {
 				t.Fatalf("err = %v, want it to mention %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestParseConfigLimits(t *testing.T) {
+	c, err := parseConfig([]string{"--worker-memory-max", "512MiB", "--worker-cpu-max", "0.5", "--cgroups", "off"},
+		envOf("WORKERSCOPE_WORKER_PIDS_MAX", "40"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MemoryMax != 512<<20 || c.PidsMax != 40 || c.CPUMax != 0.5 || c.Cgroups != workers.CgroupsOff {
+		t.Fatalf("limits %d %d %v %q", c.MemoryMax, c.PidsMax, c.CPUMax, c.Cgroups)
+	}
+	c, err = parseConfig(nil, envOf(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MemoryMax != 0 || c.PidsMax != 0 || c.CPUMax != 0 || c.Cgroups != workers.CgroupsAuto {
+		t.Fatalf("default limits %d %d %v %q", c.MemoryMax, c.PidsMax, c.CPUMax, c.Cgroups)
 	}
 }
 
@@ -141,6 +167,15 @@ func TestIsLoopback(t *testing.T) {
 	} {
 		if got := isLoopback(addr); got != want {
 			t.Errorf("isLoopback(%q) = %v", addr, got)
+		}
+	}
+}
+
+func TestVersionFlags(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}, {"-v"}, {"serve", "--version"}} {
+		var out, errOut strings.Builder
+		if code := run(args, envOf(), &out, &errOut); code != 0 || strings.TrimSpace(out.String()) != buildVersion() {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, out.String(), errOut.String())
 		}
 	}
 }

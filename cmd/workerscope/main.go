@@ -1,9 +1,3 @@
-// Command workerscope supervises JSON-lines RPC workers (such as
-// `pi --mode rpc`) and shows what each one costs.
-//
-//	workerscope [serve] [flags]   run the supervisor and its HTTP API (default)
-//	workerscope demo-worker       run the built-in demo worker on stdio
-//	workerscope version           print the version
 package main
 
 import (
@@ -19,15 +13,11 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"sync/atomic"
 	"syscall"
 	"time"
 
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-
 	"github.com/workerscope/workerscope/httpapi"
-	"github.com/workerscope/workerscope/telemetry"
-	"github.com/workerscope/workerscope/telemetry/webui"
+	"github.com/workerscope/workerscope/telemetry/otelmetrics"
 	"github.com/workerscope/workerscope/workers"
 	"github.com/workerscope/workerscope/workers/demoworker"
 )
@@ -46,6 +36,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	cmd := "serve"
 	if len(args) > 0 && !isFlag(args[0]) {
 		cmd, args = args[0], args[1:]
+	}
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version" || args[0] == "-v") {
+		cmd = "version" // as Go tools and most daemons take it
 	}
 	switch cmd {
 	case "serve":
@@ -95,104 +88,40 @@ func newLogger(cfg *config, w io.Writer) *slog.Logger {
 }
 
 // serve runs until SIGINT or SIGTERM, then shuts down within the stop grace
-// plus a few seconds.
+// plus a few seconds. It builds the supervisor, the API and the telemetry
+// in that order, serves, and stops them in reverse.
 func serve(cfg *config, stdout, stderr io.Writer) error {
 	started := time.Now()
+	version := buildVersion()
 	log := newLogger(cfg, stderr)
 	slog.SetDefault(log)
 
-	rpcHook := &telemetry.RPCHook{}
-	// Profiling starts after telemetry (it takes the service name and
-	// instance id from the resource); the upload-error counter reads it
-	// once it exists.
-	var profiler atomic.Pointer[telemetry.Profiler]
-	wcfg := workers.Config{
-		OnRPC:        rpcHook.OnRPC,
-		Command:      cfg.WorkerCmd,
-		IdleTTL:      cfg.IdleTTL,
-		MaxWorkers:   cfg.MaxWorkers,
-		StopGrace:    cfg.StopGrace,
-		MaxLineBytes: cfg.MaxLineBytes,
-		Logger:       log.With("component", "workers"),
-	}
-	if cfg.IdleTTL == 0 {
-		wcfg.IdleTTL = -1 // 0 on the command line means never
-	}
-	if cfg.StopGrace == 0 {
-		wcfg.StopGrace = -1 // 0 on the command line means SIGKILL at once
-	}
-	// Workers must not see the supervisor's secrets or its telemetry
-	// settings (an OTel-instrumented worker would report as workerscope).
-	wcfg.EnvDrop = []string{"WORKERSCOPE_", "OTEL_", "PYROSCOPE_"}
-	if cfg.DemoWorker {
-		exe, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("locate own binary for the demo worker: %w", err)
-		}
-		wcfg.Command = []string{exe, "demo-worker"}
-	}
-	mgr, err := workers.New(wcfg)
+	hook := &otelmetrics.Hook{} // the instruments do not exist yet
+	mgr, err := newManager(cfg, hook, log.With("component", "workers"))
 	if err != nil {
 		return err
 	}
-
-	api, err := httpapi.New(httpapi.Options{
-		Token:   cfg.Token,
-		Manager: mgr,
-		Logger:  log.With("component", "http"),
-		Version: buildVersion(),
-	})
-	if err != nil {
-		return err
-	}
-	promReader, promHandler, err := telemetry.NewPrometheusReader()
+	api, err := httpapi.New(httpapi.Options{Token: cfg.Token, Manager: mgr, Logger: log.With("component", "http"), Version: version})
 	if err != nil {
 		_ = mgr.Close(context.Background())
 		return err
 	}
-	tel, err := telemetry.Start(context.Background(), telemetry.Options{
-		Readers:       []sdkmetric.Reader{promReader},
-		Supervisor:    mgr,
-		Version:       buildVersion(),
-		Getenv:        cfg.Getenv,
-		Logger:        log.With("component", "telemetry"),
-		DropWorkerKey: cfg.DropWorkerKey,
-		SSEClients:    api.SSEClients,
-		RPC:           rpcHook,
-		Started:       started,
-
-		ProfilingUploadErrors: func() uint64 { return profiler.Load().UploadErrors() },
-	})
+	deps := telemetryDeps{mgr: mgr, hook: hook, sseClients: api.SSEClients, started: started, version: version}
+	tel, err := startTelemetry(context.Background(), cfg, deps, log.With("component", "telemetry"))
 	if err != nil {
 		_ = mgr.Close(context.Background())
 		return err
 	}
-	mountTelemetry(api, tel, promHandler, started)
-
-	appName := "workerscope"
-	if res := tel.Provider.Resource; res != nil {
-		if v, ok := res.Set().Value("service.name"); ok {
-			appName = v.AsString()
-		}
-	}
-	prof, err := telemetry.StartProfiling(telemetry.ProfilingOptions{
-		Getenv:                 cfg.Getenv,
-		ServerAddress:          cfg.PyroscopeServer,
-		ApplicationName:        cfg.PyroscopeApp,
-		DefaultApplicationName: appName,
-		Version:                buildVersion(),
-		InstanceID:             tel.Provider.InstanceID,
-		Logger:                 log.With("component", "profiling"),
-	})
-	if err != nil {
-		_ = tel.Shutdown(context.Background())
+	if err := tel.startProfiling(cfg, version, log.With("component", "profiling")); err != nil {
+		_ = tel.shutdown(context.Background())
 		_ = mgr.Close(context.Background())
 		return err
 	}
-	profiler.Store(prof)
+	tel.mount(api, deps)
+
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		_ = prof.Stop(context.Background())
+		_ = tel.shutdown(context.Background())
 		_ = mgr.Close(context.Background())
 		return fmt.Errorf("listen on %s (--listen / WORKERSCOPE_LISTEN): %w", cfg.Listen, err)
 	}
@@ -201,22 +130,11 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-
-	url := "http://" + ln.Addr().String()
-	fmt.Fprintf(stdout, "workerscope %s serving %s (page: %s/metrics)\n", buildVersion(), url, url)
-	if cfg.TokenSource == "generated" {
-		fmt.Fprintf(stdout, "token (generated, shown once): %s\n", cfg.Token)
-		fmt.Fprintf(stdout, "try: curl -H 'Authorization: Bearer %s' %s/api/workers\n", cfg.Token, url)
-	} else {
-		fmt.Fprintf(stdout, "token from %s\n", cfg.TokenSource)
-	}
-	worker := "demo worker"
-	if !cfg.DemoWorker {
-		worker = fmt.Sprintf("%q", cfg.WorkerCmd)
-	}
-	log.Info("started", "listen", ln.Addr().String(), "worker", worker, "idle_ttl", cfg.IdleTTL,
+	printBanner(stdout, cfg, version, ln.Addr().String())
+	log.Info("started", "listen", ln.Addr().String(), "worker", workerLabel(cfg), "idle_ttl", cfg.IdleTTL,
 		"max_workers", cfg.MaxWorkers, "stop_grace", cfg.StopGrace, "demo_load", cfg.DemoLoad,
-		"otlp_endpoint", tel.Provider.Endpoint, "service_instance_id", tel.Provider.InstanceID)
+		"otlp_endpoint", tel.provider.Endpoint, "otlp_protocol", tel.provider.Protocol,
+		"service_name", tel.provider.ServiceName, "service_instance_id", tel.provider.InstanceID)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -225,7 +143,6 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 	if cfg.DemoLoad {
 		go demoLoad(ctx, mgr, log.With("component", "demo-load"))
 	}
-
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -234,33 +151,86 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 		runErr = fmt.Errorf("http server: %w", err)
 	}
 	stop()
+	shutdown(cfg, log, api, srv, mgr, tel)
+	return runErr
+}
 
-	// Budget: the workers' stop grace plus a few seconds for everything else.
-	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.StopGrace+5*time.Second)
+// newManager is the supervisor as the flags configure it.
+func newManager(cfg *config, hook *otelmetrics.Hook, log *slog.Logger) (*workers.Manager, error) {
+	wcfg := workers.Config{
+		OnRPC:        hook.OnRPC,
+		Command:      cfg.WorkerCmd,
+		IdleTTL:      cfg.IdleTTL,
+		MaxWorkers:   cfg.MaxWorkers,
+		StopGrace:    cfg.StopGrace,
+		MaxLineBytes: cfg.MaxLineBytes,
+		MemoryMax:    cfg.MemoryMax,
+		PidsMax:      cfg.PidsMax,
+		CPUMax:       cfg.CPUMax,
+		Cgroups:      cfg.Cgroups,
+		Logger:       log,
+		// Workers must not see the supervisor's secrets or its telemetry
+		// settings (an OTel-instrumented worker would report as workerscope).
+		EnvDrop: []string{"WORKERSCOPE_", "OTEL_", "PYROSCOPE_"},
+	}
+	if cfg.IdleTTL == 0 {
+		wcfg.IdleTTL = -1 // 0 on the command line means never
+	}
+	if cfg.StopGrace == 0 {
+		wcfg.StopGrace = -1 // 0 on the command line means SIGKILL at once
+	}
+	if cfg.DemoWorker {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("locate own binary for the demo worker: %w", err)
+		}
+		wcfg.Command = []string{exe, "demo-worker"}
+	}
+	return workers.New(wcfg)
+}
+
+// printBanner tells the person who started the server where it is and
+// how to authenticate.
+func printBanner(w io.Writer, cfg *config, version, addr string) {
+	url := "http://" + addr
+	fmt.Fprintf(w, "workerscope %s serving %s (page: %s/metrics)\n", version, url, url)
+	if cfg.TokenSource == "generated" {
+		fmt.Fprintf(w, "token (generated, shown once): %s\n", cfg.Token)
+		fmt.Fprintf(w, "try: curl -H 'Authorization: Bearer %s' %s/api/workers\n", cfg.Token, url)
+	} else {
+		fmt.Fprintf(w, "token from %s\n", cfg.TokenSource)
+	}
+}
+
+func workerLabel(cfg *config) string {
+	if cfg.DemoWorker {
+		return "demo worker"
+	}
+	return fmt.Sprintf("%q", cfg.WorkerCmd)
+}
+
+// shutdown stops, in order: new requests and event streams, the HTTP
+// server, the workers (within their stop grace), then the last export and
+// profile upload, so the workers' exits are in the last export. Budget:
+// the stop grace plus a few seconds.
+func shutdown(cfg *config, log *slog.Logger, api *httpapi.Server, srv *http.Server, mgr *workers.Manager, tel *telemetryStack) {
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.StopGrace+5*time.Second)
 	defer cancel()
 	api.Shutdown()
-	httpCtx, cancelHTTP := context.WithTimeout(shutCtx, 2*time.Second)
+	httpCtx, cancelHTTP := context.WithTimeout(ctx, 2*time.Second)
 	if err := srv.Shutdown(httpCtx); err != nil {
 		_ = srv.Close()
 	}
 	cancelHTTP()
-	if err := mgr.Close(shutCtx); err != nil {
+	if err := mgr.Close(ctx); err != nil {
 		log.Warn("workers did not stop in time", "err", err)
 	}
-	// The last export goes out after the workers stopped, so their exits
-	// are in it; it and the last profile upload share a bounded wait.
 	telCtx, cancelTel := context.WithTimeout(context.Background(), 3*time.Second)
-	profErr := make(chan error, 1)
-	go func() { profErr <- prof.Stop(telCtx) }()
-	if err := tel.Shutdown(telCtx); err != nil {
+	defer cancelTel()
+	if err := tel.shutdown(telCtx); err != nil {
 		log.Warn("telemetry shutdown", "err", err)
 	}
-	if err := <-profErr; err != nil {
-		log.Warn("profiling shutdown", "err", err)
-	}
-	cancelTel()
 	log.Info("stopped")
-	return runErr
 }
 
 // demoLoad sends light synthetic prompts to a few sessions so a fresh run
@@ -287,22 +257,4 @@ func demoLoad(ctx context.Context, mgr *workers.Manager, log *slog.Logger) {
 		}
 		cancel()
 	}
-}
-
-// mountTelemetry registers the telemetry routes on the API's mux, behind
-// its authentication.
-func mountTelemetry(api *httpapi.Server, tel *telemetry.Telemetry, prom http.Handler, started time.Time) {
-	api.Handle("GET /api/metrics", telemetry.ReportHandler(telemetry.ReportHandlerOptions{
-		Sampler:    tel.Sampler,
-		SSEClients: api.SSEClients,
-		Version:    buildVersion(),
-		Started:    started,
-	}))
-	api.Handle("/api/debug/pprof/", telemetry.PprofHandler())
-	api.Handle("GET /metrics", telemetry.NegotiateMetrics(metricsPage(), prom))
-}
-
-// metricsPage is the HTML side of GET /metrics.
-func metricsPage() http.Handler {
-	return webui.Handler()
 }

@@ -9,15 +9,14 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"github.com/workerscope/workerscope/internal/testutil"
 
 	"github.com/workerscope/workerscope/httpapi"
-	"github.com/workerscope/workerscope/telemetry"
+	"github.com/workerscope/workerscope/telemetry/otelmetrics"
 	"github.com/workerscope/workerscope/workers"
 	"github.com/workerscope/workerscope/workers/demoworker"
 )
@@ -29,38 +28,29 @@ const testToken = "routes-test-token-0123456789"
 // newStack wires the real manager, telemetry and API as serve does.
 func newStack(t *testing.T) (*httptest.Server, *workers.Manager) {
 	t.Helper()
+	return newStackEnv(t, map[string]string{"OTEL_METRICS_EXPORTER": "none"})
+}
+
+// newStackEnv is newStack with the OTEL_* environment given.
+func newStackEnv(t *testing.T, env map[string]string) (*httptest.Server, *workers.Manager) {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	mgr, err := workers.New(workers.Config{Command: []string{os.Args[0]}, Env: []string{demoworker.RoleEnv + "=worker"}, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_ = mgr.Close(ctx)
-	})
+	mgr := testutil.NewDemoManager(t, func(c *workers.Config) { c.Logger = log })
 	api, err := httpapi.New(httpapi.Options{Token: testToken, Manager: mgr, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	promReader, promHandler, err := telemetry.NewPrometheusReader()
+	cfg := &config{MaxWorkers: 64, Getenv: func(k string) string { return env[k] }}
+	deps := telemetryDeps{mgr: mgr, hook: &otelmetrics.Hook{}, sseClients: api.SSEClients, started: time.Now(), version: "test"}
+	tel, err := startTelemetry(context.Background(), cfg, deps, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tel, err := telemetry.Start(context.Background(), telemetry.Options{
-		Supervisor: mgr, Getenv: func(k string) string {
-			if k == "OTEL_METRICS_EXPORTER" {
-				return "none"
-			}
-			return ""
-		},
-		Readers: []sdkmetric.Reader{promReader}, SSEClients: api.SSEClients, Logger: log,
-	})
-	if err != nil {
+	t.Cleanup(func() { _ = tel.shutdown(context.Background()) })
+	if err := tel.startProfiling(cfg, "test", log); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
-	mountTelemetry(api, tel, promHandler, time.Now())
+	tel.mount(api, deps)
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
 	return srv, mgr
@@ -181,5 +171,19 @@ func TestAPIMetricsFromRealWorkers(t *testing.T) {
 	}
 	if out.Process["go_version"] == "" || out.Process["open_fds"] == nil {
 		t.Fatalf("process %v", out.Process)
+	}
+}
+
+// TestPrometheusWithSDKDisabled: with OTEL_SDK_DISABLED=true nothing is
+// recorded, so a scraper gets 503 with the reason instead of an empty 200;
+// the page still works.
+func TestPrometheusWithSDKDisabled(t *testing.T) {
+	srv, _ := newStackEnv(t, map[string]string{"OTEL_SDK_DISABLED": "true"})
+	code, _, body := get(t, srv.URL+"/metrics", "Bearer "+testToken, "text/plain;version=0.0.4")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "OTEL_SDK_DISABLED") {
+		t.Fatalf("scrape with the SDK disabled: %d %q", code, body)
+	}
+	if code, _, body := get(t, srv.URL+"/metrics", "Bearer "+testToken, "text/html"); code != 200 || !strings.Contains(body, "<html") {
+		t.Fatalf("page with the SDK disabled: %d", code)
 	}
 }

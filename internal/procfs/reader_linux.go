@@ -95,7 +95,7 @@ func (r *Reader) ReadStat(pid int) (Stat, error) {
 func (r *Reader) CountFDs(pid int) (int, error) {
 	r.path = appendProcPath(r.path[:0], r.root, pid, "fd")
 	var st unix.Stat_t
-	_, _, errno := unix.Syscall6(unix.SYS_NEWFSTATAT, atFDCWD,
+	_, _, errno := unix.Syscall6(sysFstatat, atFDCWD,
 		uintptr(unsafe.Pointer(&r.path[0])), uintptr(unsafe.Pointer(&st)), 0, 0, 0)
 	if errno != 0 {
 		return 0, fmt.Errorf("procfs: stat %d/fd: %w", pid, errno)

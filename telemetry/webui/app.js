@@ -13,7 +13,10 @@
   const SVG_NS = 'http://www.w3.org/2000/svg';
   const DASH = '—';
   // Relative, so the page also works behind a reverse proxy under a prefix.
-  const API = 'api/metrics';
+  // Built from location.origin, not the page's URL: a page opened as
+  // http://user:token@host/metrics would otherwise make every request
+  // carry credentials in its URL, which fetch refuses.
+  const API = new URL('api/metrics', location.origin + location.pathname).toString();
   const STATES = new Set(['starting', 'idle', 'running', 'stopping', 'exited']);
   const KNOWN_PROCESS = new Set(['goroutines', 'heap_alloc_bytes', 'heap_inuse_bytes', 'heap_sys_bytes',
     'gc_count', 'gc_pause_last_seconds', 'open_fds', 'sse_clients', 'uptime_seconds', 'version', 'go_version']);
@@ -160,6 +163,23 @@
     c.root.classList.toggle('alert', !!alert);
   }
 
+  // workersLimitHits sums the limit events of the live workers.
+  function workersLimitHits(r) {
+    let n = 0;
+    for (const w of Array.isArray(r.workers) ? r.workers : []) {
+      const h = w && typeof w.limit_hits === 'object' && w.limit_hits ? w.limit_hits : {};
+      for (const k of Object.keys(h)) n += num(h[k]) || 0;
+    }
+    return n;
+  }
+
+  // ofLimit is " · 37 % of 512MiB" when a limit is set, else "".
+  function ofLimit(used, max, fmt) {
+    const u = num(used), m = num(max);
+    if (!(m > 0) || u === null) return '';
+    return ' · ' + Math.round((u / m) * 100) + ' % of ' + fmt(m);
+  }
+
   function renderHealth(r) {
     const p = r.process && typeof r.process === 'object' ? r.process : {};
     const t = r.totals && typeof r.totals === 'object' ? r.totals : {};
@@ -185,6 +205,17 @@
     setCard('sample', 'Sampled at', Number.isFinite(sampled) ? fmtTime(sampled) : DASH,
       fmtDur(r.window_seconds) + ' window · ' + fmtSmallDur(r.sample_duration_seconds));
     setCard('sampler-errors', 'Sampler errors', fmtInt(errs), 'since start', errs > 0);
+    const lim = r.limits && typeof r.limits === 'object' ? r.limits : null;
+    if (lim) {
+      const parts = [];
+      if (num(lim.memory_max) > 0) parts.push('memory ' + fmtBytes(lim.memory_max));
+      if (num(lim.pids_max) > 0) parts.push('pids ' + fmtInt(lim.pids_max));
+      if (num(lim.cpu_max) > 0) parts.push('cpu ' + lim.cpu_max + ' cores');
+      const hits = workersLimitHits(r);
+      setCard('limits', 'Worker limits', str(lim.tier) || DASH,
+        (parts.join(' · ') || 'none set') + (hits ? ' · ' + hits + ' hits' : ''), hits > 0);
+      card('limits', 'Worker limits').root.title = str(lim.reason) || '';
+    }
     // Gauges an embedding application registered: any other numeric field.
     for (const k of Object.keys(p)) {
       if (KNOWN_PROCESS.has(k) || num(p[k]) === null) continue;
@@ -329,6 +360,27 @@
     return td;
   }
 
+  // limitCell marks a cell whose usage is at 80 % of its limit or more.
+  function limitCell(td, used, max) {
+    const u = num(used), m = num(max);
+    if (m > 0 && u !== null && u >= 0.8 * m) {
+      td.classList.add('near-limit');
+      td.title = 'at ' + Math.round((u / m) * 100) + ' % of the limit';
+    }
+    return td;
+  }
+
+  // idleCell shows idle time for idle workers only: a busy worker's idle
+  // time keeps growing during a long command (it counts from the last
+  // command), which reads as a stuck worker. The JSON keeps the raw value.
+  function idleCell(w) {
+    const state = str(w.state);
+    if (state === 'idle' || state === 'starting') return cell('num', fmtDur(w.idle_seconds));
+    const td = cell('num', DASH);
+    td.title = state + ' · ' + fmtDur(w.idle_seconds) + ' since the last command';
+    return td;
+  }
+
   function renderWorkers(r) {
     const workers = Array.isArray(r.workers) ? r.workers.filter((w) => w && typeof w === 'object') : [];
     const now = Date.parse(str(r.sampled_at) || '') || Date.now();
@@ -384,14 +436,14 @@
         cell('num mono', num(w.pid) === null ? DASH : String(w.pid)),
         stateCell,
         metricCell(fmtPct(w.cpu_percent), sparkline('cpu', h, now, 5, fmtPct)),
-        metricCell(fmtBytes(w.rss_bytes), sparkline('rss', h, now, 1 << 20, fmtBytes)),
+        limitCell(metricCell(fmtBytes(w.rss_bytes) + ofLimit(w.rss_bytes, w.memory_max, fmtBytes), sparkline('rss', h, now, 1 << 20, fmtBytes)), w.rss_bytes, w.memory_max),
         cell('num', fmtBytes(w.vms_bytes)),
-        cell('num', fmtInt(w.threads)),
+        limitCell(cell('num', fmtInt(w.threads) + ofLimit(w.threads, w.pids_max, fmtInt)), w.threads, w.pids_max),
         cell('num', fmtInt(w.fds)),
         cell('num', fmtInt(w.processes)),
         defunctCell,
         cell('num', fmtDur(w.uptime_seconds)),
-        cell('num', fmtDur(w.idle_seconds)),
+        idleCell(w),
         cell('num', fmtInt(w.requests)),
         cell('num', fmtInt(w.restarts)),
         errCell,

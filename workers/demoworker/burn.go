@@ -3,7 +3,6 @@ package demoworker
 import (
 	"context"
 	"runtime"
-	"syscall"
 	"time"
 )
 
@@ -34,12 +33,4 @@ func burnCPU(ctx context.Context, d time.Duration) {
 		}
 	}
 	runtime.KeepAlive(x)
-}
-
-func threadCPU() (time.Duration, bool) {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(rusageThread, &ru); err != nil {
-		return 0, false
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), true
 }

@@ -1,27 +1,3 @@
-// Package demoworker is a worker that speaks the same JSON-lines RPC
-// protocol as `pi --mode rpc`, with synthetic load instead of an LLM. It is
-// workerscope's default worker (`workerscope demo-worker`) and the
-// workhorse of its tests.
-//
-// Commands (one JSON object per line; responses echo "id"):
-//
-//	prompt     {"message", "cpu_ms", "mem_mib", "events", "child_ms", "child_cpu_ms",
-//	            "child_setsid", "child_orphan"}
-//	           answers at once, then streams agent_start, message_update×events and
-//	           agent_end while it burns cpu_ms of CPU, holds mem_mib MiB (replacing
-//	           what it held; negative frees it), and starts a child that burns child_cpu_ms and lives
-//	           child_ms (setsid: in a new session; orphan: the child forks the
-//	           sleeper and exits, so the sleeper is re-parented).
-//	get_state  {"pid", "held_mib", "streaming", "prompts", "children"}
-//	abort      stops the running prompt (agent_end follows)
-//	sleep      {"ms"}: answers after ms
-//	flood      {"lines", "bytes", "kind": "invalid"|"oversize"}: prints junk first
-//	crash      {"code", "message"}: message to stderr, then exit code
-//	ignore_sigterm: from now on SIGTERM is ignored
-//
-// Environment: WORKERSCOPE_DEMO_CRASH_AT_START=msg prints msg to stderr and
-// exits 3 before reading anything; WORKERSCOPE_DEMO_IGNORE_SIGTERM=1 ignores
-// SIGTERM from the start.
 package demoworker
 
 import (
@@ -125,6 +101,8 @@ type command struct {
 	Bytes       int             `json:"bytes"`
 	Kind        string          `json:"kind"`
 	Code        int             `json:"code"`
+	MiB         int             `json:"mib"`
+	Count       int             `json:"count"`
 }
 
 func (w *worker) emit(v any) {
@@ -194,6 +172,21 @@ func (w *worker) handle(ctx context.Context, line []byte) {
 			code = 2
 		}
 		os.Exit(code)
+	case "hold":
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			w.hold(max(c.MiB, 0))
+			time.Sleep(time.Duration(c.MS) * time.Millisecond)
+			w.respond(&c, map[string]any{"held_mib": c.MiB}, nil)
+		}()
+	case "fork":
+		started, failed, err := w.fork(c.Count, c.MS)
+		data := map[string]any{"started": started, "failed": failed}
+		if err != nil {
+			data["error"] = err.Error()
+		}
+		w.respond(&c, data, nil)
 	case "ignore_sigterm":
 		signal.Ignore(syscall.SIGTERM)
 		w.respond(&c, nil, nil)
@@ -290,6 +283,35 @@ func (w *worker) hold(mib int) {
 	w.mu.Unlock()
 }
 
+// fork starts count single-threaded sleepers, sequentially, and reaps
+// them from one goroutine, so that a pids limit refusing forks does not
+// also make the Go runtime need threads it cannot get.
+func (w *worker) fork(count, ms int) (started, failed int, first error) {
+	secs := strconv.FormatFloat(float64(max(ms, 1))/1000, 'f', 3, 64)
+	var cmds []*exec.Cmd
+	for i := 0; i < count; i++ {
+		cmd := exec.Command("sleep", secs)
+		if err := cmd.Start(); err != nil {
+			failed++
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		started++
+		cmds = append(cmds, cmd)
+	}
+	w.mu.Lock()
+	w.children += started
+	w.mu.Unlock()
+	go func() {
+		for _, c := range cmds {
+			_ = c.Wait()
+		}
+	}()
+	return started, failed, first
+}
+
 func (w *worker) startChild(c *command) error {
 	exe, err := os.Executable()
 	if err != nil {
@@ -302,7 +324,7 @@ func (w *worker) startChild(c *command) error {
 		cmd.Env = append(cmd.Env, childOrphanEnv+"=1")
 	}
 	if c.ChildSetsid {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		cmd.SysProcAttr = setsid()
 	}
 	if err := cmd.Start(); err != nil {
 		return err

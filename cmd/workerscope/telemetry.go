@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
+	"github.com/workerscope/workerscope/httpapi"
+	"github.com/workerscope/workerscope/telemetry/otelmetrics"
+	"github.com/workerscope/workerscope/telemetry/otelsetup"
+	"github.com/workerscope/workerscope/telemetry/profiling"
+	"github.com/workerscope/workerscope/telemetry/report"
+	"github.com/workerscope/workerscope/telemetry/sampler"
+	"github.com/workerscope/workerscope/telemetry/webui"
+	"github.com/workerscope/workerscope/workers"
+)
+
+// telemetryStack is the measuring side of the supervisor: one sampler
+// feeding the OTel instruments (exported over OTLP and shown in Prometheus
+// format) and the JSON report, plus continuous profiling.
+type telemetryStack struct {
+	sampler  *sampler.Sampler
+	provider *otelsetup.Provider
+	metrics  *otelmetrics.Metrics
+	prom     http.Handler // Prometheus exposition of the same instruments
+	profiler atomic.Pointer[profiling.Profiler]
+}
+
+// telemetryDeps are the values the stack reads from the rest of serve,
+// each wired once here.
+type telemetryDeps struct {
+	mgr        *workers.Manager
+	hook       *otelmetrics.Hook // the Manager's OnRPC, set before it was created
+	sseClients func() int64
+	gauges     *otelmetrics.Gauges // an embedding application's own gauges; nil for none
+	started    time.Time
+	version    string
+}
+
+// startTelemetry builds sampler → provider → instruments, in that order,
+// and attaches the hook.
+func startTelemetry(ctx context.Context, cfg *config, d telemetryDeps, log *slog.Logger) (*telemetryStack, error) {
+	t := &telemetryStack{}
+	var err error
+	t.sampler, err = sampler.New(d.mgr, sampler.Options{OnPass: d.hook.OnPass})
+	if err != nil {
+		return nil, err
+	}
+	promReader, promHandler, err := report.NewPrometheus()
+	if err != nil {
+		return nil, err
+	}
+	t.prom = promHandler
+	t.provider, err = otelsetup.NewProvider(ctx, otelsetup.ProviderOptions{
+		Version:          d.version,
+		Getenv:           cfg.Getenv,
+		Readers:          []sdkmetric.Reader{promReader},
+		CardinalityLimit: 2*max(cfg.MaxWorkers, 2000) + 96,
+		RuntimeMetrics:   true,
+		Logger:           log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	t.metrics, err = otelmetrics.NewMetrics(t.provider.Meter, otelmetrics.MetricsOptions{
+		Sampler:               t.sampler,
+		Stats:                 d.mgr,
+		DropWorkerKey:         cfg.DropWorkerKey,
+		MaxWorkerSeries:       cfg.MaxWorkers,
+		SSEClients:            d.sseClients,
+		ExportErrors:          t.provider.ExportErrors,
+		ProfilingUploadErrors: func() uint64 { return t.profiler.Load().UploadErrors() },
+		Limits:                d.mgr.Limits,
+		Started:               d.started,
+		Gauges:                d.gauges,
+		Logger:                log,
+	})
+	if err != nil {
+		_ = t.provider.Shutdown(ctx)
+		return nil, err
+	}
+	d.hook.Attach(t.metrics)
+	return t, nil
+}
+
+// startProfiling starts Pyroscope (off without a server address), tagged
+// with the same service name and instance id as the metrics.
+func (t *telemetryStack) startProfiling(cfg *config, version string, log *slog.Logger) error {
+	prof, err := profiling.Start(profiling.Options{
+		Getenv:                 cfg.Getenv,
+		ServerAddress:          cfg.PyroscopeServer,
+		ApplicationName:        cfg.PyroscopeApp,
+		DefaultApplicationName: t.provider.ServiceName,
+		Version:                version,
+		InstanceID:             t.provider.InstanceID,
+		Logger:                 log,
+	})
+	if err != nil {
+		return err
+	}
+	t.profiler.Store(prof)
+	return nil
+}
+
+// mount registers the telemetry routes on the API's mux, behind its
+// authentication.
+func (t *telemetryStack) mount(api *httpapi.Server, d telemetryDeps) {
+	api.Handle("GET /api/metrics", report.JSON(report.JSONOptions{
+		Sampler:    t.sampler,
+		Gauges:     d.gauges,
+		SSEClients: d.sseClients,
+		Limits:     d.mgr.Limits,
+		Version:    d.version,
+		Started:    d.started,
+	}))
+	api.Handle("/api/debug/pprof/", report.Pprof())
+	prom := t.prom
+	if t.provider.Disabled {
+		prom = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "Prometheus exposition is off: the OpenTelemetry SDK is disabled (OTEL_SDK_DISABLED=true)", http.StatusServiceUnavailable)
+		})
+	}
+	api.Handle("GET /metrics", report.Negotiate(webui.Handler(), prom))
+}
+
+// shutdown sends the last export and the last profile upload, sharing one
+// bounded wait (ctx).
+func (t *telemetryStack) shutdown(ctx context.Context) error {
+	profErr := make(chan error, 1)
+	go func() { profErr <- t.profiler.Load().Stop(ctx) }()
+	var errs []error
+	if err := t.provider.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("telemetry: %w", err))
+	}
+	if err := <-profErr; err != nil {
+		errs = append(errs, fmt.Errorf("profiling: %w", err))
+	}
+	return errors.Join(errs...)
+}

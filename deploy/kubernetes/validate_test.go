@@ -1,0 +1,300 @@
+package kubernetes_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// objects are the manifests of this directory, decoded strictly into the
+// k8s.io/api types: an unknown or misspelt field, a wrong type or a
+// duplicate key fails (no cluster runs here, so this is the check).
+type objects struct {
+	services     map[string]*corev1.Service
+	statefulSets map[string]*appsv1.StatefulSet
+	deployments  map[string]*appsv1.Deployment
+	configMaps   map[string]*corev1.ConfigMap
+	secrets      map[string]*corev1.Secret
+}
+
+var docSep = regexp.MustCompile(`(?m)^---\s*$`)
+
+func load(t *testing.T) *objects {
+	t.Helper()
+	o := &objects{
+		services: map[string]*corev1.Service{}, statefulSets: map[string]*appsv1.StatefulSet{},
+		deployments: map[string]*appsv1.Deployment{}, configMaps: map[string]*corev1.ConfigMap{},
+		secrets: map[string]*corev1.Secret{},
+	}
+	files, err := filepath.Glob("*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no manifests: %v", err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, doc := range docSep.Split(string(b), -1) {
+			if strings.TrimSpace(stripComments(doc)) == "" {
+				continue
+			}
+			where := fmt.Sprintf("%s document %d", f, i)
+			var meta struct {
+				APIVersion string `json:"apiVersion"`
+				Kind       string `json:"kind"`
+			}
+			if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+				t.Fatalf("%s: %v", where, err)
+			}
+			strict := func(into any) {
+				if err := yaml.UnmarshalStrict([]byte(doc), into); err != nil {
+					t.Fatalf("%s (%s): %v", where, meta.Kind, err)
+				}
+			}
+			switch meta.APIVersion + " " + meta.Kind {
+			case "v1 Service":
+				var x corev1.Service
+				strict(&x)
+				o.services[x.Name] = &x
+			case "apps/v1 StatefulSet":
+				var x appsv1.StatefulSet
+				strict(&x)
+				o.statefulSets[x.Name] = &x
+			case "apps/v1 Deployment":
+				var x appsv1.Deployment
+				strict(&x)
+				o.deployments[x.Name] = &x
+			case "v1 ConfigMap":
+				var x corev1.ConfigMap
+				strict(&x)
+				o.configMaps[x.Name] = &x
+			case "v1 Secret":
+				var x corev1.Secret
+				strict(&x)
+				o.secrets[x.Name] = &x
+			default:
+				t.Fatalf("%s: unexpected %s %s (add it to this test)", where, meta.APIVersion, meta.Kind)
+			}
+		}
+	}
+	return o
+}
+
+func stripComments(doc string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(doc, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
+}
+
+func TestManifestsDecodeStrictly(t *testing.T) {
+	o := load(t)
+	if len(o.statefulSets) != 1 || len(o.deployments) != 1 || len(o.services) != 2 || len(o.configMaps) != 2 || len(o.secrets) != 2 {
+		t.Fatalf("objects: %d StatefulSets, %d Deployments, %d Services, %d ConfigMaps, %d Secrets",
+			len(o.statefulSets), len(o.deployments), len(o.services), len(o.configMaps), len(o.secrets))
+	}
+}
+
+// The strict decoder is not vacuous: a misspelt field fails.
+func TestStrictDecodingRejectsUnknownFields(t *testing.T) {
+	var s appsv1.StatefulSet
+	err := yaml.UnmarshalStrict([]byte("apiVersion: apps/v1\nkind: StatefulSet\nspec:\n  replica: 3\n"), &s)
+	if err == nil || !strings.Contains(err.Error(), "replica") {
+		t.Fatalf("a misspelt field decoded: %v", err)
+	}
+}
+
+func TestWorkerscopeStatefulSet(t *testing.T) {
+	o := load(t)
+	ss := o.statefulSets["workerscope"]
+	if ss == nil {
+		t.Fatal("no StatefulSet workerscope")
+	}
+	svc := o.services[ss.Spec.ServiceName]
+	if svc == nil || svc.Spec.ClusterIP != corev1.ClusterIPNone {
+		t.Fatalf("serviceName %q is not a headless Service here", ss.Spec.ServiceName)
+	}
+	checkSelector(t, "StatefulSet workerscope", ss.Spec.Selector.MatchLabels, ss.Spec.Template.Labels)
+	checkSelector(t, "Service workerscope", svc.Spec.Selector, ss.Spec.Template.Labels)
+	pod := ss.Spec.Template.Spec
+	checkPod(t, o, "workerscope", &pod)
+
+	ws := container(t, pod.Containers, "workerscope")
+	if env(ws, "WORKERSCOPE_TOKEN") == nil || env(ws, "WORKERSCOPE_TOKEN").ValueFrom == nil || env(ws, "WORKERSCOPE_TOKEN").ValueFrom.SecretKeyRef == nil {
+		t.Error("WORKERSCOPE_TOKEN does not come from a Secret")
+	}
+	for name, p := range map[string]*corev1.Probe{"startup": ws.StartupProbe, "readiness": ws.ReadinessProbe, "liveness": ws.LivenessProbe} {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" {
+			t.Errorf("workerscope %s probe is not an HTTP GET of /healthz: %+v", name, p)
+		}
+	}
+	if ws.Resources.Requests.Memory().IsZero() || ws.Resources.Limits.Memory().IsZero() || ws.Resources.Requests.Cpu().IsZero() {
+		t.Error("workerscope has no memory request/limit or CPU request")
+	}
+	if g := pod.TerminationGracePeriodSeconds; g == nil || *g <= 5 {
+		t.Error("terminationGracePeriodSeconds must exceed --stop-grace (5s)")
+	}
+
+	agent := container(t, pod.InitContainers, "otel-agent")
+	if agent.RestartPolicy == nil || *agent.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+		t.Error("otel-agent is not a native sidecar (restartPolicy: Always)")
+	}
+	if e := env(ws, "OTEL_EXPORTER_OTLP_ENDPOINT"); e == nil || e.Value != "http://127.0.0.1:4317" {
+		t.Error("workerscope does not export to the sidecar agent on loopback")
+	}
+	if e := env(agent, "OTELCOL_GATEWAY_ENDPOINT"); e == nil || !strings.Contains(e.Value, "otel-gateway:4318") {
+		t.Error("the agent does not forward to the otel-gateway Service")
+	} else if o.services["otel-gateway"] == nil {
+		t.Error("no otel-gateway Service")
+	}
+}
+
+func TestGatewayDeployment(t *testing.T) {
+	o := load(t)
+	d := o.deployments["otel-gateway"]
+	if d == nil {
+		t.Fatal("no Deployment otel-gateway")
+	}
+	checkSelector(t, "Deployment otel-gateway", d.Spec.Selector.MatchLabels, d.Spec.Template.Labels)
+	checkSelector(t, "Service otel-gateway", o.services["otel-gateway"].Spec.Selector, d.Spec.Template.Labels)
+	pod := d.Spec.Template.Spec
+	checkPod(t, o, "otel-gateway", &pod)
+	c := container(t, pod.Containers, "otelcol")
+	for _, port := range o.services["otel-gateway"].Spec.Ports {
+		if !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == port.TargetPort.StrVal }) {
+			t.Errorf("Service otel-gateway targets port %q the container does not name", port.TargetPort.StrVal)
+		}
+	}
+	if e := env(c, "OTELCOL_GATEWAY_TOKEN"); e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+		t.Error("the gateway token does not come from a Secret")
+	}
+}
+
+// The ConfigMaps carry exactly the collector configs that
+// TestCollectorConfigsValidate (e2e/) validates with the real collector.
+func TestConfigMapsMatchDeployConfigs(t *testing.T) {
+	o := load(t)
+	want := map[string]map[string]string{
+		"otel-agent":   {"otel-collector.yaml": "otel-collector.yaml", "gateway.yaml": "backends/gateway.yaml"},
+		"otel-gateway": {"otel-collector-gateway.yaml": "otel-collector-gateway.yaml", "grafana-cloud.yaml": "gateway/grafana-cloud.yaml", "honeycomb.yaml": "gateway/honeycomb.yaml"},
+	}
+	for name, keys := range want {
+		cm := o.configMaps[name]
+		if cm == nil {
+			t.Fatalf("no ConfigMap %s", name)
+		}
+		for key, file := range keys {
+			b, err := os.ReadFile(filepath.Join("..", file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cm.Data[key]; got != trimBlankLines(string(b)) {
+				t.Errorf("ConfigMap %s key %s differs from deploy/%s: run deploy/kubernetes/gen-configmaps.sh", name, key, file)
+			}
+		}
+	}
+}
+
+// trimBlankLines is the file as a YAML block scalar gives it back: lines
+// of only spaces become empty.
+func trimBlankLines(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		if strings.TrimSpace(l) == "" {
+			lines[i] = ""
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+func checkSelector(t *testing.T, what string, sel, labels map[string]string) {
+	t.Helper()
+	if len(sel) == 0 {
+		t.Errorf("%s: empty selector", what)
+	}
+	for k, v := range sel {
+		if labels[k] != v {
+			t.Errorf("%s: selector %s=%s does not match the pod labels %v", what, k, v, labels)
+		}
+	}
+}
+
+// checkPod: every Secret, ConfigMap, volume and named probe port a pod
+// refers to exists, and every container is unprivileged with limits.
+func checkPod(t *testing.T, o *objects, what string, pod *corev1.PodSpec) {
+	t.Helper()
+	vols := map[string]bool{}
+	for _, v := range pod.Volumes {
+		vols[v.Name] = true
+		if v.ConfigMap != nil && o.configMaps[v.ConfigMap.Name] == nil {
+			t.Errorf("%s: volume %s uses ConfigMap %s, not defined here", what, v.Name, v.ConfigMap.Name)
+		}
+	}
+	all := append(slices.Clone(pod.InitContainers), pod.Containers...)
+	for _, c := range all {
+		for _, m := range c.VolumeMounts {
+			if !vols[m.Name] {
+				t.Errorf("%s/%s: mounts unknown volume %s", what, c.Name, m.Name)
+			}
+		}
+		for _, e := range c.Env {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+				ref := e.ValueFrom.SecretKeyRef
+				s := o.secrets[ref.Name]
+				if s == nil {
+					t.Errorf("%s/%s: %s from unknown Secret %s", what, c.Name, e.Name, ref.Name)
+				} else if _, ok := s.StringData[ref.Key]; !ok {
+					t.Errorf("%s/%s: %s from Secret %s key %s, which the example lacks", what, c.Name, e.Name, ref.Name, ref.Key)
+				}
+			}
+		}
+		for _, p := range []*corev1.Probe{c.StartupProbe, c.ReadinessProbe, c.LivenessProbe} {
+			if p != nil && p.HTTPGet != nil && p.HTTPGet.Port.StrVal != "" &&
+				!slices.ContainsFunc(c.Ports, func(cp corev1.ContainerPort) bool { return cp.Name == p.HTTPGet.Port.StrVal }) {
+				t.Errorf("%s/%s: probe port %q is not a named port", what, c.Name, p.HTTPGet.Port.StrVal)
+			}
+		}
+		sc := c.SecurityContext
+		if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+			t.Errorf("%s/%s: not unprivileged with a read-only root", what, c.Name)
+		}
+		if c.Resources.Limits.Memory().IsZero() {
+			t.Errorf("%s/%s: no memory limit", what, c.Name)
+		}
+	}
+	if pod.SecurityContext == nil || pod.SecurityContext.RunAsNonRoot == nil || !*pod.SecurityContext.RunAsNonRoot {
+		t.Errorf("%s: pod may run as root", what)
+	}
+}
+
+func container(t *testing.T, cs []corev1.Container, name string) *corev1.Container {
+	t.Helper()
+	for i := range cs {
+		if cs[i].Name == name {
+			return &cs[i]
+		}
+	}
+	t.Fatalf("no container %s", name)
+	return nil
+}
+
+func env(c *corev1.Container, name string) *corev1.EnvVar {
+	for i := range c.Env {
+		if c.Env[i].Name == name {
+			return &c.Env[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,9 @@
+//go:build linux
+
+// Package e2e runs the real binaries together: workerscope with its demo
+// workers, exporting OTLP over gRPC to a real OpenTelemetry Collector built
+// from deploy/otelcol, which writes what it receives to a file.
+//
+// It runs the built binaries as a user would and imports nothing of the project
+// but the metric contract (telemetry/otelmetrics), so a renamed metric fails here.
+package e2e

@@ -1,0 +1,94 @@
+//go:build linux
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/workerscope/workerscope/telemetry/otelmetrics"
+)
+
+// seriesCount counts Prometheus-style series from the metric contract:
+// per-worker series (those with worker.id), and the fixed per-host series
+// given how many values each attribute takes. A histogram is one series
+// per bucket, +Inf, _sum and _count.
+func seriesCount(values map[string]int) (perWorker, perHost int, table []string) {
+	for _, m := range otelmetrics.Contract() {
+		n := 1
+		for _, a := range m.Attributes {
+			switch a {
+			case otelmetrics.AttrWorkerID, otelmetrics.AttrWorkerKey, otelmetrics.AttrProcessPID:
+			default:
+				v, ok := values[a]
+				if !ok {
+					panic("no cardinality for attribute " + a)
+				}
+				n *= v
+			}
+		}
+		if m.Kind == otelmetrics.Histogram {
+			n *= len(m.Buckets) + 3
+		}
+		if slices.Contains(m.Attributes, otelmetrics.AttrWorkerID) {
+			perWorker += n
+		} else {
+			perHost += n
+		}
+		table = append(table, fmt.Sprintf("%s %d", m.Name, n))
+	}
+	return perWorker, perHost, table
+}
+
+// scalingValues: how many values each attribute takes at once (docs/scaling.md).
+var scalingValues = map[string]int{
+	otelmetrics.AttrCPUMode:     2, // user, system
+	otelmetrics.AttrFaultType:   2, // major, minor
+	otelmetrics.AttrWorkerState: 5, // on workerscope.workers; a worker's own state gauge: 1 at a time (below)
+	otelmetrics.AttrExitReason:  8,
+	otelmetrics.AttrLineReason:  2,
+	otelmetrics.AttrLimit:       3,
+	otelmetrics.AttrEnforcement: 1, // one enforcement per limit
+	otelmetrics.AttrRPCMethod:   3, // prompt, get_state, abort (pi has more; at most 65)
+	otelmetrics.AttrErrorType:   2, // success + one failure kind per method, typical
+}
+
+// TestScalingSeriesFromContract checks the series counts docs/scaling.md
+// states against the contract, so the page follows the code.
+func TestScalingSeriesFromContract(t *testing.T) {
+	// A worker's worker.state gauge has one series at a time.
+	vals := maps(scalingValues)
+	perWorkerAll, _, _ := seriesCount(vals)
+	vals[otelmetrics.AttrWorkerState] = 1
+	perWorker, _, _ := seriesCount(vals)
+	_, perHost, table := seriesCount(scalingValues)
+	// perWorkerAll counts the state gauge at 5; the difference is 4.
+	t.Logf("per-worker series: %d (a worker that visited every state within the backend's window: %d); fixed per-host series: %d", perWorker, perWorkerAll-1, perHost)
+	for _, l := range table {
+		t.Log(l)
+	}
+	doc, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", "scaling.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("**%d series per worker**", perWorker),
+		fmt.Sprintf("**%d fixed series per supervisor**", perHost),
+	} {
+		if !strings.Contains(string(doc), want) {
+			t.Errorf("docs/scaling.md does not say %q (the contract changed? update the page)", want)
+		}
+	}
+}
+
+func maps(m map[string]int) map[string]int {
+	c := make(map[string]int, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}

@@ -1,0 +1,197 @@
+package otelmetrics
+
+// Kind is an instrument kind as the metric contract names it. Counters are
+// monotonic; UpDownCounters and Gauges are not.
+type Kind string
+
+// Instrument kinds used by the contract.
+const (
+	ObservableCounter       Kind = "ObservableCounter"
+	ObservableUpDownCounter Kind = "ObservableUpDownCounter"
+	ObservableGauge         Kind = "ObservableGauge"
+	Histogram               Kind = "Histogram"
+)
+
+// ValueType is the number type an instrument records.
+type ValueType string
+
+// Value types.
+const (
+	Int64   ValueType = "int64"
+	Float64 ValueType = "float64"
+)
+
+// MetricDef is one metric of the contract: the single source that the
+// instruments are registered from and that docs/metrics.md must match (a
+// test compares them, and the collected data's types against Kind and
+// Value).
+type MetricDef struct {
+	Name  string
+	Kind  Kind
+	Value ValueType
+	Unit  string
+	// Attributes are the data-point attribute keys, always present except
+	// error.type (present on failures only).
+	Attributes  []string
+	Description string
+	// Buckets are a histogram's explicit bucket boundaries.
+	Buckets []float64
+}
+
+// Attribute keys.
+const (
+	AttrWorkerID    = "worker.id"
+	AttrWorkerKey   = "worker.key"
+	AttrProcessPID  = "process.pid"
+	AttrCPUMode     = "cpu.mode"
+	AttrFaultType   = "type"
+	AttrWorkerState = "worker.state"
+	AttrExitReason  = "exit.reason"
+	AttrRPCMethod   = "rpc.method"
+	AttrErrorType   = "error.type"
+	AttrLineReason  = "reason"
+	AttrLimit       = "limit"
+	AttrEnforcement = "enforcement"
+)
+
+// Metric names. Per-worker usage sums the worker's whole process tree, so
+// it lives in the product's namespace with semconv's shapes; process.* is
+// the supervisor itself, as semconv means it (identity in the resource).
+const (
+	MetricWorkerCPUTime         = "workerscope.worker.cpu.time"
+	MetricWorkerCPUUtilization  = "workerscope.worker.cpu.utilization"
+	MetricWorkerMemoryUsage     = "workerscope.worker.memory.usage"
+	MetricWorkerMemoryVirtual   = "workerscope.worker.memory.virtual"
+	MetricWorkerThreadCount     = "workerscope.worker.thread.count"
+	MetricWorkerFDCount         = "workerscope.worker.file_descriptor.count"
+	MetricWorkerUptime          = "workerscope.worker.uptime"
+	MetricWorkerPagingFaults    = "workerscope.worker.paging.faults"
+	MetricWorkerIdleTime        = "workerscope.worker.idle_time"
+	MetricWorkerZombie          = "workerscope.worker.zombie"
+	MetricWorkerState           = "workerscope.worker.state"
+	MetricWorkerProcesses       = "workerscope.worker.processes"
+	MetricWorkerDefunct         = "workerscope.worker.defunct"
+	MetricWorkerRequests        = "workerscope.worker.requests"
+	MetricWorkers               = "workerscope.workers"
+	MetricWorkersLimit          = "workerscope.workers.limit"
+	MetricWorkersUnobserved     = "workerscope.workers.unobserved"
+	MetricSpawns                = "workerscope.worker.spawns"
+	MetricSpawnFailures         = "workerscope.worker.spawn_failures"
+	MetricExits                 = "workerscope.worker.exits"
+	MetricCrashLooping          = "workerscope.sessions.crash_looping"
+	MetricRPCDuration           = "workerscope.rpc.duration"
+	MetricSSEClients            = "workerscope.sse.clients"
+	MetricSamplerDuration       = "workerscope.sampler.duration"
+	MetricSamplerErrors         = "workerscope.sampler.errors"
+	MetricLinesSkipped          = "workerscope.worker.lines_skipped"
+	MetricEventsDropped         = "workerscope.events.dropped"
+	MetricOrphansReaped         = "workerscope.orphans.reaped"
+	MetricExportErrors          = "workerscope.export.errors"
+	MetricProfilingUploadErrors = "workerscope.profiling.upload_errors"
+	MetricLimitHits             = "workerscope.worker.limit_hits"
+	MetricWorkerMemoryLimit     = "workerscope.worker.memory.limit"
+	MetricWorkerProcessesLimit  = "workerscope.worker.processes.limit"
+	MetricWorkerCPULimit        = "workerscope.worker.cpu.limit"
+	MetricProcessCPUTime        = "process.cpu.time"
+	MetricProcessMemoryUsage    = "process.memory.usage"
+	MetricProcessMemoryVirtual  = "process.memory.virtual"
+	MetricProcessThreadCount    = "process.thread.count"
+	MetricProcessFDCount        = "process.unix.file_descriptor.count"
+	MetricProcessUptime         = "process.uptime"
+)
+
+var perWorker = []string{AttrWorkerID, AttrWorkerKey, AttrProcessPID}
+
+func withAttr(extra ...string) []string {
+	return append(append([]string(nil), perWorker...), extra...)
+}
+
+// Contract returns every metric workerscope itself registers (the Go
+// runtime metrics of go.opentelemetry.io/contrib/instrumentation/runtime
+// and the application gauges of Gauges come on top).
+func Contract() []MetricDef {
+	return []MetricDef{
+		{Name: MetricWorkerCPUTime, Kind: ObservableCounter, Value: Float64, Unit: "s", Attributes: withAttr(AttrCPUMode),
+			Description: "CPU time of the worker's process tree, including descendants that exited; cpu.mode is user or system."},
+		{Name: MetricWorkerCPUUtilization, Kind: ObservableGauge, Value: Float64, Unit: "1", Attributes: withAttr(AttrCPUMode),
+			Description: "CPU time of the tree over the last sampling window divided by the window and by the CPUs available (0..1 per mode)."},
+		{Name: MetricWorkerMemoryUsage, Kind: ObservableUpDownCounter, Value: Int64, Unit: "By", Attributes: withAttr(),
+			Description: "Resident set size summed over the tree's processes (shared pages count once per process, as in top)."},
+		{Name: MetricWorkerMemoryVirtual, Kind: ObservableUpDownCounter, Value: Int64, Unit: "By", Attributes: withAttr(),
+			Description: "Virtual memory size summed over the tree's processes."},
+		{Name: MetricWorkerThreadCount, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{thread}", Attributes: withAttr(),
+			Description: "Threads in the tree."},
+		{Name: MetricWorkerFDCount, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{file_descriptor}", Attributes: withAttr(),
+			Description: "Open file descriptors in the tree."},
+		{Name: MetricWorkerUptime, Kind: ObservableGauge, Value: Float64, Unit: "s", Attributes: withAttr(),
+			Description: "Time since the worker was spawned."},
+		{Name: MetricWorkerPagingFaults, Kind: ObservableCounter, Value: Int64, Unit: "{fault}", Attributes: withAttr(AttrFaultType),
+			Description: "Page faults of the tree, including descendants that exited; type is major (needed I/O) or minor."},
+		{Name: MetricWorkerIdleTime, Kind: ObservableGauge, Value: Float64, Unit: "s", Attributes: withAttr(),
+			Description: "Time since the worker's last user-initiated command was sent or answered."},
+		{Name: MetricWorkerZombie, Kind: ObservableGauge, Value: Int64, Unit: "{worker}", Attributes: withAttr(),
+			Description: "1 when the worker is alive, not running, and idle for longer than the reap TTL (the reaper failed or a stop is stuck), else 0."},
+		{Name: MetricWorkerState, Kind: ObservableGauge, Value: Int64, Unit: "{worker}", Attributes: withAttr(AttrWorkerState),
+			Description: "1 for the worker's current state (starting, idle, running, stopping); one series per worker at a time."},
+		{Name: MetricWorkerProcesses, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{process}", Attributes: withAttr(),
+			Description: "Processes in the worker's tree, re-parented descendants included."},
+		{Name: MetricWorkerDefunct, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{process}", Attributes: withAttr(),
+			Description: "Defunct (state Z, exited but not reaped) processes in the tree."},
+		{Name: MetricWorkerRequests, Kind: ObservableCounter, Value: Int64, Unit: "{request}", Attributes: withAttr(),
+			Description: "Commands sent to this worker."},
+		{Name: MetricWorkers, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{worker}", Attributes: []string{AttrWorkerState},
+			Description: "Live workers by state: starting, idle, running, stopping, exited."},
+		{Name: MetricWorkersLimit, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{worker}",
+			Description: "The pool's limit on live workers (--max-workers)."},
+		{Name: MetricWorkersUnobserved, Kind: ObservableGauge, Value: Int64, Unit: "{worker}",
+			Description: "Live workers left out of the last collection's per-worker series by the series cap (2000 by default; logged once)."},
+		{Name: MetricSpawns, Kind: ObservableCounter, Value: Int64, Unit: "{worker}",
+			Description: "Workers spawned."},
+		{Name: MetricSpawnFailures, Kind: ObservableCounter, Value: Int64, Unit: "{failure}",
+			Description: "Worker spawns that failed (command not found, pipes, ...)."},
+		{Name: MetricExits, Kind: ObservableCounter, Value: Int64, Unit: "{worker}", Attributes: []string{AttrExitReason},
+			Description: "Workers that ended, by exit.reason: idle_reaped, stopped, crashed, killed, limit, memory_limit, oom_killed, pids_limit."},
+		{Name: MetricCrashLooping, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{session}",
+			Description: "Sessions whose last 3 or more workers in a row crashed within a minute of their start (they respawn after a back-off)."},
+		{Name: MetricRPCDuration, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{AttrRPCMethod, AttrErrorType},
+			Description: "Time from a command's arrival to its response, by rpc.method (the command type; at most 64 distinct, then _OTHER) and error.type (only on failures).",
+			Buckets:     []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}},
+		{Name: MetricSSEClients, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{client}",
+			Description: "Open Server-Sent Events streams."},
+		{Name: MetricSamplerDuration, Kind: Histogram, Value: Float64, Unit: "s",
+			Description: "Wall time of one sampling pass over every worker's process tree.",
+			Buckets:     []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}},
+		{Name: MetricSamplerErrors, Kind: ObservableCounter, Value: Int64, Unit: "{error}",
+			Description: "Worker measurements that failed (the worker's usage values are then missing from that pass)."},
+		{Name: MetricLinesSkipped, Kind: ObservableCounter, Value: Int64, Unit: "{line}", Attributes: []string{AttrLineReason},
+			Description: "Worker output lines skipped, by reason: invalid (not a JSON object) or oversize."},
+		{Name: MetricEventsDropped, Kind: ObservableCounter, Value: Int64, Unit: "{event}",
+			Description: "Events lost by subscribers that fell behind."},
+		{Name: MetricOrphansReaped, Kind: ObservableCounter, Value: Int64, Unit: "{process}",
+			Description: "Re-parented descendants of workers reaped by the supervisor as child subreaper."},
+		{Name: MetricExportErrors, Kind: ObservableCounter, Value: Int64, Unit: "{error}",
+			Description: "Failed OTLP metric exports (a backend sees them once an export succeeds again)."},
+		{Name: MetricProfilingUploadErrors, Kind: ObservableCounter, Value: Int64, Unit: "{error}",
+			Description: "Failed or dropped Pyroscope profile uploads."},
+		{Name: MetricLimitHits, Kind: ObservableCounter, Value: Int64, Unit: "{event}", Attributes: []string{AttrLimit},
+			Description: "Limit events by limit: memory (OOM kills in a worker's cgroup and watchdog stops), pids (forks refused at pids.max and watchdog stops), cpu (periods in which a worker's cgroup was throttled)."},
+		{Name: MetricWorkerMemoryLimit, Kind: ObservableUpDownCounter, Value: Int64, Unit: "By", Attributes: []string{AttrEnforcement},
+			Description: "Memory limit of each worker's whole tree (--worker-memory-max), reported when set, with what enforces it."},
+		{Name: MetricWorkerProcessesLimit, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{process}", Attributes: []string{AttrEnforcement},
+			Description: "Limit on processes and threads in each worker's tree (--worker-pids-max), reported when set, with what enforces it."},
+		{Name: MetricWorkerCPULimit, Kind: ObservableGauge, Value: Float64, Unit: "{cpu}", Attributes: []string{AttrEnforcement},
+			Description: "CPU bandwidth limit of each worker's tree in cores (--worker-cpu-max), reported when set, with what enforces it."},
+		{Name: MetricProcessCPUTime, Kind: ObservableCounter, Value: Float64, Unit: "s", Attributes: []string{AttrCPUMode},
+			Description: "CPU time of the supervisor process itself; cpu.mode is user or system."},
+		{Name: MetricProcessMemoryUsage, Kind: ObservableUpDownCounter, Value: Int64, Unit: "By",
+			Description: "Resident set size of the supervisor process."},
+		{Name: MetricProcessMemoryVirtual, Kind: ObservableUpDownCounter, Value: Int64, Unit: "By",
+			Description: "Virtual memory size of the supervisor process."},
+		{Name: MetricProcessThreadCount, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{thread}",
+			Description: "Threads of the supervisor process."},
+		{Name: MetricProcessFDCount, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{file_descriptor}",
+			Description: "Open file descriptors of the supervisor process."},
+		{Name: MetricProcessUptime, Kind: ObservableGauge, Value: Float64, Unit: "s",
+			Description: "Time since the supervisor process started."},
+	}
+}

@@ -1,0 +1,494 @@
+package otelmetrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/workerscope/workerscope/telemetry/sampler"
+	"github.com/workerscope/workerscope/workers"
+)
+
+// Hook forwards events to the instruments once they exist, so it can be
+// set as workers.Config.OnRPC and sampler.Options.OnPass before the
+// Manager and the Sampler (which the instruments read) are created. Events
+// before Attach are dropped.
+type Hook struct{ m atomic.Pointer[Metrics] }
+
+// OnRPC records r. Use it as workers.Config.OnRPC.
+func (h *Hook) OnRPC(r workers.RPCResult) {
+	if m := h.m.Load(); m != nil {
+		m.RecordRPC(r)
+	}
+}
+
+// OnPass records one sampling pass. Use it as sampler.Options.OnPass.
+func (h *Hook) OnPass(took time.Duration, _ int) {
+	if m := h.m.Load(); m != nil {
+		m.RecordSamplerPass(took.Seconds())
+	}
+}
+
+// Attach makes h forward to m.
+func (h *Hook) Attach(m *Metrics) { h.m.Store(m) }
+
+// StatsSource is the supervisor's counters. *workers.Manager implements it.
+type StatsSource interface {
+	Stats() workers.Stats
+}
+
+// MetricsOptions configures the instruments.
+type MetricsOptions struct {
+	// Sampler feeds every per-worker instrument. Required.
+	Sampler *sampler.Sampler
+	// Stats feeds the pool and supervisor instruments. Required.
+	Stats StatsSource
+	// DropWorkerKey leaves the worker.key attribute out (session keys may
+	// be user identifiers, or too many for a backend's budget).
+	DropWorkerKey bool
+	// MaxWorkerSeries caps how many workers one collection observes, a
+	// deliberate cardinality limit. Default 2000.
+	MaxWorkerSeries int
+	// SSEClients reports open event streams; nil reports none.
+	SSEClients func() int64
+	// ExportErrors reports failed exports; nil reports none.
+	ExportErrors func() uint64
+	// ProfilingUploadErrors reports failed profile uploads; nil reports
+	// none.
+	ProfilingUploadErrors func() uint64
+	// Limits reports the per-worker limits and what enforces them; nil
+	// reports none.
+	Limits func() workers.LimitsInfo
+	// Started is when the supervisor process started (process.uptime).
+	// Default: when NewMetrics ran.
+	Started time.Time
+	// Gauges are extra process gauges (see Gauges).
+	Gauges *Gauges
+	// Logger says once when workers are left out by MaxWorkerSeries.
+	// Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Metrics holds the registered instruments.
+type Metrics struct {
+	opts  MetricsOptions
+	reg   metric.Registration
+	inst  instruments
+	fixed fixedAttrs
+
+	cmdMu    sync.Mutex
+	commands map[string]attribute.KeyValue // bounded set of command types seen
+
+	// attribute sets per worker, built once per worker lifetime: building
+	// and sorting the sets per worker per collection was a fifth of the
+	// export cycle's cost. The callback keeps this cache (and nothing
+	// else) between collections; attrMu serializes readers that collect
+	// concurrently (OTLP and Prometheus).
+	attrMu     sync.Mutex
+	attrs      map[string]*workerAttrs
+	attrGen    uint64
+	unobserved int  // workers over MaxWorkerSeries in the last collection
+	warned     bool // the cap was logged
+}
+
+// instruments are the contract's instruments, by role.
+type instruments struct {
+	cpuTime, cpuUtil, uptime, idle                                    metric.Float64Observable
+	memUsage, memVirtual, threads, fds, faults, zombie, state         metric.Int64Observable
+	procs, defunct, requests                                          metric.Int64Observable
+	pool, poolLimit, spawns, spawnFailures, exits, crashLooping, sse  metric.Int64Observable
+	samplerErrors, linesSkipped, eventsDropped, orphans, exportErrors metric.Int64Observable
+	profilingErrors, limitHits, memLimit, procLimit                   metric.Int64Observable
+	unobserved                                                        metric.Int64Observable
+	cpuLimit                                                          metric.Float64Observable
+	selfCPU, selfUptime                                               metric.Float64Observable
+	selfMem, selfVirtual, selfThreads, selfFDs                        metric.Int64Observable
+	rpcDuration, samplerDuration                                      metric.Float64Histogram
+	observables                                                       []metric.Observable
+}
+
+const maxCommandTypes = 64
+
+// otherMethod is semconv's rpc.method value for methods past the cap.
+const otherMethod = "_OTHER"
+
+type workerAttrs struct {
+	pid               int
+	key               string
+	gen               uint64
+	all, user, system metric.MeasurementOption
+	major, minor      metric.MeasurementOption
+	set               []attribute.KeyValue // id, pid, key: the base of per-state sets
+	state             map[workers.State]metric.MeasurementOption
+}
+
+// workerAttrsLocked returns w's cached measurement options.
+func (m *Metrics) workerAttrsLocked(w *sampler.WorkerReport) *workerAttrs {
+	a := m.attrs[w.ID]
+	if a == nil || a.pid != w.PID || a.key != w.Key {
+		id, pid := attribute.String(AttrWorkerID, w.ID), attribute.Int(AttrProcessPID, w.PID)
+		key := attribute.String(AttrWorkerKey, w.Key)
+		if m.opts.DropWorkerKey {
+			key = id // a duplicate key collapses in the set
+		}
+		with := func(kv ...attribute.KeyValue) metric.MeasurementOption {
+			return metric.WithAttributeSet(attribute.NewSet(append([]attribute.KeyValue{id, pid, key}, kv...)...))
+		}
+		a = &workerAttrs{
+			pid: w.PID, key: w.Key,
+			all:    with(),
+			user:   with(attribute.String(AttrCPUMode, "user")),
+			system: with(attribute.String(AttrCPUMode, "system")),
+			major:  with(attribute.String(AttrFaultType, "major")),
+			minor:  with(attribute.String(AttrFaultType, "minor")),
+			set:    []attribute.KeyValue{id, pid, key},
+			state:  map[workers.State]metric.MeasurementOption{},
+		}
+		m.attrs[w.ID] = a
+	}
+	a.gen = m.attrGen
+	return a
+}
+
+func (a *workerAttrs) stateOpt(s workers.State) metric.MeasurementOption {
+	opt, ok := a.state[s]
+	if !ok {
+		opt = metric.WithAttributeSet(attribute.NewSet(append(append([]attribute.KeyValue(nil), a.set...), attribute.String(AttrWorkerState, string(s)))...))
+		a.state[s] = opt
+	}
+	return opt
+}
+
+// register creates d's instrument on meter, as its Kind and Value say.
+func register(meter metric.Meter, d MetricDef) (any, error) {
+	unit, desc := metric.WithUnit(d.Unit), metric.WithDescription(d.Description)
+	switch {
+	case d.Kind == ObservableCounter && d.Value == Float64:
+		return meter.Float64ObservableCounter(d.Name, unit, desc)
+	case d.Kind == ObservableCounter && d.Value == Int64:
+		return meter.Int64ObservableCounter(d.Name, unit, desc)
+	case d.Kind == ObservableUpDownCounter && d.Value == Float64:
+		return meter.Float64ObservableUpDownCounter(d.Name, unit, desc)
+	case d.Kind == ObservableUpDownCounter && d.Value == Int64:
+		return meter.Int64ObservableUpDownCounter(d.Name, unit, desc)
+	case d.Kind == ObservableGauge && d.Value == Float64:
+		return meter.Float64ObservableGauge(d.Name, unit, desc)
+	case d.Kind == ObservableGauge && d.Value == Int64:
+		return meter.Int64ObservableGauge(d.Name, unit, desc)
+	case d.Kind == Histogram && d.Value == Float64:
+		return meter.Float64Histogram(d.Name, unit, desc, metric.WithExplicitBucketBoundaries(d.Buckets...))
+	}
+	return nil, fmt.Errorf("otelmetrics: %s: no instrument for kind %s of %s", d.Name, d.Kind, d.Value)
+}
+
+// registerAll registers every instrument of the contract and hands each
+// to its role by name.
+func registerAll(meter metric.Meter) (instruments, error) {
+	created := map[string]any{}
+	var in instruments
+	var errs []error
+	for _, d := range Contract() {
+		inst, err := register(meter, d)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		created[d.Name] = inst
+		if o, ok := inst.(metric.Observable); ok {
+			in.observables = append(in.observables, o)
+		}
+	}
+	take := func(name string, dst any) {
+		inst, ok := created[name]
+		if !ok {
+			errs = append(errs, fmt.Errorf("otelmetrics: %s is not in the contract", name))
+			return
+		}
+		var fit bool
+		switch p := dst.(type) {
+		case *metric.Float64Observable:
+			*p, fit = inst.(metric.Float64Observable)
+		case *metric.Int64Observable:
+			*p, fit = inst.(metric.Int64Observable)
+		case *metric.Float64Histogram:
+			*p, fit = inst.(metric.Float64Histogram)
+		}
+		if !fit {
+			errs = append(errs, fmt.Errorf("otelmetrics: %s is a %T in the contract, used as %T", name, inst, dst))
+		}
+	}
+	take(MetricWorkerCPUTime, &in.cpuTime)
+	take(MetricWorkerCPUUtilization, &in.cpuUtil)
+	take(MetricWorkerMemoryUsage, &in.memUsage)
+	take(MetricWorkerMemoryVirtual, &in.memVirtual)
+	take(MetricWorkerThreadCount, &in.threads)
+	take(MetricWorkerFDCount, &in.fds)
+	take(MetricWorkerUptime, &in.uptime)
+	take(MetricWorkerPagingFaults, &in.faults)
+	take(MetricWorkerIdleTime, &in.idle)
+	take(MetricWorkerZombie, &in.zombie)
+	take(MetricWorkerState, &in.state)
+	take(MetricWorkerProcesses, &in.procs)
+	take(MetricWorkerDefunct, &in.defunct)
+	take(MetricWorkerRequests, &in.requests)
+	take(MetricWorkers, &in.pool)
+	take(MetricWorkersLimit, &in.poolLimit)
+	take(MetricWorkersUnobserved, &in.unobserved)
+	take(MetricSpawns, &in.spawns)
+	take(MetricSpawnFailures, &in.spawnFailures)
+	take(MetricExits, &in.exits)
+	take(MetricCrashLooping, &in.crashLooping)
+	take(MetricRPCDuration, &in.rpcDuration)
+	take(MetricSSEClients, &in.sse)
+	take(MetricSamplerDuration, &in.samplerDuration)
+	take(MetricSamplerErrors, &in.samplerErrors)
+	take(MetricLinesSkipped, &in.linesSkipped)
+	take(MetricEventsDropped, &in.eventsDropped)
+	take(MetricOrphansReaped, &in.orphans)
+	take(MetricExportErrors, &in.exportErrors)
+	take(MetricProfilingUploadErrors, &in.profilingErrors)
+	take(MetricLimitHits, &in.limitHits)
+	take(MetricWorkerMemoryLimit, &in.memLimit)
+	take(MetricWorkerProcessesLimit, &in.procLimit)
+	take(MetricWorkerCPULimit, &in.cpuLimit)
+	take(MetricProcessCPUTime, &in.selfCPU)
+	take(MetricProcessMemoryUsage, &in.selfMem)
+	take(MetricProcessMemoryVirtual, &in.selfVirtual)
+	take(MetricProcessThreadCount, &in.selfThreads)
+	take(MetricProcessFDCount, &in.selfFDs)
+	take(MetricProcessUptime, &in.selfUptime)
+	return in, errors.Join(errs...)
+}
+
+// NewMetrics registers every instrument of the contract on meter: all the
+// observable ones with ONE callback that reads the shared Report (the SDK
+// binds With…Callback options to the first instrument of a name only, and
+// one callback means one sampling pass per collection).
+func NewMetrics(meter metric.Meter, opts MetricsOptions) (*Metrics, error) {
+	if opts.Sampler == nil || opts.Stats == nil {
+		return nil, errors.New("otelmetrics: MetricsOptions needs Sampler and Stats")
+	}
+	if opts.MaxWorkerSeries <= 0 {
+		opts.MaxWorkerSeries = 2000
+	}
+	if opts.Started.IsZero() {
+		opts.Started = time.Now()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	in, err := registerAll(meter)
+	if err != nil {
+		return nil, err
+	}
+	extra, extraInstruments, err := opts.Gauges.register(meter)
+	if err != nil {
+		return nil, err
+	}
+	m := &Metrics{opts: opts, inst: in, fixed: newFixedAttrs(), commands: make(map[string]attribute.KeyValue), attrs: make(map[string]*workerAttrs)}
+	m.reg, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		m.observe(ctx, o)
+		extra(o)
+		return nil
+	}, append(in.observables, extraInstruments...)...)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// fixedAttrs are the attribute options that never change, built once.
+type fixedAttrs struct {
+	user, system, invalid, oversize metric.MeasurementOption
+	states                          []metric.MeasurementOption // by workers.States
+	reasons                         []metric.MeasurementOption // by workers.ExitReasons
+	limits                          []metric.MeasurementOption // by workers.LimitNames
+}
+
+func newFixedAttrs() fixedAttrs {
+	f := fixedAttrs{
+		user:     metric.WithAttributes(attribute.String(AttrCPUMode, "user")),
+		system:   metric.WithAttributes(attribute.String(AttrCPUMode, "system")),
+		invalid:  metric.WithAttributes(attribute.String(AttrLineReason, "invalid")),
+		oversize: metric.WithAttributes(attribute.String(AttrLineReason, "oversize")),
+	}
+	for _, s := range workers.States {
+		f.states = append(f.states, metric.WithAttributes(attribute.String(AttrWorkerState, string(s))))
+	}
+	for _, r := range workers.ExitReasons {
+		f.reasons = append(f.reasons, metric.WithAttributes(attribute.String(AttrExitReason, string(r))))
+	}
+	for _, l := range workers.LimitNames {
+		f.limits = append(f.limits, metric.WithAttributes(attribute.String(AttrLimit, l)))
+	}
+	return f
+}
+
+// observe is the one callback: every observable instrument from one
+// Report and one Stats.
+func (m *Metrics) observe(ctx context.Context, o metric.Observer) {
+	in, f := &m.inst, &m.fixed
+	if r := m.opts.Sampler.Report(ctx); r != nil {
+		m.observeWorkers(o, r)
+		m.attrMu.Lock()
+		o.ObserveInt64(in.unobserved, int64(m.unobserved))
+		m.attrMu.Unlock()
+		if self := r.Self; self.Err == nil {
+			o.ObserveFloat64(in.selfCPU, self.CPUUser, f.user)
+			o.ObserveFloat64(in.selfCPU, self.CPUSystem, f.system)
+			o.ObserveInt64(in.selfMem, self.RSSBytes)
+			o.ObserveInt64(in.selfVirtual, self.VMSBytes)
+			o.ObserveInt64(in.selfThreads, int64(self.Threads))
+			o.ObserveInt64(in.selfFDs, int64(self.FDs))
+		}
+	}
+	o.ObserveFloat64(in.selfUptime, time.Since(m.opts.Started).Seconds())
+
+	st := m.opts.Stats.Stats()
+	for i, s := range workers.States {
+		o.ObserveInt64(in.pool, int64(st.ByState[s]), f.states[i])
+	}
+	for i, reason := range workers.ExitReasons {
+		o.ObserveInt64(in.exits, int64(st.Exits[reason]), f.reasons[i])
+	}
+	o.ObserveInt64(in.poolLimit, int64(st.MaxWorkers))
+	o.ObserveInt64(in.spawns, int64(st.Spawns))
+	o.ObserveInt64(in.spawnFailures, int64(st.SpawnFailures))
+	o.ObserveInt64(in.crashLooping, int64(st.CrashLooping))
+	o.ObserveInt64(in.linesSkipped, int64(st.InvalidLines), f.invalid)
+	o.ObserveInt64(in.linesSkipped, int64(st.OversizeLines), f.oversize)
+	o.ObserveInt64(in.eventsDropped, int64(st.EventsDropped))
+	o.ObserveInt64(in.orphans, int64(st.OrphansReaped))
+	o.ObserveInt64(in.samplerErrors, int64(m.opts.Sampler.Errors()))
+	o.ObserveInt64(in.sse, callInt(m.opts.SSEClients))
+	o.ObserveInt64(in.exportErrors, int64(callUint(m.opts.ExportErrors)))
+	o.ObserveInt64(in.profilingErrors, int64(callUint(m.opts.ProfilingUploadErrors)))
+	for i, name := range workers.LimitNames {
+		o.ObserveInt64(in.limitHits, int64(st.LimitHits[name]), f.limits[i])
+	}
+	if m.opts.Limits != nil {
+		li := m.opts.Limits()
+		by := func(limit string) metric.MeasurementOption {
+			return metric.WithAttributes(attribute.String(AttrEnforcement, li.Enforcement[limit]))
+		}
+		if li.MemoryMax > 0 {
+			o.ObserveInt64(in.memLimit, li.MemoryMax, by(workers.LimitMemory))
+		}
+		if li.PidsMax > 0 {
+			o.ObserveInt64(in.procLimit, li.PidsMax, by(workers.LimitPids))
+		}
+		if li.CPUMax > 0 {
+			o.ObserveFloat64(in.cpuLimit, li.CPUMax, by(workers.LimitCPU))
+		}
+	}
+}
+
+// observeWorkers observes the per-worker instruments, at most
+// MaxWorkerSeries workers.
+func (m *Metrics) observeWorkers(o metric.Observer, r *sampler.Report) {
+	in := &m.inst
+	m.attrMu.Lock()
+	defer m.attrMu.Unlock()
+	m.attrGen++
+	m.unobserved = max(len(r.Workers)-m.opts.MaxWorkerSeries, 0)
+	if m.unobserved > 0 && !m.warned {
+		m.warned = true
+		m.opts.Logger.Warn("more live workers than the per-worker series cap: the rest have no per-worker series (counted in workerscope.workers.unobserved)",
+			"workers", len(r.Workers), "cap", m.opts.MaxWorkerSeries)
+	}
+	for i := range r.Workers[:min(len(r.Workers), m.opts.MaxWorkerSeries)] {
+		w := &r.Workers[i]
+		a := m.workerAttrsLocked(w)
+		o.ObserveFloat64(in.uptime, w.Uptime.Seconds(), a.all)
+		o.ObserveFloat64(in.idle, w.Idle.Seconds(), a.all)
+		o.ObserveInt64(in.zombie, boolInt(w.Zombie), a.all)
+		if w.State != workers.StateExited {
+			o.ObserveInt64(in.state, 1, a.stateOpt(w.State))
+		}
+		o.ObserveInt64(in.requests, int64(w.Requests), a.all)
+		if w.Err != nil {
+			continue // usage unknown this pass: leave those series out
+		}
+		o.ObserveFloat64(in.cpuTime, w.CPUUser, a.user)
+		o.ObserveFloat64(in.cpuTime, w.CPUSystem, a.system)
+		if w.HasRate {
+			o.ObserveFloat64(in.cpuUtil, w.CPUUtilUser, a.user)
+			o.ObserveFloat64(in.cpuUtil, w.CPUUtilSystem, a.system)
+		}
+		o.ObserveInt64(in.memUsage, w.RSSBytes, a.all)
+		o.ObserveInt64(in.memVirtual, w.VMSBytes, a.all)
+		o.ObserveInt64(in.threads, int64(w.Threads), a.all)
+		o.ObserveInt64(in.fds, int64(w.FDs), a.all)
+		o.ObserveInt64(in.faults, int64(w.MajorFaults), a.major)
+		o.ObserveInt64(in.faults, int64(w.MinorFaults), a.minor)
+		o.ObserveInt64(in.procs, int64(w.Processes), a.all)
+		o.ObserveInt64(in.defunct, int64(w.Defunct), a.all)
+	}
+	for id, a := range m.attrs {
+		if a.gen != m.attrGen {
+			delete(m.attrs, id)
+		}
+	}
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func callInt(f func() int64) int64 {
+	if f == nil {
+		return 0
+	}
+	return f()
+}
+
+func callUint(f func() uint64) uint64 {
+	if f == nil {
+		return 0
+	}
+	return f()
+}
+
+// RecordRPC records one finished command. Use it as workers.Config.OnRPC.
+func (m *Metrics) RecordRPC(r workers.RPCResult) {
+	method := m.methodAttr(r.Type)
+	opt := metric.WithAttributes(method)
+	if r.ErrorType != "" {
+		opt = metric.WithAttributes(method, attribute.String(AttrErrorType, r.ErrorType))
+	}
+	m.inst.rpcDuration.Record(context.Background(), r.Duration.Seconds(), opt)
+}
+
+// methodAttr bounds rpc.method: command types come from clients, so only
+// the first maxCommandTypes distinct ones get a series.
+func (m *Metrics) methodAttr(typ string) attribute.KeyValue {
+	m.cmdMu.Lock()
+	defer m.cmdMu.Unlock()
+	if kv, ok := m.commands[typ]; ok {
+		return kv
+	}
+	if typ == "" || len(m.commands) >= maxCommandTypes {
+		return attribute.String(AttrRPCMethod, otherMethod)
+	}
+	kv := attribute.String(AttrRPCMethod, typ)
+	m.commands[typ] = kv
+	return kv
+}
+
+// RecordSamplerPass records one sampling pass (see Hook.OnPass).
+func (m *Metrics) RecordSamplerPass(d float64) {
+	m.inst.samplerDuration.Record(context.Background(), d)
+}
+
+// Close unregisters the callback.
+func (m *Metrics) Close() error { return m.reg.Unregister() }

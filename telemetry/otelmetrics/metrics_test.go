@@ -1,0 +1,318 @@
+//go:build linux
+
+package otelmetrics
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	otelruntime "go.opentelemetry.io/contrib/instrumentation/runtime"
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/workerscope/workerscope/internal/testutil"
+	"github.com/workerscope/workerscope/telemetry/sampler"
+	"github.com/workerscope/workerscope/workers"
+)
+
+// collected maps metric name → data points' attribute sets and values.
+type point struct {
+	attrs attribute.Set
+	value float64
+	kind  Kind
+	typ   ValueType
+}
+
+func collect(t *testing.T, r *sdkmetric.ManualReader) map[string][]point {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]point{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Sum[float64]:
+				for _, p := range d.DataPoints {
+					out[m.Name] = append(out[m.Name], point{p.Attributes, p.Value, sumKind(d.IsMonotonic), Float64})
+				}
+			case metricdata.Sum[int64]:
+				for _, p := range d.DataPoints {
+					out[m.Name] = append(out[m.Name], point{p.Attributes, float64(p.Value), sumKind(d.IsMonotonic), Int64})
+				}
+			case metricdata.Gauge[float64]:
+				for _, p := range d.DataPoints {
+					out[m.Name] = append(out[m.Name], point{p.Attributes, p.Value, ObservableGauge, Float64})
+				}
+			case metricdata.Gauge[int64]:
+				for _, p := range d.DataPoints {
+					out[m.Name] = append(out[m.Name], point{p.Attributes, float64(p.Value), ObservableGauge, Int64})
+				}
+			case metricdata.Histogram[float64]:
+				for _, p := range d.DataPoints {
+					out[m.Name] = append(out[m.Name], point{p.Attributes, float64(p.Count), Histogram, Float64})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// burnSelf spins until this process has used d more CPU time.
+func burnSelf(d time.Duration) {
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	for start, x := cpu(), 0; cpu()-start < d; {
+		for i := 0; i < 1e6; i++ {
+			x += i
+		}
+	}
+}
+
+// sumKind is the contract kind of an observable sum.
+func sumKind(monotonic bool) Kind {
+	if monotonic {
+		return ObservableCounter
+	}
+	return ObservableUpDownCounter
+}
+
+func envMap(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+// local is one test pipeline: a sampler over a Manager of demo workers
+// and the instruments on a MeterProvider read by hand.
+type local struct {
+	metrics *Metrics
+	sampler *sampler.Sampler
+	reader  *sdkmetric.ManualReader
+}
+
+// startLocal builds the pipeline as cmd/workerscope wires it, with a
+// manual reader (plus the Go runtime producer and instruments) instead of
+// an exporter.
+func startLocal(t *testing.T, m *workers.Manager, hook *Hook, mut func(*MetricsOptions)) local {
+	t.Helper()
+	ps, err := sampler.NewProcessSampler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hook == nil {
+		hook = &Hook{}
+	}
+	s, err := sampler.New(m, sampler.Options{Process: ps, MinInterval: time.Millisecond, OnPass: hook.OnPass})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader := sdkmetric.NewManualReader(sdkmetric.WithProducer(otelruntime.NewProducer()))
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	if err := otelruntime.Start(otelruntime.WithMeterProvider(mp)); err != nil {
+		t.Fatal(err)
+	}
+	opts := MetricsOptions{Sampler: s, Stats: m}
+	if mut != nil {
+		mut(&opts)
+	}
+	mm, err := NewMetrics(mp.Meter("test"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook.Attach(mm)
+	return local{mm, s, reader}
+}
+
+func TestInstrumentsFromRealWorkers(t *testing.T) {
+	hook := &Hook{}
+	m := testutil.NewDemoManager(t, func(c *workers.Config) {
+		c.OnRPC = hook.OnRPC
+		// Limits far above what the test uses, enforced by the watchdog.
+		c.MemoryMax, c.PidsMax, c.CPUMax, c.Cgroups = 4<<30, 4096, 4, workers.CgroupsOff
+	})
+	gauges := &Gauges{}
+	if err := gauges.Register("watched_files", "{file}", "Files watched.", func() int64 { return 42 }); err != nil {
+		t.Fatal(err)
+	}
+	reader := startLocal(t, m, hook, func(o *MetricsOptions) {
+		o.Gauges = gauges
+		o.SSEClients = func() int64 { return 3 }
+		o.Limits = m.Limits
+	}).reader
+	testutil.MustSend(t, m, "alpha", `{"type":"prompt","cpu_ms":100,"mem_mib":16,"events":1}`)
+	testutil.MustSend(t, m, "beta", `{"type":"get_state"}`)
+	testutil.MustSend(t, m, "beta", `{"type":"no_such_command"}`) // the demo worker answers success:false
+	time.Sleep(300 * time.Millisecond)
+	burnSelf(200 * time.Millisecond) // so the supervisor's own CPU time is well above one clock tick
+
+	got := collect(t, reader)
+	ws := m.Snapshot()
+	for _, def := range Contract() {
+		pts := got[def.Name]
+		if len(pts) == 0 {
+			t.Errorf("%s: no data points", def.Name)
+			continue
+		}
+		for _, p := range pts {
+			if p.kind != def.Kind || p.typ != def.Value {
+				t.Errorf("%s: collected as %s of %s, contract says %s of %s", def.Name, p.kind, p.typ, def.Kind, def.Value)
+				break
+			}
+		}
+		if !slices.Contains(def.Attributes, AttrWorkerID) {
+			continue
+		}
+		for _, w := range ws {
+			found := 0
+			for _, p := range pts {
+				id, _ := p.attrs.Value(AttrWorkerID)
+				if id.AsString() != w.ID {
+					continue
+				}
+				found++
+				key, _ := p.attrs.Value(AttrWorkerKey)
+				pid, _ := p.attrs.Value(AttrProcessPID)
+				if key.AsString() != w.Key || int(pid.AsInt64()) != w.PID {
+					t.Errorf("%s: attributes %v for worker %+v", def.Name, p.attrs.ToSlice(), w)
+				}
+			}
+			want := 1
+			if slices.Contains(def.Attributes, AttrCPUMode) || slices.Contains(def.Attributes, AttrFaultType) {
+				want = 2
+			}
+			if found != want {
+				t.Errorf("%s: %d points for worker %s, want %d", def.Name, found, w.Key, want)
+			}
+		}
+	}
+	if p := got["workerscope.process.watched_files"]; len(p) != 1 || p[0].value != 42 {
+		t.Errorf("extra gauge: %v", p)
+	}
+	if p := got[MetricSSEClients]; len(p) != 1 || p[0].value != 3 {
+		t.Errorf("sse clients: %v", p)
+	}
+	if p := got[MetricRPCDuration]; len(p) < 2 {
+		t.Errorf("rpc duration points: %v", p)
+	}
+	for _, name := range []string{"go.memory.used", "go.goroutine.count", "go.schedule.duration"} {
+		if len(got[name]) == 0 {
+			t.Errorf("no Go runtime metric %s; got %d metrics", name, len(got))
+		}
+	}
+	var workerErrors int
+	for _, p := range got[MetricRPCDuration] {
+		if e, ok := p.attrs.Value(AttrErrorType); ok && e.AsString() == workers.CodeWorkerError {
+			workerErrors += int(p.value)
+		}
+		if _, ok := p.attrs.Value(AttrRPCMethod); !ok {
+			t.Errorf("rpc duration point without rpc.method: %v", p.attrs.ToSlice())
+		}
+	}
+	if workerErrors != 1 {
+		t.Errorf("rpc.duration with error.type=worker_error: %d, want 1", workerErrors)
+	}
+	if p := got[MetricProcessCPUTime]; len(p) != 2 || p[0].value+p[1].value < 0.1 {
+		t.Errorf("supervisor CPU time: %v", p)
+	}
+	for name, want := range map[string]string{MetricWorkerMemoryLimit: "watchdog", MetricWorkerProcessesLimit: "watchdog", MetricWorkerCPULimit: "none"} {
+		if p := got[name]; len(p) != 1 || p[0].attrs.Len() != 1 {
+			t.Errorf("%s: %v", name, p)
+		} else if e, _ := p[0].attrs.Value(AttrEnforcement); e.AsString() != want {
+			t.Errorf("%s enforced by %q, want %q", name, e.AsString(), want)
+		}
+	}
+	if p := got[MetricProcessMemoryUsage]; len(p) != 1 || p[0].value < 1<<20 {
+		t.Errorf("supervisor RSS: %v", p)
+	}
+	// Memory held by alpha shows.
+	for _, p := range got[MetricWorkerMemoryUsage] {
+		if k, _ := p.attrs.Value(AttrWorkerKey); k.AsString() == "alpha" && p.value < 16<<20 {
+			t.Errorf("alpha RSS %v < 16 MiB held", p.value)
+		}
+	}
+
+	// A stopped worker's series end.
+	var betaID string
+	for _, w := range ws {
+		if w.Key == "beta" {
+			betaID = w.ID
+		}
+	}
+	if err := m.Stop(context.Background(), "beta"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	got = collect(t, reader)
+	for name, pts := range got {
+		for _, p := range pts {
+			if id, ok := p.attrs.Value(AttrWorkerID); ok && id.AsString() == betaID {
+				t.Errorf("%s still reports stopped worker %s", name, betaID)
+			}
+		}
+	}
+	exits := 0.0
+	for _, p := range got[MetricExits] {
+		if r, _ := p.attrs.Value(AttrExitReason); r.AsString() == "stopped" {
+			exits = p.value
+		}
+	}
+	if exits != 1 {
+		t.Errorf("stopped exits = %v", exits)
+	}
+}
+
+func TestDropWorkerKeyAndSeriesCap(t *testing.T) {
+	m := testutil.NewDemoManager(t)
+	reader := startLocal(t, m, nil, func(o *MetricsOptions) { o.DropWorkerKey = true; o.MaxWorkerSeries = 1 }).reader
+	testutil.MustSend(t, m, "a", `{"type":"get_state"}`)
+	testutil.MustSend(t, m, "b", `{"type":"get_state"}`)
+	got := collect(t, reader)
+	if n := len(got[MetricWorkerMemoryUsage]); n != 1 {
+		t.Fatalf("series cap 1: %d points", n)
+	}
+	if p := got[MetricWorkersUnobserved]; len(p) != 1 || p[0].value != 1 {
+		t.Fatalf("unobserved workers: %v, want 1", p)
+	}
+	for _, p := range got[MetricWorkerMemoryUsage] {
+		if _, ok := p.attrs.Value(AttrWorkerKey); ok {
+			t.Fatal("worker.key present although dropped")
+		}
+	}
+}
+
+func TestGaugesRegistry(t *testing.T) {
+	g := &Gauges{}
+	for _, bad := range []string{"", "Bad", "1x", "with-dash"} {
+		if err := g.Register(bad, "1", "", func() int64 { return 0 }); err == nil {
+			t.Errorf("name %q accepted", bad)
+		}
+	}
+	if err := g.Register("ok", "1", "", func() int64 { return 7 }); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Register("ok", "1", "", func() int64 { return 7 }); err == nil {
+		t.Error("duplicate accepted")
+	}
+	if v := g.Values(); v["ok"] != 7 {
+		t.Errorf("values %v", v)
+	}
+	var nilG *Gauges
+	if nilG.Values() != nil {
+		t.Error("nil gauges have values")
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package otelmetrics
+
+const raceEnabled = false

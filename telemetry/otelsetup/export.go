@@ -1,0 +1,315 @@
+package otelsetup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/runtime"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/exporters/stdout/stdoutmetric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+)
+
+// Protocols of OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL.
+const (
+	ProtocolGRPC = "grpc"
+	ProtocolHTTP = "http/protobuf"
+)
+
+// Defaults that differ from the OTel SDK's: a local collector over gRPC,
+// gzip, and a 10 s interval (the SDK's are http/protobuf, none and 60 s).
+const (
+	defaultProtocol    = ProtocolGRPC
+	defaultCompression = "gzip"
+	defaultInterval    = 10 * time.Second
+)
+
+// exportSettings is what the OTEL_* variables ask of metric export,
+// resolved and checked once, so the exporters get explicit options and do
+// not read (and silently drop) the same variables again.
+type exportSettings struct {
+	exporters   []string // "otlp", "console", "prometheus"; none when empty
+	protocol    string
+	endpoint    *url.URL // scheme://host:port[/path]
+	compression string
+	temporality string // "cumulative", "delta" or "lowmemory"
+	interval    time.Duration
+	timeout     time.Duration // 0: the SDK's default
+	promAddr    string        // OTEL_EXPORTER_PROMETHEUS_HOST:PORT
+}
+
+// resolveExport reads the metric export settings. Invalid values that the
+// docs say stop start-up return an error naming the variable; the others
+// are logged as warnings and replaced by the default, as the spec asks.
+func resolveExport(env func(string) string, log *slog.Logger) (exportSettings, error) {
+	s := exportSettings{protocol: defaultProtocol, compression: defaultCompression, temporality: "cumulative", interval: defaultInterval}
+	var errs []error
+	bad := func(key, v, why string) { errs = append(errs, fmt.Errorf("otelsetup: invalid %s %q: %s", key, v, why)) }
+
+	if v := firstEnv(env, "OTEL_METRICS_EXPORTER"); v != "" {
+		for _, name := range strings.Split(strings.ToLower(v), ",") {
+			switch name = strings.TrimSpace(name); name {
+			case "otlp", "console", "prometheus":
+				s.exporters = append(s.exporters, name)
+			case "none", "":
+			default:
+				bad("OTEL_METRICS_EXPORTER", v, "want a comma list of otlp, prometheus, console, or none")
+			}
+		}
+	} else {
+		s.exporters = []string{"otlp"}
+	}
+
+	key := "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"
+	v := firstEnv(env, key)
+	if v == "" {
+		key, v = "OTEL_EXPORTER_OTLP_PROTOCOL", firstEnv(env, "OTEL_EXPORTER_OTLP_PROTOCOL")
+	}
+	switch strings.ToLower(v) {
+	case "":
+	case ProtocolGRPC, ProtocolHTTP:
+		s.protocol = strings.ToLower(v)
+	default:
+		bad(key, v, "want grpc or http/protobuf")
+	}
+
+	var err error
+	s.endpoint, err = resolveEndpoint(env, s.protocol)
+	if err != nil {
+		errs = append(errs, err)
+	}
+
+	key = "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION"
+	v = firstEnv(env, key)
+	if v == "" {
+		key, v = "OTEL_EXPORTER_OTLP_COMPRESSION", firstEnv(env, "OTEL_EXPORTER_OTLP_COMPRESSION")
+	}
+	switch strings.ToLower(v) {
+	case "":
+	case "gzip", "none":
+		s.compression = strings.ToLower(v)
+	default:
+		bad(key, v, "want gzip or none")
+	}
+
+	if v := firstEnv(env, "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"); v != "" {
+		switch strings.ToLower(v) {
+		case "cumulative", "delta", "lowmemory":
+			s.temporality = strings.ToLower(v)
+		default:
+			bad("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", v, "want cumulative, delta or lowmemory")
+		}
+	}
+
+	millis := func(key string, def time.Duration) time.Duration {
+		v := firstEnv(env, key)
+		if v == "" {
+			return def
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			bad(key, v, "want an integer number of milliseconds")
+			return def
+		}
+		if n <= 0 {
+			log.Warn("ignoring a non-positive OTel setting; using the default", "variable", key, "value", v, "default", def)
+			return def
+		}
+		return time.Duration(n) * time.Millisecond
+	}
+	s.interval = millis("OTEL_METRIC_EXPORT_INTERVAL", defaultInterval)
+	s.timeout = millis("OTEL_METRIC_EXPORT_TIMEOUT", 0)
+
+	host, port := firstEnv(env, "OTEL_EXPORTER_PROMETHEUS_HOST"), firstEnv(env, "OTEL_EXPORTER_PROMETHEUS_PORT")
+	if host == "" {
+		host = "localhost"
+	}
+	if port == "" {
+		port = "9464"
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		bad("OTEL_EXPORTER_PROMETHEUS_PORT", port, "want a port number")
+	}
+	s.promAddr = net.JoinHostPort(host, port)
+	return s, errors.Join(errs...)
+}
+
+// resolveEndpoint returns the OTLP endpoint as a URL. The spec's form is a
+// URL (http:// for plaintext, https:// for TLS); a bare host:port, as users
+// often type it, is accepted too: plaintext when the host is a loopback
+// address or OTEL_EXPORTER_OTLP_INSECURE is true, TLS otherwise. For
+// http/protobuf the generic endpoint gets /v1/metrics appended, the
+// signal-specific one is used as is.
+func resolveEndpoint(env func(string) string, protocol string) (*url.URL, error) {
+	key, raw := "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", firstEnv(env, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+	generic := raw == ""
+	if generic {
+		key, raw = "OTEL_EXPORTER_OTLP_ENDPOINT", firstEnv(env, "OTEL_EXPORTER_OTLP_ENDPOINT")
+	}
+	if raw == "" {
+		if protocol == ProtocolHTTP {
+			return &url.URL{Scheme: "http", Host: "localhost:4318", Path: "/v1/metrics"}, nil
+		}
+		return &url.URL{Scheme: "http", Host: "localhost:4317"}, nil
+	}
+	if !strings.Contains(raw, "://") {
+		host, _, err := net.SplitHostPort(raw)
+		if err != nil {
+			return nil, fmt.Errorf("otelsetup: invalid %s %q: want a URL such as http://collector:4317 or https://otlp.example.com, or host:port", key, raw)
+		}
+		scheme := "https"
+		insecure := strings.EqualFold(firstEnv(env, "OTEL_EXPORTER_OTLP_METRICS_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE"), "true")
+		if ip := net.ParseIP(host); insecure || strings.EqualFold(host, "localhost") || (ip != nil && ip.IsLoopback()) {
+			scheme = "http"
+		}
+		raw = scheme + "://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("otelsetup: invalid %s %q: want a URL such as http://collector:4317 or https://otlp.example.com, or host:port", key, raw)
+	}
+	if u.Port() == "" {
+		port := "4317"
+		switch {
+		case protocol == ProtocolHTTP && u.Scheme == "https":
+			port = "443"
+		case protocol == ProtocolHTTP:
+			port = "4318"
+		case u.Scheme == "https":
+			port = "443"
+		}
+		u.Host = net.JoinHostPort(u.Hostname(), port)
+	}
+	if protocol == ProtocolHTTP && generic {
+		u.Path = strings.TrimSuffix(u.Path, "/") + "/v1/metrics"
+	}
+	if protocol == ProtocolGRPC {
+		u.Path = ""
+	}
+	u.User = nil // credentials belong in OTEL_EXPORTER_OTLP_HEADERS
+	return u, nil
+}
+
+// temporalitySelector implements OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE.
+func temporalitySelector(pref string) sdkmetric.TemporalitySelector {
+	switch pref {
+	case "delta":
+		return func(k sdkmetric.InstrumentKind) metricdata.Temporality {
+			switch k {
+			case sdkmetric.InstrumentKindUpDownCounter, sdkmetric.InstrumentKindObservableUpDownCounter:
+				return metricdata.CumulativeTemporality
+			}
+			return metricdata.DeltaTemporality
+		}
+	case "lowmemory":
+		return func(k sdkmetric.InstrumentKind) metricdata.Temporality {
+			switch k {
+			case sdkmetric.InstrumentKindCounter, sdkmetric.InstrumentKindHistogram:
+				return metricdata.DeltaTemporality
+			}
+			return metricdata.CumulativeTemporality
+		}
+	}
+	return sdkmetric.DefaultTemporalitySelector
+}
+
+// newOTLPExporter builds the OTLP exporter the settings describe. Headers,
+// TLS certificates and the request timeout still come from the standard
+// OTEL_EXPORTER_OTLP_* variables, which the exporter reads itself.
+func newOTLPExporter(ctx context.Context, s exportSettings) (sdkmetric.Exporter, error) {
+	temporality := temporalitySelector(s.temporality)
+	if s.protocol == ProtocolHTTP {
+		opts := []otlpmetrichttp.Option{otlpmetrichttp.WithEndpointURL(s.endpoint.String()), otlpmetrichttp.WithTemporalitySelector(temporality)}
+		if s.compression == "gzip" {
+			opts = append(opts, otlpmetrichttp.WithCompression(otlpmetrichttp.GzipCompression))
+		} else {
+			opts = append(opts, otlpmetrichttp.WithCompression(otlpmetrichttp.NoCompression))
+		}
+		return otlpmetrichttp.New(ctx, opts...)
+	}
+	// gRPC's reconnect back-off grows to 2 minutes by default: after a
+	// collector restart export would resume only that late. Bound it by
+	// the interval (at most 5 s), so export resumes within two intervals.
+	maxDelay := min(max(s.interval, time.Second), 5*time.Second)
+	opts := []otlpmetricgrpc.Option{
+		otlpmetricgrpc.WithEndpointURL(s.endpoint.String()),
+		otlpmetricgrpc.WithTemporalitySelector(temporality),
+		otlpmetricgrpc.WithDialOption(grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: maxDelay},
+			MinConnectTimeout: maxDelay,
+		})),
+	}
+	if s.compression == "gzip" {
+		opts = append(opts, otlpmetricgrpc.WithCompressor("gzip"))
+	}
+	return otlpmetricgrpc.New(ctx, opts...)
+}
+
+// readerOptions are the periodic reader's options: interval, timeout and
+// the Go runtime producer (go.schedule.duration).
+func (s exportSettings) readerOptions() []sdkmetric.PeriodicReaderOption {
+	opts := []sdkmetric.PeriodicReaderOption{sdkmetric.WithInterval(s.interval), sdkmetric.WithProducer(runtime.NewProducer())}
+	if s.timeout > 0 {
+		opts = append(opts, sdkmetric.WithTimeout(s.timeout))
+	}
+	return opts
+}
+
+// newConsoleReader prints every collection to stdout as JSON.
+func newConsoleReader(s exportSettings) (sdkmetric.Reader, error) {
+	exp, err := stdoutmetric.New(stdoutmetric.WithWriter(os.Stdout))
+	if err != nil {
+		return nil, fmt.Errorf("otelsetup: console exporter: %w", err)
+	}
+	return sdkmetric.NewPeriodicReader(exp, s.readerOptions()...), nil
+}
+
+// promServer is OTEL_METRICS_EXPORTER=prometheus: the spec's pull endpoint
+// on OTEL_EXPORTER_PROMETHEUS_HOST:PORT (localhost:9464 by default). Like
+// every Prometheus exporter it has no authentication: keep it on loopback
+// or behind a proxy; the token-protected GET /metrics serves the same
+// exposition.
+type promServer struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+func newPromServer(addr string, log *slog.Logger) (sdkmetric.Reader, *promServer, error) {
+	reg := prometheus.NewRegistry()
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithProducer(runtime.NewProducer()))
+	if err != nil {
+		return nil, nil, fmt.Errorf("otelsetup: prometheus exporter: %w", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("otelsetup: prometheus exporter (OTEL_EXPORTER_PROMETHEUS_HOST/PORT): listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+	p := &promServer{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}
+	go func() { _ = p.srv.Serve(ln) }()
+	return exp, p, nil
+}
+
+func (p *promServer) shutdown(ctx context.Context) error {
+	if p == nil {
+		return nil
+	}
+	return p.srv.Shutdown(ctx)
+}

@@ -1,0 +1,270 @@
+package report
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/workerscope/workerscope/telemetry/sampler"
+	"github.com/workerscope/workerscope/workers"
+)
+
+// JSONOptions configures the JSON report of GET /api/metrics.
+type JSONOptions struct {
+	// Sampler is the shared sampler (the same one the OTel callbacks read:
+	// there is no second sampling path). Required.
+	Sampler *sampler.Sampler
+	// Gauges are the application's extra process gauges, shown in
+	// "process" (an *otelmetrics.Gauges).
+	Gauges interface{ Values() map[string]int64 }
+	// SSEClients reports open event streams.
+	SSEClients func() int64
+	// Version is reported as process.version.
+	Version string
+	// Started is when the process started (uptime). Default: now.
+	Started time.Time
+	// Limits reports the per-worker limits and what enforces them
+	// (Manager.Limits); nil shows none.
+	Limits func() workers.LimitsInfo
+	// Wait bounds how long a request waits for a sampling pass in
+	// progress before answering from the previous report. Default 2s.
+	Wait time.Duration
+}
+
+// ReportHandler serves GET /api/metrics: process health and one entry per
+// worker from the shared sample. Fields that could not be measured are
+// null with an "error"; the response itself does not fail.
+func JSON(opts JSONOptions) http.Handler {
+	if opts.Started.IsZero() {
+		opts.Started = time.Now()
+	}
+	if opts.Wait <= 0 {
+		opts.Wait = 2 * time.Second
+	}
+	h := &reportHandler{opts: opts}
+	return h
+}
+
+type reportHandler struct {
+	opts JSONOptions
+
+	mu       sync.Mutex
+	procAt   time.Time
+	proc     processJSON
+	cacheFor *sampler.Report
+	cacheAt  time.Time
+	body     []byte
+}
+
+type processJSON struct {
+	Goroutines         int              `json:"goroutines"`
+	HeapAllocBytes     uint64           `json:"heap_alloc_bytes"`
+	HeapInuseBytes     uint64           `json:"heap_inuse_bytes"`
+	HeapSysBytes       uint64           `json:"heap_sys_bytes"`
+	GCCount            uint32           `json:"gc_count"`
+	GCPauseLastSeconds float64          `json:"gc_pause_last_seconds"`
+	OpenFDs            *int             `json:"open_fds"`
+	SSEClients         int64            `json:"sse_clients"`
+	UptimeSeconds      float64          `json:"uptime_seconds"`
+	Version            string           `json:"version"`
+	GoVersion          string           `json:"go_version"`
+	Gauges             map[string]int64 `json:"-"`
+}
+
+// MarshalJSON flattens the application gauges into the object.
+func (p processJSON) MarshalJSON() ([]byte, error) {
+	type plain processJSON
+	b, err := json.Marshal(plain(p))
+	if err != nil || len(p.Gauges) == 0 {
+		return b, err
+	}
+	extra, err := json.Marshal(p.Gauges)
+	if err != nil {
+		return nil, err
+	}
+	// {"a":1} + {"g":2} → {"a":1,"g":2}
+	return append(append(b[:len(b)-1], ','), extra[1:]...), nil
+}
+
+type usageJSON struct {
+	ID            string   `json:"id"`
+	Key           string   `json:"key"`
+	PID           int      `json:"pid"`
+	State         string   `json:"state"`
+	CPUPercent    *float64 `json:"cpu_percent"`
+	CPUSeconds    *float64 `json:"cpu_seconds"`
+	RSSBytes      *int64   `json:"rss_bytes"`
+	VMSBytes      *int64   `json:"vms_bytes"`
+	Threads       *int     `json:"threads"`
+	FDs           *int     `json:"fds"`
+	Processes     *int     `json:"processes"`
+	Defunct       *int     `json:"defunct"`
+	UptimeSeconds float64  `json:"uptime_seconds"`
+	IdleSeconds   float64  `json:"idle_seconds"`
+	Zombie        bool     `json:"zombie"`
+	Requests      uint64   `json:"requests"`
+	Restarts      int      `json:"restarts"`
+	// The worker's limits (0 = none) and how often its tree hit them.
+	MemoryMax int64             `json:"memory_max"`
+	PidsMax   int64             `json:"pids_max"`
+	CPUMax    float64           `json:"cpu_max"`
+	LimitHits map[string]uint64 `json:"limit_hits,omitempty"`
+	Error     *string           `json:"error"`
+}
+
+type totalsJSON struct {
+	Workers    int     `json:"workers"`
+	Zombies    int     `json:"zombies"`
+	CPUPercent float64 `json:"cpu_percent"`
+	RSSBytes   int64   `json:"rss_bytes"`
+	VMSBytes   int64   `json:"vms_bytes"`
+	Threads    int     `json:"threads"`
+	FDs        int     `json:"fds"`
+	Processes  int     `json:"processes"`
+	Defunct    int     `json:"defunct"`
+}
+
+type reportJSON struct {
+	SampledAt     *time.Time          `json:"sampled_at"`
+	WindowSeconds float64             `json:"window_seconds"`
+	SampleSeconds float64             `json:"sample_duration_seconds"`
+	NumCPU        int                 `json:"num_cpu"`
+	Process       processJSON         `json:"process"`
+	Workers       []usageJSON         `json:"workers"`
+	Totals        totalsJSON          `json:"totals"`
+	SamplerErrors uint64              `json:"sampler_errors"`
+	Limits        *workers.LimitsInfo `json:"limits"`
+	Error         *string             `json:"error"`
+}
+
+func (h *reportHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Wait)
+	defer cancel()
+	rep := h.opts.Sampler.Report(ctx)
+	body := h.render(rep)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	_, _ = w.Write(body)
+}
+
+// render encodes rep with fresh process health; the body is reused for
+// every request within a second of the same report, so twenty pollers cost
+// one encoding.
+func (h *reportHandler) render(rep *sampler.Report) []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := time.Now()
+	if h.body != nil && rep == h.cacheFor && now.Sub(h.cacheAt) < time.Second {
+		return h.body
+	}
+	if now.Sub(h.procAt) >= time.Second {
+		h.proc = h.processHealth(now, rep)
+		h.procAt = now
+	}
+	out := reportJSON{Process: h.proc, Workers: []usageJSON{}, NumCPU: runtime.NumCPU()}
+	if h.opts.Limits != nil {
+		li := h.opts.Limits()
+		out.Limits = &li
+	}
+	if rep != nil {
+		at := rep.SampledAt.UTC()
+		out.SampledAt = &at
+		out.WindowSeconds = rep.Window.Seconds()
+		out.SampleSeconds = rep.Duration.Seconds()
+		out.SamplerErrors = rep.Errors
+		if rep.Err != nil {
+			msg := rep.Err.Error()
+			out.Error = &msg
+		}
+		out.Workers = make([]usageJSON, len(rep.Workers))
+		for i := range rep.Workers {
+			out.Workers[i] = workerEntry(&rep.Workers[i], &out.Totals)
+		}
+	} else {
+		msg := "no sample yet"
+		out.Error = &msg
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		b = []byte(`{"error":"cannot encode report"}`)
+	}
+	h.body, h.cacheFor, h.cacheAt = append(b, '\n'), rep, now
+	return h.body
+}
+
+func workerEntry(wr *sampler.WorkerReport, t *totalsJSON) usageJSON {
+	t.Workers++
+	e := usageJSON{
+		ID: wr.ID, Key: wr.Key, PID: wr.PID, State: string(wr.State),
+		UptimeSeconds: wr.Uptime.Seconds(), IdleSeconds: wr.Idle.Seconds(),
+		Zombie: wr.Zombie, Requests: wr.Requests, Restarts: wr.Restarts,
+		MemoryMax: wr.MemoryMax, PidsMax: wr.PidsMax, CPUMax: wr.CPUMax, LimitHits: wr.LimitHits,
+	}
+	if wr.Zombie {
+		t.Zombies++
+	}
+	if wr.Err != nil {
+		msg := wr.Err.Error()
+		e.Error = &msg
+		return e
+	}
+	if wr.Partial != nil {
+		msg := wr.Partial.Error()
+		e.Error = &msg
+	}
+	if wr.HasRate {
+		p := wr.CPUPercent
+		e.CPUPercent = &p
+		t.CPUPercent += p
+	}
+	cpu := wr.CPUUser + wr.CPUSystem
+	rss, vms, threads, fds, procs, defunct := wr.RSSBytes, wr.VMSBytes, wr.Threads, wr.FDs, wr.Processes, wr.Defunct
+	e.CPUSeconds, e.RSSBytes, e.VMSBytes = &cpu, &rss, &vms
+	e.Threads, e.FDs, e.Processes, e.Defunct = &threads, &fds, &procs, &defunct
+	t.RSSBytes += rss
+	t.VMSBytes += vms
+	t.Threads += threads
+	t.FDs += fds
+	t.Processes += procs
+	t.Defunct += defunct
+	return e
+}
+
+// processHealth reads the Go runtime now; the open fds come from the
+// sampler's measurement of this process in rep.
+func (h *reportHandler) processHealth(now time.Time, rep *sampler.Report) processJSON {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	p := processJSON{
+		Goroutines:         runtime.NumGoroutine(),
+		HeapAllocBytes:     ms.HeapAlloc,
+		HeapInuseBytes:     ms.HeapInuse,
+		HeapSysBytes:       ms.HeapSys,
+		GCCount:            ms.NumGC,
+		GCPauseLastSeconds: time.Duration(ms.PauseNs[(ms.NumGC+255)%256]).Seconds(),
+		UptimeSeconds:      now.Sub(h.opts.Started).Seconds(),
+		Version:            h.opts.Version,
+		GoVersion:          runtime.Version(),
+		Gauges:             gaugeValues(h.opts.Gauges),
+	}
+	if rep != nil && rep.Self.Err == nil && rep.Self.Partial == nil {
+		n := rep.Self.FDs
+		p.OpenFDs = &n
+	}
+	if h.opts.SSEClients != nil {
+		p.SSEClients = h.opts.SSEClients()
+	}
+	return p
+}
+
+func gaugeValues(g interface{ Values() map[string]int64 }) map[string]int64 {
+	if g == nil {
+		return nil
+	}
+	return g.Values()
+}

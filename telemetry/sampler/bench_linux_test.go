@@ -1,0 +1,147 @@
+//go:build linux
+
+package sampler
+
+import (
+	"runtime"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/workerscope/workerscope/internal/testutil"
+
+	"github.com/shirou/gopsutil/v4/process"
+
+	"github.com/workerscope/workerscope/workers"
+)
+
+// baselineReader does the minimum: one read of /proc/PID/stat per process
+// into a reused buffer, nothing parsed.
+type baselineReader struct {
+	buf  []byte
+	path []byte
+}
+
+func (b *baselineReader) pass(ws []workers.WorkerSnapshot) int {
+	total := 0
+	for _, w := range ws {
+		b.path = strconv.AppendInt(append(b.path[:0], "/proc/"...), int64(w.PID), 10)
+		b.path = append(b.path, "/stat"...)
+		fd, err := syscall.Open(string(b.path), syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		n, _ := syscall.Read(fd, b.buf)
+		syscall.Close(fd)
+		total += n
+	}
+	return total
+}
+
+// threadCPU is this thread's user+system CPU time.
+func threadCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+var benchSizes = []int{10, 100, 1000}
+
+// BenchmarkSamplerVsBaseline measures, in one run and on the same
+// processes, the CPU of a whole sampling pass (scan, tree attribution, fd
+// counts, CPU accounting, rates) per worker beside the baseline reader,
+// and reports their ratio. The budget is a ratio ≤ 2 at N = 1000.
+func BenchmarkSamplerVsBaseline(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run("N="+strconv.Itoa(n), func(b *testing.B) {
+			ws := testutil.IdleSleepers(b, n)
+			src := &testutil.StaticSource{WS: ws}
+			s, err := New(src, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			base := &baselineReader{buf: make([]byte, 4096)}
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			s.sample() // warm the caches, as in steady state
+			var samplerCPU, baseCPU time.Duration
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				t0 := threadCPU()
+				base.pass(ws)
+				t1 := threadCPU()
+				r := s.sample()
+				t2 := threadCPU()
+				baseCPU += t1 - t0
+				samplerCPU += t2 - t1
+				if len(r.Workers) != n || r.Workers[0].Err != nil {
+					b.Fatalf("bad pass: %d workers, err %v", len(r.Workers), r.Workers[0].Err)
+				}
+			}
+			per := float64(b.N) * float64(n)
+			b.ReportMetric(float64(samplerCPU.Nanoseconds())/per, "sampler-cpu-ns/worker")
+			b.ReportMetric(float64(baseCPU.Nanoseconds())/per, "baseline-cpu-ns/worker")
+			b.ReportMetric(float64(samplerCPU)/float64(max(baseCPU, 1)), "ratio")
+		})
+	}
+}
+
+// BenchmarkSamplerPass is one sampling pass alone (wall time, allocations),
+// for benchstat comparisons between versions.
+func BenchmarkSamplerPass(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run("N="+strconv.Itoa(n), func(b *testing.B) {
+			ws := testutil.IdleSleepers(b, n)
+			s, _ := New(&testutil.StaticSource{WS: ws}, Options{})
+			s.sample()
+			b.ReportAllocs()
+			for b.Loop() {
+				s.sample()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/worker")
+		})
+	}
+}
+
+// BenchmarkBaselineRead is the baseline reader alone.
+func BenchmarkBaselineRead(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run("N="+strconv.Itoa(n), func(b *testing.B) {
+			ws := testutil.IdleSleepers(b, n)
+			base := &baselineReader{buf: make([]byte, 4096)}
+			b.ReportAllocs()
+			for b.Loop() {
+				base.pass(ws)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/worker")
+		})
+	}
+}
+
+// BenchmarkGopsutilNaive is gopsutil as commonly used — a fresh Process per
+// worker, then Times, MemoryInfo, NumThreads, Status and NumFDs, no tree —
+// for context.
+func BenchmarkGopsutilNaive(b *testing.B) {
+	for _, n := range []int{10, 100} {
+		b.Run("N="+strconv.Itoa(n), func(b *testing.B) {
+			ws := testutil.IdleSleepers(b, n)
+			b.ReportAllocs()
+			for b.Loop() {
+				for _, w := range ws {
+					p, err := process.NewProcess(int32(w.PID))
+					if err != nil {
+						b.Fatal(err)
+					}
+					_, _ = p.Times()
+					_, _ = p.MemoryInfo()
+					_, _ = p.NumThreads()
+					_, _ = p.Status()
+					_, _ = p.NumFDs()
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/worker")
+		})
+	}
+}

@@ -1,0 +1,60 @@
+//go:build linux
+
+package sampler
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/workerscope/workerscope/internal/testutil"
+)
+
+// TestGopsutilSamplerContract runs the portable sampler (the default off
+// Linux) on Linux against real demo workers: the tree found by parent
+// PID, memory held, threads, fds and faults measured, CPU that never falls,
+// and a child counted while it lives.
+func TestGopsutilSamplerContract(t *testing.T) {
+	m := testutil.NewDemoManager(t)
+	s, err := New(m, Options{Process: NewGopsutilSampler(), MinInterval: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sample := func() WorkerReport {
+		t.Helper()
+		r := s.Report(context.Background())
+		for _, w := range r.Workers {
+			if w.Key == "k" {
+				if w.Err != nil {
+					t.Fatalf("sample: %v", w.Err)
+				}
+				return w
+			}
+		}
+		t.Fatal("no worker k in the report")
+		return WorkerReport{}
+	}
+	testutil.MustSend(t, m, "k", `{"type":"prompt","mem_mib":64,"cpu_ms":200,"events":0}`)
+	testutil.WaitPromptDone(t, m, "k")
+	w := sample()
+	if w.RSSBytes < 64<<20 || w.VMSBytes < w.RSSBytes || w.Threads < 1 || w.FDs < 3 || w.Processes != 1 || w.MinorFaults == 0 {
+		t.Fatalf("gopsutil tree: %+v", w.TreeStat)
+	}
+	if w.Partial != nil {
+		t.Fatalf("on Linux everything is measurable, got %v", w.Partial)
+	}
+	if cpu := w.CPUUser + w.CPUSystem; cpu < 0.15 {
+		t.Fatalf("CPU %.3f s after a 200 ms burn", cpu)
+	}
+	last := w.CPUUser + w.CPUSystem
+	testutil.MustSend(t, m, "k", `{"type":"prompt","child_ms":1500,"child_cpu_ms":100,"events":0}`)
+	testutil.Eventually(t, 10*time.Second, "the child in the tree", func() bool {
+		w := sample()
+		if cpu := w.CPUUser + w.CPUSystem; cpu < last {
+			t.Fatalf("CPU fell from %.3f to %.3f", last, cpu)
+		} else {
+			last = cpu
+		}
+		return w.Processes == 2
+	})
+}

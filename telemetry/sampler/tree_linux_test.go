@@ -1,0 +1,181 @@
+//go:build linux
+
+package sampler
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/workerscope/workerscope/internal/testutil"
+	"github.com/workerscope/workerscope/workers"
+)
+
+// treeSample samples once, bypassing the cache, and returns key's report.
+func treeSample(t testing.TB, s *Sampler, key string) WorkerReport {
+	t.Helper()
+	s.cur.Store(nil)
+	r := s.Report(context.Background())
+	for _, w := range r.Workers {
+		if w.Key == key {
+			if w.Err != nil {
+				t.Fatalf("sample %s: %v", key, w.Err)
+			}
+			return w
+		}
+	}
+	t.Fatalf("no worker %s in report", key)
+	return WorkerReport{}
+}
+
+func cpuOf(w WorkerReport) float64 { return w.CPUUser + w.CPUSystem }
+
+// TestTreeCPUIncludesExitedChildrenAndNeverFalls burns a known amount of
+// CPU in a worker and in a child that exits, sampling all the while.
+func TestTreeCPUIncludesExitedChildrenAndNeverFalls(t *testing.T) {
+	m := testutil.NewDemoManager(t)
+	s, err := New(m, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.MustSend(t, m, "k", `{"type":"get_state"}`)
+	before := cpuOf(treeSample(t, s, "k"))
+	testutil.MustSend(t, m, "k", `{"type":"prompt","cpu_ms":400,"child_cpu_ms":300,"events":2}`)
+	last := before
+	var maxProcs int
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		w := treeSample(t, s, "k")
+		if cpuOf(w) < last {
+			t.Fatalf("tree CPU fell from %v to %v", last, cpuOf(w))
+		}
+		last = cpuOf(w)
+		maxProcs = max(maxProcs, w.Processes)
+		if w.Processes == 1 && last-before >= 0.6 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cpu delta %v, processes %d", last-before, w.Processes)
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	delta := cpuOf(treeSample(t, s, "k")) - before
+	// 0.7 s burnt, ±10 %, plus a little for starting the child process.
+	if delta < 0.63 || delta > 0.77+0.1 {
+		t.Fatalf("tree CPU rose by %.3f s, want 0.7 s ±10%%", delta)
+	}
+	if maxProcs < 2 {
+		t.Fatalf("child never seen in the tree (max %d processes)", maxProcs)
+	}
+}
+
+// TestTreeCountsReparentedOrphans checks that a descendant that setsid'd
+// and was re-parented away counts toward its worker, CPU included after it
+// exits and the supervisor reaps it.
+func TestTreeCountsReparentedOrphans(t *testing.T) {
+	m := testutil.NewDemoManager(t, func(c *workers.Config) { c.ReapInterval = 100 * time.Millisecond }) // reaps orphans often
+	s, _ := New(m, Options{})
+	testutil.MustSend(t, m, "k", `{"type":"get_state"}`)
+	before := cpuOf(treeSample(t, s, "k"))
+	testutil.MustSend(t, m, "k", `{"type":"prompt","child_orphan":true,"child_setsid":true,"child_cpu_ms":300,"child_ms":600,"events":0}`)
+	sawOrphan := false
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		w := treeSample(t, s, "k")
+		if w.Processes >= 2 {
+			sawOrphan = true
+		}
+		if sawOrphan && w.Processes == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("orphan seen %v, processes %d", sawOrphan, w.Processes)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if delta := cpuOf(treeSample(t, s, "k")) - before; delta < 0.27 {
+		t.Fatalf("orphan's CPU lost: tree rose by %.3f s, want ≥ 0.27", delta)
+	}
+}
+
+func TestTreeMemoryThreadsFDs(t *testing.T) {
+	m := testutil.NewDemoManager(t)
+	s, _ := New(m, Options{})
+	testutil.MustSend(t, m, "k", `{"type":"get_state"}`)
+	base := treeSample(t, s, "k")
+	if base.Threads < 2 || base.FDs < 3 || base.VMSBytes <= base.RSSBytes || base.Processes != 1 || base.Defunct != 0 {
+		t.Fatalf("baseline %+v", base.TreeStat)
+	}
+	testutil.MustSend(t, m, "k", `{"type":"prompt","mem_mib":64,"events":0}`)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		w := treeSample(t, s, "k")
+		if w.RSSBytes-base.RSSBytes >= 60<<20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("RSS %d → %d after holding 64 MiB", base.RSSBytes, w.RSSBytes)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestTreeCachesArePruned(t *testing.T) {
+	m := testutil.NewDemoManager(t)
+	ps, _ := NewProcessSampler()
+	s, _ := New(m, Options{Process: ps})
+	for i := 0; i < 3; i++ {
+		testutil.MustSend(t, m, "k", `{"type":"prompt","child_ms":50,"events":0}`)
+		time.Sleep(100 * time.Millisecond)
+		treeSample(t, s, "k")
+		if err := m.Stop(context.Background(), "k"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.cur.Store(nil)
+	s.Report(context.Background())
+	trees, procs, _ := ps.(*procTreeSampler).cacheSizes()
+	if trees != 0 || procs != 0 || s.CacheSizes().Baselines != 0 {
+		t.Fatalf("caches after all workers stopped: trees %d procs %d prev %d", trees, procs, s.CacheSizes().Baselines)
+	}
+}
+
+// TestTreePageFaultsFollowTouchedMemory touches 32 MiB in the worker, then
+// starts a child that exits: the tree's minor faults rise by at least one
+// per huge page touched (the Go heap may be backed by transparent huge
+// pages, so not one per 4 KiB page), and never fall when the child's
+// faults move into the worker's cminflt.
+func TestTreePageFaultsFollowTouchedMemory(t *testing.T) {
+	m := testutil.NewDemoManager(t)
+	s, _ := New(m, Options{MinInterval: time.Nanosecond})
+	testutil.MustSend(t, m, "k", `{"type":"get_state"}`)
+	before := treeSample(t, s, "k")
+	testutil.MustSend(t, m, "k", `{"type":"prompt","mem_mib":32,"events":0}`)
+	testutil.WaitPromptDone(t, m, "k")
+	after := treeSample(t, s, "k")
+	if got := int64(after.MinorFaults) - int64(before.MinorFaults); got < 16 {
+		t.Fatalf("minor faults rose by %d (from %d), want ≥ 16 for 32 MiB touched", got, before.MinorFaults)
+	}
+	testutil.MustSend(t, m, "k", `{"type":"prompt","child_ms":200,"child_cpu_ms":50,"events":0}`)
+	last, sawChild := after, false
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		w := treeSample(t, s, "k")
+		if w.MinorFaults < last.MinorFaults || w.MajorFaults < last.MajorFaults {
+			t.Fatalf("faults fell: minor %d → %d, major %d → %d", last.MinorFaults, w.MinorFaults, last.MajorFaults, w.MajorFaults)
+		}
+		last = w
+		sawChild = sawChild || w.Processes > 1
+		if sawChild && w.Processes == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("child seen %v, processes %d", sawChild, w.Processes)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if last.MinorFaults <= after.MinorFaults {
+		t.Fatalf("a child that started and exited added no minor faults (%d → %d)", after.MinorFaults, last.MinorFaults)
+	}
+}

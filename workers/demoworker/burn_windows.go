@@ -1,0 +1,12 @@
+package demoworker
+
+import (
+	"syscall"
+	"time"
+)
+
+// threadCPU is unknown here: burns fall back to wall time.
+func threadCPU() (time.Duration, bool) { return 0, false }
+
+// setsid: there are no sessions; the child starts as usual.
+func setsid() *syscall.SysProcAttr { return nil }

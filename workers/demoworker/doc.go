@@ -1,0 +1,32 @@
+// Package demoworker is a worker that speaks the same JSON-lines RPC
+// protocol as `pi --mode rpc`, with synthetic load instead of an LLM. It is
+// workerscope's default worker (`workerscope demo-worker`) and the
+// workhorse of its tests.
+//
+// Commands (one JSON object per line; responses echo "id"):
+//
+//	prompt     {"message", "cpu_ms", "mem_mib", "events", "child_ms", "child_cpu_ms",
+//	            "child_setsid", "child_orphan"}
+//	           answers at once, then streams agent_start, message_update×events and
+//	           agent_end while it burns cpu_ms of CPU, holds mem_mib MiB (replacing
+//	           what it held; negative frees it), and starts a child that burns child_cpu_ms and lives
+//	           child_ms (setsid: in a new session; orphan: the child forks the
+//	           sleeper and exits, so the sleeper is re-parented).
+//	get_state  {"pid", "held_mib", "streaming", "prompts", "children"}
+//	abort      stops the running prompt (agent_end follows)
+//	sleep      {"ms"}: answers after ms
+//	flood      {"lines", "bytes", "kind": "invalid"|"oversize"}: prints junk first
+//	crash      {"code", "message"}: message to stderr, then exit code
+//	ignore_sigterm: from now on SIGTERM is ignored
+//	hold       {"mib", "ms"}: holds mib MiB of touched pages (replacing what it
+//	           held), then answers after ms more {"held_mib"}
+//	fork       {"count", "ms"}: starts count children (`sleep`, one thread
+//	           each) that live ms, one after another, and answers
+//	           {"started", "failed", "error"} (the first fork error)
+//
+// Environment: WORKERSCOPE_DEMO_CRASH_AT_START=msg prints msg to stderr and
+// exits 3 before reading anything; WORKERSCOPE_DEMO_IGNORE_SIGTERM=1 ignores
+// SIGTERM from the start.
+//
+// It imports only the standard library: it is the worker, not the supervisor.
+package demoworker

@@ -1,0 +1,361 @@
+package workers
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const numLimits = 3 // LimitNames: memory, pids, cpu
+
+// limitCounters are a worker cgroup's cumulative limit events.
+type limitCounters struct {
+	oomKills, pidsMax, cpuThrottled uint64
+}
+
+// treeUsage is one worker tree's measured size, for the watchdog.
+type treeUsage struct {
+	ok       bool
+	rssBytes int64
+	tasks    int64 // threads, as the kernel counts for pids.max
+}
+
+// Limits reports the per-worker limits, the enforcement tier chosen at
+// start-up and why.
+func (m *Manager) Limits() LimitsInfo {
+	li := m.limits
+	li.Enforcement = make(map[string]string, len(m.limits.Enforcement))
+	for k, v := range m.limits.Enforcement {
+		li.Enforcement[k] = v
+	}
+	return li
+}
+
+// WorkerPIDs lists the processes in the cgroup of the worker with the
+// given ID: exact membership, including descendants that scrubbed their
+// environment and were re-parented. ok is false when the worker is unknown
+// or has no cgroup (tiers watchdog and off); then use tree attribution by
+// ancestry and the MarkerEnv marker instead.
+func (m *Manager) WorkerPIDs(workerID string) (pids []int, ok bool) {
+	m.mu.Lock()
+	var w *worker
+	for x := range m.live {
+		if x.id == workerID {
+			w = x
+			break
+		}
+	}
+	m.mu.Unlock()
+	if w == nil || w.cg == nil {
+		return nil, false
+	}
+	pids, err := m.plat.cgroupPIDs(w.cg)
+	return pids, err == nil
+}
+
+// setupLimits chooses the enforcement tier once and logs it.
+func (m *Manager) setupLimits() error {
+	li, err := m.plat.setupLimits(&m.cfg)
+	if err != nil {
+		return err
+	}
+	m.limits = li
+	args := []any{"tier", li.Tier, "reason", li.Reason}
+	if li.MemoryMax > 0 {
+		args = append(args, "memory_max", FormatByteSize(li.MemoryMax))
+	}
+	if li.PidsMax > 0 {
+		args = append(args, "pids_max", li.PidsMax)
+	}
+	if li.CPUMax > 0 {
+		args = append(args, "cpu_max", li.CPUMax)
+	}
+	for _, name := range LimitNames {
+		if e, ok := li.Enforcement[name]; ok {
+			args = append(args, name, e)
+		}
+	}
+	switch {
+	case li.Enforcement[LimitCPU] == "none":
+		m.log.Warn("worker limits: CPU limit not enforced without cgroups", args...)
+	case li.Tier == TierOff && m.cfg.hasLimits():
+		m.log.Warn("worker limits: not enforced", args...)
+	case li.Tier == TierOff:
+		m.log.Debug("worker limits", args...)
+	default:
+		m.log.Info("worker limits", args...)
+	}
+	return nil
+}
+
+// watched reports whether the watchdog enforces the named limit.
+func (m *Manager) watched(limit string) bool {
+	return m.limits.Enforcement[limit] == string(TierWatchdog)
+}
+
+// limitLoop runs the watchdog and reads cgroup limit events.
+func (m *Manager) limitLoop() {
+	defer close(m.limitDone)
+	if !m.limits.Cgroups && !m.watched(LimitMemory) && !m.watched(LimitPids) {
+		return
+	}
+	t := time.NewTicker(m.cfg.WatchdogInterval)
+	defer t.Stop()
+	var ws []*worker
+	var usage []treeUsage
+	for {
+		select {
+		case <-m.stopLimit:
+			return
+		case <-t.C:
+		}
+		ws, usage = m.limitPass(ws[:0], usage[:0])
+	}
+}
+
+// limitPass is one watchdog pass over the live workers.
+func (m *Manager) limitPass(ws []*worker, usage []treeUsage) ([]*worker, []treeUsage) {
+	m.mu.Lock()
+	for w := range m.live {
+		ws = append(ws, w)
+	}
+	m.mu.Unlock()
+	if len(ws) == 0 {
+		return ws, usage
+	}
+	for _, w := range ws {
+		m.syncCounters(w)
+	}
+	watchMem, watchPids := m.watched(LimitMemory), m.watched(LimitPids)
+	if !watchMem && !watchPids {
+		return ws, usage
+	}
+	usage = m.plat.measure(ws, usage)
+	for i, w := range ws {
+		u := usage[i]
+		w.mu.Lock()
+		gone := w.stopping || w.exited || w.dead
+		w.mu.Unlock()
+		if gone || !u.ok {
+			continue
+		}
+		// w.over is touched by this goroutine only.
+		var hit *LimitError
+		if watchMem && u.rssBytes > m.cfg.MemoryMax {
+			w.over[0]++
+			if w.over[0] >= 2 {
+				hit = &LimitError{Limit: LimitMemory, Max: m.cfg.MemoryMax, Used: u.rssBytes, By: "watchdog"}
+			}
+		} else {
+			w.over[0] = 0
+		}
+		if watchPids && u.tasks > m.cfg.PidsMax {
+			w.over[1]++
+			if w.over[1] >= 2 && hit == nil {
+				hit = &LimitError{Limit: LimitPids, Max: m.cfg.PidsMax, Used: u.tasks, By: "watchdog"}
+			}
+		} else {
+			w.over[1] = 0
+		}
+		if hit != nil {
+			m.stopForLimit(w, hit)
+		}
+	}
+	return ws, usage
+}
+
+// stopForLimit stops w (TERM, grace, KILL) because its tree is over a limit.
+func (m *Manager) stopForLimit(w *worker, le *LimitError) {
+	reason := ExitMemoryLimit
+	idx := 0
+	if le.Limit == LimitPids {
+		reason, idx = ExitPidsLimit, 1
+	}
+	w.mu.Lock()
+	if w.stopping || w.exited || w.dead {
+		w.mu.Unlock()
+		return
+	}
+	w.limitErr = le
+	w.hits[idx]++
+	w.mu.Unlock()
+	m.limitHits[idx].Add(1)
+	m.log.Warn("worker over its limit on two watchdog passes; stopping it", "worker", w.id, "key", w.key, "pid", w.pid, "limit", le.Error())
+	m.terminate(w, reason)
+}
+
+// syncCounters reads w's cgroup event counters, counts what is new and
+// publishes worker_limit events for refused forks and OOM kills.
+func (m *Manager) syncCounters(w *worker) {
+	if w.cg == nil {
+		return
+	}
+	c := m.plat.counters(w.cg)
+	w.mu.Lock()
+	last := w.counters
+	dOOM, dPids, dCPU := sub(c.oomKills, last.oomKills), sub(c.pidsMax, last.pidsMax), sub(c.cpuThrottled, last.cpuThrottled)
+	w.counters = limitCounters{max(c.oomKills, last.oomKills), max(c.pidsMax, last.pidsMax), max(c.cpuThrottled, last.cpuThrottled)}
+	w.hits[0] += dOOM
+	w.hits[1] += dPids
+	w.hits[2] += dCPU
+	w.mu.Unlock()
+	m.limitHits[0].Add(dOOM)
+	m.limitHits[1].Add(dPids)
+	m.limitHits[2].Add(dCPU)
+	if dPids > 0 {
+		w.s.publish(m, lifecycleEvent(w, "worker_limit", map[string]any{
+			"limit": LimitPids, "max": m.cfg.PidsMax, "count": dPids, "action": "fork_refused"}))
+	}
+	if dOOM > 0 {
+		w.s.publish(m, lifecycleEvent(w, "worker_limit", map[string]any{
+			"limit": LimitMemory, "max": m.cfg.MemoryMax, "count": dOOM, "action": "oom_kill"}))
+	}
+}
+
+func sub(a, b uint64) uint64 {
+	if a > b {
+		return a - b
+	}
+	return 0
+}
+
+// oomKilled reports whether w's process, just waited for, was killed by
+// the kernel OOM killer in its cgroup: SIGKILLed while its group counts an
+// OOM kill.
+func (m *Manager) oomKilled(w *worker) bool {
+	if w.cg == nil || w.cmd.ProcessState == nil {
+		return false
+	}
+	ws, ok := w.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		return false
+	}
+	m.syncCounters(w)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.counters.oomKills > 0
+}
+
+func (w *worker) hitsLocked() map[string]uint64 {
+	var out map[string]uint64
+	for i, n := range w.hits {
+		if n > 0 {
+			if out == nil {
+				out = make(map[string]uint64, numLimits)
+			}
+			out[LimitNames[i]] = n
+		}
+	}
+	return out
+}
+
+// instanceRE matches Manager IDs (see New), which name lock files.
+var instanceRE = regexp.MustCompile(`^w[0-9a-f]{8}$`)
+
+// runtimeDir returns the directory for instance lock files ("" = none).
+func (c *Config) runtimeDir() string {
+	switch {
+	case c.RuntimeDir == "-":
+		return ""
+	case c.RuntimeDir != "":
+		return c.RuntimeDir
+	case os.Getenv("XDG_RUNTIME_DIR") != "":
+		return filepath.Join(os.Getenv("XDG_RUNTIME_DIR"), "workerscope")
+	}
+	if os.Geteuid() == 0 {
+		if st, err := os.Stat("/run"); err == nil && st.IsDir() {
+			return "/run/workerscope"
+		}
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("workerscope-%d", os.Geteuid()))
+}
+
+// recoverLeftovers takes this instance's lock in the runtime directory,
+// then stops what is left of instances that died without Close: those
+// whose lock file nobody holds (flock locks die with their process). Live
+// instances hold their lock, so their processes are never touched, and
+// processes of supervisors without a lock file (other versions, other
+// runtime directories) are left alone.
+func (m *Manager) recoverLeftovers() {
+	dir := m.cfg.runtimeDir()
+	if dir == "" {
+		return
+	}
+	if err := m.takeRunLock(dir); err != nil {
+		m.log.Warn("leftover recovery disabled: cannot create instance lock", "dir", dir, "err", err)
+		return
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		m.log.Warn("leftover recovery: cannot list runtime directory", "dir", dir, "err", err)
+		return
+	}
+	for _, e := range ents {
+		inst, ok := strings.CutSuffix(e.Name(), ".lock")
+		if !ok || inst == m.instance || !instanceRE.MatchString(inst) {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			continue
+		}
+		if err := tryLock(f); err != nil {
+			_ = f.Close() // held: that instance is alive
+			continue
+		}
+		killed, groups := m.plat.recoverInstance(inst)
+		m.leftoversKilled.Add(uint64(len(killed)))
+		if len(killed) > 0 || groups > 0 {
+			m.log.Warn("stopped leftovers of a dead supervisor instance", "instance", inst, "processes", len(killed), "pids", killed, "cgroups_removed", groups)
+		} else {
+			m.log.Info("removed the lock of a dead supervisor instance; nothing was left", "instance", inst)
+		}
+		_ = os.Remove(path)
+		_ = f.Close()
+	}
+}
+
+// takeRunLock creates dir/<instance>.lock, locked, atomically: it is
+// locked under a temporary name and renamed, so no other instance can see
+// it unlocked.
+func (m *Manager) takeRunLock(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, m.instance+".tmp")
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := tryLock(f); err != nil {
+		_ = f.Close()
+		_ = os.Remove(tmp)
+		return err
+	}
+	_, _ = fmt.Fprintf(f, "%d\n", os.Getpid())
+	if err := os.Rename(tmp, filepath.Join(dir, m.instance+".lock")); err != nil {
+		_ = f.Close()
+		_ = os.Remove(tmp)
+		return err
+	}
+	m.runLock = f
+	return nil
+}
+
+func (m *Manager) releaseRunLock() {
+	if m.runLock == nil {
+		return
+	}
+	err := os.Remove(m.runLock.Name()[:len(m.runLock.Name())-len(".tmp")] + ".lock")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		m.log.Warn("cannot remove instance lock", "err", err)
+	}
+	_ = m.runLock.Close()
+	m.runLock = nil
+}
