@@ -39,7 +39,7 @@ func TestWriteManagerError(t *testing.T) {
 		{"write cut by deadline", fmt.Errorf("%w: %w", workers.ErrWriteFailed, os.ErrDeadlineExceeded), deadlineCtx, 504, "timeout", "", ""},
 		{"write failed", fmt.Errorf("%w: broken pipe", workers.ErrWriteFailed), nil, 502, "write_failed", "", "broken pipe"},
 		{"spawn", fmt.Errorf("%w: no such file", workers.ErrSpawn), nil, 502, "spawn_failed", "", "no such file"},
-		{"pool full", fmt.Errorf("%w (2 of 2)", workers.ErrPoolFull), nil, 503, "pool_full", "", ""},
+		{"pool full", fmt.Errorf("%w (2 of 2)", workers.ErrPoolFull), nil, 503, "pool_full", "1", ""},
 		{"closed", workers.ErrClosed, nil, 503, "closed", "", ""},
 		{"not found", fmt.Errorf("%w %q", workers.ErrNotFound, "k"), nil, 404, "not_found", "", ""},
 		{"other", errors.New("mystery"), nil, 500, "internal", "", "mystery"},

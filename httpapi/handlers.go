@@ -8,11 +8,16 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
 	"github.com/workerscope/workerscope/workers"
 )
+
+// PoolFullRetryAfter is the Retry-After, in seconds, of a 503 pool_full:
+// every worker was busy, and commands usually finish within seconds.
+const PoolFullRetryAfter = 1
 
 // errorBody is the JSON body of every error response.
 type errorBody struct {
@@ -71,6 +76,20 @@ func (s *Server) requestContext(w http.ResponseWriter, r *http.Request) (context
 	return ctx, cancel, true
 }
 
+// readBody reads the request body, at most MaxBodyBytes of it, within
+// BodyTimeout. The deadline is the connection's, so it is lifted once the
+// body is in: the rest of the request (up to RPCTimeout) is not bound by
+// it.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	rc := http.NewResponseController(w)
+	deadlineSet := rc.SetReadDeadline(time.Now().Add(s.opts.BodyTimeout)) == nil
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	if deadlineSet && err == nil {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	return body, err
+}
+
 // rpc handles POST /api/sessions/{key}/rpc: one command in, the worker's
 // response out, verbatim, with 200 even when it says success:false.
 func (s *Server) rpc(w http.ResponseWriter, r *http.Request) {
@@ -78,15 +97,20 @@ func (s *Server) rpc(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	body, err := s.readBody(w, r)
 	if err != nil {
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		switch {
+		case errors.As(err, &tooBig):
 			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large",
 				fmt.Sprintf("request body exceeds the %d-byte limit", tooBig.Limit))
-			return
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestTimeout, "body_timeout",
+				fmt.Sprintf("request body not received within %s", s.opts.BodyTimeout))
+		default:
+			writeError(w, http.StatusBadRequest, "bad_body", "reading request body: "+err.Error())
 		}
-		writeError(w, http.StatusBadRequest, "bad_body", "reading request body: "+err.Error())
 		return
 	}
 	ctx, cancel, ok := s.requestContext(w, r)
@@ -141,7 +165,11 @@ func (s *Server) writeManagerError(w http.ResponseWriter, r *http.Request, ctx c
 		// The client went away; nobody reads this.
 		s.log.Debug("request canceled by client", "method", r.Method, "path", r.URL.Path, "key", key, "err", err)
 		status = 499
-	case workers.CodePoolFull, workers.CodeClosed:
+	case workers.CodePoolFull:
+		// Every worker is busy: one may be free soon.
+		status = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", strconv.Itoa(PoolFullRetryAfter))
+	case workers.CodeClosed:
 		status = http.StatusServiceUnavailable
 	case workers.CodeNotFound:
 		status = http.StatusNotFound

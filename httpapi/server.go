@@ -18,6 +18,7 @@ const (
 	DefaultMaxBodyBytes      = 1 << 20
 	DefaultHeartbeatInterval = 15 * time.Second
 	DefaultRPCTimeout        = 5 * time.Minute
+	DefaultBodyTimeout       = 30 * time.Second
 )
 
 // sseWriteTimeout bounds one write (and flush) to an SSE client, so a
@@ -42,6 +43,10 @@ type Options struct {
 	// RPCTimeout caps the time one RPC (or stop) may take. A client may ask
 	// for less with the query parameter ?timeout=30s. Default 5m.
 	RPCTimeout time.Duration
+	// BodyTimeout bounds reading an RPC's request body: a client that
+	// sends it slower gets 408 body_timeout and its connection is closed.
+	// Default 30s.
+	BodyTimeout time.Duration
 	// Version is the application version, reported in GET /api/workers.
 	Version string
 }
@@ -82,6 +87,9 @@ func New(opts Options) (*Server, error) {
 	if opts.RPCTimeout < 0 {
 		errs = append(errs, errors.New("httpapi: RPCTimeout must be ≥ 0"))
 	}
+	if opts.BodyTimeout < 0 {
+		errs = append(errs, errors.New("httpapi: BodyTimeout must be ≥ 0"))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -96,6 +104,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.RPCTimeout == 0 {
 		opts.RPCTimeout = DefaultRPCTimeout
+	}
+	if opts.BodyTimeout == 0 {
+		opts.BodyTimeout = DefaultBodyTimeout
 	}
 	s := &Server{
 		opts:      opts,

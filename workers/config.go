@@ -16,6 +16,12 @@ const MarkerEnv = "WORKERSCOPE_WORKER_ID"
 // KeyEnv carries the session key into the worker's environment.
 const KeyEnv = "WORKERSCOPE_SESSION_KEY"
 
+// Defaults of the subscriber byte bounds (Config).
+const (
+	DefaultSubscriberBufferBytes = 32 << 20
+	DefaultSubscriberBytesBudget = 256 << 20
+)
+
 // Config configures a Manager. Zero values take the documented defaults.
 type Config struct {
 	// Command is the worker's argv, e.g. ["pi", "--mode", "rpc"]. Required.
@@ -41,7 +47,9 @@ type Config struct {
 	StopGrace time.Duration
 
 	// MaxLineBytes bounds one line of worker output. Longer lines are
-	// skipped and counted. Default 16 MiB.
+	// skipped and counted; a worker's reader keeps a line only until it
+	// passes the limit, so it holds at most MaxLineBytes (plus a 64 KiB
+	// read buffer) at a time. Default 16 MiB.
 	MaxLineBytes int
 	// MaxCommandBytes bounds one command sent to a worker. Default 16 MiB.
 	MaxCommandBytes int
@@ -51,6 +59,13 @@ type Config struct {
 	// EventBuffer is each subscriber's buffer, in events; a subscriber
 	// that falls further behind loses events (counted). Default 256.
 	EventBuffer int
+	// SubscriberBufferBytes bounds the event data buffered for one
+	// subscriber, in bytes; an event that does not fit is dropped for it
+	// (counted, like one over EventBuffer). Default 32 MiB.
+	SubscriberBufferBytes int64
+	// SubscriberBytesBudget bounds the event data buffered for all
+	// subscribers together, in bytes. Default 256 MiB.
+	SubscriberBytesBudget int64
 	// RunningWindow is how long a streamed event keeps a worker "running"
 	// (agent_end ends it at once). Default 2s.
 	RunningWindow time.Duration
@@ -135,6 +150,12 @@ func (c *Config) setDefaults() {
 	if c.EventBuffer == 0 {
 		c.EventBuffer = 256
 	}
+	if c.SubscriberBufferBytes == 0 {
+		c.SubscriberBufferBytes = DefaultSubscriberBufferBytes
+	}
+	if c.SubscriberBytesBudget == 0 {
+		c.SubscriberBytesBudget = DefaultSubscriberBytesBudget
+	}
 	if c.RunningWindow == 0 {
 		c.RunningWindow = 2 * time.Second
 	}
@@ -166,6 +187,11 @@ func (c *Config) validate() error {
 	}
 	if c.EventBuffer < 1 {
 		errs = append(errs, fmt.Errorf("workers: EventBuffer must be ≥ 1, got %d", c.EventBuffer))
+	}
+	for name, v := range map[string]int64{"SubscriberBufferBytes": c.SubscriberBufferBytes, "SubscriberBytesBudget": c.SubscriberBytesBudget} {
+		if v < 1<<10 {
+			errs = append(errs, fmt.Errorf("workers: %s must be ≥ 1024, got %d", name, v))
+		}
 	}
 	for name, v := range map[string]int{"MaxCommandBytes": c.MaxCommandBytes, "StderrTailBytes": c.StderrTailBytes} {
 		if v < 1 {

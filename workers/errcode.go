@@ -28,8 +28,9 @@ var ErrorCodes = []string{CodeWorkerError, CodeBadKey, CodeBadCommand, CodeBacko
 	CodeCanceled, CodePoolFull, CodeClosed, CodeSpawnFailed, CodeWriteFailed, CodeNotFound, CodeOther}
 
 // ErrorCode names err for the caller of a command sent under ctx (nil ctx:
-// none): one of the Code* constants, or "" for a nil err. A write cut short
-// by ctx's deadline reports the file's own deadline error; it is a timeout.
+// none): one of the Code* constants, or "" for a nil err. Send reports a
+// write cut short by ctx with ctx's error (a timeout); a write error under
+// an expired ctx is still named a timeout, for errors built elsewhere.
 func ErrorCode(ctx context.Context, err error) string {
 	var backoff *BackoffError
 	switch {

@@ -41,8 +41,14 @@ type Manager struct {
 	dropped, orphansReaped                 atomic.Uint64
 	exits                                  [numExitReasons]atomic.Uint64
 	subscribers                            atomic.Int64
-	limitHits                              [numLimits]atomic.Uint64
-	leftoversKilled                        atomic.Uint64
+	// subBytes is the event data buffered for all subscriptions
+	// (Subscription.bytes summed); allSubs lists them, guarded by subsMu
+	// (taken after a session's subMu, before a Subscription's acct).
+	subBytes        atomic.Int64
+	subsMu          sync.Mutex
+	allSubs         map[*Subscription]struct{}
+	limitHits       [numLimits]atomic.Uint64
+	leftoversKilled atomic.Uint64
 
 	limits    LimitsInfo
 	runLock   *os.File // this instance's lock file in RuntimeDir (nil: none)
@@ -96,6 +102,7 @@ func New(cfg Config) (*Manager, error) {
 		instance:   "w" + hex.EncodeToString(b[:]),
 		sessions:   make(map[string]*session),
 		live:       make(map[*worker]struct{}),
+		allSubs:    make(map[*Subscription]struct{}),
 		stopReaper: make(chan struct{}),
 		reaperDone: make(chan struct{}),
 		stopLimit:  make(chan struct{}),
@@ -167,8 +174,12 @@ func (m *Manager) reportRPC(ctx context.Context, key, typ string, start time.Tim
 	m.cfg.OnRPC(RPCResult{Key: key, Type: typ, ErrorType: code, Duration: time.Since(start)})
 }
 
-// parseCommand checks that cmd is a JSON object with a non-empty string type.
+// parseCommand checks that cmd is a JSON object with a non-empty string
+// type that no parser can read differently (checkUnambiguous).
 func parseCommand(cmd []byte) (string, map[string]json.RawMessage, error) {
+	if err := checkUnambiguous(cmd); err != nil {
+		return "", nil, fmt.Errorf("%w: %w", ErrBadCommand, err)
+	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(cmd, &obj); err != nil || obj == nil {
 		if err == nil {
@@ -665,6 +676,7 @@ func (m *Manager) Stats() Stats {
 		EventsDropped:      m.dropped.Load(),
 		OrphansReaped:      m.orphansReaped.Load(),
 		Subscribers:        int(m.subscribers.Load()),
+		SubscriberBytes:    m.reconcileSubs(),
 		MaxWorkers:         m.cfg.MaxWorkers,
 		LimitHits:          make(map[string]uint64, numLimits),
 		LeftoversKilled:    m.leftoversKilled.Load(),

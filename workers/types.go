@@ -99,6 +99,9 @@ type Stats struct {
 	OrphansReaped uint64
 	// Subscribers is the number of open event subscriptions.
 	Subscribers int
+	// SubscriberBytes is the event data buffered for all subscriptions
+	// and not yet received (at most Config.SubscriberBytesBudget).
+	SubscriberBytes int64
 	// MaxWorkers is the configured pool limit.
 	MaxWorkers int
 	// CrashLooping is the number of sessions whose last CrashLoopCrashes

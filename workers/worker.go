@@ -212,11 +212,11 @@ func (w *worker) write(ctx context.Context, line []byte) error {
 		return fmt.Errorf("%w: waiting to write to worker %s: %w", ErrWriteFailed, w.id, ctx.Err())
 	}
 	defer func() { <-w.wsem }()
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Time{}
-	}
-	_ = w.stdin.SetWriteDeadline(deadline)
+	// Only ctx cuts the write, from a callback that runs once ctx is done:
+	// a file deadline set to ctx's own deadline could fire first, while
+	// ctx.Err() is still nil, and the same cause would be reported as a
+	// failed write instead of a timeout (issue 13).
+	_ = w.stdin.SetWriteDeadline(time.Time{}) // clear a previous writer's cut
 	cut := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		_ = w.stdin.SetWriteDeadline(time.Now())
@@ -232,7 +232,9 @@ func (w *worker) write(ctx context.Context, line []byte) error {
 			w.m.terminate(w, ExitStopped)
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			err = ctxErr // the deadline cut the write short: report it as such
+			// ctx cut the write short (the cut is only ever set after ctx
+			// is done): report the context's error, not the file's.
+			err = ctxErr
 		}
 		return fmt.Errorf("%w: worker %s: %w", ErrWriteFailed, w.id, err)
 	}
@@ -279,7 +281,7 @@ func (w *worker) readStdout() {
 			n := w.m.oversizeLines.Add(1)
 			w.m.logLimited(n, "worker printed a line over the size limit; skipped", "worker", w.id, "key", w.key, "limit", w.m.cfg.MaxLineBytes)
 		} else if len(bytes.TrimSpace(line)) > 0 {
-			w.handleLine(line)
+			w.handleLine(line, lr.lineOwned())
 		}
 		if err != nil {
 			return
@@ -287,13 +289,18 @@ func (w *worker) readStdout() {
 	}
 }
 
-func (w *worker) handleLine(line []byte) {
+// handleLine routes one line. A line lent from the read buffer (!owned) is
+// copied if kept; a long line was assembled for us and is kept as it is.
+func (w *worker) handleLine(line []byte, owned bool) {
 	var hdr lineHeader
 	trimmed := bytes.TrimLeft(line, " \t")
 	if len(trimmed) == 0 || trimmed[0] != '{' || json.Unmarshal(line, &hdr) != nil {
 		n := w.m.invalidLines.Add(1)
 		w.m.logLimited(n, "worker printed a line that is not a JSON object; skipped", "worker", w.id, "key", w.key, "line", truncate(line, 200))
 		return
+	}
+	if !owned {
+		line = bytes.Clone(line)
 	}
 	now := time.Now()
 	w.mu.Lock()
@@ -306,7 +313,7 @@ func (w *worker) handleLine(line []byte) {
 		if ch, ok := w.pending[id]; ok {
 			delete(w.pending, id)
 			w.mu.Unlock()
-			ch <- reply{line: bytes.Clone(line)}
+			ch <- reply{line: line}
 			return
 		}
 		w.mu.Unlock()
@@ -319,7 +326,7 @@ func (w *worker) handleLine(line []byte) {
 		}
 		w.mu.Unlock()
 	}
-	w.s.publish(w.m, Event{Key: w.key, WorkerID: w.id, Type: hdr.Type, Data: bytes.Clone(line)})
+	w.s.publish(w.m, Event{Key: w.key, WorkerID: w.id, Type: hdr.Type, Data: line})
 }
 
 // readStderr keeps the tail of stderr for crash reports.

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/workerscope/workerscope/httpapi"
 	"github.com/workerscope/workerscope/workers"
 )
 
@@ -30,6 +31,12 @@ type config struct {
 	MaxWorkers   int
 	StopGrace    time.Duration
 	MaxLineBytes int
+	// MaxConns caps the HTTP server's open connections (0 = derived from
+	// the open-file limit, see maxConns).
+	MaxConns int
+	// SubscriberBufferBytes and SubscriberBytesBudget bound the event data
+	// buffered per SSE subscriber and for all of them.
+	SubscriberBufferBytes, SubscriberBytesBudget int64
 	// Per-worker limits (0 = none) and whether they may use cgroups.
 	MemoryMax int64
 	PidsMax   int64
@@ -62,7 +69,10 @@ var settings = []setting{
 	{"idle-ttl", "WORKERSCOPE_IDLE_TTL", "10m", "stop workers idle for longer than this (0 = never)"},
 	{"max-workers", "WORKERSCOPE_MAX_WORKERS", "64", "most live workers; when full the longest-idle one is evicted"},
 	{"stop-grace", "WORKERSCOPE_STOP_GRACE", "5s", "time between SIGTERM and SIGKILL when stopping a worker"},
+	{"max-conns", "WORKERSCOPE_MAX_CONNS", "auto", "most open HTTP connections; at the cap the longest-idle keep-alive connection is closed first (auto = from the open-file limit, see docs/configuration.md)"},
 	{"max-line-bytes", "WORKERSCOPE_MAX_LINE_BYTES", "16777216", "longest worker output line accepted, in bytes (longer ones are skipped and counted)"},
+	{"subscriber-buffer-bytes", "WORKERSCOPE_SUBSCRIBER_BUFFER_BYTES", "32MiB", "most event data buffered for one event subscriber that falls behind; more is dropped and announced"},
+	{"subscriber-budget-bytes", "WORKERSCOPE_SUBSCRIBER_BUDGET_BYTES", "256MiB", "most event data buffered for all event subscribers together"},
 	{"worker-memory-max", "WORKERSCOPE_WORKER_MEMORY_MAX", "0", "memory limit of each worker's whole process tree, e.g. 512MiB or 2GiB (0 = none); see docs/limits.md"},
 	{"worker-pids-max", "WORKERSCOPE_WORKER_PIDS_MAX", "0", "most processes and threads in each worker's tree (0 = none)"},
 	{"worker-cpu-max", "WORKERSCOPE_WORKER_CPU_MAX", "0", "CPU bandwidth of each worker's tree in cores, e.g. 0.5 or 2 (0 = none; needs cgroups)"},
@@ -145,6 +155,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	c.StopGrace = duration("stop-grace")
 	c.MaxWorkers = integer("max-workers", 1)
 	c.MaxLineBytes = integer("max-line-bytes", 1024)
+	if v, _ := get("max-conns"); strings.ToLower(v) != "auto" && v != "" {
+		c.MaxConns = integer("max-conns", httpapi.MinMaxConns)
+	}
 	limit := func(name string, parse func(string) error) {
 		if v, label := get(name); v != "" {
 			if err := parse(v); err != nil {
@@ -152,6 +165,16 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 			}
 		}
 	}
+	byteSize := func(name string, dst *int64) {
+		v, label := get(name)
+		n, err := workers.ParseByteSize(v)
+		if err != nil || n < 1024 {
+			bad(label, v, "want a size ≥ 1KiB, e.g. 32MiB")
+		}
+		*dst = n
+	}
+	byteSize("subscriber-buffer-bytes", &c.SubscriberBufferBytes)
+	byteSize("subscriber-budget-bytes", &c.SubscriberBytesBudget)
 	limit("worker-memory-max", func(v string) (err error) { c.MemoryMax, err = workers.ParseByteSize(v); return })
 	limit("worker-pids-max", func(v string) (err error) { c.PidsMax, err = workers.ParsePidsMax(v); return })
 	limit("worker-cpu-max", func(v string) (err error) { c.CPUMax, err = workers.ParseCPUCores(v); return })

@@ -179,3 +179,31 @@ func TestVersionFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestParseConfigHostileLoadSettings: the connection cap and subscriber
+// byte budgets (issue 13) parse, default and refuse bad values.
+func TestParseConfigHostileLoadSettings(t *testing.T) {
+	c, err := parseConfig(nil, envOf(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxConns != 0 || c.SubscriberBufferBytes != workers.DefaultSubscriberBufferBytes || c.SubscriberBytesBudget != workers.DefaultSubscriberBytesBudget {
+		t.Fatalf("defaults: max conns %d, buffer %d, budget %d", c.MaxConns, c.SubscriberBufferBytes, c.SubscriberBytesBudget)
+	}
+	if n := maxConns(c); n < 16 || n > 4096 {
+		t.Errorf("derived max conns %d", n)
+	}
+	c, err = parseConfig([]string{"--max-conns", "500", "--subscriber-buffer-bytes", "4MiB"},
+		envOf("WORKERSCOPE_SUBSCRIBER_BUDGET_BYTES", "64MiB", "WORKERSCOPE_MAX_CONNS", "9"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxConns != 500 || maxConns(c) != 500 || c.SubscriberBufferBytes != 4<<20 || c.SubscriberBytesBudget != 64<<20 {
+		t.Fatalf("set: %d %d %d", c.MaxConns, c.SubscriberBufferBytes, c.SubscriberBytesBudget)
+	}
+	for _, args := range [][]string{{"--max-conns", "3"}, {"--max-conns", "lots"}, {"--subscriber-buffer-bytes", "12"}, {"--subscriber-budget-bytes", "x"}} {
+		if _, err := parseConfig(args, envOf(), io.Discard); err == nil || !strings.Contains(err.Error(), args[0]) {
+			t.Errorf("%q: err %v, want one naming %s", args, err, args[0])
+		}
+	}
+}

@@ -125,21 +125,17 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 		_ = mgr.Close(context.Background())
 		return fmt.Errorf("listen on %s (--listen / WORKERSCOPE_LISTEN): %w", cfg.Listen, err)
 	}
-	srv := &http.Server{
-		Handler:           api.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv, limited := httpapi.NewHTTPServer(api.Handler(), ln, httpapi.ServerOptions{MaxConns: maxConns(cfg), Logger: log})
 	printBanner(stdout, cfg, version, ln.Addr().String())
 	log.Info("started", "listen", ln.Addr().String(), "worker", workerLabel(cfg), "idle_ttl", cfg.IdleTTL,
-		"max_workers", cfg.MaxWorkers, "stop_grace", cfg.StopGrace, "demo_load", cfg.DemoLoad,
+		"max_workers", cfg.MaxWorkers, "max_conns", limited.Stats().Max, "stop_grace", cfg.StopGrace, "demo_load", cfg.DemoLoad,
 		"otlp_endpoint", tel.provider.Endpoint, "otlp_protocol", tel.provider.Protocol,
 		"service_name", tel.provider.ServiceName, "service_instance_id", tel.provider.InstanceID)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.Serve(limited) }()
 	if cfg.DemoLoad {
 		go demoLoad(ctx, mgr, log.With("component", "demo-load"))
 	}
@@ -155,20 +151,38 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 	return runErr
 }
 
+// fdsPerWorker is a generous count of the descriptors one worker costs the
+// supervisor (its three pipes, pidfd, cgroup and /proc files while
+// measuring or stopping it).
+const fdsPerWorker = 8
+
+// maxConns is the connection cap: --max-conns, else derived from the
+// open-file limit keeping 128 descriptors plus fdsPerWorker per worker for
+// everything but connections, so spawning and stopping workers never fail
+// for lack of descriptors under a connection storm.
+func maxConns(cfg *config) int {
+	if cfg.MaxConns > 0 {
+		return cfg.MaxConns
+	}
+	return httpapi.MaxConnsFor(nofileLimit(), 128+fdsPerWorker*cfg.MaxWorkers)
+}
+
 // newManager is the supervisor as the flags configure it.
 func newManager(cfg *config, hook *otelmetrics.Hook, log *slog.Logger) (*workers.Manager, error) {
 	wcfg := workers.Config{
-		OnRPC:        hook.OnRPC,
-		Command:      cfg.WorkerCmd,
-		IdleTTL:      cfg.IdleTTL,
-		MaxWorkers:   cfg.MaxWorkers,
-		StopGrace:    cfg.StopGrace,
-		MaxLineBytes: cfg.MaxLineBytes,
-		MemoryMax:    cfg.MemoryMax,
-		PidsMax:      cfg.PidsMax,
-		CPUMax:       cfg.CPUMax,
-		Cgroups:      cfg.Cgroups,
-		Logger:       log,
+		OnRPC:                 hook.OnRPC,
+		Command:               cfg.WorkerCmd,
+		IdleTTL:               cfg.IdleTTL,
+		MaxWorkers:            cfg.MaxWorkers,
+		StopGrace:             cfg.StopGrace,
+		MaxLineBytes:          cfg.MaxLineBytes,
+		SubscriberBufferBytes: cfg.SubscriberBufferBytes,
+		SubscriberBytesBudget: cfg.SubscriberBytesBudget,
+		MemoryMax:             cfg.MemoryMax,
+		PidsMax:               cfg.PidsMax,
+		CPUMax:                cfg.CPUMax,
+		Cgroups:               cfg.Cgroups,
+		Logger:                log,
 		// Workers must not see the supervisor's secrets or its telemetry
 		// settings (an OTel-instrumented worker would report as workerscope).
 		EnvDrop: []string{"WORKERSCOPE_", "OTEL_", "PYROSCOPE_"},

@@ -190,6 +190,18 @@ func (w *worker) handle(ctx context.Context, line []byte) {
 	case "ignore_sigterm":
 		signal.Ignore(syscall.SIGTERM)
 		w.respond(&c, nil, nil)
+	case "stall":
+		// Answer, then stop reading stdin: commands pile up in the pipe
+		// until it is full and the supervisor's writes block.
+		w.respond(&c, nil, nil)
+		if c.MS > 0 {
+			select {
+			case <-time.After(time.Duration(c.MS) * time.Millisecond):
+			case <-ctx.Done():
+			}
+		} else {
+			<-ctx.Done()
+		}
 	default:
 		w.respond(&c, nil, fmt.Errorf("Unknown command: %s", c.Type))
 	}

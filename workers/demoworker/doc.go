@@ -18,6 +18,8 @@
 //	flood      {"lines", "bytes", "kind": "invalid"|"oversize"}: prints junk first
 //	crash      {"code", "message"}: message to stderr, then exit code
 //	ignore_sigterm: from now on SIGTERM is ignored
+//	stall      {"ms"}: answers, then stops reading stdin for ms (0: until it
+//	           is stopped), so the supervisor's writes fill the pipe and block
 //	hold       {"mib", "ms"}: holds mib MiB of touched pages (replacing what it
 //	           held), then answers after ms more {"held_mib"}
 //	fork       {"count", "ms"}: starts count children (`sleep`, one thread
