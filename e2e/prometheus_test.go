@@ -261,8 +261,11 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	prom, api := startPrometheus(t, "5s")
 	grpcAddr := freePort(t)
 	col := startCollectorToPrometheus(t, grpcAddr, api.base+"/api/v1/otlp")
+	// Generous per-worker limits, so that their metrics (reported only when
+	// set) arrive too.
 	a := startAppArgs(t, grpcAddr, []string{"OTEL_METRIC_EXPORT_INTERVAL=1000"},
-		"--idle-ttl", "2s", "--stop-grace", "10m")
+		"--idle-ttl", "2s", "--stop-grace", "10m",
+		"--worker-memory-max", "4GiB", "--worker-pids-max", "4096", "--worker-cpu-max", "2")
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
