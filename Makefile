@@ -4,10 +4,17 @@ BIN      ?= bin
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 PKGS     := ./...
+# Prometheus 3 and promtool, for the alert rules' tests and the end-to-end test; built
+# once from Go modules into a cache outside the repository.
+PROM_VERSION ?= v0.316.0
+PROM_BIN ?= $(HOME)/.cache/workerscope/prometheus-$(PROM_VERSION)
+PROMETHEUS = $(abspath $(PROM_BIN))/prometheus
+PROMTOOL   = $(abspath $(PROM_BIN))/promtool
+RULES      = deploy/prometheus/workerscope.rules.yaml
 # Generated collector code is not ours to format.
 GOFILES   = $(shell find . -name '*.go' -not -path './deploy/otelcol/*' -not -path './.git/*')
 
-.PHONY: help build run test check fmt-check vet cross race fuzz churn bench collector demo dashboards k8s-configmaps clean
+.PHONY: help build run test check fmt-check vet cross race fuzz churn bench collector prometheus rules-test demo dashboards k8s-configmaps clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -18,7 +25,7 @@ build: ## build bin/workerscope
 run: build ## run workerscope with the demo worker on 127.0.0.1:7070
 	$(BIN)/workerscope $(ARGS)
 
-test: collector check ## the test command: builds the collector, then gofmt check, go vet, race tests (end-to-end included), short fuzz runs
+test: collector prometheus rules-test check ## the test command: builds the collector and Prometheus, then promtool rule tests, gofmt check, go vet, race tests (end-to-end included), short fuzz runs
 
 check: fmt-check vet cross race churn fuzz
 
@@ -35,7 +42,8 @@ cross: ## cross-compile every package for every supported platform
 	@for t in $(CROSS); do echo "build $$t"; GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build -o /dev/null $(PKGS) || exit 1; done
 
 race:
-	WORKERSCOPE_OTELCOL=$(CURDIR)/$(BIN)/otelcol $(GO) test -race -count=1 -timeout 20m $(PKGS)
+	WORKERSCOPE_OTELCOL=$(CURDIR)/$(BIN)/otelcol WORKERSCOPE_PROMETHEUS=$(PROMETHEUS) WORKERSCOPE_PROMTOOL=$(PROMTOOL) \
+		$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 churn: ## 10,000 spawn/exit cycles, then no leaked goroutines, fds, caches, series or processes (without -race: it slows every worker)
 	$(GO) test -count=1 -run '^TestChurnLeavesNothingBehind$$' -v ./telemetry/otelmetrics
@@ -55,8 +63,21 @@ collector: $(BIN)/otelcol ## build the OpenTelemetry Collector from deploy/otelc
 $(BIN)/otelcol: deploy/otelcol/go.mod deploy/otelcol/go.sum $(wildcard deploy/otelcol/*.go)
 	cd deploy/otelcol && $(GO) build -trimpath -o ../../$(BIN)/otelcol .
 
-demo: build collector ## collector (debug output) + workerscope + demo workers under load
-	deploy/demo.sh $(ARGS)
+# `go install pkg@version` builds outside this module; -mod=mod and GOWORK=off keep the
+# caller's GOFLAGS and workspace out of it. About 10 minutes on 2 cores when cold.
+prometheus: ## build Prometheus and promtool (once) into ~/.cache/workerscope/prometheus-<version> (PROM_BIN)
+	@if [ -x $(PROMETHEUS) ] && [ -x $(PROMTOOL) ]; then exit 0; fi; \
+	echo "building Prometheus $(PROM_VERSION) into $(PROM_BIN) (takes minutes)"; \
+	mkdir -p $(abspath $(PROM_BIN)) && cd /tmp && GOWORK=off GOFLAGS=-mod=mod GOBIN=$(abspath $(PROM_BIN)) \
+		$(GO) install github.com/prometheus/prometheus/cmd/prometheus@$(PROM_VERSION) \
+			github.com/prometheus/prometheus/cmd/promtool@$(PROM_VERSION)
+
+rules-test: prometheus ## promtool: check the alert rules and run their unit tests
+	$(PROMTOOL) check rules $(RULES) deploy/prometheus/testdata/*.rules.yaml
+	$(PROMTOOL) test rules deploy/prometheus/workerscope.rules.test.yaml
+
+demo: build collector prometheus ## Prometheus (alert rules, http://127.0.0.1:9090/alerts) + collector + workerscope + demo workers under load
+	PROMETHEUS=$(PROMETHEUS) deploy/demo.sh $(ARGS)
 
 dashboards: ## regenerate deploy/grafana/workerscope.json from deploy/grafana/gen (commit the result)
 	$(GO) run ./deploy/grafana/gen -o deploy/grafana/workerscope.json

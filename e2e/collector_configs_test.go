@@ -32,6 +32,7 @@ func TestCollectorConfigsValidate(t *testing.T) {
 	combos := map[string][]string{
 		"base":                  {"otel-collector.yaml"},
 		"base+test":             {"otel-collector.yaml", "otel-collector.test.yaml"},
+		"base+prometheus":       {"otel-collector.yaml", "otel-collector.prometheus.yaml"},
 		"base+grafana-cloud":    {"otel-collector.yaml", "backends/grafana-cloud.yaml"},
 		"base+honeycomb":        {"otel-collector.yaml", "backends/honeycomb.yaml"},
 		"agent":                 {"otel-collector.yaml", "backends/gateway.yaml"},
