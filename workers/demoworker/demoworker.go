@@ -187,6 +187,9 @@ func (w *worker) handle(ctx context.Context, line []byte) {
 			data["error"] = err.Error()
 		}
 		w.respond(&c, data, nil)
+	case "escape":
+		pid, err := escape(c.MS)
+		w.respond(&c, map[string]any{"pid": pid}, err)
 	case "ignore_sigterm":
 		signal.Ignore(syscall.SIGTERM)
 		w.respond(&c, nil, nil)
