@@ -58,15 +58,7 @@ func startAppBin(t testing.TB, bin string, env []string, args ...string) *app {
 	}, env...)
 	args = append([]string{"--listen", "127.0.0.1:0", "--demo-load=false", "--stop-grace", "2s"}, args...)
 	p := start(t, bin, env, args...)
-	var url string
-	waitFor(t, 30*time.Second, "workerscope to print its URL", func() bool {
-		if m := servingRE.FindStringSubmatch(p.output()); m != nil {
-			url = m[1]
-			return true
-		}
-		return false
-	}, p)
-	return &app{proc: p, url: url}
+	return &app{proc: p, url: waitServing(t, p)}
 }
 
 // workerMarkers lists the live processes whose environment carries a

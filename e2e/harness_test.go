@@ -142,14 +142,7 @@ func startCollector(t testing.TB, grpcAddr, file string) *collector {
 		"OTELCOL_FILE_PATH=" + file,
 	}, "--config", filepath.Join(root, "deploy", "otel-collector.yaml"),
 		"--config", filepath.Join(root, "deploy", "otel-collector.test.yaml"))
-	waitFor(t, 60*time.Second, "collector health check", func() bool {
-		resp, err := http.Get("http://" + health + "/")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}, p)
+	waitHealthy(t, health, p)
 	return &collector{proc: p, grpc: grpcAddr, file: file}
 }
 
@@ -178,15 +171,7 @@ func startAppArgs(t testing.TB, otlp string, extraEnv []string, extraArgs ...str
 	}, extraEnv...)
 	args := append([]string{"--listen", "127.0.0.1:0", "--demo-load=false", "--stop-grace", "2s"}, extraArgs...)
 	p := start(t, workerscopeBinary(t), env, args...)
-	var url string
-	waitFor(t, 30*time.Second, "workerscope to print its URL", func() bool {
-		if m := servingRE.FindStringSubmatch(p.output()); m != nil {
-			url = m[1]
-			return true
-		}
-		return false
-	}, p)
-	return &app{proc: p, url: url}
+	return &app{proc: p, url: waitServing(t, p)}
 }
 
 func (a *app) do(t testing.TB, method, path, body string) (int, []byte) {
@@ -376,4 +361,31 @@ func rssOf(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// waitHealthy waits for a collector's health_check extension on addr.
+func waitHealthy(t testing.TB, addr string, p *proc) {
+	t.Helper()
+	waitFor(t, 60*time.Second, "collector health check", func() bool {
+		resp, err := http.Get("http://" + addr + "/")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, p)
+}
+
+// waitServing waits for workerscope to print the URL it serves on.
+func waitServing(t testing.TB, p *proc) string {
+	t.Helper()
+	var url string
+	waitFor(t, 30*time.Second, "workerscope to print its URL", func() bool {
+		if m := servingRE.FindStringSubmatch(p.output()); m != nil {
+			url = m[1]
+			return true
+		}
+		return false
+	}, p)
+	return url
 }

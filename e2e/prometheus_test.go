@@ -234,14 +234,7 @@ func startCollectorToPrometheus(t testing.TB, grpcAddr, otlpURL string) *proc {
 		"OTELCOL_METRICS_LEVEL=none", // no listener on 8888
 	}, "--config", filepath.Join(root, "deploy", "otel-collector.yaml"),
 		"--config", filepath.Join(root, "deploy", "otel-collector.prometheus.yaml"))
-	waitFor(t, 60*time.Second, "collector health check", func() bool {
-		resp, err := http.Get("http://" + health + "/")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}, p)
+	waitHealthy(t, health, p)
 	return p
 }
 

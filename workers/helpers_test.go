@@ -144,18 +144,6 @@ func snapshotOf(m *workers.Manager, key string) (workers.WorkerSnapshot, bool) {
 	return workers.WorkerSnapshot{}, false
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func alive(pid int) bool {
 	st, err := procfs.NewReader("").ReadStat(pid)
 	return err == nil && st.State != 'Z'

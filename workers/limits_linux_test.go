@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/workerscope/workerscope/internal/testutil"
+
 	"github.com/workerscope/workerscope/internal/cgroup"
 	"github.com/workerscope/workerscope/internal/procfs"
 	"github.com/workerscope/workerscope/workers"
@@ -331,7 +333,7 @@ func TestCgroup1CPUMax(t *testing.T) {
 	if cpu < time.Second || ratio < 1.5 {
 		t.Fatalf("%s of CPU took %s of wall time: not throttled to 0.5 cores", cpu, wall)
 	}
-	eventually(t, 5*time.Second, "cpu throttling counted", func() bool {
+	testutil.Eventually(t, 5*time.Second, "cpu throttling counted", func() bool {
 		return m.Stats().LimitHits[workers.LimitCPU] > 0
 	})
 }
@@ -429,13 +431,13 @@ func recoveryCase(t *testing.T, mode workers.CgroupMode) {
 	_ = cmd.Wait()
 	// The worker died with its parent (parent-death signal); its children
 	// and the double-forked orphan did not.
-	eventually(t, 5*time.Second, "the worker's parent-death", func() bool { return len(markedPIDs(t, inst)) < len(before) })
+	testutil.Eventually(t, 5*time.Second, "the worker's parent-death", func() bool { return len(markedPIDs(t, inst)) < len(before) })
 	survivors := markedPIDs(t, inst)
 	if len(survivors) < 3 {
 		t.Fatalf("expected surviving grandchildren, found %v", survivors)
 	}
 	m := limitManager(t, workers.TierOff, func(c *workers.Config) { c.RuntimeDir = dir })
-	eventually(t, 5*time.Second, "leftovers gone", func() bool { return len(markedPIDs(t, inst)) == 0 })
+	testutil.Eventually(t, 5*time.Second, "leftovers gone", func() bool { return len(markedPIDs(t, inst)) == 0 })
 	if n := m.Stats().LeftoversKilled; n < uint64(len(survivors)) {
 		t.Fatalf("LeftoversKilled = %d, want ≥ %d", n, len(survivors))
 	}

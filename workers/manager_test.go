@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/workerscope/workerscope/internal/testutil"
+
 	"github.com/workerscope/workerscope/workers"
 )
 
@@ -104,7 +106,7 @@ func TestPromptStreamsEventsAndState(t *testing.T) {
 		t.Fatal("worker never showed as running while streaming")
 	}
 	// agent_end returns it to idle at once.
-	eventually(t, time.Second, "idle after agent_end", func() bool {
+	testutil.Eventually(t, time.Second, "idle after agent_end", func() bool {
 		w, _ := snapshotOf(m, "s1")
 		return w.State == workers.StateIdle
 	})
@@ -149,7 +151,7 @@ func TestCrashMidRequestFailsPendingAtOnce(t *testing.T) {
 		_, err := m.Send(ctx, "k", []byte(`{"type":"sleep","ms":20000}`))
 		errc <- err
 	}()
-	eventually(t, 5*time.Second, "sleep in flight", func() bool {
+	testutil.Eventually(t, 5*time.Second, "sleep in flight", func() bool {
 		w, _ := snapshotOf(m, "k")
 		return w.State == workers.StateRunning
 	})
@@ -193,7 +195,7 @@ func TestContextDeadlineLeavesWorkerUsable(t *testing.T) {
 		t.Fatalf("worker unusable after a timeout: %+v", r)
 	}
 	// The late response is dropped and counted, not delivered to anyone.
-	eventually(t, 3*time.Second, "late response counted", func() bool { return m.Stats().UnmatchedResponses == 1 })
+	testutil.Eventually(t, 3*time.Second, "late response counted", func() bool { return m.Stats().UnmatchedResponses == 1 })
 }
 
 func TestIgnoresSIGTERMIsKilledAfterGrace(t *testing.T) {
@@ -257,7 +259,7 @@ func TestStopKillsWholeTree(t *testing.T) {
 			m := newManager(t, demoConfig(t))
 			send(t, m, "k", tt.prompt)
 			w, _ := snapshotOf(m, "k")
-			eventually(t, 5*time.Second, "worker and its descendant", func() bool { return len(treeOf(t, w.ID)) == 2 })
+			testutil.Eventually(t, 5*time.Second, "worker and its descendant", func() bool { return len(treeOf(t, w.ID)) == 2 })
 			tree := treeOf(t, w.ID)
 			if err := m.Stop(context.Background(), "k"); err != nil {
 				t.Fatal(err)
@@ -276,9 +278,9 @@ func TestCrashKillsLeftoverTree(t *testing.T) {
 	m := newManager(t, demoConfig(t))
 	send(t, m, "k", `{"type":"prompt","child_ms":60000,"child_orphan":true,"child_setsid":true}`)
 	w, _ := snapshotOf(m, "k")
-	eventually(t, 5*time.Second, "descendant", func() bool { return len(treeOf(t, w.ID)) == 2 })
+	testutil.Eventually(t, 5*time.Second, "descendant", func() bool { return len(treeOf(t, w.ID)) == 2 })
 	_, _ = m.Send(context.Background(), "k", []byte(`{"type":"crash"}`))
-	eventually(t, 5*time.Second, "leftovers of a crashed worker gone", func() bool { return len(treeOf(t, w.ID)) == 0 })
+	testutil.Eventually(t, 5*time.Second, "leftovers of a crashed worker gone", func() bool { return len(treeOf(t, w.ID)) == 0 })
 }
 
 func TestIdleReapAndZombie(t *testing.T) {
@@ -289,17 +291,17 @@ func TestIdleReapAndZombie(t *testing.T) {
 	m := newManager(t, cfg)
 	send(t, m, "plain", `{"type":"get_state"}`)
 	send(t, m, "stuck", `{"type":"ignore_sigterm"}`)
-	eventually(t, 5*time.Second, "plain reaped", func() bool { _, ok := snapshotOf(m, "plain"); return !ok })
+	testutil.Eventually(t, 5*time.Second, "plain reaped", func() bool { _, ok := snapshotOf(m, "plain"); return !ok })
 	if m.Stats().Exits[workers.ExitIdleReaped] != 1 {
 		t.Fatalf("exits %v", m.Stats().Exits)
 	}
 	// The stuck one ignores the reaper's SIGTERM: during the grace it is
 	// alive, idle past the TTL, and flagged as a zombie.
-	eventually(t, 2*time.Second, "stuck flagged as zombie", func() bool {
+	testutil.Eventually(t, 2*time.Second, "stuck flagged as zombie", func() bool {
 		w, ok := snapshotOf(m, "stuck")
 		return ok && w.Zombie && w.State == workers.StateStopping
 	})
-	eventually(t, 10*time.Second, "stuck killed", func() bool { _, ok := snapshotOf(m, "stuck"); return !ok })
+	testutil.Eventually(t, 10*time.Second, "stuck killed", func() bool { _, ok := snapshotOf(m, "stuck"); return !ok })
 	if m.Stats().Exits[workers.ExitKilled] != 1 {
 		t.Fatalf("exits %v", m.Stats().Exits)
 	}
@@ -333,7 +335,7 @@ func TestMaxWorkersEvictsLongestIdle(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	send(t, m, "b", `{"type":"get_state"}`)
 	send(t, m, "c", `{"type":"get_state"}`) // evicts a, the longest idle
-	eventually(t, 5*time.Second, "a evicted", func() bool { _, ok := snapshotOf(m, "a"); return !ok })
+	testutil.Eventually(t, 5*time.Second, "a evicted", func() bool { _, ok := snapshotOf(m, "a"); return !ok })
 	if m.Stats().Exits[workers.ExitLimit] != 1 {
 		t.Fatalf("exits %v", m.Stats().Exits)
 	}
@@ -345,7 +347,7 @@ func TestMaxWorkersEvictsLongestIdle(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); _, _ = m.Send(ctx, k, []byte(`{"type":"sleep","ms":1500}`)) }()
 	}
-	eventually(t, 5*time.Second, "both running", func() bool {
+	testutil.Eventually(t, 5*time.Second, "both running", func() bool {
 		return m.Stats().ByState[workers.StateRunning] == 2
 	})
 	if _, err := m.Send(ctx, "d", []byte(`{"type":"get_state"}`)); !errors.Is(err, workers.ErrPoolFull) {
@@ -412,7 +414,7 @@ func TestSlowSubscriberNeverBlocksWorker(t *testing.T) {
 	// Nobody reads sub.C; the worker streams 50 events per prompt.
 	for i := 0; i < 3; i++ {
 		send(t, m, "k", `{"type":"prompt","events":50}`)
-		eventually(t, 5*time.Second, "prompt done", func() bool {
+		testutil.Eventually(t, 5*time.Second, "prompt done", func() bool {
 			return send(t, m, "k", `{"type":"get_state"}`).Data.Streaming == false
 		})
 	}
@@ -439,7 +441,7 @@ func TestCloseWithBusyWorkersLeavesNothing(t *testing.T) {
 		ids = append(ids, w.ID)
 	}
 	for _, id := range ids {
-		eventually(t, 5*time.Second, "descendants started", func() bool { return len(treeOf(t, id)) == 2 })
+		testutil.Eventually(t, 5*time.Second, "descendants started", func() bool { return len(treeOf(t, id)) == 2 })
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -473,7 +475,7 @@ func TestWorkerKilledExternally(t *testing.T) {
 	m := newManager(t, demoConfig(t))
 	r := send(t, m, "k", `{"type":"get_state"}`)
 	_ = syscall.Kill(r.Data.PID, syscall.SIGKILL)
-	eventually(t, 5*time.Second, "exit noticed", func() bool { return m.Stats().Exits[workers.ExitCrashed] == 1 })
+	testutil.Eventually(t, 5*time.Second, "exit noticed", func() bool { return m.Stats().Exits[workers.ExitCrashed] == 1 })
 	if r2 := send(t, m, "k", `{"type":"get_state"}`); r2.Data.PID == r.Data.PID {
 		t.Fatal("not respawned")
 	}
@@ -573,7 +575,7 @@ func TestWorkerThatExitsAtOnceLeavesThePool(t *testing.T) {
 			t.Fatal("a worker that exits at once answered")
 		}
 	}
-	eventually(t, 5*time.Second, "exited workers gone from the pool", func() bool { return len(m.Snapshot()) == 0 })
+	testutil.Eventually(t, 5*time.Second, "exited workers gone from the pool", func() bool { return len(m.Snapshot()) == 0 })
 }
 
 func TestConfigRejectsNegativeLimits(t *testing.T) {
@@ -611,7 +613,7 @@ func TestCrashLoopingSessionsAndErrorTypes(t *testing.T) {
 		if st := m.Stats(); st.CrashLooping != 0 {
 			t.Fatalf("after %d crashes: %d crash-looping sessions", i, st.CrashLooping)
 		}
-		eventually(t, 5*time.Second, "a crash", func() bool {
+		testutil.Eventually(t, 5*time.Second, "a crash", func() bool {
 			_, err := m.Send(context.Background(), "loop", []byte(`{"type":"get_state"}`))
 			return errors.Is(err, workers.ErrWorkerExit)
 		})

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/workerscope/workerscope/internal/testutil"
+
 	"github.com/workerscope/workerscope/workers"
 )
 
@@ -65,7 +67,7 @@ func TestRealPi(t *testing.T) {
 
 	w, _ := snapshotOf(m, "pi-session")
 	var tree []int
-	eventually(t, 10*time.Second, "pi's background jobs attributed to its worker", func() bool {
+	testutil.Eventually(t, 10*time.Second, "pi's background jobs attributed to its worker", func() bool {
 		tree = treeOf(t, w.ID)
 		return len(tree) >= 3 // pi and both sleeps
 	})

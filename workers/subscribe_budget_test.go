@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/workerscope/workerscope/internal/testutil"
+
 	"github.com/workerscope/workerscope/workers"
 )
 
@@ -38,7 +40,7 @@ func TestSubscriberBuffersBoundedInBytes(t *testing.T) {
 			t.Fatal(r.Error)
 		}
 	}
-	eventually(t, 10*time.Second, "every event delivered or dropped", func() bool {
+	testutil.Eventually(t, 10*time.Second, "every event delivered or dropped", func() bool {
 		n := 0
 		for _, sub := range subs {
 			n += len(sub.C) + int(sub.Dropped())
@@ -79,7 +81,7 @@ func TestSubscriberBuffersBoundedInBytes(t *testing.T) {
 	if r := send(t, m, "a", `{"type":"flood","lines":2,"bytes":100000,"kind":"oversize"}`); !r.Success {
 		t.Fatal(r.Error)
 	}
-	eventually(t, 5*time.Second, "the new events", func() bool { return len(subs["a"].C) == 2 })
+	testutil.Eventually(t, 5*time.Second, "the new events", func() bool { return len(subs["a"].C) == 2 })
 	if subs["a"].Dropped() != dropped {
 		t.Errorf("dropped after catching up: %d → %d", dropped, subs["a"].Dropped())
 	}
