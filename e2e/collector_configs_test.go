@@ -57,6 +57,28 @@ func TestCollectorConfigsValidate(t *testing.T) {
 			}
 		})
 	}
+	// Every shipped overlay is in some combination above, so a new file
+	// cannot go unvalidated.
+	t.Run("every-shipped-config-covered", func(t *testing.T) {
+		covered := map[string]bool{}
+		for _, files := range combos {
+			for _, f := range files {
+				covered[f] = true
+			}
+		}
+		for _, pattern := range []string{"*.yaml", "backends/*.yaml", "gateway/*.yaml"} {
+			found, _ := filepath.Glob(filepath.Join(d, pattern))
+			for _, f := range found {
+				rel, _ := filepath.Rel(d, f)
+				if rel == "otelcol-builder.yaml" {
+					continue // the builder manifest, not a collector config
+				}
+				if !covered[rel] {
+					t.Errorf("deploy/%s is in no validated combination", rel)
+				}
+			}
+		}
+	})
 	// The check is not vacuous: a required variable left empty fails.
 	t.Run("agent-without-endpoint-fails", func(t *testing.T) {
 		if _, err := validate(append(collectorConfigEnv, "OTELCOL_GATEWAY_ENDPOINT="), combos["agent"]...); err == nil {
