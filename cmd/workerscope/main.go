@@ -17,7 +17,10 @@ import (
 	"time"
 
 	"github.com/workerscope/workerscope/httpapi"
+	"github.com/workerscope/workerscope/telemetry/otellogs"
 	"github.com/workerscope/workerscope/telemetry/otelmetrics"
+	"github.com/workerscope/workerscope/telemetry/otelsetup"
+	"github.com/workerscope/workerscope/telemetry/oteltrace"
 	"github.com/workerscope/workerscope/workers"
 	"github.com/workerscope/workerscope/workers/demoworker"
 )
@@ -96,8 +99,9 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
 	slog.SetDefault(log)
 
-	hook := &otelmetrics.Hook{} // the instruments do not exist yet
-	mgr, err := newManager(cfg, hook, log.With("component", "workers"))
+	// The instruments, the tracer and the logger do not exist yet.
+	hooks := managerHooks{rpc: &otelmetrics.Hook{}, trace: &oteltrace.Hook{}, logs: &otellogs.Hook{}}
+	mgr, err := newManager(cfg, hooks, log.With("component", "workers"))
 	if err != nil {
 		return err
 	}
@@ -106,7 +110,7 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 		_ = mgr.Close(context.Background())
 		return err
 	}
-	deps := telemetryDeps{mgr: mgr, hook: hook, sseClients: api.SSEClients, started: started, version: version}
+	deps := telemetryDeps{mgr: mgr, hook: hooks.rpc, traceHook: hooks.trace, logHook: hooks.logs, sseClients: api.SSEClients, started: started, version: version}
 	tel, err := startTelemetry(context.Background(), cfg, deps, log.With("component", "telemetry"))
 	if err != nil {
 		_ = mgr.Close(context.Background())
@@ -126,7 +130,7 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 		return fmt.Errorf("listen on %s (--listen / WORKERSCOPE_LISTEN): %w", cfg.Listen, err)
 	}
 	srv := &http.Server{
-		Handler:           api.Handler(),
+		Handler:           oteltrace.Middleware(api.Handler()), // a caller's traceparent parents the command spans
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -134,6 +138,7 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 	log.Info("started", "listen", ln.Addr().String(), "worker", workerLabel(cfg), "idle_ttl", cfg.IdleTTL,
 		"max_workers", cfg.MaxWorkers, "stop_grace", cfg.StopGrace, "demo_load", cfg.DemoLoad,
 		"otlp_endpoint", tel.provider.Endpoint, "otlp_protocol", tel.provider.Protocol,
+		"traces_endpoint", tel.provider.TracesEndpoint, "logs_endpoint", tel.provider.LogsEndpoint,
 		"service_name", tel.provider.ServiceName, "service_instance_id", tel.provider.InstanceID)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -155,10 +160,19 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 	return runErr
 }
 
+// managerHooks are the telemetry the Manager calls, attached once the
+// telemetry exists.
+type managerHooks struct {
+	rpc   *otelmetrics.Hook
+	trace *oteltrace.Hook
+	logs  *otellogs.Hook
+}
+
 // newManager is the supervisor as the flags configure it.
-func newManager(cfg *config, hook *otelmetrics.Hook, log *slog.Logger) (*workers.Manager, error) {
+func newManager(cfg *config, hooks managerHooks, log *slog.Logger) (*workers.Manager, error) {
 	wcfg := workers.Config{
-		OnRPC:        hook.OnRPC,
+		OnRPC:        hooks.rpc.OnRPC,
+		Tracer:       hooks.trace,
 		Command:      cfg.WorkerCmd,
 		IdleTTL:      cfg.IdleTTL,
 		MaxWorkers:   cfg.MaxWorkers,
@@ -172,6 +186,9 @@ func newManager(cfg *config, hook *otelmetrics.Hook, log *slog.Logger) (*workers
 		// Workers must not see the supervisor's secrets or its telemetry
 		// settings (an OTel-instrumented worker would report as workerscope).
 		EnvDrop: []string{"WORKERSCOPE_", "OTEL_", "PYROSCOPE_"},
+	}
+	if otelsetup.LogsEnabled(cfg.Getenv) {
+		wcfg.OnStderr, wcfg.OnLifecycle = hooks.logs.OnStderr, hooks.logs.OnLifecycle
 	}
 	if cfg.IdleTTL == 0 {
 		wcfg.IdleTTL = -1 // 0 on the command line means never
