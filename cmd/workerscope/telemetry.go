@@ -39,8 +39,8 @@ type telemetryStack struct {
 type telemetryDeps struct {
 	mgr        *workers.Manager
 	hook       *otelmetrics.Hook // the Manager's OnRPC, set before it was created
-	traceHook  *oteltrace.Hook   // the Manager's Tracer
-	logHook    *otellogs.Hook    // the Manager's OnStderr and OnLifecycle
+	traceHook  *oteltrace.Hook   // the Manager's Tracer (nil: none)
+	logHook    *otellogs.Hook    // the Manager's OnStderr and OnLifecycle (nil: none)
 	sseClients func() int64
 	gauges     *otelmetrics.Gauges // an embedding application's own gauges; nil for none
 	started    time.Time
@@ -90,16 +90,20 @@ func startTelemetry(ctx context.Context, cfg *config, d telemetryDeps, log *slog
 		return nil, err
 	}
 	d.hook.Attach(t.metrics)
-	d.traceHook.Attach(oteltrace.New(oteltrace.Options{
-		TracerProvider: t.provider.TracerProvider,
-		Version:        d.version,
-		DropWorkerKey:  cfg.DropWorkerKey,
-	}))
-	d.logHook.Attach(otellogs.New(otellogs.Options{
-		LoggerProvider: t.provider.LoggerProvider,
-		Version:        d.version,
-		DropWorkerKey:  cfg.DropWorkerKey,
-	}))
+	if d.traceHook != nil {
+		d.traceHook.Attach(oteltrace.New(oteltrace.Options{
+			TracerProvider: t.provider.TracerProvider,
+			Version:        d.version,
+			DropWorkerKey:  cfg.DropWorkerKey,
+		}))
+	}
+	if d.logHook != nil {
+		d.logHook.Attach(otellogs.New(otellogs.Options{
+			LoggerProvider: t.provider.LoggerProvider,
+			Version:        d.version,
+			DropWorkerKey:  cfg.DropWorkerKey,
+		}))
+	}
 	return t, nil
 }
 
