@@ -206,6 +206,7 @@ func (w *worker) handle(ctx context.Context, line []byte) {
 			}
 			fmt.Fprintln(os.Stderr, msg)
 		}
+		time.Sleep(time.Duration(c.MS) * time.Millisecond)
 		w.respond(&c, map[string]any{"lines": n}, nil)
 	case "ignore_sigterm":
 		signal.Ignore(syscall.SIGTERM)

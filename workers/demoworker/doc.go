@@ -21,8 +21,9 @@
 //	           cpu_ms (streaming message_update×events meanwhile) while a child
 //	           burns child_cpu_ms and lives child_ms, and answers only after
 //	           the child has exited and been reaped {"cpu_ms", "child_cpu_ms"}
-//	stderr     {"lines", "message"}: prints lines lines of message to stderr
-//	           (numbered when more than one), then answers {"lines"}
+//	stderr     {"lines", "message", "ms"}: prints lines lines of message to
+//	           stderr (numbered when more than one), then answers {"lines"}
+//	           after ms
 //	ignore_sigterm: from now on SIGTERM is ignored
 //	hold       {"mib", "ms"}: holds mib MiB of touched pages (replacing what it
 //	           held), then answers after ms more {"held_mib"}
