@@ -171,18 +171,20 @@ type managerHooks struct {
 // newManager is the supervisor as the flags configure it.
 func newManager(cfg *config, hooks managerHooks, log *slog.Logger) (*workers.Manager, error) {
 	wcfg := workers.Config{
-		OnRPC:        hooks.rpc.OnRPC,
-		Tracer:       hooks.trace,
-		Command:      cfg.WorkerCmd,
-		IdleTTL:      cfg.IdleTTL,
-		MaxWorkers:   cfg.MaxWorkers,
-		StopGrace:    cfg.StopGrace,
-		MaxLineBytes: cfg.MaxLineBytes,
-		MemoryMax:    cfg.MemoryMax,
-		PidsMax:      cfg.PidsMax,
-		CPUMax:       cfg.CPUMax,
-		Cgroups:      cfg.Cgroups,
-		Logger:       log,
+		OnRPC:  hooks.rpc.OnRPC,
+		Tracer: hooks.trace,
+
+		DisableCommandCost: cfg.NoCommandCost,
+		Command:            cfg.WorkerCmd,
+		IdleTTL:            cfg.IdleTTL,
+		MaxWorkers:         cfg.MaxWorkers,
+		StopGrace:          cfg.StopGrace,
+		MaxLineBytes:       cfg.MaxLineBytes,
+		MemoryMax:          cfg.MemoryMax,
+		PidsMax:            cfg.PidsMax,
+		CPUMax:             cfg.CPUMax,
+		Cgroups:            cfg.Cgroups,
+		Logger:             log,
 		// Workers must not see the supervisor's secrets or its telemetry
 		// settings (an OTel-instrumented worker would report as workerscope).
 		EnvDrop: []string{"WORKERSCOPE_", "OTEL_", "PYROSCOPE_"},
