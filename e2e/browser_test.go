@@ -436,6 +436,12 @@ func TestMetricsPageInBrowser(t *testing.T) {
 			rss && /% of 1\.0 GiB/.test(rss.textContent);
 	})()`)
 
+	// Each worker's last commands with their cost (the tree's CPU), as text.
+	b.waitJS(30*time.Second, "mem's last commands with their CPU cost", `(() => {
+		const last = document.querySelector('#worker-rows tr[data-key="mem"] td.who .last');
+		return last && [...last.querySelectorAll('.cmd')].some((c) => /^get_state .+ · cpu .+/.test(c.textContent));
+	})()`)
+
 	// The zombie: flagged by attribute, class and visible text.
 	b.waitJS(30*time.Second, "stuck to be shown as a zombie", `document.querySelector('#worker-rows tr[data-key="stuck"][data-zombie="true"].zombie')`)
 	for _, r := range b.rows() {

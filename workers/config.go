@@ -1,6 +1,7 @@
 package workers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -114,11 +115,43 @@ type Config struct {
 
 	// OnRPC, if set, is called after every command with its outcome.
 	OnRPC func(RPCResult)
+	// Tracer, if set, follows every command routed to a worker (a span
+	// per command: telemetry/oteltrace).
+	Tracer CommandTracer
+	// DisableCommandCost turns off the per-command cost reading (two
+	// targeted reads of the worker's tree per command, see Cost). It is
+	// on when OnRPC or Tracer is set, on Linux.
+	DisableCommandCost bool
+	// CostSampleInterval is how often a command that runs longer re-reads
+	// its worker's tree for Cost.MemoryPeak and Cost.Processes. Default
+	// 1s; negative reads at start and end only.
+	CostSampleInterval time.Duration
+
+	// OnStderr, if set, receives each line of every worker's stderr
+	// (bounded to StderrLineBytes), at most StderrRate lines a second per
+	// worker with bursts of StderrBurst; lines over the rate are dropped
+	// and counted (Stats.StderrLinesDropped). ctx is the context of the
+	// newest command in flight on the worker (with its span), else
+	// context.Background(). It is called from the worker's stderr reader:
+	// it must not block. The stderr tail kept for crash reports is
+	// independent of it.
+	OnStderr func(ctx context.Context, line StderrLine)
+	// StderrLineBytes bounds one line handed to OnStderr; the rest of a
+	// longer line is dropped. Default 8 KiB.
+	StderrLineBytes int
+	// StderrRate and StderrBurst are OnStderr's per-worker token bucket.
+	// Defaults 100 lines/s and 200 lines.
+	StderrRate  float64
+	StderrBurst int
+	// OnLifecycle, if set, receives every lifecycle event (worker_start,
+	// worker_exit, worker_limit) as it is published to the session's
+	// subscribers. It must not block.
+	OnLifecycle func(Event)
 	// Logger receives lifecycle logs. Default slog.Default().
 	Logger *slog.Logger
 }
 
-// RPCResult describes one finished command, for metrics.
+// RPCResult describes one finished command, for metrics and spans.
 type RPCResult struct {
 	Key  string
 	Type string // the command's "type"; "" when the command was not parsed
@@ -126,6 +159,23 @@ type RPCResult struct {
 	// success:false, else ErrorCode of Send's error.
 	ErrorType string
 	Duration  time.Duration
+	// Err is Send's error (nil on success and on CodeWorkerError).
+	Err error
+	// WorkerID and PID name the worker that ran the command ("" and 0 when
+	// none was acquired).
+	WorkerID string
+	PID      int
+	// Cost is what the command cost the worker's tree; nil when not
+	// measured (no worker, not Linux, DisableCommandCost, or the worker
+	// could not be read at the start or the end).
+	Cost *Cost
+	// Events counts the events the worker streamed while the command was
+	// in flight.
+	Events int
+	// Context is the command's context as Send ran it (with the span
+	// Tracer put in it): metrics record with it so that exemplars link to
+	// the span. Valid during the callback only.
+	Context context.Context
 }
 
 func (c *Config) setDefaults() {
@@ -171,6 +221,18 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.CostSampleInterval == 0 {
+		c.CostSampleInterval = time.Second
+	}
+	if c.StderrLineBytes == 0 {
+		c.StderrLineBytes = 8 << 10
+	}
+	if c.StderrRate == 0 {
+		c.StderrRate = 100
+	}
+	if c.StderrBurst == 0 {
+		c.StderrBurst = 200
+	}
 	c.setLimitDefaults()
 }
 
@@ -193,7 +255,11 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("workers: %s must be ≥ 1024, got %d", name, v))
 		}
 	}
-	for name, v := range map[string]int{"MaxCommandBytes": c.MaxCommandBytes, "StderrTailBytes": c.StderrTailBytes} {
+	if c.StderrRate < 0 {
+		errs = append(errs, fmt.Errorf("workers: StderrRate must be > 0, got %g", c.StderrRate))
+	}
+	for name, v := range map[string]int{"MaxCommandBytes": c.MaxCommandBytes, "StderrTailBytes": c.StderrTailBytes,
+		"StderrLineBytes": c.StderrLineBytes, "StderrBurst": c.StderrBurst} {
 		if v < 1 {
 			errs = append(errs, fmt.Errorf("workers: %s must be ≥ 1, got %d", name, v))
 		}

@@ -208,11 +208,11 @@ func (m *Manager) syncCounters(w *worker) {
 	m.limitHits[1].Add(dPids)
 	m.limitHits[2].Add(dCPU)
 	if dPids > 0 {
-		w.s.publish(m, lifecycleEvent(w, "worker_limit", map[string]any{
+		m.publishLifecycle(w.s, lifecycleEvent(w, "worker_limit", map[string]any{
 			"limit": LimitPids, "max": m.cfg.PidsMax, "count": dPids, "action": "fork_refused"}))
 	}
 	if dOOM > 0 {
-		w.s.publish(m, lifecycleEvent(w, "worker_limit", map[string]any{
+		m.publishLifecycle(w.s, lifecycleEvent(w, "worker_limit", map[string]any{
 			"limit": LimitMemory, "max": m.cfg.MemoryMax, "count": dOOM, "action": "oom_kill"}))
 	}
 }

@@ -49,6 +49,7 @@ type Manager struct {
 	allSubs         map[*Subscription]struct{}
 	limitHits       [numLimits]atomic.Uint64
 	leftoversKilled atomic.Uint64
+	stderrDropped   atomic.Uint64
 
 	limits    LimitsInfo
 	runLock   *os.File // this instance's lock file in RuntimeDir (nil: none)
@@ -138,20 +139,25 @@ func (m *Manager) Config() Config { return m.cfg }
 func (m *Manager) Send(ctx context.Context, key string, cmd []byte) (json.RawMessage, error) {
 	start := time.Now()
 	if err := ValidateKey(key); err != nil {
-		m.reportRPC(ctx, key, "", start, err, false)
+		m.reportRPC(RPCResult{Context: ctx, Key: key}, start, err, false, nil)
 		return nil, err
 	}
 	typ, obj, err := parseCommand(cmd)
 	if err != nil {
-		m.reportRPC(ctx, key, "", start, err, false)
+		m.reportRPC(RPCResult{Context: ctx, Key: key}, start, err, false, nil)
 		return nil, err
 	}
+	ctx, span := m.startCommand(ctx, key, typ)
+	res := RPCResult{Context: ctx, Key: key, Type: typ}
 	w, err := m.acquire(ctx, key)
 	if err != nil {
-		m.reportRPC(ctx, key, typ, start, err, false)
+		m.reportRPC(res, start, err, false, span)
 		return nil, err
 	}
+	res.WorkerID, res.PID = w.id, w.pid
+	c := m.beginCommand(ctx, w, span)
 	resp, err := w.call(ctx, obj)
+	res.Cost, res.Events = m.endCommand(w, c)
 	workerErr := false
 	if err == nil {
 		var r struct {
@@ -159,19 +165,32 @@ func (m *Manager) Send(ctx context.Context, key string, cmd []byte) (json.RawMes
 		}
 		workerErr = json.Unmarshal(resp, &r) == nil && r.Success != nil && !*r.Success
 	}
-	m.reportRPC(ctx, key, typ, start, err, workerErr)
+	traceID := m.reportRPC(res, start, err, workerErr, span)
+	w.remember(res, traceID)
 	return resp, err
 }
 
-func (m *Manager) reportRPC(ctx context.Context, key, typ string, start time.Time, err error, workerErr bool) {
-	if m.cfg.OnRPC == nil {
-		return
+// reportRPC completes r and hands it to the span and to OnRPC; it returns
+// the span's trace id.
+func (m *Manager) reportRPC(r RPCResult, start time.Time, err error, workerErr bool, span CommandSpan) string {
+	if m.cfg.OnRPC == nil && span == nil {
+		return ""
 	}
-	code := ErrorCode(ctx, err)
-	if code == "" && workerErr {
-		code = CodeWorkerError
+	r.ErrorType = ErrorCode(r.Context, err)
+	if r.ErrorType == "" && workerErr {
+		r.ErrorType = CodeWorkerError
 	}
-	m.cfg.OnRPC(RPCResult{Key: key, Type: typ, ErrorType: code, Duration: time.Since(start)})
+	r.Err = err
+	r.Duration = time.Since(start)
+	traceID := ""
+	if span != nil {
+		span.End(r)
+		traceID = span.TraceID()
+	}
+	if m.cfg.OnRPC != nil {
+		m.cfg.OnRPC(r)
+	}
+	return traceID
 }
 
 // parseCommand checks that cmd is a JSON object with a non-empty string
@@ -274,7 +293,7 @@ func (m *Manager) acquire(ctx context.Context, key string) (*worker, error) {
 		w.mu.Unlock()
 		m.mu.Unlock()
 		m.spawns.Add(1)
-		s.publish(m, lifecycleEvent(w, "worker_start", map[string]any{"pid": w.pid}))
+		m.publishLifecycle(s, lifecycleEvent(w, "worker_start", map[string]any{"pid": w.pid}))
 		w.start()
 		return w, nil
 	}
@@ -437,7 +456,7 @@ func (m *Manager) onExit(w *worker, xe *ExitError) {
 	}
 	s.lastUsed = time.Now()
 	m.mu.Unlock()
-	s.publish(m, lifecycleEvent(w, "worker_exit", map[string]any{
+	m.publishLifecycle(s, lifecycleEvent(w, "worker_exit", map[string]any{
 		"reason": xe.Reason, "status": xe.Status, "stderr_tail": xe.StderrTail,
 	}))
 }
@@ -680,6 +699,7 @@ func (m *Manager) Stats() Stats {
 		MaxWorkers:         m.cfg.MaxWorkers,
 		LimitHits:          make(map[string]uint64, numLimits),
 		LeftoversKilled:    m.leftoversKilled.Load(),
+		StderrLinesDropped: m.stderrDropped.Load(),
 	}
 	for i, name := range LimitNames {
 		st.LimitHits[name] = m.limitHits[i].Load()

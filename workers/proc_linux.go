@@ -39,6 +39,8 @@ type platform struct {
 	kids      []int
 
 	lim limitsPlatform
+
+	trees sync.Pool // *treeReader for readTree (command cost)
 }
 
 type spawnRequest struct {

@@ -78,6 +78,9 @@ type WorkerSnapshot struct {
 	// LimitHits counts this worker's limit events by limit name (forks
 	// refused at pids.max, OOM kills, CPU-throttled periods).
 	LimitHits map[string]uint64
+	// LastCommands are the worker's last finished commands (at most
+	// LastCommandsKept), oldest first.
+	LastCommands []CommandSummary
 }
 
 // Stats are the manager's cumulative counters and current counts.
@@ -116,6 +119,9 @@ type Stats struct {
 	// LeftoversKilled counts processes of dead supervisor instances that
 	// New found and killed.
 	LeftoversKilled uint64
+	// StderrLinesDropped counts worker stderr lines not handed to
+	// Config.OnStderr because the worker was over its rate.
+	StderrLinesDropped uint64
 }
 
 // CrashLoopCrashes is how many consecutive crashes make a session count as

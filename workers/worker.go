@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -58,6 +59,12 @@ type worker struct {
 	exitErr    *ExitError
 	pending    map[string]chan reply
 	stderr     *tailBuffer
+	// active are the commands in flight (for their events, stderr and
+	// cost), oldest first; last the last finished ones.
+	active []*cmdState
+	last   []CommandSummary
+	// spanBuf is the stdout reader's scratch for streamEvent.
+	spanBuf []CommandSpan
 
 	// cg is the worker's cgroup (nil without one); set before start.
 	cg *workerCgroup
@@ -125,6 +132,8 @@ func (w *worker) snapshot(now time.Time) WorkerSnapshot {
 		CPUMax:     w.m.cfg.CPUMax,
 		Cgroup:     w.m.plat.cgroupPath(w.cg),
 		LimitHits:  w.hitsLocked(),
+
+		LastCommands: slices.Clone(w.last),
 	}
 }
 
@@ -326,12 +335,19 @@ func (w *worker) handleLine(line []byte, owned bool) {
 		}
 		w.mu.Unlock()
 	}
-	w.s.publish(w.m, Event{Key: w.key, WorkerID: w.id, Type: hdr.Type, Data: line})
+	ev := Event{Key: w.key, WorkerID: w.id, Type: hdr.Type, Data: line} // line is ours to keep (lineReader)
+	w.s.publish(w.m, ev)
+	w.streamEvent(ev)
 }
 
-// readStderr keeps the tail of stderr for crash reports.
+// readStderr keeps the tail of stderr for crash reports and hands its
+// lines to Config.OnStderr.
 func (w *worker) readStderr() {
 	defer close(w.errDone)
+	var lines *stderrLines
+	if w.m.cfg.OnStderr != nil {
+		lines = newStderrLines(w)
+	}
 	buf := make([]byte, 4096)
 	for {
 		n, err := w.stderrR.Read(buf)
@@ -339,8 +355,14 @@ func (w *worker) readStderr() {
 			w.mu.Lock()
 			w.stderr.Write(buf[:n])
 			w.mu.Unlock()
+			if lines != nil {
+				lines.write(buf[:n])
+			}
 		}
 		if err != nil {
+			if lines != nil {
+				lines.flush()
+			}
 			return
 		}
 	}

@@ -50,6 +50,8 @@ type config struct {
 	PyroscopeServer, PyroscopeApp string
 	// DropWorkerKey leaves the worker.key attribute off per-worker metrics.
 	DropWorkerKey bool
+	// NoCommandCost turns off the per-command cost reading.
+	NoCommandCost bool
 	// Getenv is the environment the settings were read from. The OTel
 	// provider and Pyroscope read their settings through it; the OTLP
 	// exporter itself reads OTEL_EXPORTER_OTLP_* (endpoint, headers,
@@ -79,6 +81,7 @@ var settings = []setting{
 	{"cgroups", "WORKERSCOPE_CGROUPS", "auto", "enforce limits with per-worker cgroups: auto (when usable), off (supervisor watchdog only) or required (refuse to start without)"},
 	{"demo-load", "WORKERSCOPE_DEMO_LOAD", "auto", "light synthetic traffic to a few sessions: true, false, or auto (on with the demo worker)"},
 	{"metrics-worker-key", "WORKERSCOPE_METRICS_WORKER_KEY", "true", "put the session key on per-worker metrics as worker.key (false drops it)"},
+	{"command-cost", "WORKERSCOPE_COMMAND_COST", "true", "read each command's cost from its worker's tree at start and end (false saves ~100 µs of CPU per command)"},
 	{"pyroscope-server", "PYROSCOPE_SERVER_ADDRESS", "", "Pyroscope server to ship profiles to (profiling is off without one)"},
 	{"pyroscope-app", "PYROSCOPE_APPLICATION_NAME", "", "Pyroscope application name (default: the OTel service name)"},
 	{"log-level", "WORKERSCOPE_LOG_LEVEL", "info", "debug, info, warn or error"},
@@ -213,6 +216,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 			bad(label, v, "want true or false")
 		}
 		c.DropWorkerKey = !b
+	}
+	if v, label := get("command-cost"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			bad(label, v, "want true or false")
+		}
+		c.NoCommandCost = !b
 	}
 	if v, label := get("log-level"); v != "" {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {

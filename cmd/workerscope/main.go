@@ -17,7 +17,10 @@ import (
 	"time"
 
 	"github.com/workerscope/workerscope/httpapi"
+	"github.com/workerscope/workerscope/telemetry/otellogs"
 	"github.com/workerscope/workerscope/telemetry/otelmetrics"
+	"github.com/workerscope/workerscope/telemetry/otelsetup"
+	"github.com/workerscope/workerscope/telemetry/oteltrace"
 	"github.com/workerscope/workerscope/workers"
 	"github.com/workerscope/workerscope/workers/demoworker"
 )
@@ -96,8 +99,9 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
 	slog.SetDefault(log)
 
-	hook := &otelmetrics.Hook{} // the instruments do not exist yet
-	mgr, err := newManager(cfg, hook, log.With("component", "workers"))
+	// The instruments, the tracer and the logger do not exist yet.
+	hooks := managerHooks{rpc: &otelmetrics.Hook{}, trace: &oteltrace.Hook{}, logs: &otellogs.Hook{}}
+	mgr, err := newManager(cfg, hooks, log.With("component", "workers"))
 	if err != nil {
 		return err
 	}
@@ -106,7 +110,7 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 		_ = mgr.Close(context.Background())
 		return err
 	}
-	deps := telemetryDeps{mgr: mgr, hook: hook, sseClients: api.SSEClients, started: started, version: version}
+	deps := telemetryDeps{mgr: mgr, hook: hooks.rpc, traceHook: hooks.trace, logHook: hooks.logs, sseClients: api.SSEClients, started: started, version: version}
 	tel, err := startTelemetry(context.Background(), cfg, deps, log.With("component", "telemetry"))
 	if err != nil {
 		_ = mgr.Close(context.Background())
@@ -125,11 +129,13 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 		_ = mgr.Close(context.Background())
 		return fmt.Errorf("listen on %s (--listen / WORKERSCOPE_LISTEN): %w", cfg.Listen, err)
 	}
-	srv, limited := httpapi.NewHTTPServer(api.Handler(), ln, httpapi.ServerOptions{MaxConns: maxConns(cfg), Logger: log})
+	// A caller's traceparent parents the command spans.
+	srv, limited := httpapi.NewHTTPServer(oteltrace.Middleware(api.Handler()), ln, httpapi.ServerOptions{MaxConns: maxConns(cfg), Logger: log})
 	printBanner(stdout, cfg, version, ln.Addr().String())
 	log.Info("started", "listen", ln.Addr().String(), "worker", workerLabel(cfg), "idle_ttl", cfg.IdleTTL,
 		"max_workers", cfg.MaxWorkers, "max_conns", limited.Stats().Max, "stop_grace", cfg.StopGrace, "demo_load", cfg.DemoLoad,
 		"otlp_endpoint", tel.provider.Endpoint, "otlp_protocol", tel.provider.Protocol,
+		"traces_endpoint", tel.provider.TracesEndpoint, "logs_endpoint", tel.provider.LogsEndpoint,
 		"service_name", tel.provider.ServiceName, "service_instance_id", tel.provider.InstanceID)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -167,10 +173,21 @@ func maxConns(cfg *config) int {
 	return httpapi.MaxConnsFor(nofileLimit(), 128+fdsPerWorker*cfg.MaxWorkers)
 }
 
+// managerHooks are the telemetry the Manager calls, attached once the
+// telemetry exists.
+type managerHooks struct {
+	rpc   *otelmetrics.Hook
+	trace *oteltrace.Hook
+	logs  *otellogs.Hook
+}
+
 // newManager is the supervisor as the flags configure it.
-func newManager(cfg *config, hook *otelmetrics.Hook, log *slog.Logger) (*workers.Manager, error) {
+func newManager(cfg *config, hooks managerHooks, log *slog.Logger) (*workers.Manager, error) {
 	wcfg := workers.Config{
-		OnRPC:                 hook.OnRPC,
+		OnRPC:  hooks.rpc.OnRPC,
+		Tracer: hooks.trace,
+
+		DisableCommandCost:    cfg.NoCommandCost,
 		Command:               cfg.WorkerCmd,
 		IdleTTL:               cfg.IdleTTL,
 		MaxWorkers:            cfg.MaxWorkers,
@@ -186,6 +203,9 @@ func newManager(cfg *config, hook *otelmetrics.Hook, log *slog.Logger) (*workers
 		// Workers must not see the supervisor's secrets or its telemetry
 		// settings (an OTel-instrumented worker would report as workerscope).
 		EnvDrop: []string{"WORKERSCOPE_", "OTEL_", "PYROSCOPE_"},
+	}
+	if otelsetup.LogsEnabled(cfg.Getenv) {
+		wcfg.OnStderr, wcfg.OnLifecycle = hooks.logs.OnStderr, hooks.logs.OnLifecycle
 	}
 	if cfg.IdleTTL == 0 {
 		wcfg.IdleTTL = -1 // 0 on the command line means never

@@ -12,8 +12,10 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/workerscope/workerscope/httpapi"
+	"github.com/workerscope/workerscope/telemetry/otellogs"
 	"github.com/workerscope/workerscope/telemetry/otelmetrics"
 	"github.com/workerscope/workerscope/telemetry/otelsetup"
+	"github.com/workerscope/workerscope/telemetry/oteltrace"
 	"github.com/workerscope/workerscope/telemetry/profiling"
 	"github.com/workerscope/workerscope/telemetry/report"
 	"github.com/workerscope/workerscope/telemetry/sampler"
@@ -37,6 +39,8 @@ type telemetryStack struct {
 type telemetryDeps struct {
 	mgr        *workers.Manager
 	hook       *otelmetrics.Hook // the Manager's OnRPC, set before it was created
+	traceHook  *oteltrace.Hook   // the Manager's Tracer (nil: none)
+	logHook    *otellogs.Hook    // the Manager's OnStderr and OnLifecycle (nil: none)
 	sseClients func() int64
 	gauges     *otelmetrics.Gauges // an embedding application's own gauges; nil for none
 	started    time.Time
@@ -86,6 +90,20 @@ func startTelemetry(ctx context.Context, cfg *config, d telemetryDeps, log *slog
 		return nil, err
 	}
 	d.hook.Attach(t.metrics)
+	if d.traceHook != nil {
+		d.traceHook.Attach(oteltrace.New(oteltrace.Options{
+			TracerProvider: t.provider.TracerProvider,
+			Version:        d.version,
+			DropWorkerKey:  cfg.DropWorkerKey,
+		}))
+	}
+	if d.logHook != nil {
+		d.logHook.Attach(otellogs.New(otellogs.Options{
+			LoggerProvider: t.provider.LoggerProvider,
+			Version:        d.version,
+			DropWorkerKey:  cfg.DropWorkerKey,
+		}))
+	}
 	return t, nil
 }
 

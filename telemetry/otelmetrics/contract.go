@@ -80,6 +80,8 @@ const (
 	MetricExits                 = "workerscope.worker.exits"
 	MetricCrashLooping          = "workerscope.sessions.crash_looping"
 	MetricRPCDuration           = "workerscope.rpc.duration"
+	MetricRPCCPUTime            = "workerscope.rpc.cpu_time"
+	MetricLogRecordsDropped     = "workerscope.worker.log_records_dropped"
 	MetricSSEClients            = "workerscope.sse.clients"
 	MetricSamplerDuration       = "workerscope.sampler.duration"
 	MetricSamplerErrors         = "workerscope.sampler.errors"
@@ -154,8 +156,13 @@ func Contract() []MetricDef {
 		{Name: MetricCrashLooping, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{session}",
 			Description: "Sessions whose last 3 or more workers in a row crashed within a minute of their start (they respawn after a back-off)."},
 		{Name: MetricRPCDuration, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{AttrRPCMethod, AttrErrorType},
-			Description: "Time from a command's arrival to its response, by rpc.method (the command type; at most 64 distinct, then _OTHER) and error.type (only on failures).",
+			Description: "Time from a command's arrival to its response, by rpc.method (the command type; at most 64 distinct, then _OTHER) and error.type (only on failures); exemplars link to the command's span.",
 			Buckets:     []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}},
+		{Name: MetricRPCCPUTime, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{AttrRPCMethod, AttrErrorType},
+			Description: "CPU time (user + system) the worker's whole process tree used during a command, exited children included, by rpc.method and error.type (only on failures); Linux only. Concurrent commands on one worker each record the whole tree's.",
+			Buckets:     []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}},
+		{Name: MetricLogRecordsDropped, Kind: ObservableCounter, Value: Int64, Unit: "{record}",
+			Description: "Worker stderr lines not exported as log records because the worker was over its rate (100 lines/s, bursts of 200, per worker)."},
 		{Name: MetricSSEClients, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{client}",
 			Description: "Open Server-Sent Events streams."},
 		{Name: MetricSamplerDuration, Kind: Histogram, Value: Float64, Unit: "s",

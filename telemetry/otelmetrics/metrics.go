@@ -106,11 +106,11 @@ type instruments struct {
 	pool, poolLimit, spawns, spawnFailures, exits, crashLooping, sse  metric.Int64Observable
 	samplerErrors, linesSkipped, eventsDropped, orphans, exportErrors metric.Int64Observable
 	profilingErrors, limitHits, memLimit, procLimit                   metric.Int64Observable
-	unobserved                                                        metric.Int64Observable
+	unobserved, logRecordsDropped                                     metric.Int64Observable
 	cpuLimit                                                          metric.Float64Observable
 	selfCPU, selfUptime                                               metric.Float64Observable
 	selfMem, selfVirtual, selfThreads, selfFDs                        metric.Int64Observable
-	rpcDuration, samplerDuration                                      metric.Float64Histogram
+	rpcDuration, rpcCPUTime, samplerDuration                          metric.Float64Histogram
 	observables                                                       []metric.Observable
 }
 
@@ -246,6 +246,8 @@ func registerAll(meter metric.Meter) (instruments, error) {
 	take(MetricExits, &in.exits)
 	take(MetricCrashLooping, &in.crashLooping)
 	take(MetricRPCDuration, &in.rpcDuration)
+	take(MetricRPCCPUTime, &in.rpcCPUTime)
+	take(MetricLogRecordsDropped, &in.logRecordsDropped)
 	take(MetricSSEClients, &in.sse)
 	take(MetricSamplerDuration, &in.samplerDuration)
 	take(MetricSamplerErrors, &in.samplerErrors)
@@ -365,6 +367,7 @@ func (m *Metrics) observe(ctx context.Context, o metric.Observer) {
 	o.ObserveInt64(in.linesSkipped, int64(st.InvalidLines), f.invalid)
 	o.ObserveInt64(in.linesSkipped, int64(st.OversizeLines), f.oversize)
 	o.ObserveInt64(in.eventsDropped, int64(st.EventsDropped))
+	o.ObserveInt64(in.logRecordsDropped, int64(st.StderrLinesDropped))
 	o.ObserveInt64(in.orphans, int64(st.OrphansReaped))
 	o.ObserveInt64(in.samplerErrors, int64(m.opts.Sampler.Errors()))
 	o.ObserveInt64(in.sse, callInt(m.opts.SSEClients))
@@ -459,14 +462,24 @@ func callUint(f func() uint64) uint64 {
 	return f()
 }
 
-// RecordRPC records one finished command. Use it as workers.Config.OnRPC.
+// RecordRPC records one finished command: its duration, and the CPU its
+// worker's tree used when measured. It records with the command's context,
+// so that a sampled span becomes the duration's exemplar. Use it as
+// workers.Config.OnRPC.
 func (m *Metrics) RecordRPC(r workers.RPCResult) {
 	method := m.methodAttr(r.Type)
 	opt := metric.WithAttributes(method)
 	if r.ErrorType != "" {
 		opt = metric.WithAttributes(method, attribute.String(AttrErrorType, r.ErrorType))
 	}
-	m.inst.rpcDuration.Record(context.Background(), r.Duration.Seconds(), opt)
+	ctx := r.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	m.inst.rpcDuration.Record(ctx, r.Duration.Seconds(), opt)
+	if r.Cost != nil {
+		m.inst.rpcCPUTime.Record(ctx, r.Cost.CPU().Seconds(), opt)
+	}
 }
 
 // methodAttr bounds rpc.method: command types come from clients, so only

@@ -2,7 +2,9 @@
 // environment: the resource (service.name, service.version,
 // service.instance.id, host.name, OTEL_RESOURCE_ATTRIBUTES), the
 // MeterProvider with its OTLP gRPC exporter and periodic reader (plus any
-// extra readers, such as the Prometheus one), and the Go runtime metrics.
+// extra readers, such as the Prometheus one), the Go runtime metrics, and
+// the TracerProvider and LoggerProvider (OTEL_TRACES_*, OTEL_LOGS_*, the
+// sampler), resolved like the metrics' export.
 // Failed exports are counted and logged without flooding.
 //
 // It knows nothing of workers or of what is measured: the instruments come

@@ -156,14 +156,21 @@ func resolveExport(env func(string) string, log *slog.Logger) (exportSettings, e
 // http/protobuf the generic endpoint gets /v1/metrics appended, the
 // signal-specific one is used as is.
 func resolveEndpoint(env func(string) string, protocol string) (*url.URL, error) {
-	key, raw := "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", firstEnv(env, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+	return resolveSignalEndpoint(env, "METRICS", protocol)
+}
+
+// resolveSignalEndpoint is resolveEndpoint for one signal: METRICS, TRACES
+// or LOGS (OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT, path /v1/<signal>).
+func resolveSignalEndpoint(env func(string) string, signal, protocol string) (*url.URL, error) {
+	path := "/v1/" + strings.ToLower(signal)
+	key, raw := "OTEL_EXPORTER_OTLP_"+signal+"_ENDPOINT", firstEnv(env, "OTEL_EXPORTER_OTLP_"+signal+"_ENDPOINT")
 	generic := raw == ""
 	if generic {
 		key, raw = "OTEL_EXPORTER_OTLP_ENDPOINT", firstEnv(env, "OTEL_EXPORTER_OTLP_ENDPOINT")
 	}
 	if raw == "" {
 		if protocol == ProtocolHTTP {
-			return &url.URL{Scheme: "http", Host: "localhost:4318", Path: "/v1/metrics"}, nil
+			return &url.URL{Scheme: "http", Host: "localhost:4318", Path: path}, nil
 		}
 		return &url.URL{Scheme: "http", Host: "localhost:4317"}, nil
 	}
@@ -173,7 +180,7 @@ func resolveEndpoint(env func(string) string, protocol string) (*url.URL, error)
 			return nil, fmt.Errorf("otelsetup: invalid %s %q: want a URL such as http://collector:4317 or https://otlp.example.com, or host:port", key, raw)
 		}
 		scheme := "https"
-		insecure := strings.EqualFold(firstEnv(env, "OTEL_EXPORTER_OTLP_METRICS_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE"), "true")
+		insecure := strings.EqualFold(firstEnv(env, "OTEL_EXPORTER_OTLP_"+signal+"_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE"), "true")
 		if ip := net.ParseIP(host); insecure || strings.EqualFold(host, "localhost") || (ip != nil && ip.IsLoopback()) {
 			scheme = "http"
 		}
@@ -196,7 +203,7 @@ func resolveEndpoint(env func(string) string, protocol string) (*url.URL, error)
 		u.Host = net.JoinHostPort(u.Hostname(), port)
 	}
 	if protocol == ProtocolHTTP && generic {
-		u.Path = strings.TrimSuffix(u.Path, "/") + "/v1/metrics"
+		u.Path = strings.TrimSuffix(u.Path, "/") + path
 	}
 	if protocol == ProtocolGRPC {
 		u.Path = ""

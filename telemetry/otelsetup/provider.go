@@ -13,12 +13,16 @@ import (
 	"github.com/workerscope/workerscope/internal/proflabel"
 	"go.opentelemetry.io/contrib/instrumentation/runtime"
 	"go.opentelemetry.io/otel/attribute"
+	otellog "go.opentelemetry.io/otel/log"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0" // the version resource.Default() of sdk v1.47 uses
+	"go.opentelemetry.io/otel/trace"
 )
 
 // ProviderOptions configures the MeterProvider and its OTLP exporter.
@@ -65,7 +69,20 @@ type Provider struct {
 	// exporting), and Protocol its protocol.
 	Endpoint, Protocol string
 
+	// TracerProvider makes the command spans (a no-op one when the SDK is
+	// disabled or OTEL_TRACES_EXPORTER=none), LoggerProvider the worker
+	// log records (no-op when disabled or OTEL_LOGS_EXPORTER=none).
+	TracerProvider trace.TracerProvider
+	LoggerProvider otellog.LoggerProvider
+	// TracesEndpoint and LogsEndpoint are the OTLP endpoints of spans and
+	// log records ("" when not exported over OTLP).
+	TracesEndpoint, LogsEndpoint string
+	// Tracing and Logging say whether spans and log records go anywhere.
+	Tracing, Logging bool
+
 	mp       *sdkmetric.MeterProvider
+	tp       *sdktrace.TracerProvider
+	lp       *sdklog.LoggerProvider
 	exporter *loggingExporter
 	prom     *promServer
 	log      *slog.Logger
@@ -147,6 +164,7 @@ func NewProvider(ctx context.Context, opts ProviderOptions) (*Provider, error) {
 	if strings.EqualFold(strings.TrimSpace(env("OTEL_SDK_DISABLED")), "true") {
 		p.Disabled = true
 		p.Meter = noop.NewMeterProvider().Meter("workerscope")
+		p.TracerProvider, p.LoggerProvider = noopTracing()
 		p.log.Info("OpenTelemetry SDK disabled by OTEL_SDK_DISABLED=true: no metrics are recorded or exported")
 		return p, nil
 	}
@@ -192,6 +210,9 @@ func NewProvider(ctx context.Context, opts ProviderOptions) (*Provider, error) {
 		p.log.Info("OTLP metric export off", "OTEL_METRICS_EXPORTER", env("OTEL_METRICS_EXPORTER"))
 	}
 
+	if err := p.startTracesAndLogs(ctx, env, res); err != nil {
+		return nil, err
+	}
 	p.mp = sdkmetric.NewMeterProvider(mpOpts...)
 	p.Meter = p.mp.Meter("github.com/workerscope/workerscope/telemetry", metric.WithInstrumentationVersion(opts.Version))
 	if opts.RuntimeMetrics {
@@ -200,6 +221,29 @@ func NewProvider(ctx context.Context, opts ProviderOptions) (*Provider, error) {
 		}
 	}
 	return p, nil
+}
+
+// startTracesAndLogs builds the TracerProvider and the LoggerProvider.
+func (p *Provider) startTracesAndLogs(ctx context.Context, env func(string) string, res *resource.Resource) error {
+	tp, ts, err := newTracerProvider(ctx, env, res)
+	if err != nil {
+		return err
+	}
+	lp, ls, err := newLoggerProvider(ctx, env, res)
+	if err != nil {
+		_ = tp.Shutdown(ctx)
+		return err
+	}
+	p.tp, p.lp = tp, lp
+	p.TracerProvider, p.LoggerProvider = tp, lp
+	p.Tracing, p.Logging = len(ts.exporters) > 0, len(ls.exporters) > 0
+	if ts.otlp() {
+		p.TracesEndpoint = ts.endpoint.String()
+	}
+	if ls.otlp() {
+		p.LogsEndpoint = ls.endpoint.String()
+	}
+	return nil
 }
 
 // ExportErrors is the number of failed OTLP exports so far.
@@ -217,6 +261,12 @@ func (p *Provider) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	err := errors.Join(p.mp.Shutdown(ctx), p.prom.shutdown(ctx))
+	if p.tp != nil {
+		err = errors.Join(err, p.tp.Shutdown(ctx))
+	}
+	if p.lp != nil {
+		err = errors.Join(err, p.lp.Shutdown(ctx))
+	}
 	if p.exporter != nil {
 		p.exporter.fails.Summarize()
 	}

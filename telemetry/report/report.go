@@ -114,6 +114,8 @@ type usageJSON struct {
 	CPUMax    float64           `json:"cpu_max"`
 	LimitHits map[string]uint64 `json:"limit_hits,omitempty"`
 	Error     *string           `json:"error"`
+	// LastCommands are the worker's last few commands with their cost.
+	LastCommands []lastCommandJSON `json:"last_commands"`
 }
 
 type totalsJSON struct {
@@ -204,6 +206,7 @@ func workerEntry(wr *sampler.WorkerReport, t *totalsJSON) usageJSON {
 		UptimeSeconds: wr.Uptime.Seconds(), IdleSeconds: wr.Idle.Seconds(),
 		Zombie: wr.Zombie, Requests: wr.Requests, Restarts: wr.Restarts,
 		MemoryMax: wr.MemoryMax, PidsMax: wr.PidsMax, CPUMax: wr.CPUMax, LimitHits: wr.LimitHits,
+		LastCommands: lastCommands(wr.LastCommands),
 	}
 	if wr.Zombie {
 		t.Zombies++

@@ -381,6 +381,27 @@
     return td;
   }
 
+  // lastCommands lists the worker's last few commands with their cost
+  // (newest first): type, duration, CPU of the whole tree, error type; the
+  // trace id in the tooltip, to look the span up in the tracing backend.
+  function lastCommands(w) {
+    const cs = Array.isArray(w.last_commands) ? w.last_commands.filter((c) => c && typeof c === 'object') : [];
+    if (!cs.length) return null;
+    const box = el('div', 'last');
+    box.dataset.count = String(cs.length);
+    for (const c of cs.slice().reverse()) {
+      const cpu = num(c.cpu_seconds);
+      const errType = str(c.error_type);
+      const line = el('div', 'cmd' + (errType ? ' cmd-err' : ''),
+        (str(c.type) || DASH) + ' ' + fmtSmallDur(c.duration_seconds) +
+        (cpu === null ? '' : ' · cpu ' + fmtSmallDur(cpu)) + (errType ? ' · ' + errType : ''));
+      const trace = str(c.trace_id);
+      if (trace) line.title = 'trace ' + trace;
+      box.append(line);
+    }
+    return box;
+  }
+
   function renderWorkers(r) {
     const workers = Array.isArray(r.workers) ? r.workers.filter((w) => w && typeof w === 'object') : [];
     const now = Date.parse(str(r.sampled_at) || '') || Date.now();
@@ -406,6 +427,8 @@
       const k = el('div', 'k', keyText || DASH);
       k.title = keyText || '';
       who.append(k, el('div', 'wid', id || DASH));
+      const last = lastCommands(w);
+      if (last) who.append(last);
 
       const stateCell = el('td');
       const state = str(w.state);

@@ -190,6 +190,27 @@ func (w *worker) handle(ctx context.Context, line []byte) {
 	case "escape":
 		pid, err := escape(c.MS)
 		w.respond(&c, map[string]any{"pid": pid}, err)
+	case "work":
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			data, err := w.work(ctx, &c)
+			w.respond(&c, data, err)
+		}()
+	case "stderr":
+		n := max(c.Lines, 1)
+		for i := 0; i < n; i++ {
+			msg := c.Message
+			if msg == "" {
+				msg = "demo-worker: stderr line"
+			}
+			if n > 1 {
+				msg += " " + strconv.Itoa(i+1)
+			}
+			fmt.Fprintln(os.Stderr, msg)
+		}
+		time.Sleep(time.Duration(c.MS) * time.Millisecond)
+		w.respond(&c, map[string]any{"lines": n}, nil)
 	case "ignore_sigterm":
 		signal.Ignore(syscall.SIGTERM)
 		w.respond(&c, nil, nil)
@@ -208,6 +229,48 @@ func (w *worker) handle(ctx context.Context, line []byte) {
 	default:
 		w.respond(&c, nil, fmt.Errorf("Unknown command: %s", c.Type))
 	}
+}
+
+// work burns cpu_ms in the worker and child_cpu_ms in a child, holding
+// mem_mib meanwhile, and returns once the child has exited and been reaped.
+func (w *worker) work(ctx context.Context, c *command) (any, error) {
+	if c.MemMiB > 0 {
+		w.hold(c.MemMiB)
+	}
+	var child *exec.Cmd
+	if c.ChildCPUMS > 0 || c.ChildMS > 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		child = exec.Command(exe)
+		child.Env = append(os.Environ(), RoleEnv+"=child",
+			childMSEnv+"="+strconv.Itoa(c.ChildMS), childCPUEnv+"="+strconv.Itoa(c.ChildCPUMS))
+		if err := child.Start(); err != nil {
+			return nil, err
+		}
+		w.mu.Lock()
+		w.children++
+		w.mu.Unlock()
+	}
+	events := 0
+	if c.Events != nil {
+		events = max(*c.Events, 0)
+	}
+	slice := time.Duration(c.CPUMS) * time.Millisecond / time.Duration(max(events, 1))
+	for i := 0; i < max(events, 1); i++ {
+		burnCPU(ctx, slice)
+		if i < events {
+			w.emit(map[string]any{"type": "message_update", "assistantMessageEvent": map[string]any{
+				"type": "text_delta", "delta": fmt.Sprintf("work (%d/%d)", i+1, events)}})
+		}
+	}
+	if child != nil {
+		if err := child.Wait(); err != nil { // reaped: its CPU time is in our cutime
+			return nil, err
+		}
+	}
+	return map[string]any{"cpu_ms": c.CPUMS, "child_cpu_ms": c.ChildCPUMS}, nil
 }
 
 func (w *worker) flood(c *command) {

@@ -17,6 +17,13 @@
 //	sleep      {"ms"}: answers after ms
 //	flood      {"lines", "bytes", "kind": "invalid"|"oversize"}: prints junk first
 //	crash      {"code", "message"}: message to stderr, then exit code
+//	work       {"cpu_ms", "child_cpu_ms", "child_ms", "mem_mib", "events"}: burns
+//	           cpu_ms (streaming message_update×events meanwhile) while a child
+//	           burns child_cpu_ms and lives child_ms, and answers only after
+//	           the child has exited and been reaped {"cpu_ms", "child_cpu_ms"}
+//	stderr     {"lines", "message", "ms"}: prints lines lines of message to
+//	           stderr (numbered when more than one), then answers {"lines"}
+//	           after ms
 //	ignore_sigterm: from now on SIGTERM is ignored
 //	stall      {"ms"}: answers, then stops reading stdin for ms (0: until it
 //	           is stopped), so the supervisor's writes fill the pipe and block

@@ -1,0 +1,218 @@
+package otellogs
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"sync/atomic"
+	"unicode/utf8"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/log"
+
+	"github.com/workerscope/workerscope/workers"
+)
+
+// ScopeName is the instrumentation scope of the records.
+const ScopeName = "github.com/workerscope/workerscope/telemetry/otellogs"
+
+// Attribute keys and event names of the records.
+const (
+	AttrWorkerID   = "worker.id"
+	AttrWorkerKey  = "worker.key"
+	AttrProcessPID = "process.pid"
+	// AttrIOStream is semconv's log.iostream ("stderr").
+	AttrIOStream = "log.iostream"
+	// AttrTruncated marks a line cut at workers.Config.StderrLineBytes.
+	AttrTruncated = "workerscope.log.truncated"
+	// AttrExitReason, AttrExitStatus and AttrStderrTail describe a
+	// worker_exit; AttrLimit a worker_limit.
+	AttrExitReason = "exit.reason"
+	AttrExitStatus = "workerscope.exit.status"
+	AttrStderrTail = "workerscope.stderr_tail"
+	AttrLimit      = "limit"
+
+	EventWorkerStart = "workerscope.worker_start"
+	EventWorkerExit  = "workerscope.worker_exit"
+	EventWorkerLimit = "workerscope.worker_limit"
+)
+
+// DefaultSeverity is the severity of a stderr line that names none: many
+// programs write ordinary progress to stderr, so INFO, not ERROR.
+const DefaultSeverity = log.SeverityInfo
+
+// Options configures a Logger.
+type Options struct {
+	// LoggerProvider makes the records. Required.
+	LoggerProvider log.LoggerProvider
+	// Version is the instrumentation scope's version.
+	Version string
+	// DropWorkerKey leaves worker.key out (--metrics-worker-key=false).
+	DropWorkerKey bool
+}
+
+// Logger emits the records. Create it with New; it is safe for concurrent
+// use.
+type Logger struct {
+	log     log.Logger
+	dropKey bool
+}
+
+// New returns a Logger.
+func New(opts Options) *Logger {
+	return &Logger{
+		log:     opts.LoggerProvider.Logger(ScopeName, log.WithInstrumentationVersion(opts.Version)),
+		dropKey: opts.DropWorkerKey,
+	}
+}
+
+func (l *Logger) workerAttrs(r *log.Record, id, key string, pid int) {
+	r.AddAttributes(attribute.String(AttrWorkerID, id))
+	if !l.dropKey {
+		r.AddAttributes(attribute.String(AttrWorkerKey, key))
+	}
+	if pid != 0 {
+		r.AddAttributes(attribute.Int(AttrProcessPID, pid))
+	}
+}
+
+// Stderr emits one stderr line. ctx carries the span of the command in
+// flight, if any. Use it as workers.Config.OnStderr.
+func (l *Logger) Stderr(ctx context.Context, line workers.StderrLine) {
+	var r log.Record
+	r.SetTimestamp(line.Time)
+	r.SetObservedTimestamp(line.Time)
+	sev, text := ParseSeverity(line.Line)
+	r.SetSeverity(sev)
+	r.SetSeverityText(text)
+	body := line.Line
+	if !utf8.Valid(body) {
+		body = bytes.ToValidUTF8(body, []byte("\uFFFD"))
+	}
+	r.SetBody(attribute.StringValue(string(body)))
+	l.workerAttrs(&r, line.WorkerID, line.Key, line.PID)
+	r.AddAttributes(attribute.String(AttrIOStream, "stderr"))
+	if line.Truncated {
+		r.AddAttributes(attribute.Bool(AttrTruncated, true))
+	}
+	l.log.Emit(ctx, r)
+}
+
+// Lifecycle emits a worker_start, worker_exit or worker_limit event as an
+// event record (event.name workerscope.<type>); other events are ignored.
+// Use it as workers.Config.OnLifecycle.
+func (l *Logger) Lifecycle(ev workers.Event) {
+	var f struct {
+		PID        int    `json:"pid"`
+		Reason     string `json:"reason"`
+		Status     string `json:"status"`
+		StderrTail string `json:"stderr_tail"`
+		Limit      string `json:"limit"`
+		Action     string `json:"action"`
+	}
+	_ = json.Unmarshal(ev.Data, &f)
+	var r log.Record
+	r.SetEventName("workerscope." + ev.Type)
+	l.workerAttrs(&r, ev.WorkerID, ev.Key, f.PID)
+	switch ev.Type {
+	case "worker_start":
+		r.SetSeverity(log.SeverityInfo)
+		r.SetBody(attribute.StringValue("worker started"))
+	case "worker_exit":
+		r.SetSeverity(log.SeverityInfo)
+		if f.Reason == string(workers.ExitCrashed) || f.Reason == string(workers.ExitOOMKilled) ||
+			f.Reason == string(workers.ExitMemoryLimit) || f.Reason == string(workers.ExitPidsLimit) || f.Reason == string(workers.ExitKilled) {
+			r.SetSeverity(log.SeverityWarn)
+		}
+		r.SetBody(attribute.StringValue("worker exited (" + f.Reason + ", " + f.Status + ")"))
+		r.AddAttributes(attribute.String(AttrExitReason, f.Reason), attribute.String(AttrExitStatus, f.Status))
+		if f.StderrTail != "" {
+			r.AddAttributes(attribute.String(AttrStderrTail, f.StderrTail))
+		}
+	case "worker_limit":
+		r.SetSeverity(log.SeverityWarn)
+		r.SetBody(attribute.StringValue("worker hit its " + f.Limit + " limit (" + f.Action + ")"))
+		r.AddAttributes(attribute.String(AttrLimit, f.Limit))
+	default:
+		return
+	}
+	l.log.Emit(context.Background(), r)
+}
+
+// ParseSeverity finds the severity a line states: a logfmt or JSON level
+// field (level=error, "level":"warn", severity=...), or a level word at
+// the start of the line or in brackets (ERROR, [WARN], W0102 glog-style is
+// not parsed). It returns DefaultSeverity and "" when the line states
+// none.
+func ParseSeverity(line []byte) (log.Severity, string) {
+	s := string(line[:min(len(line), 256)])
+	low := strings.ToLower(s)
+	for _, key := range []string{"level=", `"level":"`, `"level": "`, "severity=", `"severity":"`, "lvl="} {
+		if i := strings.Index(low, key); i >= 0 {
+			v := low[i+len(key):]
+			v = strings.TrimLeft(v, `"`)
+			if end := strings.IndexAny(v, "\" ,}\t"); end >= 0 {
+				v = v[:end]
+			}
+			if sev, ok := levelWord(v); ok {
+				return sev, strings.ToUpper(v)
+			}
+		}
+	}
+	// A level word as the first token, or the first bracketed token,
+	// possibly after a timestamp: look at the first few tokens.
+	for n, tok := range strings.Fields(s) {
+		if n >= 4 {
+			break
+		}
+		w := strings.Trim(tok, "[]():")
+		if w == "" || w != strings.ToUpper(w) { // level words shout: ERROR, WARN
+			continue
+		}
+		if sev, ok := levelWord(strings.ToLower(w)); ok {
+			return sev, w
+		}
+	}
+	return DefaultSeverity, ""
+}
+
+func levelWord(w string) (log.Severity, bool) {
+	switch w {
+	case "trace":
+		return log.SeverityTrace, true
+	case "debug", "dbug":
+		return log.SeverityDebug, true
+	case "info", "inf", "notice":
+		return log.SeverityInfo, true
+	case "warn", "warning", "wrn":
+		return log.SeverityWarn, true
+	case "error", "err", "eror":
+		return log.SeverityError, true
+	case "fatal", "panic", "critical", "crit", "emerg", "alert":
+		return log.SeverityFatal, true
+	}
+	return 0, false
+}
+
+// Hook lets the Manager be built with OnStderr and OnLifecycle before the
+// Logger exists: until Attach, nothing is emitted.
+type Hook struct{ l atomic.Pointer[Logger] }
+
+// Attach makes h forward to l.
+func (h *Hook) Attach(l *Logger) { h.l.Store(l) }
+
+// OnStderr forwards to Logger.Stderr. Use it as workers.Config.OnStderr.
+func (h *Hook) OnStderr(ctx context.Context, line workers.StderrLine) {
+	if l := h.l.Load(); l != nil {
+		l.Stderr(ctx, line)
+	}
+}
+
+// OnLifecycle forwards to Logger.Lifecycle. Use it as
+// workers.Config.OnLifecycle.
+func (h *Hook) OnLifecycle(ev workers.Event) {
+	if l := h.l.Load(); l != nil {
+		l.Lifecycle(ev)
+	}
+}

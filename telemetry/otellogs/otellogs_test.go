@@ -1,0 +1,103 @@
+package otellogs_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/log"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/workerscope/workerscope/telemetry/otellogs"
+	"github.com/workerscope/workerscope/workers"
+)
+
+func TestParseSeverity(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want log.Severity
+		text string
+	}{
+		{"plain progress line", otellogs.DefaultSeverity, ""},
+		{"time=2026-01-02T03:04:05Z level=error msg=boom", log.SeverityError, "ERROR"},
+		{`{"level":"warn","msg":"slow"}`, log.SeverityWarn, "WARN"},
+		{`{"level": "debug"}`, log.SeverityDebug, "DEBUG"},
+		{"ERROR: cannot open file", log.SeverityError, "ERROR"},
+		{"2026-01-02 03:04:05 [WARN] disk almost full", log.SeverityWarn, "WARN"},
+		{"Traceback: an error occurred", otellogs.DefaultSeverity, ""}, // "error" in prose is not a level
+		{"FATAL out of memory", log.SeverityFatal, "FATAL"},
+		{"severity=info started", log.SeverityInfo, "INFO"},
+		{"panic: runtime error", otellogs.DefaultSeverity, ""}, // Go panics: prose, and the exit record says it
+	} {
+		sev, text := otellogs.ParseSeverity([]byte(tc.line))
+		if sev != tc.want || text != tc.text {
+			t.Errorf("%q: %v %q, want %v %q", tc.line, sev, text, tc.want, tc.text)
+		}
+	}
+}
+
+type memExporter struct {
+	mu   sync.Mutex
+	recs []sdklog.Record
+}
+
+func (e *memExporter) Export(_ context.Context, rs []sdklog.Record) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, r := range rs {
+		e.recs = append(e.recs, r.Clone())
+	}
+	return nil
+}
+func (e *memExporter) Shutdown(context.Context) error   { return nil }
+func (e *memExporter) ForceFlush(context.Context) error { return nil }
+
+func attrs(r sdklog.Record) map[string]string {
+	m := map[string]string{}
+	r.WalkAttributes(func(kv attribute.KeyValue) bool { m[string(kv.Key)] = kv.Value.Emit(); return true })
+	return m
+}
+
+// TestStderrRecord: a line becomes a record with the worker's attributes
+// and the trace of the command in flight.
+func TestStderrRecord(t *testing.T) {
+	exp := &memExporter{}
+	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(sdklog.NewSimpleProcessor(exp)))
+	var h otellogs.Hook
+	h.OnStderr(context.Background(), workers.StderrLine{Line: []byte("before attach")})
+	h.Attach(otellogs.New(otellogs.Options{LoggerProvider: lp}))
+	tp := sdktrace.NewTracerProvider()
+	ctx, span := tp.Tracer("t").Start(context.Background(), "prompt")
+	now := time.Now()
+	h.OnStderr(ctx, workers.StderrLine{WorkerID: "w1-1", Key: "alice", PID: 42, Line: []byte("level=warn slow \xff"), Time: now, Truncated: true})
+	span.End()
+	h.OnLifecycle(workers.Event{Key: "alice", WorkerID: "w1-1", Type: "worker_exit",
+		Data: []byte(`{"type":"worker_exit","reason":"crashed","status":"exit status 2","stderr_tail":"boom"}`)})
+	h.OnLifecycle(workers.Event{Type: "message_update"})
+	exp.mu.Lock()
+	defer exp.mu.Unlock()
+	if len(exp.recs) != 2 {
+		t.Fatalf("%d records, want 2", len(exp.recs))
+	}
+	r := exp.recs[0]
+	if r.TraceID() != span.SpanContext().TraceID() || r.SpanID() != span.SpanContext().SpanID() {
+		t.Error("record not linked to the command's span")
+	}
+	if r.Severity() != log.SeverityWarn || r.Body().AsString() != "level=warn slow \uFFFD" || !r.Timestamp().Equal(now) {
+		t.Errorf("record %v %q %v", r.Severity(), r.Body().AsString(), r.Timestamp())
+	}
+	a := attrs(r)
+	if a["worker.id"] != "w1-1" || a["worker.key"] != "alice" || a["process.pid"] != "42" || a["log.iostream"] != "stderr" || a["workerscope.log.truncated"] != "true" {
+		t.Errorf("attributes %v", a)
+	}
+	x := exp.recs[1]
+	if x.EventName() != "workerscope.worker_exit" || x.Severity() != log.SeverityWarn {
+		t.Errorf("exit record %q %v", x.EventName(), x.Severity())
+	}
+	if a := attrs(x); a["exit.reason"] != "crashed" || a["workerscope.stderr_tail"] != "boom" {
+		t.Errorf("exit attributes %v", a)
+	}
+}

@@ -1,0 +1,237 @@
+package oteltrace
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/workerscope/workerscope/workers"
+)
+
+// Span attribute keys. worker.id, worker.key, process.pid, rpc.method and
+// error.type are the metrics' attributes; the cost attributes are
+// workerscope's own.
+const (
+	AttrWorkerID      = "worker.id"
+	AttrWorkerKey     = "worker.key"
+	AttrProcessPID    = "process.pid"
+	AttrRPCMethod     = "rpc.method"
+	AttrErrorType     = "error.type"
+	AttrCostCPU       = "workerscope.cost.cpu_time"
+	AttrCostCPUUser   = "workerscope.cost.cpu_time.user"
+	AttrCostCPUSystem = "workerscope.cost.cpu_time.system"
+	AttrCostMemPeak   = "workerscope.cost.memory.peak"
+	AttrCostProcesses = "workerscope.cost.processes"
+	AttrCostShared    = "workerscope.cost.shared"
+	AttrEvents        = "workerscope.events"
+	AttrEventsDropped = "workerscope.events.dropped"
+)
+
+// OtherMethod is the span name and rpc.method of command types past the
+// cap (semconv's value for a method it cannot name).
+const OtherMethod = "_OTHER"
+
+// Defaults for zero Options fields.
+const (
+	DefaultMaxMethods = 64
+	DefaultMaxEvents  = 128
+)
+
+// ScopeName is the instrumentation scope of the spans.
+const ScopeName = "github.com/workerscope/workerscope/telemetry/oteltrace"
+
+// Options configures a Tracer.
+type Options struct {
+	// TracerProvider makes the spans. Required.
+	TracerProvider trace.TracerProvider
+	// Version is the instrumentation scope's version.
+	Version string
+	// DropWorkerKey leaves worker.key out (--metrics-worker-key=false):
+	// session keys may be user identifiers.
+	DropWorkerKey bool
+	// MaxMethods bounds the distinct span names (command types come from
+	// clients): past it, spans are named OtherMethod. Default 64.
+	MaxMethods int
+	// MaxEvents caps the span events per span; the rest are counted in
+	// workerscope.events.dropped. Default 128.
+	MaxEvents int
+}
+
+// Tracer makes one span per command. Create it with New; it is safe for
+// concurrent use.
+type Tracer struct {
+	tracer    trace.Tracer
+	dropKey   bool
+	maxEvents int
+
+	mu         sync.Mutex
+	methods    map[string]string
+	maxMethods int
+}
+
+// New returns a Tracer.
+func New(opts Options) *Tracer {
+	if opts.MaxMethods <= 0 {
+		opts.MaxMethods = DefaultMaxMethods
+	}
+	if opts.MaxEvents <= 0 {
+		opts.MaxEvents = DefaultMaxEvents
+	}
+	return &Tracer{
+		tracer:     opts.TracerProvider.Tracer(ScopeName, trace.WithInstrumentationVersion(opts.Version)),
+		dropKey:    opts.DropWorkerKey,
+		maxEvents:  opts.MaxEvents,
+		methods:    make(map[string]string),
+		maxMethods: opts.MaxMethods,
+	}
+}
+
+// method bounds a command type to the first MaxMethods distinct ones.
+func (t *Tracer) method(typ string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if m, ok := t.methods[typ]; ok {
+		return m
+	}
+	if typ == "" || len(t.methods) >= t.maxMethods {
+		return OtherMethod
+	}
+	t.methods[typ] = typ
+	return typ
+}
+
+// StartCommand starts the command's span as a child of whatever span ctx
+// carries (the caller's, from Middleware). It implements
+// workers.CommandTracer.
+func (t *Tracer) StartCommand(ctx context.Context, key, typ string) (context.Context, workers.CommandSpan) {
+	name := t.method(typ)
+	attrs := make([]attribute.KeyValue, 0, 2)
+	attrs = append(attrs, attribute.String(AttrRPCMethod, name))
+	if !t.dropKey {
+		attrs = append(attrs, attribute.String(AttrWorkerKey, key))
+	}
+	ctx, span := t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	if !span.IsRecording() {
+		return ctx, noRecord{span}
+	}
+	return ctx, &commandSpan{span: span, max: t.maxEvents}
+}
+
+// commandSpan is one command's span.
+type commandSpan struct {
+	span    trace.Span
+	max     int
+	events  atomic.Int64
+	dropped atomic.Int64
+}
+
+// Event adds ev as a span event named after its type, up to the cap.
+func (s *commandSpan) Event(ev workers.Event) {
+	if s.events.Add(1) > int64(s.max) {
+		s.dropped.Add(1)
+		return
+	}
+	name := ev.Type
+	if len(name) > 64 {
+		name = name[:64]
+	}
+	if name == "" {
+		name = "event"
+	}
+	s.span.AddEvent(name)
+}
+
+// End sets the worker, the cost and the outcome, and ends the span.
+func (s *commandSpan) End(r workers.RPCResult) {
+	attrs := make([]attribute.KeyValue, 0, 12)
+	if r.WorkerID != "" {
+		attrs = append(attrs, attribute.String(AttrWorkerID, r.WorkerID), attribute.Int(AttrProcessPID, r.PID))
+	}
+	attrs = append(attrs, attribute.Int(AttrEvents, r.Events))
+	if d := s.dropped.Load(); d > 0 {
+		attrs = append(attrs, attribute.Int64(AttrEventsDropped, d))
+	}
+	attrs = append(attrs, CostAttributes(r.Cost)...)
+	if r.ErrorType != "" {
+		attrs = append(attrs, attribute.String(AttrErrorType, r.ErrorType))
+		desc := r.ErrorType
+		if r.Err != nil {
+			desc = truncate(r.Err.Error(), 512)
+		} else if r.ErrorType == workers.CodeWorkerError {
+			desc = "the worker answered success:false"
+		}
+		s.span.SetStatus(codes.Error, desc)
+	}
+	s.span.SetAttributes(attrs...)
+	s.span.End()
+}
+
+// TraceID is the span's trace id, for the page's last commands.
+func (s *commandSpan) TraceID() string { return s.span.SpanContext().TraceID().String() }
+
+// CostAttributes are the cost attributes of c (none when nil).
+func CostAttributes(c *workers.Cost) []attribute.KeyValue {
+	if c == nil {
+		return nil
+	}
+	return []attribute.KeyValue{
+		attribute.Float64(AttrCostCPU, c.CPU().Seconds()),
+		attribute.Float64(AttrCostCPUUser, c.CPUUser.Seconds()),
+		attribute.Float64(AttrCostCPUSystem, c.CPUSystem.Seconds()),
+		attribute.Int64(AttrCostMemPeak, c.MemoryPeak),
+		attribute.Int(AttrCostProcesses, c.Processes),
+		attribute.Bool(AttrCostShared, c.Shared),
+	}
+}
+
+// noRecord is a span that is not recorded (sampled out): it only ends.
+type noRecord struct{ span trace.Span }
+
+func (noRecord) Event(workers.Event)     {}
+func (n noRecord) End(workers.RPCResult) { n.span.End() }
+func (noRecord) TraceID() string         { return "" }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// Middleware continues the caller's W3C trace: a request with a
+// traceparent (and tracestate) header gets the remote span context in
+// r.Context(), so the command spans it causes are its children. It starts
+// no span itself.
+func Middleware(h http.Handler) http.Handler {
+	prop := propagation.TraceContext{}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("traceparent") == "" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		ctx := prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// Hook lets the Manager be built with a CommandTracer before the Tracer
+// exists (the TracerProvider is built after the Manager): until Attach,
+// commands get no span.
+type Hook struct{ t atomic.Pointer[Tracer] }
+
+// Attach makes h forward to t.
+func (h *Hook) Attach(t *Tracer) { h.t.Store(t) }
+
+// StartCommand implements workers.CommandTracer.
+func (h *Hook) StartCommand(ctx context.Context, key, typ string) (context.Context, workers.CommandSpan) {
+	if t := h.t.Load(); t != nil {
+		return t.StartCommand(ctx, key, typ)
+	}
+	return ctx, nil
+}

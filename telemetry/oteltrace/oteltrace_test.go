@@ -1,0 +1,154 @@
+package oteltrace_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/workerscope/workerscope/telemetry/oteltrace"
+	"github.com/workerscope/workerscope/workers"
+)
+
+func newTracer(t *testing.T, opts oteltrace.Options) (*oteltrace.Tracer, *tracetest.SpanRecorder) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	opts.TracerProvider = tp
+	return oteltrace.New(opts), rec
+}
+
+func attrs(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
+	m := map[attribute.Key]attribute.Value{}
+	for _, kv := range s.Attributes() {
+		m[kv.Key] = kv.Value
+	}
+	return m
+}
+
+// TestSpanWithCost: one command → one client span named after its type,
+// with the worker, the cost and capped events.
+func TestSpanWithCost(t *testing.T) {
+	tr, rec := newTracer(t, oteltrace.Options{MaxEvents: 2})
+	ctx, span := tr.StartCommand(context.Background(), "alice", "prompt")
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		t.Fatal("context carries no span")
+	}
+	for i := 0; i < 5; i++ {
+		span.Event(workers.Event{Type: "message_update"})
+	}
+	span.End(workers.RPCResult{Key: "alice", Type: "prompt", WorkerID: "w1-1", PID: 42, Events: 5, Context: ctx,
+		Cost: &workers.Cost{CPUUser: 1500 * time.Millisecond, CPUSystem: 500 * time.Millisecond, MemoryPeak: 64 << 20, Processes: 2}})
+	if span.TraceID() != trace.SpanContextFromContext(ctx).TraceID().String() {
+		t.Error("TraceID differs from the span's")
+	}
+	ended := rec.Ended()
+	if len(ended) != 1 {
+		t.Fatalf("%d spans", len(ended))
+	}
+	s := ended[0]
+	if s.Name() != "prompt" || s.SpanKind() != trace.SpanKindClient {
+		t.Errorf("name %q kind %v", s.Name(), s.SpanKind())
+	}
+	a := attrs(s)
+	for k, want := range map[attribute.Key]any{
+		oteltrace.AttrWorkerID: "w1-1", oteltrace.AttrWorkerKey: "alice", oteltrace.AttrProcessPID: int64(42),
+		oteltrace.AttrRPCMethod: "prompt", oteltrace.AttrCostCPU: 2.0, oteltrace.AttrCostCPUUser: 1.5,
+		oteltrace.AttrCostCPUSystem: 0.5, oteltrace.AttrCostMemPeak: int64(64 << 20), oteltrace.AttrCostProcesses: int64(2),
+		oteltrace.AttrCostShared: false, oteltrace.AttrEventsDropped: int64(3), oteltrace.AttrEvents: int64(5),
+	} {
+		if got := a[k].AsInterface(); got != want {
+			t.Errorf("%s = %v (%T), want %v", k, got, got, want)
+		}
+	}
+	if _, ok := a[oteltrace.AttrErrorType]; ok {
+		t.Error("error.type on success")
+	}
+	if len(s.Events()) != 2 || s.Events()[0].Name != "message_update" {
+		t.Errorf("events %v", s.Events())
+	}
+	if s.Status().Code == codes.Error {
+		t.Error("error status on success")
+	}
+}
+
+// TestSpanFailure: error.type and an error status; no cost, no worker key
+// when dropped; names bounded.
+func TestSpanFailure(t *testing.T) {
+	tr, rec := newTracer(t, oteltrace.Options{DropWorkerKey: true, MaxMethods: 2})
+	for i := 0; i < 4; i++ {
+		_, span := tr.StartCommand(context.Background(), "bob", fmt.Sprintf("t%d", i))
+		span.End(workers.RPCResult{Key: "bob", ErrorType: workers.CodeTimeout, Err: errors.New("waiting: context deadline exceeded")})
+	}
+	ended := rec.Ended()
+	names := []string{}
+	for _, s := range ended {
+		names = append(names, s.Name())
+		a := attrs(s)
+		if a[oteltrace.AttrErrorType].AsString() != "timeout" || s.Status().Code != codes.Error {
+			t.Errorf("%s: error.type %v status %v", s.Name(), a[oteltrace.AttrErrorType], s.Status())
+		}
+		if _, ok := a[oteltrace.AttrWorkerKey]; ok {
+			t.Error("worker.key present with DropWorkerKey")
+		}
+		if _, ok := a[oteltrace.AttrCostCPU]; ok {
+			t.Error("cost attributes without a cost")
+		}
+	}
+	if fmt.Sprint(names) != "[t0 t1 _OTHER _OTHER]" {
+		t.Errorf("names %v", names)
+	}
+}
+
+// TestMiddlewareParent: a traceparent on the request becomes the parent
+// of the command's span.
+func TestMiddlewareParent(t *testing.T) {
+	tr, rec := newTracer(t, oteltrace.Options{})
+	h := oteltrace.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, span := tr.StartCommand(r.Context(), "k", "get_state")
+		span.End(workers.RPCResult{})
+	}))
+	req := httptest.NewRequest("POST", "/api/sessions/k/rpc", nil)
+	req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/api/sessions/k/rpc", nil))
+	ended := rec.Ended()
+	if len(ended) != 2 {
+		t.Fatalf("%d spans", len(ended))
+	}
+	s := ended[0]
+	if s.Parent().TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || s.Parent().SpanID().String() != "00f067aa0ba902b7" || !s.Parent().IsRemote() {
+		t.Errorf("parent %v", s.Parent())
+	}
+	if s.SpanContext().TraceID() != s.Parent().TraceID() {
+		t.Error("span not in the caller's trace")
+	}
+	if ended[1].Parent().IsValid() {
+		t.Error("a request without traceparent got a parent")
+	}
+}
+
+// TestHookBeforeAttach: no tracer yet, no span, no panic.
+func TestHookBeforeAttach(t *testing.T) {
+	var h oteltrace.Hook
+	ctx := context.Background()
+	if got, span := h.StartCommand(ctx, "k", "x"); got != ctx || span != nil {
+		t.Error("a detached hook made a span")
+	}
+	tr, rec := newTracer(t, oteltrace.Options{})
+	h.Attach(tr)
+	_, span := h.StartCommand(ctx, "k", "x")
+	span.End(workers.RPCResult{})
+	if len(rec.Ended()) != 1 {
+		t.Error("attached hook made no span")
+	}
+}

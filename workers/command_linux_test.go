@@ -1,0 +1,239 @@
+//go:build linux
+
+package workers_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/workerscope/workerscope/workers"
+)
+
+// recTracer records what the Manager hands a CommandTracer.
+type recTracer struct {
+	mu    sync.Mutex
+	spans []*recSpan
+}
+
+type ctxKey struct{}
+
+func (t *recTracer) StartCommand(ctx context.Context, key, typ string) (context.Context, workers.CommandSpan) {
+	s := &recSpan{key: key, typ: typ}
+	t.mu.Lock()
+	t.spans = append(t.spans, s)
+	t.mu.Unlock()
+	return context.WithValue(ctx, ctxKey{}, s), s
+}
+
+type recSpan struct {
+	key, typ string
+	mu       sync.Mutex
+	events   []string
+	ended    int
+	result   workers.RPCResult
+}
+
+func (s *recSpan) Event(ev workers.Event) {
+	s.mu.Lock()
+	s.events = append(s.events, ev.Type)
+	s.mu.Unlock()
+}
+
+func (s *recSpan) End(r workers.RPCResult) {
+	s.mu.Lock()
+	s.ended++
+	s.result = r
+	s.mu.Unlock()
+}
+
+func (s *recSpan) TraceID() string { return "trace-" + s.typ }
+
+// TestCommandCost: a command that burns CPU in the worker and in a child
+// that exits before the answer reports the whole tree's CPU, the child as
+// a process started, and its events; the span sees it all before Send
+// returns, and the worker remembers it.
+func TestCommandCost(t *testing.T) {
+	tr := &recTracer{}
+	var rpcs []workers.RPCResult
+	var mu sync.Mutex
+	cfg := demoConfig(t)
+	cfg.Tracer = tr
+	cfg.CostSampleInterval = 100 * time.Millisecond
+	cfg.OnRPC = func(r workers.RPCResult) {
+		mu.Lock()
+		rpcs = append(rpcs, r)
+		mu.Unlock()
+		if r.Context == nil || (r.Type != "" && r.Context.Value(ctxKey{}) == nil) {
+			t.Errorf("OnRPC context %v does not carry the span", r.Context)
+		}
+	}
+	m := newManager(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := m.Send(ctx, "c", []byte(`{"type":"get_state"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Send(ctx, "c", []byte(`{"type":"work","cpu_ms":400,"child_cpu_ms":300,"child_ms":400,"mem_mib":16,"events":3}`)); err != nil {
+		t.Fatal(err)
+	}
+	tr.mu.Lock()
+	s := tr.spans[1]
+	tr.mu.Unlock()
+	s.mu.Lock()
+	r, ended, events := s.result, s.ended, len(s.events)
+	s.mu.Unlock()
+	if ended != 1 || s.typ != "work" || s.key != "c" {
+		t.Fatalf("span: ended %d times, type %q, key %q", ended, s.typ, s.key)
+	}
+	if r.Cost == nil {
+		t.Fatal("no cost")
+	}
+	cpu := r.Cost.CPU().Seconds()
+	t.Logf("cost %+v (cpu %.3f s), events %d", *r.Cost, cpu, events)
+	if cpu < 0.7*0.9 || cpu > 0.7*1.1+0.05 {
+		t.Errorf("cost.cpu %.3f s, want 0.7 s ±10%% (0.4 in the worker, 0.3 in a child that exited)", cpu)
+	}
+	if r.Cost.Processes < 1 {
+		t.Errorf("cost.processes %d, want the child counted", r.Cost.Processes)
+	}
+	if r.Cost.MemoryPeak < 16<<20 {
+		t.Errorf("cost.memory_peak %d, want ≥ 16 MiB", r.Cost.MemoryPeak)
+	}
+	if r.Cost.Shared {
+		t.Error("a lone command marked shared")
+	}
+	if events != 3 || r.Events != 3 {
+		t.Errorf("span events %d, result events %d, want 3", events, r.Events)
+	}
+	snap := m.Snapshot()
+	if r.WorkerID != snap[0].ID || r.PID != snap[0].PID {
+		t.Errorf("result names worker %s/%d, snapshot %s/%d", r.WorkerID, r.PID, snap[0].ID, snap[0].PID)
+	}
+	last := snap[0].LastCommands
+	if len(last) != 2 || last[1].Type != "work" || !last[1].HasCost || last[1].TraceID != "trace-work" {
+		t.Errorf("last commands %+v", last)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(rpcs) != 2 || rpcs[1].Cost == nil {
+		t.Errorf("OnRPC got %+v", rpcs)
+	}
+}
+
+// TestCommandCostShared: commands in flight together on one worker are
+// marked shared, each with the whole tree's cost.
+func TestCommandCostShared(t *testing.T) {
+	var mu sync.Mutex
+	var got []workers.RPCResult
+	cfg := demoConfig(t)
+	cfg.OnRPC = func(r workers.RPCResult) { mu.Lock(); got = append(got, r); mu.Unlock() }
+	m := newManager(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := m.Send(ctx, "s", []byte(`{"type":"get_state"}`)); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := m.Send(ctx, "s", []byte(`{"type":"sleep","ms":300}`)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	for _, r := range got[1:] {
+		if r.Cost == nil || !r.Cost.Shared {
+			t.Errorf("overlapping command %+v: want cost marked shared", r.Cost)
+		}
+	}
+}
+
+// TestStderrHook: stderr lines reach OnStderr with the worker's identity
+// and the in-flight command's context; a flood is cut at the rate and
+// counted; lifecycle events reach OnLifecycle.
+func TestStderrHook(t *testing.T) {
+	var mu sync.Mutex
+	var lines []workers.StderrLine
+	var withSpan int
+	var life []string
+	cfg := demoConfig(t)
+	cfg.Tracer = &recTracer{}
+	cfg.StderrRate = 1
+	cfg.StderrBurst = 20
+	cfg.StderrLineBytes = 1024
+	cfg.OnStderr = func(ctx context.Context, l workers.StderrLine) {
+		mu.Lock()
+		defer mu.Unlock()
+		lines = append(lines, l)
+		if ctx.Value(ctxKey{}) != nil {
+			withSpan++
+		}
+	}
+	cfg.OnLifecycle = func(ev workers.Event) { mu.Lock(); life = append(life, ev.Type); mu.Unlock() }
+	m := newManager(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := m.Send(ctx, "e", []byte(`{"type":"stderr","message":"level=error boom"}`)); err != nil {
+		t.Fatal(err)
+	}
+	// The line is read by its own goroutine; the next command is after it.
+	waitUntil(t, 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(lines) == 1 })
+	mu.Lock()
+	l := lines[0]
+	if string(l.Line) != "level=error boom" || l.Key != "e" || l.WorkerID == "" || l.PID == 0 {
+		t.Errorf("line %+v", l)
+	}
+	mu.Unlock()
+	long := strings.Repeat("y", 3000)
+	if _, err := m.Send(ctx, "e", []byte(`{"type":"stderr","lines":500,"message":"`+long+`"}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 5*time.Second, func() bool { return m.Stats().StderrLinesDropped+uint64(count(&mu, &lines)) >= 501 })
+	mu.Lock()
+	n := len(lines)
+	trunc := lines[n-1].Truncated && len(lines[n-1].Line) == 1024
+	mu.Unlock()
+	if n > 25 || n < 19 {
+		t.Errorf("%d lines passed a bucket of 20 at 1/s", n)
+	}
+	if !trunc {
+		t.Error("a 3000-byte line was not cut to StderrLineBytes")
+	}
+	if d := m.Stats().StderrLinesDropped; d < 470 {
+		t.Errorf("dropped %d, want the flood's excess counted", d)
+	}
+	if err := m.Stop(ctx, "e"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(life) != 2 || life[0] != "worker_start" || life[1] != "worker_exit" {
+		t.Errorf("lifecycle %v", life)
+	}
+	_ = withSpan // the context of a line depends on when it is read: see the e2e test
+}
+
+func count(mu *sync.Mutex, l *[]workers.StderrLine) int {
+	mu.Lock()
+	defer mu.Unlock()
+	return len(*l)
+}
+
+func waitUntil(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
