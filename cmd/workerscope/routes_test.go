@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/workerscope/workerscope/httpapi"
 	"github.com/workerscope/workerscope/telemetry/otelmetrics"
+	"github.com/workerscope/workerscope/telemetry/oteltrace"
 	"github.com/workerscope/workerscope/workers"
 	"github.com/workerscope/workerscope/workers/demoworker"
 )
@@ -185,5 +187,43 @@ func TestPrometheusWithSDKDisabled(t *testing.T) {
 	}
 	if code, _, body := get(t, srv.URL+"/metrics", "Bearer "+testToken, "text/html"); code != 200 || !strings.Contains(body, "<html") {
 		t.Fatalf("page with the SDK disabled: %d", code)
+	}
+}
+
+// TestSpanProfiles: with tracing and Pyroscope on, a command's context
+// carries its span id as a pprof label, so the supervisor's CPU samples
+// taken during the command link to its span; with Pyroscope off it does not.
+func TestSpanProfiles(t *testing.T) {
+	ingest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.Copy(io.Discard, r.Body) }))
+	t.Cleanup(ingest.Close)
+	for _, profilingOn := range []bool{true, false} {
+		env := map[string]string{
+			"OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none",
+			"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:1",
+		}
+		if profilingOn {
+			env["PYROSCOPE_SERVER_ADDRESS"] = ingest.URL
+			env["PYROSCOPE_PROFILE_TYPES"] = "cpu"
+		}
+		log := slog.New(slog.NewTextHandler(io.Discard, nil))
+		cfg := &config{MaxWorkers: 8, Getenv: func(k string) string { return env[k] }}
+		mgr := testutil.NewDemoManager(t, func(c *workers.Config) { c.Logger = log })
+		deps := telemetryDeps{mgr: mgr, hook: &otelmetrics.Hook{}, traceHook: &oteltrace.Hook{}, started: time.Now(), version: "test"}
+		tel, err := startTelemetry(context.Background(), cfg, deps, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tel.startProfiling(cfg, "test", log); err != nil {
+			t.Fatal(err)
+		}
+		ctx, span := deps.traceHook.StartCommand(context.Background(), "alice", "prompt")
+		spanID, labelled := pprof.Label(ctx, "span_id")
+		span.End(workers.RPCResult{Key: "alice", Type: "prompt"})
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second) // nothing listens at the endpoint
+		_ = tel.shutdown(sctx)
+		cancel()
+		if labelled != profilingOn || (profilingOn && len(spanID) != 16) {
+			t.Errorf("profiling %v: span_id label %q present %v", profilingOn, spanID, labelled)
+		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
+	otelpyroscope "github.com/grafana/otel-profiling-go"
+
 	"github.com/workerscope/workerscope/httpapi"
 	"github.com/workerscope/workerscope/telemetry/otellogs"
 	"github.com/workerscope/workerscope/telemetry/otelmetrics"
@@ -32,6 +34,9 @@ type telemetryStack struct {
 	metrics  *otelmetrics.Metrics
 	prom     http.Handler // Prometheus exposition of the same instruments
 	profiler atomic.Pointer[profiling.Profiler]
+
+	traceHook *oteltrace.Hook   // the Manager's Tracer, when tracing is wired
+	traceOpts oteltrace.Options // what it was built with
 }
 
 // telemetryDeps are the values the stack reads from the rest of serve,
@@ -91,11 +96,13 @@ func startTelemetry(ctx context.Context, cfg *config, d telemetryDeps, log *slog
 	}
 	d.hook.Attach(t.metrics)
 	if d.traceHook != nil {
-		d.traceHook.Attach(oteltrace.New(oteltrace.Options{
+		t.traceHook = d.traceHook
+		t.traceOpts = oteltrace.Options{
 			TracerProvider: t.provider.TracerProvider,
 			Version:        d.version,
 			DropWorkerKey:  cfg.DropWorkerKey,
-		}))
+		}
+		d.traceHook.Attach(oteltrace.New(t.traceOpts))
 	}
 	if d.logHook != nil {
 		d.logHook.Attach(otellogs.New(otellogs.Options{
@@ -123,6 +130,15 @@ func (t *telemetryStack) startProfiling(cfg *config, version string, log *slog.L
 		return err
 	}
 	t.profiler.Store(prof)
+	if prof.Enabled() && t.traceHook != nil && t.provider.Tracing {
+		// Span profiles: CPU samples taken while a command's span is open
+		// carry its span id, so Grafana links a slow span to its flame
+		// graph (the span gets a pyroscope.profile.id attribute).
+		opts := t.traceOpts
+		opts.TracerProvider = otelpyroscope.NewTracerProvider(opts.TracerProvider)
+		t.traceHook.Attach(oteltrace.New(opts))
+		log.Info("span profiles on: the supervisor's CPU profiles carry the span ids of the commands it handles")
+	}
 	return nil
 }
 
