@@ -116,6 +116,11 @@ func TestCommandCost(t *testing.T) {
 	if len(last) != 2 || last[1].Type != "work" || !last[1].HasCost || last[1].TraceID != "trace-work" {
 		t.Errorf("last commands %+v", last)
 	}
+	// The summaries carry what OnRPC got: the duration (a "work" command
+	// answers after its work) and the error type.
+	if len(last) == 2 && (last[1].Duration <= 0 || last[1].Duration != rpcsDuration(&mu, rpcs, 1)) {
+		t.Errorf("last command's duration %v, OnRPC's %v", last[1].Duration, rpcsDuration(&mu, rpcs, 1))
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(rpcs) != 2 || rpcs[1].Cost == nil {
@@ -236,4 +241,13 @@ func waitUntil(t *testing.T, d time.Duration, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+func rpcsDuration(mu *sync.Mutex, rpcs []workers.RPCResult, i int) time.Duration {
+	mu.Lock()
+	defer mu.Unlock()
+	if i >= len(rpcs) {
+		return -1
+	}
+	return rpcs[i].Duration
 }

@@ -165,17 +165,14 @@ func (m *Manager) Send(ctx context.Context, key string, cmd []byte) (json.RawMes
 		}
 		workerErr = json.Unmarshal(resp, &r) == nil && r.Success != nil && !*r.Success
 	}
-	traceID := m.reportRPC(res, start, err, workerErr, span)
+	res, traceID := m.reportRPC(res, start, err, workerErr, span)
 	w.remember(res, traceID)
 	return resp, err
 }
 
-// reportRPC completes r and hands it to the span and to OnRPC; it returns
-// the span's trace id.
-func (m *Manager) reportRPC(r RPCResult, start time.Time, err error, workerErr bool, span CommandSpan) string {
-	if m.cfg.OnRPC == nil && span == nil {
-		return ""
-	}
+// reportRPC completes r (error type, duration) and hands it to the span
+// and to OnRPC; it returns r completed and the span's trace id.
+func (m *Manager) reportRPC(r RPCResult, start time.Time, err error, workerErr bool, span CommandSpan) (RPCResult, string) {
 	r.ErrorType = ErrorCode(r.Context, err)
 	if r.ErrorType == "" && workerErr {
 		r.ErrorType = CodeWorkerError
@@ -190,7 +187,7 @@ func (m *Manager) reportRPC(r RPCResult, start time.Time, err error, workerErr b
 	if m.cfg.OnRPC != nil {
 		m.cfg.OnRPC(r)
 	}
-	return traceID
+	return r, traceID
 }
 
 // parseCommand checks that cmd is a JSON object with a non-empty string
