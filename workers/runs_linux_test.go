@@ -18,8 +18,16 @@ type runRecorder struct {
 	rpcs, runs []workers.RPCResult
 }
 
-func (r *runRecorder) onRPC(x workers.RPCResult) { r.mu.Lock(); r.rpcs = append(r.rpcs, x); r.mu.Unlock() }
-func (r *runRecorder) onRun(x workers.RPCResult) { r.mu.Lock(); r.runs = append(r.runs, x); r.mu.Unlock() }
+func (r *runRecorder) onRPC(x workers.RPCResult) {
+	r.mu.Lock()
+	r.rpcs = append(r.rpcs, x)
+	r.mu.Unlock()
+}
+func (r *runRecorder) onRun(x workers.RPCResult) {
+	r.mu.Lock()
+	r.runs = append(r.runs, x)
+	r.mu.Unlock()
+}
 
 func (r *runRecorder) get() (rpcs, runs []workers.RPCResult) {
 	r.mu.Lock()
