@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -185,9 +186,12 @@ type managerHooks struct {
 func newManager(cfg *config, hooks managerHooks, log *slog.Logger) (*workers.Manager, error) {
 	wcfg := workers.Config{
 		OnRPC:  hooks.rpc.OnRPC,
+		OnRun:  hooks.rpc.OnRun,
 		Tracer: hooks.trace,
 
 		DisableCommandCost:    cfg.NoCommandCost,
+		RunCommands:           cfg.RunCommands,
+		MaxRunDuration:        cmp.Or(cfg.MaxRunDuration, -1),
 		Command:               cfg.WorkerCmd,
 		IdleTTL:               cfg.IdleTTL,
 		MaxWorkers:            cfg.MaxWorkers,
