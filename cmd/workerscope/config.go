@@ -57,6 +57,8 @@ type config struct {
 	// (0: runs are not followed).
 	RunCommands    []string
 	MaxRunDuration time.Duration
+	// LogOTLP sends the supervisor's own log records to OTLP too.
+	LogOTLP bool
 	// Getenv is the environment the settings were read from. The OTel
 	// provider and Pyroscope read their settings through it; the OTLP
 	// exporter itself reads OTEL_EXPORTER_OTLP_* (endpoint, headers,
@@ -93,6 +95,7 @@ var settings = []setting{
 	{"pyroscope-app", "PYROSCOPE_APPLICATION_NAME", "", "Pyroscope application name (default: the OTel service name)"},
 	{"log-level", "WORKERSCOPE_LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"log-format", "WORKERSCOPE_LOG_FORMAT", "text", "text or json"},
+	{"log-otlp", "WORKERSCOPE_LOG_OTLP", "false", "also send the supervisor's own log records as OTLP log records (with the worker logs; OTEL_LOGS_* settings)"},
 }
 
 // parseConfig reads args (without the program name) and the environment.
@@ -231,6 +234,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 			bad(label, v, "want true or false")
 		}
 		c.DropWorkerKey = !b
+	}
+	if v, label := get("log-otlp"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			bad(label, v, "want true or false")
+		}
+		c.LogOTLP = b
 	}
 	if v, label := get("command-cost"); v != "" {
 		b, err := strconv.ParseBool(v)
