@@ -28,6 +28,9 @@ func seriesCount(values map[string]int) (perWorker, perHost int, table []string)
 				if !ok {
 					panic("no cardinality for attribute " + a)
 				}
+				if a == otelmetrics.AttrRPCMethod && strings.HasPrefix(m.Name, "workerscope.run.") {
+					v = runMethods
+				}
 				n *= v
 			}
 		}
@@ -56,6 +59,10 @@ var scalingValues = map[string]int{
 	otelmetrics.AttrRPCMethod:   3, // prompt, get_state, abort (pi has more; at most 65)
 	otelmetrics.AttrErrorType:   2, // success + one failure kind per method, typical
 }
+
+// runMethods is how many rpc.method values workerscope.run.* takes: the
+// run commands only (workers.Config.RunCommands, default prompt).
+const runMethods = 1
 
 // TestScalingSeriesFromContract checks the series counts docs/scaling.md
 // states against the contract, so the page follows the code.

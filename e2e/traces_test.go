@@ -318,3 +318,83 @@ func TestTraceEndToEnd(t *testing.T) {
 		return exemplar && cpuTime
 	}, col.proc, a.proc)
 }
+
+// TestTraceRunEndToEnd: pi's prompt (and the demo worker's) answers at
+// once and then works until agent_end. Its span, through the real
+// collector, covers the whole run: the run's CPU within 10 %, its events,
+// how it ended and when the response came; workerscope.run.cpu_time has
+// the run's CPU and workerscope.run.duration an exemplar linking to the
+// span, while workerscope.rpc.duration stays the time to the response.
+func TestTraceRunEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	grpcAddr := freePort(t)
+	col := startCollector(t, grpcAddr, filepath.Join(dir, "otel.jsonl"))
+	a := startApp(t, grpcAddr, "OTEL_BSP_SCHEDULE_DELAY=200", "OTEL_BLRP_SCHEDULE_DELAY=200")
+
+	a.rpc(t, "run", `{"type":"get_state"}`) // spawned and idle before the measured prompt
+	w := a.workers(t)["run"]
+	const trace1 = "5bf92f3577b34da6a3ce929d0e0e4737"
+	a.rpcTraced(t, "run", `{"type":"prompt","message":"e2e","cpu_ms":1500,"events":5}`, "00-"+trace1+"-10f067aa0ba902b8-01")
+
+	var prompt otlpSpan
+	waitFor(t, 30*time.Second, "the prompt's span, ended with its run", func() bool {
+		for _, s := range spans(readSignals(t, col.file)) {
+			if s.Name == "prompt" && s.TraceID == trace1 {
+				prompt = s
+				return true
+			}
+		}
+		return false
+	}, col.proc, a.proc)
+	attrs := kvs(prompt.Attributes)
+	t.Logf("prompt span: %v, %d events", attrs, len(prompt.Events))
+	cpu, _ := strconv.ParseFloat(attrs["workerscope.cost.cpu_time"], 64)
+	if cpu < 1.35 || cpu > 1.65 {
+		t.Errorf("workerscope.cost.cpu_time %.3f s, want the run's 1.5 s ±10%%", cpu)
+	}
+	if attrs["workerscope.run"] != "true" || attrs["workerscope.run.end"] != "agent_end" || attrs["worker.id"] != w.ID {
+		t.Errorf("run attributes %v, want workerscope.run=true, run.end=agent_end on worker %s", attrs, w.ID)
+	}
+	if rt, err := strconv.ParseFloat(attrs["workerscope.response_time"], 64); err != nil || rt <= 0 {
+		t.Errorf("workerscope.response_time %q", attrs["workerscope.response_time"])
+	}
+	var names []string
+	for _, e := range prompt.Events {
+		names = append(names, e.Name)
+	}
+	if len(names) != 7 || names[0] != "agent_start" || names[6] != "agent_end" || attrs["workerscope.events"] != "7" {
+		t.Errorf("span events %v (workerscope.events %s), want agent_start, 5 message_update, agent_end", names, attrs["workerscope.events"])
+	}
+
+	waitFor(t, 30*time.Second, "run.cpu_time with the run's CPU, run.duration's exemplar linking to the span, rpc.duration below it", func() bool {
+		runCPU, exemplar, rpcFast := false, false, false
+		for _, d := range readSignals(t, col.file) {
+			for _, rm := range d.ResourceMetrics {
+				for _, sm := range rm.ScopeMetrics {
+					for _, m := range sm.Metrics {
+						if m.Histogram == nil {
+							continue
+						}
+						for _, dp := range m.Histogram.DataPoints {
+							if kvs(dp.Attributes)["rpc.method"] != "prompt" {
+								continue
+							}
+							switch m.Name {
+							case "workerscope.run.cpu_time":
+								runCPU = runCPU || (dp.Count == "1" && dp.Sum >= 1.35 && dp.Sum <= 1.65)
+							case "workerscope.run.duration":
+								for _, e := range dp.Exemplars {
+									exemplar = exemplar || (e.TraceID == trace1 && e.SpanID == prompt.SpanID)
+								}
+							case "workerscope.rpc.duration":
+								// the response comes before the run's CPU is spent
+								rpcFast = rpcFast || (dp.Count == "1" && dp.Sum < 1.0)
+							}
+						}
+					}
+				}
+			}
+		}
+		return runCPU && exemplar && rpcFast
+	}, col.proc, a.proc)
+}

@@ -127,6 +127,25 @@ type Config struct {
 	// 1s; negative reads at start and end only.
 	CostSampleInterval time.Duration
 
+	// RunCommands are the command types whose response may be followed
+	// by a streamed run, as pi's prompt is (it answers once accepted,
+	// then streams agent_start … agent_end): the command's span and cost
+	// then cover the run (see Run and docs/traces-and-logs.md). Default
+	// ["prompt"].
+	RunCommands []string
+	// RunStartWait is how long after such a command's response its run's
+	// agent_start may come; without one, the command started no run.
+	// Default 5s.
+	RunStartWait time.Duration
+	// MaxRunDuration bounds how long after a command's arrival its run is
+	// followed; a run still going then is measured up to then
+	// (RunEndMaxDuration). Default 1h; negative follows no runs (spans
+	// end at the response).
+	MaxRunDuration time.Duration
+	// OnRun, if set, is called when a followed run ends, with the
+	// command's result as given to OnRPC at its response plus Run.
+	OnRun func(RPCResult)
+
 	// OnStderr, if set, receives each line of every worker's stderr
 	// (bounded to StderrLineBytes), at most StderrRate lines a second per
 	// worker with bursts of StderrBurst; lines over the rate are dropped
@@ -158,7 +177,13 @@ type RPCResult struct {
 	// ErrorType is "" on success, CodeWorkerError when the worker answered
 	// success:false, else ErrorCode of Send's error.
 	ErrorType string
-	Duration  time.Duration
+	// Duration is from the command's arrival (Start) to its response.
+	Duration time.Duration
+	Start    time.Time
+	// Run is the streamed run that followed the response (see
+	// Config.RunCommands): set for CommandSpan.End and OnRun when the
+	// command started one, nil otherwise and always for OnRPC.
+	Run *Run
 	// Err is Send's error (nil on success and on CodeWorkerError).
 	Err error
 	// WorkerID and PID name the worker that ran the command ("" and 0 when
@@ -224,6 +249,15 @@ func (c *Config) setDefaults() {
 	if c.CostSampleInterval == 0 {
 		c.CostSampleInterval = time.Second
 	}
+	if c.RunCommands == nil {
+		c.RunCommands = []string{"prompt"}
+	}
+	if c.RunStartWait == 0 {
+		c.RunStartWait = 5 * time.Second
+	}
+	if c.MaxRunDuration == 0 {
+		c.MaxRunDuration = time.Hour
+	}
 	if c.StderrLineBytes == 0 {
 		c.StderrLineBytes = 8 << 10
 	}
@@ -265,7 +299,7 @@ func (c *Config) validate() error {
 		}
 	}
 	for name, d := range map[string]time.Duration{"RunningWindow": c.RunningWindow, "RestartBackoff": c.RestartBackoff,
-		"MaxRestartBackoff": c.MaxRestartBackoff, "ReapInterval": c.ReapInterval} {
+		"MaxRestartBackoff": c.MaxRestartBackoff, "ReapInterval": c.ReapInterval, "RunStartWait": c.RunStartWait} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("workers: %s must be > 0, got %s", name, d))
 		}

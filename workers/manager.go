@@ -61,6 +61,7 @@ type Manager struct {
 	wg         sync.WaitGroup // one per worker, until its tree is gone
 	spawnWG    sync.WaitGroup // spawns in progress
 	spawningN  int            // spawns in progress, guarded by mu
+	runWG      sync.WaitGroup // runs followed after their command's response
 }
 
 const numExitReasons = 8
@@ -155,9 +156,9 @@ func (m *Manager) Send(ctx context.Context, key string, cmd []byte) (json.RawMes
 		return nil, err
 	}
 	res.WorkerID, res.PID = w.id, w.pid
-	c := m.beginCommand(ctx, w, span)
-	resp, err := w.call(ctx, obj)
-	res.Cost, res.Events = m.endCommand(w, c)
+	c := m.beginCommand(ctx, w, span, typ)
+	resp, err := w.call(ctx, obj, c)
+	res.Cost = m.costNow(w, c)
 	workerErr := false
 	if err == nil {
 		var r struct {
@@ -165,20 +166,42 @@ func (m *Manager) Send(ctx context.Context, key string, cmd []byte) (json.RawMes
 		}
 		workerErr = json.Unmarshal(resp, &r) == nil && r.Success != nil && !*r.Success
 	}
+	if w.follows(c, err) {
+		// A run may follow the response: report the response now, end the
+		// span when the run ends (followRun).
+		w.mu.Lock()
+		res.Events = c.events
+		w.mu.Unlock()
+		res = m.completeRPC(res, start, err, workerErr)
+		if m.cfg.OnRPC != nil {
+			m.cfg.OnRPC(res)
+		}
+		m.runWG.Add(1)
+		go m.followRun(w, c, res, start)
+		return resp, err
+	}
+	res.Events = m.finishCommand(w, c)
 	res, traceID := m.reportRPC(res, start, err, workerErr, span)
 	w.remember(res, traceID)
 	return resp, err
 }
 
-// reportRPC completes r (error type, duration) and hands it to the span
-// and to OnRPC; it returns r completed and the span's trace id.
-func (m *Manager) reportRPC(r RPCResult, start time.Time, err error, workerErr bool, span CommandSpan) (RPCResult, string) {
+// completeRPC fills in r's outcome.
+func (m *Manager) completeRPC(r RPCResult, start time.Time, err error, workerErr bool) RPCResult {
 	r.ErrorType = ErrorCode(r.Context, err)
 	if r.ErrorType == "" && workerErr {
 		r.ErrorType = CodeWorkerError
 	}
 	r.Err = err
+	r.Start = start
 	r.Duration = time.Since(start)
+	return r
+}
+
+// reportRPC completes r (error type, duration) and hands it to the span
+// and to OnRPC; it returns r completed and the span's trace id.
+func (m *Manager) reportRPC(r RPCResult, start time.Time, err error, workerErr bool, span CommandSpan) (RPCResult, string) {
+	r = m.completeRPC(r, start, err, workerErr)
 	traceID := ""
 	if span != nil {
 		span.End(r)
@@ -603,6 +626,9 @@ func (m *Manager) Close(ctx context.Context) error {
 		case <-all:
 		case <-time.After(3 * time.Second):
 		}
+	}
+	if err == nil {
+		m.runWG.Wait() // every worker is gone, so every run has ended
 	}
 	for _, s := range sessions {
 		s.closeSubs(m)

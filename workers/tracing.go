@@ -24,8 +24,10 @@ type CommandSpan interface {
 	// Event is called for each event the worker streams while the command
 	// is in flight, from the worker's read goroutine: it must not block.
 	Event(ev Event)
-	// End is called once, before Send returns, with the command's outcome
-	// (its Cost when measured).
+	// End is called once with the command's outcome (its Cost when
+	// measured): before Send returns, or, for a command whose response is
+	// followed by a streamed run (see Config.RunCommands), when the run
+	// ends, with RPCResult.Run set. It must not block.
 	End(r RPCResult)
 	// TraceID names the command in GET /api/metrics' last_commands (""
 	// when it has none, e.g. not sampled).
@@ -61,11 +63,46 @@ type Cost struct {
 // CPU is the tree's user plus system CPU time during the command.
 func (c *Cost) CPU() time.Duration { return c.CPUUser + c.CPUSystem }
 
+// RunEnd says how a command's streamed run ended.
+type RunEnd string
+
+// The ends of a run.
+const (
+	// RunEndAgentEnd: the worker streamed agent_end (also after an abort).
+	RunEndAgentEnd RunEnd = "agent_end"
+	// RunEndWorkerExit: the worker exited (crashed, was stopped, reaped or
+	// killed at a limit) during the run.
+	RunEndWorkerExit RunEnd = "worker_exit"
+	// RunEndMaxDuration: the run was still going Config.MaxRunDuration
+	// after the command's arrival; it is measured up to then.
+	RunEndMaxDuration RunEnd = "max_duration"
+)
+
+// Run is the streamed run that followed a command's response: pi's
+// prompt answers at once and then works until agent_end.
+type Run struct {
+	// Duration is from the command's arrival to the run's end
+	// (RPCResult.Duration is to the response).
+	Duration time.Duration
+	// Cost is what the command and its whole run cost the worker's tree,
+	// measured as RPCResult.Cost but up to the run's end (when the worker
+	// exited, up to the last reading before it did); nil when not
+	// measured.
+	Cost *Cost
+	// Events counts the events streamed during the command and its run.
+	Events int
+	// End says how the run ended.
+	End RunEnd
+}
+
 // CommandSummary is one finished command of a worker, as kept for
 // WorkerSnapshot.LastCommands.
 type CommandSummary struct {
-	Type      string
+	Type string
+	// Duration is to the response, or to the run's end for a command that
+	// started a run (Run is then true).
 	Duration  time.Duration
+	Run       bool
 	ErrorType string
 	// CPU is Cost.CPU(); HasCost is false when cost was not measured.
 	CPU     time.Duration
@@ -91,12 +128,28 @@ type treeSample struct {
 // for WorkerSnapshot.LastCommands.
 const LastCommandsKept = 5
 
+// Phases of a command (cmdState.phase).
+const (
+	phaseCall  = iota // written or about to be, no response yet
+	phaseAwait        // answered; a run may follow (agent_start awaited)
+	phaseRun          // its run is streaming (it is the worker's runOwner)
+	phaseOver         // no run follows, or its run has ended
+)
+
 // cmdState is one command in flight on a worker.
 type cmdState struct {
-	ctx    context.Context
-	span   CommandSpan
-	start  time.Time
-	events int // guarded by the worker's mu
+	ctx   context.Context
+	span  CommandSpan
+	start time.Time
+
+	// guarded by the worker's mu
+	events   int
+	id       string // the id on the wire, once written
+	runType  bool   // its type is one of Config.RunCommands
+	phase    int
+	sawStart bool // agent_start arrived while it was in flight
+	runEnd   chan struct{}
+	endedBy  RunEnd // set before runEnd is closed ("" : no run followed)
 
 	// cost bookkeeping, guarded by mu (the sampling timer and the
 	// command's own goroutine both touch it)
@@ -106,6 +159,8 @@ type cmdState struct {
 	first   treeSample
 	peak    int64
 	seen    [][2]uint64 // (pid, start time) of processes seen after the start
+	last    treeSample  // the latest reading after the start
+	lastOK  bool
 	shared  bool
 	timer   *time.Timer
 	done    bool
@@ -122,13 +177,17 @@ func (m *Manager) startCommand(ctx context.Context, key, typ string) (context.Co
 // costOn reports whether commands are measured: someone listens and the
 // platform can read trees.
 func (m *Manager) costOn() bool {
-	return !m.cfg.DisableCommandCost && (m.cfg.OnRPC != nil || m.cfg.Tracer != nil) && m.plat.canReadTrees()
+	return !m.cfg.DisableCommandCost && (m.cfg.OnRPC != nil || m.cfg.OnRun != nil || m.cfg.Tracer != nil) && m.plat.canReadTrees()
 }
 
 // beginCommand registers the command on w (for its events and its stderr)
 // and takes the start reading of w's tree.
-func (m *Manager) beginCommand(ctx context.Context, w *worker, span CommandSpan) *cmdState {
-	c := &cmdState{ctx: ctx, span: span, start: time.Now(), measure: m.costOn()}
+func (m *Manager) beginCommand(ctx context.Context, w *worker, span CommandSpan, typ string) *cmdState {
+	c := &cmdState{ctx: ctx, span: span, start: time.Now(), measure: m.costOn(),
+		runType: m.cfg.MaxRunDuration > 0 && slices.Contains(m.cfg.RunCommands, typ)}
+	if c.runType {
+		c.runEnd = make(chan struct{})
+	}
 	w.mu.Lock()
 	c.shared = len(w.active) > 0 || w.inflight > 1
 	for _, o := range w.active {
@@ -172,8 +231,10 @@ func (m *Manager) sampleCommand(w *worker, c *cmdState) {
 	c.timer.Reset(m.cfg.CostSampleInterval)
 }
 
-// observeLocked folds a later reading into the peak and the processes seen.
+// observeLocked folds a later reading into the peak and the processes
+// seen, and keeps it as the latest.
 func (c *cmdState) observeLocked(s *treeSample) {
+	c.last.utime, c.last.stime, c.lastOK = s.utime, s.stime, true
 	c.peak = max(c.peak, s.rss)
 	for _, id := range s.members {
 		if !slices.Contains(c.first.members, id) && !slices.Contains(c.seen, id) {
@@ -182,41 +243,50 @@ func (c *cmdState) observeLocked(s *treeSample) {
 	}
 }
 
-// endCommand takes the end reading, unregisters the command from w and
-// returns its cost (nil when not measured) and the events it saw.
-func (m *Manager) endCommand(w *worker, c *cmdState) (*Cost, int) {
-	var cost *Cost
-	if c.measure && c.startOK {
-		var s treeSample
-		ok := m.plat.readTree(w, &s)
-		c.mu.Lock()
-		c.done = true
-		if c.timer != nil {
-			c.timer.Stop()
-		}
-		if ok {
-			c.observeLocked(&s)
-			cost = &Cost{
-				CPUUser:    ticks(s.utime, c.first.utime),
-				CPUSystem:  ticks(s.stime, c.first.stime),
-				MemoryPeak: c.peak,
-				Processes:  len(c.seen),
-			}
-		}
-		c.mu.Unlock()
+// costNow takes a reading of w's tree and returns the cost since the
+// command's start (nil when not measured). When the tree can no longer be
+// read (the worker is gone), the latest earlier reading stands in.
+func (m *Manager) costNow(w *worker, c *cmdState) *Cost {
+	if !c.measure || !c.startOK {
+		return nil
 	}
+	var s treeSample
+	ok := m.plat.readTree(w, &s)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ok {
+		c.observeLocked(&s)
+	} else if !c.lastOK {
+		return nil
+	}
+	return &Cost{
+		CPUUser:    ticks(c.last.utime, c.first.utime),
+		CPUSystem:  ticks(c.last.stime, c.first.stime),
+		MemoryPeak: c.peak,
+		Processes:  len(c.seen),
+		Shared:     c.shared,
+	}
+}
+
+// finishCommand stops the command's sampling, unregisters it from w and
+// returns the events it saw.
+func (m *Manager) finishCommand(w *worker, c *cmdState) int {
+	c.mu.Lock()
+	c.done = true
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.mu.Unlock()
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	if i := slices.Index(w.active, c); i >= 0 {
 		w.active = slices.Delete(w.active, i, i+1)
 	}
-	events := c.events
-	w.mu.Unlock()
-	if cost != nil {
-		c.mu.Lock()
-		cost.Shared = c.shared
-		c.mu.Unlock()
+	if w.runOwner == c {
+		w.runOwner = nil
 	}
-	return cost, events
+	c.phase = phaseOver
+	return c.events
 }
 
 // ticks converts a clock-tick difference to a duration; a tree that lost
@@ -232,8 +302,12 @@ func ticks(end, start uint64) time.Duration {
 // remember keeps r as one of w's last commands.
 func (w *worker) remember(r RPCResult, traceID string) {
 	s := CommandSummary{Type: r.Type, Duration: r.Duration, ErrorType: r.ErrorType, TraceID: traceID, EndedAt: time.Now()}
-	if r.Cost != nil {
-		s.CPU, s.HasCost = r.Cost.CPU(), true
+	cost := r.Cost
+	if r.Run != nil {
+		s.Duration, s.Run, cost = r.Run.Duration, true, r.Run.Cost
+	}
+	if cost != nil {
+		s.CPU, s.HasCost = cost.CPU(), true
 	}
 	w.mu.Lock()
 	if len(w.last) == LastCommandsKept {

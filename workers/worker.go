@@ -63,6 +63,11 @@ type worker struct {
 	// cost), oldest first; last the last finished ones.
 	active []*cmdState
 	last   []CommandSummary
+	// inRun: agent_start arrived and agent_end has not yet; runOwner is
+	// the command whose run it is (nil: none, e.g. a run the worker
+	// started on its own). See runs.go.
+	inRun    bool
+	runOwner *cmdState
 	// spanBuf is the stdout reader's scratch for streamEvent.
 	spanBuf []CommandSpan
 
@@ -148,7 +153,8 @@ func (w *worker) reserveLocked() {
 
 // call sends one command object and waits for its response. The caller
 // holds a reservation (reserveLocked), which call releases.
-func (w *worker) call(ctx context.Context, obj map[string]json.RawMessage) ([]byte, error) {
+// c, if not nil, is the command's state (its wire id is recorded in it).
+func (w *worker) call(ctx context.Context, obj map[string]json.RawMessage, c *cmdState) ([]byte, error) {
 	release := func() {
 		w.mu.Lock()
 		w.inflight--
@@ -183,6 +189,9 @@ func (w *worker) call(ctx context.Context, obj map[string]json.RawMessage) ([]by
 		return nil, fmt.Errorf("%w: worker %s is stopping", ErrWorkerExit, w.id)
 	}
 	w.pending[id] = ch
+	if c != nil {
+		c.id = id
+	}
 	w.requests++
 	w.lastActive = time.Now()
 	w.mu.Unlock()
@@ -265,8 +274,9 @@ func restoreID(line []byte, id json.RawMessage) []byte {
 }
 
 type lineHeader struct {
-	Type string          `json:"type"`
-	ID   json.RawMessage `json:"id"`
+	Type    string          `json:"type"`
+	ID      json.RawMessage `json:"id"`
+	Success *bool           `json:"success"`
 }
 
 // start runs the worker's I/O and wait goroutines; call it once the worker
@@ -321,6 +331,7 @@ func (w *worker) handleLine(line []byte, owned bool) {
 		}
 		if ch, ok := w.pending[id]; ok {
 			delete(w.pending, id)
+			w.responseLocked(id, hdr.Success)
 			w.mu.Unlock()
 			ch <- reply{line: line}
 			return
@@ -328,9 +339,13 @@ func (w *worker) handleLine(line []byte, owned bool) {
 		w.mu.Unlock()
 		w.m.unmatched.Add(1)
 	} else {
-		if hdr.Type == "agent_end" {
+		switch hdr.Type {
+		case "agent_end":
 			w.lastEvent = time.Time{}
-		} else {
+		case "agent_start":
+			w.lastEvent = now
+			w.agentStartLocked()
+		default:
 			w.lastEvent = now
 		}
 		w.mu.Unlock()
@@ -338,6 +353,9 @@ func (w *worker) handleLine(line []byte, owned bool) {
 	ev := Event{Key: w.key, WorkerID: w.id, Type: hdr.Type, Data: line} // line is ours to keep (lineReader)
 	w.s.publish(w.m, ev)
 	w.streamEvent(ev)
+	if hdr.Type == "agent_end" {
+		w.agentEnd() // after the event went to the run's span
+	}
 }
 
 // readStderr keeps the tail of stderr for crash reports and hands its
@@ -412,6 +430,7 @@ func (w *worker) wait() {
 	xe := &ExitError{WorkerID: w.id, Key: w.key, Reason: reason, Status: status, StderrTail: w.stderr.String(), Limit: limit}
 	w.exited = true
 	w.exitErr = xe
+	w.exitRunsLocked()
 	pending := w.pending
 	w.pending = map[string]chan reply{}
 	w.mu.Unlock()

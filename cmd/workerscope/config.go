@@ -52,6 +52,13 @@ type config struct {
 	DropWorkerKey bool
 	// NoCommandCost turns off the per-command cost reading.
 	NoCommandCost bool
+	// RunCommands are the command types whose response may be followed
+	// by a streamed run; MaxRunDuration bounds how long one is followed
+	// (0: runs are not followed).
+	RunCommands    []string
+	MaxRunDuration time.Duration
+	// LogOTLP sends the supervisor's own log records to OTLP too.
+	LogOTLP bool
 	// Getenv is the environment the settings were read from. The OTel
 	// provider and Pyroscope read their settings through it; the OTLP
 	// exporter itself reads OTEL_EXPORTER_OTLP_* (endpoint, headers,
@@ -82,10 +89,13 @@ var settings = []setting{
 	{"demo-load", "WORKERSCOPE_DEMO_LOAD", "auto", "light synthetic traffic to a few sessions: true, false, or auto (on with the demo worker)"},
 	{"metrics-worker-key", "WORKERSCOPE_METRICS_WORKER_KEY", "true", "put the session key on per-worker metrics as worker.key (false drops it)"},
 	{"command-cost", "WORKERSCOPE_COMMAND_COST", "true", "read each command's cost from its worker's tree at start and end (false saves ~100 µs of CPU per command)"},
+	{"run-commands", "WORKERSCOPE_RUN_COMMANDS", "prompt", "comma-separated command types whose response is followed by a streamed run (agent_start … agent_end) that their span and cost cover"},
+	{"max-run-duration", "WORKERSCOPE_MAX_RUN_DURATION", "1h", "longest a run is followed after its command's arrival (0 = spans end at the response)"},
 	{"pyroscope-server", "PYROSCOPE_SERVER_ADDRESS", "", "Pyroscope server to ship profiles to (profiling is off without one)"},
 	{"pyroscope-app", "PYROSCOPE_APPLICATION_NAME", "", "Pyroscope application name (default: the OTel service name)"},
 	{"log-level", "WORKERSCOPE_LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"log-format", "WORKERSCOPE_LOG_FORMAT", "text", "text or json"},
+	{"log-otlp", "WORKERSCOPE_LOG_OTLP", "false", "also send the supervisor's own log records as OTLP log records (with the worker logs; OTEL_LOGS_* settings)"},
 }
 
 // parseConfig reads args (without the program name) and the environment.
@@ -156,6 +166,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	c.IdleTTL = duration("idle-ttl")
 	c.StopGrace = duration("stop-grace")
+	c.MaxRunDuration = duration("max-run-duration")
+	if v, _ := get("run-commands"); v != "" {
+		for _, typ := range strings.Split(v, ",") {
+			if typ = strings.TrimSpace(typ); typ != "" {
+				c.RunCommands = append(c.RunCommands, typ)
+			}
+		}
+	}
 	c.MaxWorkers = integer("max-workers", 1)
 	c.MaxLineBytes = integer("max-line-bytes", 1024)
 	if v, _ := get("max-conns"); strings.ToLower(v) != "auto" && v != "" {
@@ -216,6 +234,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 			bad(label, v, "want true or false")
 		}
 		c.DropWorkerKey = !b
+	}
+	if v, label := get("log-otlp"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			bad(label, v, "want true or false")
+		}
+		c.LogOTLP = b
 	}
 	if v, label := get("command-cost"); v != "" {
 		b, err := strconv.ParseBool(v)

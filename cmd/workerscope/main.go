@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -82,12 +83,16 @@ func buildVersion() string {
 	return "dev"
 }
 
-func newLogger(cfg *config, w io.Writer) *slog.Logger {
+func newLogger(cfg *config, w io.Writer, bridge *otelsetup.SlogBridge) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	if bridge != nil {
+		h = bridge.Tee(h)
+	}
+	return slog.New(h)
 }
 
 // serve runs until SIGINT or SIGTERM, then shuts down within the stop grace
@@ -96,7 +101,11 @@ func newLogger(cfg *config, w io.Writer) *slog.Logger {
 func serve(cfg *config, stdout, stderr io.Writer) error {
 	started := time.Now()
 	version := buildVersion()
-	log := newLogger(cfg, stderr)
+	var bridge *otelsetup.SlogBridge // --log-otlp: attached once the LoggerProvider exists
+	if cfg.LogOTLP {
+		bridge = &otelsetup.SlogBridge{}
+	}
+	log := newLogger(cfg, stderr, bridge)
 	slog.SetDefault(log)
 
 	// The instruments, the tracer and the logger do not exist yet.
@@ -122,6 +131,11 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 		return err
 	}
 	tel.mount(api, deps)
+	if bridge != nil {
+		// Records up to the telemetry's shutdown are exported (its last
+		// export flushes them); later ones go to stderr only.
+		bridge.Attach(tel.provider.LoggerProvider, version)
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -185,9 +199,12 @@ type managerHooks struct {
 func newManager(cfg *config, hooks managerHooks, log *slog.Logger) (*workers.Manager, error) {
 	wcfg := workers.Config{
 		OnRPC:  hooks.rpc.OnRPC,
+		OnRun:  hooks.rpc.OnRun,
 		Tracer: hooks.trace,
 
 		DisableCommandCost:    cfg.NoCommandCost,
+		RunCommands:           cfg.RunCommands,
+		MaxRunDuration:        cmp.Or(cfg.MaxRunDuration, -1),
 		Command:               cfg.WorkerCmd,
 		IdleTTL:               cfg.IdleTTL,
 		MaxWorkers:            cfg.MaxWorkers,

@@ -81,6 +81,8 @@ const (
 	MetricCrashLooping          = "workerscope.sessions.crash_looping"
 	MetricRPCDuration           = "workerscope.rpc.duration"
 	MetricRPCCPUTime            = "workerscope.rpc.cpu_time"
+	MetricRunDuration           = "workerscope.run.duration"
+	MetricRunCPUTime            = "workerscope.run.cpu_time"
 	MetricLogRecordsDropped     = "workerscope.worker.log_records_dropped"
 	MetricSSEClients            = "workerscope.sse.clients"
 	MetricSamplerDuration       = "workerscope.sampler.duration"
@@ -159,8 +161,14 @@ func Contract() []MetricDef {
 			Description: "Time from a command's arrival to its response, by rpc.method (the command type; at most 64 distinct, then _OTHER) and error.type (only on failures); exemplars link to the command's span.",
 			Buckets:     []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}},
 		{Name: MetricRPCCPUTime, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{AttrRPCMethod, AttrErrorType},
-			Description: "CPU time (user + system) the worker's whole process tree used during a command, exited children included, by rpc.method and error.type (only on failures); Linux only. Concurrent commands on one worker each record the whole tree's.",
+			Description: "CPU time (user + system) the worker's whole process tree used during a command, to its response (workerscope.run.cpu_time covers a run that follows), exited children included, by rpc.method and error.type (only on failures); Linux only. Concurrent commands on one worker each record the whole tree's.",
 			Buckets:     []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}},
+		{Name: MetricRunDuration, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{AttrRPCMethod, AttrErrorType},
+			Description: "Time from the arrival of a command whose response was followed by a streamed run (pi's prompt: agent_start to agent_end) to the run's end, by rpc.method and error.type (worker_exit when the worker exited during the run); exemplars link to the command's span.",
+			Buckets:     []float64{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600}},
+		{Name: MetricRunCPUTime, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{AttrRPCMethod, AttrErrorType},
+			Description: "CPU time (user + system) the worker's whole process tree used during a command and the streamed run that followed it, exited children included, by rpc.method and error.type (worker_exit when the worker exited during the run); Linux only. Concurrent commands on one worker each record the whole tree's.",
+			Buckets:     []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}},
 		{Name: MetricLogRecordsDropped, Kind: ObservableCounter, Value: Int64, Unit: "{record}",
 			Description: "Worker stderr lines not exported as log records because the worker was over its rate (100 lines/s, bursts of 200, per worker)."},
 		{Name: MetricSSEClients, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{client}",

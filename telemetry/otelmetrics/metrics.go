@@ -36,6 +36,14 @@ func (h *Hook) OnPass(took time.Duration, _ int) {
 	}
 }
 
+// OnRun records the run that followed a command. Use it as
+// workers.Config.OnRun.
+func (h *Hook) OnRun(r workers.RPCResult) {
+	if m := h.m.Load(); m != nil {
+		m.RecordRun(r)
+	}
+}
+
 // Attach makes h forward to m.
 func (h *Hook) Attach(m *Metrics) { h.m.Store(m) }
 
@@ -111,6 +119,7 @@ type instruments struct {
 	selfCPU, selfUptime                                               metric.Float64Observable
 	selfMem, selfVirtual, selfThreads, selfFDs                        metric.Int64Observable
 	rpcDuration, rpcCPUTime, samplerDuration                          metric.Float64Histogram
+	runDuration, runCPUTime                                           metric.Float64Histogram
 	observables                                                       []metric.Observable
 }
 
@@ -247,6 +256,8 @@ func registerAll(meter metric.Meter) (instruments, error) {
 	take(MetricCrashLooping, &in.crashLooping)
 	take(MetricRPCDuration, &in.rpcDuration)
 	take(MetricRPCCPUTime, &in.rpcCPUTime)
+	take(MetricRunDuration, &in.runDuration)
+	take(MetricRunCPUTime, &in.runCPUTime)
 	take(MetricLogRecordsDropped, &in.logRecordsDropped)
 	take(MetricSSEClients, &in.sse)
 	take(MetricSamplerDuration, &in.samplerDuration)
@@ -479,6 +490,29 @@ func (m *Metrics) RecordRPC(r workers.RPCResult) {
 	m.inst.rpcDuration.Record(ctx, r.Duration.Seconds(), opt)
 	if r.Cost != nil {
 		m.inst.rpcCPUTime.Record(ctx, r.Cost.CPU().Seconds(), opt)
+	}
+}
+
+// RecordRun records the streamed run that followed a command (r.Run; a
+// result without one is ignored): its duration from the command's arrival
+// and the CPU its worker's tree used meanwhile. Use it as
+// workers.Config.OnRun.
+func (m *Metrics) RecordRun(r workers.RPCResult) {
+	if r.Run == nil {
+		return
+	}
+	method := m.methodAttr(r.Type)
+	opt := metric.WithAttributes(method)
+	if r.Run.End == workers.RunEndWorkerExit {
+		opt = metric.WithAttributes(method, attribute.String(AttrErrorType, workers.CodeWorkerExit))
+	}
+	ctx := r.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	m.inst.runDuration.Record(ctx, r.Run.Duration.Seconds(), opt)
+	if r.Run.Cost != nil {
+		m.inst.runCPUTime.Record(ctx, r.Run.Cost.CPU().Seconds(), opt)
 	}
 }
 

@@ -139,7 +139,7 @@ func startLocal(t *testing.T, m *workers.Manager, hook *Hook, mut func(*MetricsO
 func TestInstrumentsFromRealWorkers(t *testing.T) {
 	hook := &Hook{}
 	m := testutil.NewDemoManager(t, func(c *workers.Config) {
-		c.OnRPC = hook.OnRPC
+		c.OnRPC, c.OnRun = hook.OnRPC, hook.OnRun
 		// Limits far above what the test uses, enforced by the watchdog.
 		c.MemoryMax, c.PidsMax, c.CPUMax, c.Cgroups = 4<<30, 4096, 4, workers.CgroupsOff
 	})

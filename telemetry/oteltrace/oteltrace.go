@@ -31,6 +31,15 @@ const (
 	AttrCostShared    = "workerscope.cost.shared"
 	AttrEvents        = "workerscope.events"
 	AttrEventsDropped = "workerscope.events.dropped"
+	// AttrRun is true on the span of a command whose response was followed
+	// by a streamed run (pi's prompt): the span and its cost cover the run.
+	AttrRun = "workerscope.run"
+	// AttrRunEnd says how the run ended: agent_end, worker_exit or
+	// max_duration.
+	AttrRunEnd = "workerscope.run.end"
+	// AttrResponseTime is the time from the command's arrival to its
+	// response, in seconds, on a run's span (whose duration is the run's).
+	AttrResponseTime = "workerscope.response_time"
 )
 
 // OtherMethod is the span name and rpc.method of command types past the
@@ -147,17 +156,33 @@ func (s *commandSpan) Event(ev workers.Event) {
 	s.span.AddEvent(name)
 }
 
-// End sets the worker, the cost and the outcome, and ends the span.
+// End sets the worker, the cost and the outcome, and ends the span: at
+// the command's response, or at the end of the run that followed it.
 func (s *commandSpan) End(r workers.RPCResult) {
-	attrs := make([]attribute.KeyValue, 0, 12)
+	attrs := make([]attribute.KeyValue, 0, 16)
 	if r.WorkerID != "" {
 		attrs = append(attrs, attribute.String(AttrWorkerID, r.WorkerID), attribute.Int(AttrProcessPID, r.PID))
 	}
-	attrs = append(attrs, attribute.Int(AttrEvents, r.Events))
+	events, cost := r.Events, r.Cost
+	var end []trace.SpanEndOption
+	if r.Run != nil {
+		events, cost = r.Run.Events, r.Run.Cost
+		attrs = append(attrs, attribute.Bool(AttrRun, true), attribute.String(AttrRunEnd, string(r.Run.End)),
+			attribute.Float64(AttrResponseTime, r.Duration.Seconds()))
+		if r.Run.End == workers.RunEndWorkerExit && r.ErrorType == "" {
+			attrs = append(attrs, attribute.String(AttrErrorType, workers.CodeWorkerExit))
+			s.span.SetStatus(codes.Error, "the worker exited during the run")
+		}
+	} else if !r.Start.IsZero() {
+		// Ended later than its response (a run was awaited and none
+		// came): the span still ends at the response.
+		end = append(end, trace.WithTimestamp(r.Start.Add(r.Duration)))
+	}
+	attrs = append(attrs, attribute.Int(AttrEvents, events))
 	if d := s.dropped.Load(); d > 0 {
 		attrs = append(attrs, attribute.Int64(AttrEventsDropped, d))
 	}
-	attrs = append(attrs, CostAttributes(r.Cost)...)
+	attrs = append(attrs, CostAttributes(cost)...)
 	if r.ErrorType != "" {
 		attrs = append(attrs, attribute.String(AttrErrorType, r.ErrorType))
 		desc := r.ErrorType
@@ -169,7 +194,7 @@ func (s *commandSpan) End(r workers.RPCResult) {
 		s.span.SetStatus(codes.Error, desc)
 	}
 	s.span.SetAttributes(attrs...)
-	s.span.End()
+	s.span.End(end...)
 }
 
 // TraceID is the span's trace id, for the page's last commands.

@@ -81,6 +81,47 @@ func TestSpanWithCost(t *testing.T) {
 	}
 }
 
+// TestSpanRun: a command followed by a run carries the run's cost and
+// events, says how the run ended and when the response came; a run cut
+// by the worker's exit is an error; a command whose awaited run never
+// came ends at its response.
+func TestSpanRun(t *testing.T) {
+	tr, rec := newTracer(t, oteltrace.Options{})
+	start := time.Now().Add(-3 * time.Second)
+	for _, end := range []workers.RunEnd{workers.RunEndAgentEnd, workers.RunEndWorkerExit} {
+		_, span := tr.StartCommand(context.Background(), "carol", "prompt")
+		span.End(workers.RPCResult{Type: "prompt", WorkerID: "w1-1", Start: start, Duration: 10 * time.Millisecond,
+			Events: 0, Cost: &workers.Cost{CPUUser: 10 * time.Millisecond},
+			Run: &workers.Run{Duration: 3 * time.Second, End: end, Events: 7, Cost: &workers.Cost{CPUUser: 2500 * time.Millisecond}}})
+	}
+	_, span := tr.StartCommand(context.Background(), "carol", "prompt")
+	span.End(workers.RPCResult{Type: "prompt", Start: start, Duration: 20 * time.Millisecond})
+	ended := rec.Ended()
+	if len(ended) != 3 {
+		t.Fatalf("%d spans", len(ended))
+	}
+	for i, s := range ended[:2] {
+		a := attrs(s)
+		for k, want := range map[attribute.Key]any{
+			oteltrace.AttrRun: true, oteltrace.AttrCostCPU: 2.5, oteltrace.AttrEvents: int64(7),
+			oteltrace.AttrResponseTime: 0.01, oteltrace.AttrRunEnd: []string{"agent_end", "worker_exit"}[i],
+		} {
+			if got := a[k].AsInterface(); got != want {
+				t.Errorf("span %d: %s = %v, want %v", i, k, got, want)
+			}
+		}
+		if failed := s.Status().Code == codes.Error && a[oteltrace.AttrErrorType].AsString() == "worker_exit"; failed != (i == 1) {
+			t.Errorf("span %d: status %v, error.type %v", i, s.Status(), a[oteltrace.AttrErrorType])
+		}
+	}
+	if !ended[2].EndTime().Equal(start.Add(20 * time.Millisecond)) {
+		t.Errorf("end %v, want the response's time %v", ended[2].EndTime(), start.Add(20*time.Millisecond))
+	}
+	if _, ok := attrs(ended[2])[oteltrace.AttrRun]; ok {
+		t.Error("workerscope.run on a command without a run")
+	}
+}
+
 // TestSpanFailure: error.type and an error status; no cost, no worker key
 // when dropped; names bounded.
 func TestSpanFailure(t *testing.T) {

@@ -442,7 +442,12 @@ func build() (dashboard.Dashboard, error) {
 		WithPanel(ts("RPC errors by type", "Failed commands per second by error.type (worker_error, timeout, canceled, worker_exit, pool_full, backoff, spawn_failed, ...); 'none' when there were none.", "reqps", 12,
 			q{`sum by (error_type) (rate(workerscope_rpc_duration_seconds_count{S, error_type!=""}[$__rate_interval])) or on() label_replace(vector(0), "error_type", "none", "", "")`, "{{error_type}}"})).
 		WithPanel(ts("RPC error ratio", "Share of commands that failed (any error.type).", "percentunit", 12,
-			q{`(sum(rate(workerscope_rpc_duration_seconds_count{S, error_type!=""}[$__rate_interval])) or vector(0)) / sum(rate(workerscope_rpc_duration_seconds_count{S}[$__rate_interval]))`, "errors"}))
+			q{`(sum(rate(workerscope_rpc_duration_seconds_count{S, error_type!=""}[$__rate_interval])) or vector(0)) / sum(rate(workerscope_rpc_duration_seconds_count{S}[$__rate_interval]))`, "errors"})).
+		WithPanel(ts("Costliest commands", "The 10 command types whose workers' process trees used the most CPU, in cores (CPU seconds per second, user + system, exited children included), by rpc.method: for commands that start a streamed run (pi's prompt) the whole run (workerscope.run.cpu_time), else the command to its response (workerscope.rpc.cpu_time). Overlapping commands on one worker each count the whole tree's (workerscope.cost.shared on their spans); Linux only. Find the single costliest spans in the tracing backend by workerscope.cost.cpu_time.", "short", 12,
+			q{`topk(10, sum by (rpc_method) (rate(workerscope_run_cpu_time_seconds_sum{S}[$__rate_interval])) or sum by (rpc_method) (rate(workerscope_rpc_cpu_time_seconds_sum{S}[$__rate_interval]))) or on() label_replace(vector(0), "rpc_method", "none", "", "")`, "{{rpc_method}}"})).
+		WithPanel(ts("Run duration p50 / p95 by method", "Time from the arrival of a command that started a streamed run (pi's prompt) to the run's end (agent_end, the worker's exit, or --max-run-duration), from workerscope.run.duration; 'none' before any run ended.", "s", 12,
+			q{`histogram_quantile(0.5, sum by (le, rpc_method) (rate(workerscope_run_duration_seconds_bucket{S}[$__rate_interval]))) or on() label_replace(vector(0), "rpc_method", "none", "", "")`, "p50 {{rpc_method}}"},
+			q{`histogram_quantile(0.95, sum by (le, rpc_method) (rate(workerscope_run_duration_seconds_bucket{S}[$__rate_interval]))) or on() label_replace(vector(0), "rpc_method", "none", "", "")`, "p95 {{rpc_method}}"}))
 
 	// The supervisor itself.
 	b = b.WithRow(dashboard.NewRowBuilder("The supervisor itself")).

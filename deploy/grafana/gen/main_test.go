@@ -66,7 +66,8 @@ var metrics = func() map[string]bool {
 	} {
 		m[n] = true
 	}
-	for _, h := range []string{"workerscope_rpc_duration_seconds", "workerscope_sampler_duration_seconds", "go_schedule_duration_seconds"} {
+	for _, h := range []string{"workerscope_rpc_duration_seconds", "workerscope_rpc_cpu_time_seconds", "workerscope_run_duration_seconds",
+		"workerscope_run_cpu_time_seconds", "workerscope_sampler_duration_seconds", "go_schedule_duration_seconds"} {
 		for _, s := range []string{"_bucket", "_sum", "_count"} {
 			m[h+s] = true
 		}
