@@ -39,6 +39,7 @@ func TestCollectorConfigsValidate(t *testing.T) {
 		"gateway":               {"otel-collector-gateway.yaml"},
 		"gateway+grafana-cloud": {"otel-collector-gateway.yaml", "gateway/grafana-cloud.yaml"},
 		"gateway+honeycomb":     {"otel-collector-gateway.yaml", "gateway/honeycomb.yaml"},
+		"gateway+prometheus":    {"otel-collector-gateway.yaml", "gateway/prometheus.yaml"},
 	}
 	validate := func(env []string, files ...string) (string, error) {
 		args := []string{"validate"}
