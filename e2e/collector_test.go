@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -178,32 +177,6 @@ func TestCollectorEndToEnd(t *testing.T) {
 	for _, w := range []workerInfo{cpuW, memW} {
 		if _, err := os.Stat("/proc/" + strconv.Itoa(w.PID)); err == nil {
 			t.Errorf("worker %s (pid %d) outlived the app", w.Key, w.PID)
-		}
-	}
-}
-
-// TestShippedConfigsValidate runs `otelcol validate` on every shipped
-// combination of config files.
-func TestShippedConfigsValidate(t *testing.T) {
-	bin := collectorBinary(t)
-	root := repoRoot(t)
-	base := filepath.Join(root, "deploy", "otel-collector.yaml")
-	overlays, _ := filepath.Glob(filepath.Join(root, "deploy", "backends", "*.yaml"))
-	overlays = append(overlays, filepath.Join(root, "deploy", "otel-collector.test.yaml"), "")
-	env := append(os.Environ(),
-		"GRAFANA_CLOUD_OTLP_ENDPOINT=https://otlp-gateway.example.invalid/otlp",
-		"GRAFANA_CLOUD_BASIC_AUTH=dXNlcjp0b2tlbg==",
-		"HONEYCOMB_API_KEY=test-key",
-		"OTELCOL_FILE_PATH="+filepath.Join(t.TempDir(), "out.jsonl"))
-	for _, ov := range overlays {
-		args := []string{"validate", "--config", base}
-		if ov != "" {
-			args = append(args, "--config", ov)
-		}
-		cmd := exec.Command(bin, args...)
-		cmd.Env = env
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("validate %s: %v\n%s", filepath.Base(ov), err, out)
 		}
 	}
 }
