@@ -14,7 +14,7 @@ RULES      = deploy/prometheus/workerscope.rules.yaml
 # Generated collector code is not ours to format.
 GOFILES   = $(shell find . -name '*.go' -not -path './deploy/otelcol/*' -not -path './.git/*')
 
-.PHONY: help build run test check fmt-check vet cross race fuzz churn bench collector prometheus rules-test demo dashboards k8s-configmaps clean
+.PHONY: help build run test check fmt-check vet cross race fuzz churn bench capacity collector prometheus rules-test demo dashboards k8s-configmaps clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,11 @@ fuzz: ## short fuzz runs of the line protocol, command and /proc parsers
 BENCHCOUNT ?= 1
 bench: ## benchmarks: sampler vs the raw /proc baseline, spawn latency and throughput
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./telemetry/... ./workers
+
+capacity: collector ## ramp live demo workers (100…2000) and measure what limits one host first (minutes, most of the machine; not in make test)
+	WORKERSCOPE_CAPACITY=1 WORKERSCOPE_OTELCOL=$(CURDIR)/$(BIN)/otelcol \
+		$(GO) test -count=1 -timeout 30m -run '^TestCapacityRamp$$' -v ./e2e
+	$(GO) test -run '^$$' -bench '^BenchmarkExportCycleRamp$$' -benchtime 5x ./telemetry/otelmetrics
 
 collector: $(BIN)/otelcol ## build the OpenTelemetry Collector from deploy/otelcol
 

@@ -5,6 +5,7 @@ package e2e
 import (
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -39,6 +40,7 @@ func TestCollectorConfigsValidate(t *testing.T) {
 		"gateway":               {"otel-collector-gateway.yaml"},
 		"gateway+grafana-cloud": {"otel-collector-gateway.yaml", "gateway/grafana-cloud.yaml"},
 		"gateway+honeycomb":     {"otel-collector-gateway.yaml", "gateway/honeycomb.yaml"},
+		"gateway+prometheus":    {"otel-collector-gateway.yaml", "gateway/prometheus.yaml"},
 	}
 	validate := func(env []string, files ...string) (string, error) {
 		args := []string{"validate"}
@@ -49,6 +51,20 @@ func TestCollectorConfigsValidate(t *testing.T) {
 		cmd.Env = append(cmd.Environ(), env...)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
+	}
+	// Every shipped overlay is in some combination: a new file in
+	// backends/ or gateway/ fails here until it is validated.
+	overlays, _ := filepath.Glob(filepath.Join(d, "backends", "*.yaml"))
+	more, _ := filepath.Glob(filepath.Join(d, "gateway", "*.yaml"))
+	for _, o := range append(overlays, more...) {
+		rel, _ := filepath.Rel(d, o)
+		found := false
+		for _, files := range combos {
+			found = found || slices.Contains(files, rel)
+		}
+		if !found {
+			t.Errorf("overlay %s is in no validated combination", rel)
+		}
 	}
 	for name, files := range combos {
 		t.Run(name, func(t *testing.T) {

@@ -130,19 +130,30 @@ type collector struct {
 	grpc, file string
 }
 
-// startCollector runs the shipped config plus the test overlay.
-func startCollector(t testing.TB, grpcAddr, file string) *collector {
+// startOtelcol runs the collector on the shipped config files of deploy/
+// (later ones merged over earlier ones) with env, its health check on a
+// free port, and waits until it is healthy.
+func startOtelcol(t testing.TB, env []string, configs ...string) *proc {
 	t.Helper()
 	root := repoRoot(t)
 	health := freePort(t)
-	p := start(t, collectorBinary(t), []string{
+	var args []string
+	for _, c := range configs {
+		args = append(args, "--config", filepath.Join(root, "deploy", c))
+	}
+	p := start(t, collectorBinary(t), append([]string{"OTELCOL_HEALTH_ENDPOINT=" + health}, env...), args...)
+	waitHealthy(t, health, p)
+	return p
+}
+
+// startCollector runs the shipped config plus the test overlay.
+func startCollector(t testing.TB, grpcAddr, file string) *collector {
+	t.Helper()
+	p := startOtelcol(t, []string{
 		"OTELCOL_GRPC_ENDPOINT=" + grpcAddr,
 		"OTELCOL_HTTP_ENDPOINT=" + freePort(t),
-		"OTELCOL_HEALTH_ENDPOINT=" + health,
 		"OTELCOL_FILE_PATH=" + file,
-	}, "--config", filepath.Join(root, "deploy", "otel-collector.yaml"),
-		"--config", filepath.Join(root, "deploy", "otel-collector.test.yaml"))
-	waitHealthy(t, health, p)
+	}, "otel-collector.yaml", "otel-collector.test.yaml")
 	return &collector{proc: p, grpc: grpcAddr, file: file}
 }
 
@@ -361,6 +372,18 @@ func rssOf(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// failedExports are the lines of a collector's log where the exporter
+// named id failed to export (and dropped or will retry the data).
+func failedExports(log, id string) []string {
+	var out []string
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, `"`+id+`"`) && strings.Contains(line, "Exporting failed") {
+			out = append(out, line)
+		}
+	}
+	return out
 }
 
 // waitHealthy waits for a collector's health_check extension on addr.

@@ -223,19 +223,13 @@ func startPrometheus(t testing.TB, forDur string) (*proc, promAPI) {
 // overlay, pushing metrics to otlpURL.
 func startCollectorToPrometheus(t testing.TB, grpcAddr, otlpURL string) *proc {
 	t.Helper()
-	root := repoRoot(t)
-	health := freePort(t)
-	p := start(t, collectorBinary(t), []string{
+	return startOtelcol(t, []string{
 		"OTELCOL_GRPC_ENDPOINT=" + grpcAddr,
 		"OTELCOL_HTTP_ENDPOINT=" + freePort(t),
-		"OTELCOL_HEALTH_ENDPOINT=" + health,
 		"OTELCOL_PROMETHEUS_ENDPOINT=" + otlpURL,
 		"OTELCOL_BATCH_TIMEOUT=200ms",
 		"OTELCOL_METRICS_LEVEL=none", // no listener on 8888
-	}, "--config", filepath.Join(root, "deploy", "otel-collector.yaml"),
-		"--config", filepath.Join(root, "deploy", "otel-collector.prometheus.yaml"))
-	waitHealthy(t, health, p)
-	return p
+	}, "otel-collector.yaml", "otel-collector.prometheus.yaml")
 }
 
 // TestPrometheusEndToEnd: workerscope (demo workers) → the collector
@@ -348,13 +342,7 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	// Prometheus accepted every push: it rejects a whole OTLP request (400,
 	// which the collector drops) when one sample in it is out of order or a
 	// duplicate, so one bad series loses every metric of that export.
-	var rejected []string
-	for _, line := range strings.Split(col.output(), "\n") {
-		if strings.Contains(line, "otlp_http/prometheus") && strings.Contains(line, "Exporting failed") {
-			rejected = append(rejected, line)
-		}
-	}
-	if len(rejected) > 0 {
+	if rejected := failedExports(col.output(), "otlp_http/prometheus"); len(rejected) > 0 {
 		t.Errorf("the collector's pushes to Prometheus failed %d times; whole exports were lost. First: %s", len(rejected), rejected[0])
 	}
 
