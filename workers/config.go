@@ -75,8 +75,9 @@ type Config struct {
 	// MaxRestartBackoff. Defaults 250ms and 30s.
 	RestartBackoff    time.Duration
 	MaxRestartBackoff time.Duration
-	// ReapInterval is how often the reaper looks for idle workers.
-	// Default: IdleTTL/10 clamped to [100ms, 5s].
+	// ReapInterval is how often the reaper looks for idle workers (and
+	// reaps orphans, prunes sessions). Default: IdleTTL/10 clamped to
+	// [100ms, 5s]; 5s when reaping is off.
 	ReapInterval time.Duration
 	// DisableSubreaper leaves PR_SET_CHILD_SUBREAPER unset (Linux). With it
 	// set (the default), orphaned grandchildren are re-parented to the
@@ -241,7 +242,12 @@ func (c *Config) setDefaults() {
 		c.MaxRestartBackoff = 30 * time.Second
 	}
 	if c.ReapInterval == 0 {
-		c.ReapInterval = min(max(c.IdleTTL/10, 100*time.Millisecond), 5*time.Second)
+		// A tenth of the TTL; with reaping off (IdleTTL < 0) the reaper
+		// still reaps orphans and prunes sessions, every 5 s.
+		c.ReapInterval = 5 * time.Second
+		if c.IdleTTL > 0 {
+			c.ReapInterval = min(max(c.IdleTTL/10, 100*time.Millisecond), 5*time.Second)
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
