@@ -595,6 +595,20 @@ func (m *monitor) loop() {
 	}
 }
 
+// heapInuse reads process.heap_inuse_bytes from /api/metrics.
+func (l *load) heapInuse() int64 {
+	_, b, _, err := l.call("GET", "/api/metrics", "", nil, false)
+	var doc struct {
+		Process struct {
+			HeapInuse int64 `json:"heap_inuse_bytes"`
+		} `json:"process"`
+	}
+	if err != nil || json.Unmarshal(b, &doc) != nil {
+		l.t.Errorf("/api/metrics: %v %.200s", err, b)
+	}
+	return doc.Process.HeapInuse
+}
+
 // pollMetrics reads process.goroutines from /api/metrics.
 func (m *monitor) pollMetrics() {
 	req, _ := http.NewRequest("GET", m.url+"/api/metrics", nil)

@@ -207,6 +207,7 @@ func soakSessions(t *testing.T, e *soakEnv, r *loadReport) {
 type sseCounter struct {
 	key   string
 	stall bool
+	hold  <-chan struct{} // once every event is accounted for, stay connected until closed
 
 	connected chan struct{}
 	done      chan struct{}
@@ -214,6 +215,7 @@ type sseCounter struct {
 	mu                                           sync.Mutex
 	delivered, dropped, lastTotal, flood, starts int
 	misrouted, dupes, unparsed                   int
+	complete                                     bool
 	seen                                         map[string]bool
 	exitReasons                                  []string
 	err                                          error
@@ -303,6 +305,15 @@ func (c *sseCounter) run(ctx context.Context, client *http.Client, url string, e
 		c.event(event, data)
 		c.mu.Unlock()
 		event = ""
+	}
+	if c.hold != nil {
+		c.mu.Lock()
+		c.complete = true
+		c.mu.Unlock()
+		select {
+		case <-c.hold:
+		case <-ctx.Done():
+		}
 	}
 }
 
@@ -399,8 +410,12 @@ func soakSSE(t *testing.T, e *soakEnv, r *loadReport) {
 		keys[i] = fmt.Sprintf("soak-sse%d", i)
 	}
 	counters := make([]*sseCounter, clients)
+	hold := make(chan struct{})
+	releaseHold := sync.OnceFunc(func() { close(hold) })
+	t.Cleanup(releaseHold)
 	for i := range counters {
 		c := newSSECounter(keys[i%sessions], i%10 == 0)
+		c.hold = hold
 		counters[i] = c
 		cl := fast
 		if c.stall {
@@ -455,15 +470,29 @@ func soakSSE(t *testing.T, e *soakEnv, r *loadReport) {
 	closers.Wait()
 	// A drop notice comes with the next batch or, at the latest, the next
 	// 15 s heartbeat.
-	allDone := time.NewTimer(40 * time.Second)
-	defer allDone.Stop()
-wait:
-	for _, c := range counters {
-		select {
-		case <-c.done:
-		case <-allDone.C:
-			break wait
+	deadline := time.Now().Add(40 * time.Second)
+	for time.Now().Before(deadline) {
+		n := 0
+		for _, c := range counters {
+			c.mu.Lock()
+			if c.complete || c.err != nil {
+				n++
+			}
+			c.mu.Unlock()
 		}
+		if n == clients {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Every client is still connected, idle after the flood: what does the
+	// supervisor keep for them? (A GC first, through the heap profile.)
+	l.call("GET", "/api/debug/pprof/heap?gc=1", "", nil, false)
+	time.Sleep(1100 * time.Millisecond) // a fresh /api/metrics sample
+	heapIdle := l.heapInuse()
+	releaseHold()
+	for _, c := range counters {
+		<-c.done
 	}
 	cancel()
 	serverDropped, err := l.promSum("workerscope_events_dropped_total")
@@ -507,6 +536,7 @@ wait:
 	r.info("events delivered", strconv.Itoa(delivered))
 	r.info("events dropped (announced)", strconv.Itoa(dropped))
 	r.info("clients with drops: stalling / reading", fmt.Sprintf("%d / %d", stallLoss, fastLoss))
+	r.mbLE(fmt.Sprintf("heap in use, %d clients connected and idle after the floods (after a GC)", clients), heapIdle, 48)
 	r.eq("drops counted by the server (`workerscope_events_dropped_total`)", int(serverDropped), dropped)
 	r.eq("unaccounted events (Σ |expected − delivered − dropped|)", unaccounted, 0)
 	r.eq("clients with every event accounted for", complete, clients)
