@@ -42,7 +42,7 @@ churn: ## 10,000 spawn/exit cycles, then no leaked goroutines, fds, caches, seri
 
 # Not part of `make test`: it runs for minutes. -count=1: never a cached result,
 # the run is what writes docs/reliability.md.
-soak: collector ## the fault suite (~5 min): hostile loads against the real binary, figures and bounds to docs/reliability.md (WORKERSCOPE_SOAK_SCALE=4 for a longer run)
+soak: collector ## the fault suite (~2 min): hostile loads against the real binary, figures and bounds to docs/reliability.md (WORKERSCOPE_SOAK_SCALE=4 for a longer run)
 	WORKERSCOPE_SOAK=1 WORKERSCOPE_E2E=required WORKERSCOPE_OTELCOL=$(CURDIR)/$(BIN)/otelcol $(GO) test -count=1 -run '^TestSoak' -timeout 30m -v ./e2e
 
 FUZZTIME ?= 5s

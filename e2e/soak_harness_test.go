@@ -195,7 +195,8 @@ How the figures are taken:
 					verdict = "**FAIL**"
 				}
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", x.Figure, x.Value, x.Bound, verdict)
+			cell := strings.NewReplacer("|", `\|`, "\n", " ").Replace
+			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", cell(x.Figure), cell(x.Value), cell(x.Bound), verdict)
 		}
 	}
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {

@@ -896,7 +896,8 @@ func soakCrashLoop(t *testing.T, e *soakEnv, r *loadReport) {
 		"client would: after a `503` it sleeps what `Retry-After` says. Expected: `502 worker_exit` for each crash, "+
 		"`503 backoff` with a `Retry-After` (whole seconds ≥ 1) while the back-off (0, 250 ms, doubling to 30 s) "+
 		"outlasts the deadline, never a second `503` right after sleeping `Retry-After`, so about 8 crashes per "+
-		"session in %s; no process left.", sessions, run, run)
+		"session in %s; no process left. (A deadline barely longer than the remaining back-off is spent waiting it "+
+		"out and then ends in `504 timeout` during the spawn, as documented: hence 1.5 s here, above the 1 s step.)", sessions, run, run)
 	l := e.startLoad(t, r, nil, "--idle-ttl", "0")
 	l.allowed5xx = []string{"502 worker_exit", "503 backoff"}
 
