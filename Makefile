@@ -14,7 +14,7 @@ RULES      = deploy/prometheus/workerscope.rules.yaml
 # Generated collector code is not ours to format.
 GOFILES   = $(shell find . -name '*.go' -not -path './deploy/otelcol/*' -not -path './.git/*')
 
-.PHONY: help build run test check fmt-check vet cross race fuzz churn bench capacity collector prometheus rules-test demo dashboards k8s-configmaps clean
+.PHONY: help build run test check fmt-check vet cross race fuzz churn soak bench capacity collector prometheus rules-test demo dashboards k8s-configmaps clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -47,6 +47,11 @@ race:
 
 churn: ## 10,000 spawn/exit cycles, then no leaked goroutines, fds, caches, series or processes (without -race: it slows every worker)
 	$(GO) test -count=1 -run '^TestChurnLeavesNothingBehind$$' -v ./telemetry/otelmetrics
+
+# Not part of `make test`: it runs for minutes. -count=1: never a cached result,
+# the run is what writes docs/reliability.md.
+soak: collector ## the fault suite (~2 min): hostile loads against the real binary, figures and bounds to docs/reliability.md (WORKERSCOPE_SOAK_SCALE=4 for a longer run)
+	WORKERSCOPE_SOAK=1 WORKERSCOPE_E2E=required WORKERSCOPE_OTELCOL=$(CURDIR)/$(BIN)/otelcol $(GO) test -count=1 -run '^TestSoak' -timeout 30m -v ./e2e
 
 FUZZTIME ?= 5s
 fuzz: ## short fuzz runs of the line protocol, command and /proc parsers

@@ -13,8 +13,20 @@ import (
 	"github.com/workerscope/workerscope/workers"
 )
 
-// maxBatch bounds how many queued events are written before one flush.
-const maxBatch = 64
+// maxBatch bounds how many queued events are written before one flush,
+// and maxBatchBytes how many bytes: the batch leaves the subscription (and
+// its byte accounting) when it is formatted, so it must stay small. A
+// batch stops growing once it holds maxBatchBytes; one event larger than
+// that is written alone.
+const (
+	maxBatch      = 64
+	maxBatchBytes = 64 << 10
+)
+
+// keepBufBytes is the largest write buffer an idle stream keeps between
+// flushes; a larger one (grown by a large event) is released, so a stream
+// that once carried a big event does not hold its size while idle.
+const keepBufBytes = 2 * maxBatchBytes
 
 // events handles GET /api/sessions/{key}/events: the session's worker
 // events as Server-Sent Events, across worker restarts, until the client
@@ -91,19 +103,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 				return // manager closed
 			}
 			st.event(ev)
-			// Write what else is queued in the same flush.
-		batch:
-			for range maxBatch - 1 {
-				select {
-				case ev, ok := <-sub.C:
-					if !ok {
-						break batch
-					}
-					st.event(ev)
-				default:
-					break batch
-				}
-			}
+			st.batch(sub.C)
 			reported = st.dropped(sub, reported)
 		}
 		if err := st.flush(ctx); err != nil {
@@ -120,6 +120,26 @@ type sseStream struct {
 	w   http.ResponseWriter
 	rc  *http.ResponseController
 	buf bytes.Buffer
+}
+
+// batch appends what else is queued, for the same flush: up to maxBatch
+// events in all, and no more once the buffer holds maxBatchBytes (the rest
+// stays queued, inside the subscriber's byte budget).
+func (st *sseStream) batch(c <-chan workers.Event) {
+	for range maxBatch - 1 {
+		if st.buf.Len() >= maxBatchBytes {
+			return
+		}
+		select {
+		case ev, ok := <-c:
+			if !ok {
+				return
+			}
+			st.event(ev)
+		default:
+			return
+		}
+	}
 }
 
 // event appends one event. The data is the worker's JSON line compacted,
@@ -159,6 +179,9 @@ func (st *sseStream) flush(ctx context.Context) error {
 	}
 	_, err := st.w.Write(st.buf.Bytes())
 	st.buf.Reset()
+	if st.buf.Cap() > keepBufBytes {
+		st.buf = bytes.Buffer{}
+	}
 	if err != nil {
 		return err
 	}
