@@ -312,25 +312,34 @@ func attrMap(kvs []kv) map[string]string {
 	return m
 }
 
-// readPoints parses every metric data point in the file so far.
-func readPoints(t testing.TB, path string) []dataPoint {
+// eachJSONLine decodes every complete line of the collector's file
+// exporter output so far into a fresh T and hands it to fn (a line being
+// written is skipped; a file not yet created has no lines).
+func eachJSONLine[T any](t testing.TB, path string, fn func(doc *T)) {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		if os.IsNotExist(err) {
-			return nil
+			return
 		}
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var out []dataPoint
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	for sc.Scan() {
-		var doc otlpFile
-		if err := json.Unmarshal(sc.Bytes(), &doc); err != nil {
-			continue // a line being written
+		var doc T
+		if json.Unmarshal(sc.Bytes(), &doc) == nil {
+			fn(&doc)
 		}
+	}
+}
+
+// readPoints parses every metric data point in the file so far.
+func readPoints(t testing.TB, path string) []dataPoint {
+	t.Helper()
+	var out []dataPoint
+	eachJSONLine(t, path, func(doc *otlpFile) {
 		for _, rm := range doc.ResourceMetrics {
 			res := attrMap(rm.Resource.Attributes)
 			for _, sm := range rm.ScopeMetrics {
@@ -354,7 +363,7 @@ func readPoints(t testing.TB, path string) []dataPoint {
 				}
 			}
 		}
-	}
+	})
 	return out
 }
 

@@ -3,13 +3,10 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -109,23 +106,8 @@ func kvs(a []anyKV) map[string]string {
 // readSignals reads every document of the file so far.
 func readSignals(t testing.TB, path string) []otlpSignals {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		if os.IsNotExist(err) {
-			return nil
-		}
-		t.Fatal(err)
-	}
-	defer f.Close()
 	var out []otlpSignals
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for sc.Scan() {
-		var doc otlpSignals
-		if json.Unmarshal(sc.Bytes(), &doc) == nil {
-			out = append(out, doc)
-		}
-	}
+	eachJSONLine(t, path, func(doc *otlpSignals) { out = append(out, *doc) })
 	return out
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -76,18 +77,7 @@ func resolveExport(env func(string) string, log *slog.Logger) (exportSettings, e
 		s.exporters = []string{"otlp"}
 	}
 
-	key := "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"
-	v := firstEnv(env, key)
-	if v == "" {
-		key, v = "OTEL_EXPORTER_OTLP_PROTOCOL", firstEnv(env, "OTEL_EXPORTER_OTLP_PROTOCOL")
-	}
-	switch strings.ToLower(v) {
-	case "":
-	case ProtocolGRPC, ProtocolHTTP:
-		s.protocol = strings.ToLower(v)
-	default:
-		bad(key, v, "want grpc or http/protobuf")
-	}
+	s.protocol = signalSetting(env, "METRICS", "PROTOCOL", s.protocol, bad, "want grpc or http/protobuf", ProtocolGRPC, ProtocolHTTP)
 
 	var err error
 	s.endpoint, err = resolveEndpoint(env, s.protocol)
@@ -95,18 +85,7 @@ func resolveExport(env func(string) string, log *slog.Logger) (exportSettings, e
 		errs = append(errs, err)
 	}
 
-	key = "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION"
-	v = firstEnv(env, key)
-	if v == "" {
-		key, v = "OTEL_EXPORTER_OTLP_COMPRESSION", firstEnv(env, "OTEL_EXPORTER_OTLP_COMPRESSION")
-	}
-	switch strings.ToLower(v) {
-	case "":
-	case "gzip", "none":
-		s.compression = strings.ToLower(v)
-	default:
-		bad(key, v, "want gzip or none")
-	}
+	s.compression = signalSetting(env, "METRICS", "COMPRESSION", s.compression, bad, "want gzip or none", "gzip", "none")
 
 	if v := firstEnv(env, "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"); v != "" {
 		switch strings.ToLower(v) {
@@ -147,6 +126,27 @@ func resolveExport(env func(string) string, log *slog.Logger) (exportSettings, e
 	}
 	s.promAddr = net.JoinHostPort(host, port)
 	return s, errors.Join(errs...)
+}
+
+// signalSetting reads OTEL_EXPORTER_OTLP_<SIGNAL>_<NAME>, else
+// OTEL_EXPORTER_OTLP_<NAME>, lower-cased; def when neither is set; a value
+// not among allowed is reported through bad (naming the variable it came
+// from) and def is kept.
+func signalSetting(env func(string) string, signal, name, def string, bad func(key, v, why string), why string, allowed ...string) string {
+	key := "OTEL_EXPORTER_OTLP_" + signal + "_" + name
+	v := firstEnv(env, key)
+	if v == "" {
+		key = "OTEL_EXPORTER_OTLP_" + name
+		v = firstEnv(env, key)
+	}
+	if v == "" {
+		return def
+	}
+	if l := strings.ToLower(v); slices.Contains(allowed, l) {
+		return l
+	}
+	bad(key, v, why)
+	return def
 }
 
 // resolveEndpoint returns the OTLP endpoint as a URL. The spec's form is a

@@ -59,34 +59,12 @@ func resolveSignal(env func(string) string, signal string) (signalSettings, erro
 	} else {
 		s.exporters = []string{"otlp"}
 	}
-	key := "OTEL_EXPORTER_OTLP_" + signal + "_PROTOCOL"
-	v := firstEnv(env, key)
-	if v == "" {
-		key, v = "OTEL_EXPORTER_OTLP_PROTOCOL", firstEnv(env, "OTEL_EXPORTER_OTLP_PROTOCOL")
-	}
-	switch strings.ToLower(v) {
-	case "":
-	case ProtocolGRPC, ProtocolHTTP:
-		s.protocol = strings.ToLower(v)
-	default:
-		bad(key, v, "want grpc or http/protobuf")
-	}
+	s.protocol = signalSetting(env, signal, "PROTOCOL", s.protocol, bad, "want grpc or http/protobuf", ProtocolGRPC, ProtocolHTTP)
 	var err error
 	if s.endpoint, err = resolveSignalEndpoint(env, signal, s.protocol); err != nil {
 		errs = append(errs, err)
 	}
-	key = "OTEL_EXPORTER_OTLP_" + signal + "_COMPRESSION"
-	v = firstEnv(env, key)
-	if v == "" {
-		key, v = "OTEL_EXPORTER_OTLP_COMPRESSION", firstEnv(env, "OTEL_EXPORTER_OTLP_COMPRESSION")
-	}
-	switch strings.ToLower(v) {
-	case "":
-	case "gzip", "none":
-		s.compression = strings.ToLower(v)
-	default:
-		bad(key, v, "want gzip or none")
-	}
+	s.compression = signalSetting(env, signal, "COMPRESSION", s.compression, bad, "want gzip or none", "gzip", "none")
 	return s, errors.Join(errs...)
 }
 
