@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,6 +61,11 @@ func newManager(t testing.TB, cfg workers.Config) *workers.Manager {
 		}
 		if left := leftovers(t, m); len(left) > 0 {
 			t.Errorf("processes left after Close: %v", left)
+			for _, l := range left { // and do not leak them into the next test
+				_, pid, _ := strings.Cut(l, ":")
+				n, _ := strconv.Atoi(pid)
+				_ = syscall.Kill(n, syscall.SIGKILL)
+			}
 		}
 	})
 	return m

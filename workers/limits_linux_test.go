@@ -71,28 +71,18 @@ func limitManager(t *testing.T, wantTier workers.Tier, mod func(*workers.Config)
 	case workers.TierWatchdog:
 		cfg.Cgroups = workers.CgroupsOff
 	}
-	m, err := workers.New(cfg)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
+	// Cleanups run last-in first-out: this check runs after newManager's
+	// Close (and its leftover-process check).
+	var m *workers.Manager
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := m.Close(ctx); err != nil {
-			t.Errorf("close: %v", err)
-		}
-		if left := leftovers(t, m); len(left) > 0 {
-			t.Errorf("processes left after Close: %v", left)
-			for _, l := range left {
-				_, pid, _ := strings.Cut(l, ":")
-				n, _ := strconv.Atoi(pid)
-				_ = syscall.Kill(n, syscall.SIGKILL)
-			}
+		if m == nil {
+			return // New failed
 		}
 		if dirs := removeInstanceCgroups(t, m.ID()); len(dirs) > 0 {
 			t.Errorf("cgroups left after Close: %v", dirs)
 		}
 	})
+	m = newManager(t, cfg)
 	if li := m.Limits(); li.Tier != wantTier {
 		t.Fatalf("tier %q (%s), want %q", li.Tier, li.Reason, wantTier)
 	}
