@@ -43,13 +43,7 @@ func (m *Manager) Limits() LimitsInfo {
 // ancestry and the MarkerEnv marker instead.
 func (m *Manager) WorkerPIDs(workerID string) (pids []int, ok bool) {
 	m.mu.Lock()
-	var w *worker
-	for x := range m.live {
-		if x.id == workerID {
-			w = x
-			break
-		}
-	}
+	w := m.byID[workerID] // a lookup, not a scan: the sampler asks for every worker with a cgroup, every pass
 	m.mu.Unlock()
 	if w == nil || w.cg == nil {
 		return nil, false

@@ -34,6 +34,7 @@ type Manager struct {
 	mu       sync.Mutex
 	sessions map[string]*session
 	live     map[*worker]struct{}
+	byID     map[string]*worker // the live workers by ID (as live)
 	closed   bool
 
 	spawns, spawnFailures                  atomic.Uint64
@@ -104,6 +105,7 @@ func New(cfg Config) (*Manager, error) {
 		instance:   "w" + hex.EncodeToString(b[:]),
 		sessions:   make(map[string]*session),
 		live:       make(map[*worker]struct{}),
+		byID:       make(map[string]*worker),
 		allSubs:    make(map[*Subscription]struct{}),
 		stopReaper: make(chan struct{}),
 		reaperDone: make(chan struct{}),
@@ -308,6 +310,7 @@ func (m *Manager) acquire(ctx context.Context, key string) (*worker, error) {
 		// it in the pool; reserved for this caller.
 		s.w = w
 		m.live[w] = struct{}{}
+		m.byID[w.id] = w
 		w.mu.Lock()
 		w.reserveLocked()
 		w.mu.Unlock()
@@ -459,6 +462,7 @@ func (m *Manager) onExit(w *worker, xe *ExitError) {
 	m.exits[exitReasonIndex[xe.Reason]].Add(1)
 	m.mu.Lock()
 	delete(m.live, w)
+	delete(m.byID, w.id)
 	s := w.s
 	if s.w == w {
 		s.w = nil
