@@ -4,8 +4,9 @@
 // real demo-worker subprocesses (the calling test binary re-executed, see
 // demoworker.TestMain), polling with a deadline, and sending commands.
 //
-// It is imported by _test files only. It may import workers and
-// workers/demoworker, nothing of telemetry or httpapi.
+// It is imported by _test files only. It may import workers,
+// workers/demoworker and the OTel SDK (an in-memory log exporter), nothing
+// of telemetry or httpapi.
 package testutil
 
 import (

@@ -2,9 +2,10 @@ package otellogs_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/workerscope/workerscope/internal/testutil"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
@@ -39,22 +40,6 @@ func TestParseSeverity(t *testing.T) {
 	}
 }
 
-type memExporter struct {
-	mu   sync.Mutex
-	recs []sdklog.Record
-}
-
-func (e *memExporter) Export(_ context.Context, rs []sdklog.Record) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, r := range rs {
-		e.recs = append(e.recs, r.Clone())
-	}
-	return nil
-}
-func (e *memExporter) Shutdown(context.Context) error   { return nil }
-func (e *memExporter) ForceFlush(context.Context) error { return nil }
-
 func attrs(r sdklog.Record) map[string]string {
 	m := map[string]string{}
 	r.WalkAttributes(func(kv attribute.KeyValue) bool { m[string(kv.Key)] = kv.Value.Emit(); return true })
@@ -64,7 +49,7 @@ func attrs(r sdklog.Record) map[string]string {
 // TestStderrRecord: a line becomes a record with the worker's attributes
 // and the trace of the command in flight.
 func TestStderrRecord(t *testing.T) {
-	exp := &memExporter{}
+	exp := &testutil.LogExporter{}
 	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(sdklog.NewSimpleProcessor(exp)))
 	var h otellogs.Hook
 	h.OnStderr(context.Background(), workers.StderrLine{Line: []byte("before attach")})
@@ -77,12 +62,11 @@ func TestStderrRecord(t *testing.T) {
 	h.OnLifecycle(workers.Event{Key: "alice", WorkerID: "w1-1", Type: "worker_exit",
 		Data: []byte(`{"type":"worker_exit","reason":"crashed","status":"exit status 2","stderr_tail":"boom"}`)})
 	h.OnLifecycle(workers.Event{Type: "message_update"})
-	exp.mu.Lock()
-	defer exp.mu.Unlock()
-	if len(exp.recs) != 2 {
-		t.Fatalf("%d records, want 2", len(exp.recs))
+	recs := exp.Records()
+	if len(recs) != 2 {
+		t.Fatalf("%d records, want 2", len(recs))
 	}
-	r := exp.recs[0]
+	r := recs[0]
 	if r.TraceID() != span.SpanContext().TraceID() || r.SpanID() != span.SpanContext().SpanID() {
 		t.Error("record not linked to the command's span")
 	}
@@ -93,7 +77,7 @@ func TestStderrRecord(t *testing.T) {
 	if a["worker.id"] != "w1-1" || a["worker.key"] != "alice" || a["process.pid"] != "42" || a["log.iostream"] != "stderr" || a["workerscope.log.truncated"] != "true" {
 		t.Errorf("attributes %v", a)
 	}
-	x := exp.recs[1]
+	x := recs[1]
 	if x.EventName() != "workerscope.worker_exit" || x.Severity() != log.SeverityWarn {
 		t.Errorf("exit record %q %v", x.EventName(), x.Severity())
 	}

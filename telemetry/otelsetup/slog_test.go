@@ -5,29 +5,14 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/workerscope/workerscope/internal/testutil"
 
 	"go.opentelemetry.io/otel/attribute"
 	otellog "go.opentelemetry.io/otel/log"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 )
-
-type memLogExporter struct {
-	mu   sync.Mutex
-	recs []sdklog.Record
-}
-
-func (e *memLogExporter) Export(_ context.Context, rs []sdklog.Record) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, r := range rs {
-		e.recs = append(e.recs, r.Clone())
-	}
-	return nil
-}
-func (e *memLogExporter) Shutdown(context.Context) error   { return nil }
-func (e *memLogExporter) ForceFlush(context.Context) error { return nil }
 
 // TestSlogBridge: with the bridge attached, the supervisor's records go to
 // stderr and to OTLP, with the attributes and groups of derived loggers
@@ -42,7 +27,7 @@ func TestSlogBridge(t *testing.T) {
 	otelLog := log.With("component", "otel")
 
 	log.Info("before attach")
-	exp := &memLogExporter{}
+	exp := &testutil.LogExporter{}
 	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(sdklog.NewSimpleProcessor(exp)))
 	t.Cleanup(func() { _ = lp.Shutdown(context.Background()) })
 	b.Attach(lp, "v1")
@@ -57,16 +42,15 @@ func TestSlogBridge(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, out.String())
 		}
 	}
-	exp.mu.Lock()
-	defer exp.mu.Unlock()
-	if len(exp.recs) != 1 {
+	recs := exp.Records()
+	if len(recs) != 1 {
 		var bodies []string
-		for _, r := range exp.recs {
+		for _, r := range recs {
 			bodies = append(bodies, r.Body().Emit())
 		}
 		t.Fatalf("exported %q, want only the worker's record", bodies)
 	}
-	r := exp.recs[0]
+	r := recs[0]
 	got := map[string]string{}
 	r.WalkAttributes(func(kv attribute.KeyValue) bool {
 		if kv.Value.Type() == attribute.MAP {
