@@ -373,7 +373,8 @@ func TestCrossSiteBackgroundLoadsRejected(t *testing.T) {
 }
 
 // TestReadyz: 503 "starting" until SetReady, 200 then, 503 "shutting_down"
-// from Shutdown on; no token needed, like /healthz.
+// from Drain on while sessions and event streams are still served, and
+// after Shutdown; no token needed, like /healthz.
 func TestReadyz(t *testing.T) {
 	e := newEnv(t, setup{})
 	status := func() (int, string) {
@@ -393,8 +394,26 @@ func TestReadyz(t *testing.T) {
 	if code, st := status(); code != http.StatusOK || st != "ready" {
 		t.Fatalf("ready: %d %q", code, st)
 	}
+	open := e.openEvents("draining", nil)
+	e.srv.Drain()
+	if code, st := status(); code != http.StatusServiceUnavailable || st != "shutting_down" {
+		t.Fatalf("draining: %d %q", code, st)
+	}
+	// Draining still serves: an RPC (spawning a worker), a new event
+	// stream, and the one open before, which sees the new worker start.
+	if r, _ := e.rpc("draining", `{"type":"get_state"}`); r.status != http.StatusOK {
+		t.Fatalf("rpc while draining: %d %s", r.status, r.body)
+	}
+	late := e.openEvents("draining", nil)
+	defer late.close()
+	if f := open.next(t, 5*time.Second); f.err != nil {
+		t.Fatalf("stream opened before Drain ended: %v", f.err)
+	}
 	e.srv.Shutdown()
 	if code, st := status(); code != http.StatusServiceUnavailable || st != "shutting_down" {
 		t.Fatalf("after Shutdown: %d %q", code, st)
+	}
+	for f := open.next(t, 5*time.Second); f.err == nil; f = open.next(t, 5*time.Second) {
+		// frames sent before Shutdown, then the end of the stream
 	}
 }

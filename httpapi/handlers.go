@@ -51,14 +51,12 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 // readyz is readiness: 200 once SetReady was called, 503 before and from
-// Shutdown on (a load balancer then stops sending new sessions here while
-// the workers are stopped).
+// Drain on (a load balancer then stops sending new sessions here while the
+// open ones are still served, then the workers are stopped).
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	select {
-	case <-s.done:
+	if s.draining.Load() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting_down"})
 		return
-	default:
 	}
 	if !s.ready.Load() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})

@@ -65,6 +65,7 @@ type Server struct {
 
 	sseClients   atomic.Int64
 	ready        atomic.Bool   // SetReady: the pool and the telemetry are up
+	draining     atomic.Bool   // Drain: readiness off for good, still serving
 	done         chan struct{} // closed by Shutdown
 	shutdownOnce sync.Once
 }
@@ -170,14 +171,22 @@ func (s *Server) HandleUnauthenticated(pattern string, h http.Handler) {
 func (s *Server) SSEClients() int64 { return s.sseClients.Load() }
 
 // SetReady marks the server ready for traffic (GET /readyz answers 200)
-// once whatever it depends on is up; Shutdown ends readiness for good.
+// once whatever it depends on is up; Drain and Shutdown end readiness for
+// good.
 func (s *Server) SetReady() { s.ready.Store(true) }
 
+// Drain begins a graceful shutdown: GET /readyz answers 503
+// shutting_down from now on, so a load balancer stops sending new
+// sessions here, while every route (RPCs, new and open event streams)
+// keeps being served until Shutdown. It is idempotent.
+func (s *Server) Drain() { s.draining.Store(true) }
+
 // Shutdown ends every open event stream promptly and makes new ones fail
-// with 503. Call it before (or together with) http.Server.Shutdown, which
+// with 503; it implies Drain. Call it before (or together with) http.Server.Shutdown, which
 // waits for streaming handlers but does not end them. It does not cut short
 // RPCs in flight. It is idempotent.
 func (s *Server) Shutdown() {
+	s.Drain()
 	s.shutdownOnce.Do(func() { close(s.done) })
 }
 

@@ -22,14 +22,16 @@ import (
 // config is every setting of `workerscope serve`, from flags, then
 // WORKERSCOPE_* environment variables, then defaults.
 type config struct {
-	Listen       string
-	Token        string
-	TokenSource  string // "WORKERSCOPE_TOKEN", "--token-file", or "generated"
-	WorkerCmd    []string
-	DemoWorker   bool // WorkerCmd is the built-in demo worker
-	IdleTTL      time.Duration
-	MaxWorkers   int
-	StopGrace    time.Duration
+	Listen      string
+	Token       string
+	TokenSource string // "WORKERSCOPE_TOKEN", "--token-file", or "generated"
+	WorkerCmd   []string
+	DemoWorker  bool // WorkerCmd is the built-in demo worker
+	IdleTTL     time.Duration
+	MaxWorkers  int
+	StopGrace   time.Duration
+	// Drain is how long readiness is off before shutdown proper.
+	Drain        time.Duration
 	MaxLineBytes int
 	// MaxConns caps the HTTP server's open connections (0 = derived from
 	// the open-file limit, see maxConns).
@@ -78,6 +80,7 @@ var settings = []setting{
 	{"idle-ttl", "WORKERSCOPE_IDLE_TTL", "10m", "stop workers idle for longer than this (0 = never)"},
 	{"max-workers", "WORKERSCOPE_MAX_WORKERS", "64", "most live workers; when full the longest-idle one is evicted"},
 	{"stop-grace", "WORKERSCOPE_STOP_GRACE", "5s", "time between SIGTERM and SIGKILL when stopping a worker"},
+	{"drain", "WORKERSCOPE_DRAIN", "5s", "on SIGTERM or SIGINT, how long GET /readyz answers 503 while sessions and event streams are still served, before they end and the workers stop (0 = no drain; a second signal ends it early)"},
 	{"max-conns", "WORKERSCOPE_MAX_CONNS", "auto", "most open HTTP connections; at the cap the longest-idle keep-alive connection is closed first (auto = from the open-file limit, see docs/configuration.md)"},
 	{"max-line-bytes", "WORKERSCOPE_MAX_LINE_BYTES", "16777216", "longest worker output line accepted, in bytes (longer ones are skipped and counted)"},
 	{"subscriber-buffer-bytes", "WORKERSCOPE_SUBSCRIBER_BUFFER_BYTES", "32MiB", "most event data buffered for one event subscriber that falls behind; more is dropped and announced"},
@@ -166,6 +169,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	c.IdleTTL = duration("idle-ttl")
 	c.StopGrace = duration("stop-grace")
+	c.Drain = duration("drain")
 	c.MaxRunDuration = duration("max-run-duration")
 	if v, _ := get("run-commands"); v != "" {
 		for _, typ := range strings.Split(v, ",") {

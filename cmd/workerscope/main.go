@@ -152,23 +152,51 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 		"traces_endpoint", tel.provider.TracesEndpoint, "logs_endpoint", tel.provider.LogsEndpoint,
 		"service_name", tel.provider.ServiceName, "service_instance_id", tel.provider.InstanceID)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(limited) }()
 	if cfg.DemoLoad {
 		go demoLoad(ctx, mgr, log.With("component", "demo-load"))
 	}
+	// The pool, the telemetry and the listener are up: from here a load
+	// balancer may send sessions (GET /readyz answers 200).
+	api.SetReady()
 	var runErr error
 	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "signal", context.Cause(ctx))
+	case sig := <-sigs:
+		drain(cfg, log, api, sig, sigs, serveErr)
 	case err := <-serveErr:
 		runErr = fmt.Errorf("http server: %w", err)
 	}
 	stop()
+	signal.Stop(sigs) // from here a further signal ends the process at once
 	shutdown(cfg, log, api, srv, mgr, tel)
 	return runErr
+}
+
+// drain is the first step of a graceful shutdown: GET /readyz answers 503
+// from now on, so a load balancer stops sending new sessions, while
+// sessions and event streams are still served for --drain. A second signal
+// (or the server failing) ends the drain at once.
+func drain(cfg *config, log *slog.Logger, api *httpapi.Server, sig os.Signal, sigs <-chan os.Signal, serveErr <-chan error) {
+	api.Drain()
+	if cfg.Drain <= 0 {
+		log.Info("shutting down", "signal", sig.String())
+		return
+	}
+	log.Info("shutting down: draining (readiness off, sessions still served); a second signal stops at once", "signal", sig.String(), "drain", cfg.Drain)
+	t := time.NewTimer(cfg.Drain)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case sig := <-sigs:
+		log.Info("drain cut short", "signal", sig.String())
+	case <-serveErr:
+	}
 }
 
 // fdsPerWorker is a generous count of the descriptors one worker costs the
