@@ -56,7 +56,7 @@ func startAppBin(t testing.TB, bin string, env []string, args ...string) *app {
 		"OTEL_METRIC_EXPORT_INTERVAL=500",
 		"OTEL_EXPORTER_OTLP_TIMEOUT=2000",
 	}, env...)
-	args = append([]string{"--listen", "127.0.0.1:0", "--demo-load=false", "--stop-grace", "2s"}, args...)
+	args = append([]string{"--listen", "127.0.0.1:0", "--demo-load=false", "--stop-grace", "2s", "--drain", "0s"}, args...)
 	p := start(t, bin, env, args...)
 	return &app{proc: p, url: waitServing(t, p)}
 }

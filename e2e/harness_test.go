@@ -171,6 +171,7 @@ func startApp(t testing.TB, otlp string, extraEnv ...string) *app {
 
 // startAppArgs is startApp with extra command-line arguments; they come
 // after the defaults, so a flag given again (e.g. --stop-grace) overrides.
+// The drain is off (--drain 0s) but in the tests of the drain itself.
 func startAppArgs(t testing.TB, otlp string, extraEnv []string, extraArgs ...string) *app {
 	t.Helper()
 	env := append([]string{
@@ -180,7 +181,7 @@ func startAppArgs(t testing.TB, otlp string, extraEnv []string, extraArgs ...str
 		"OTEL_EXPORTER_OTLP_TIMEOUT=2000",
 		"OTEL_RESOURCE_ATTRIBUTES=deployment.environment.name=e2e,team=infra",
 	}, extraEnv...)
-	args := append([]string{"--listen", "127.0.0.1:0", "--demo-load=false", "--stop-grace", "2s"}, extraArgs...)
+	args := append([]string{"--listen", "127.0.0.1:0", "--demo-load=false", "--stop-grace", "2s", "--drain", "0s"}, extraArgs...)
 	p := start(t, workerscopeBinary(t), env, args...)
 	return &app{proc: p, url: waitServing(t, p)}
 }
