@@ -109,7 +109,8 @@ type Config struct {
 	WatchdogInterval time.Duration
 	// RuntimeDir holds one lock file per live Manager, by which a later
 	// Manager recognises the leftovers of one that died (SIGKILL) and
-	// stops them. Default: $XDG_RUNTIME_DIR/workerscope, else
+	// stops them. The binary passes systemd's $RUNTIME_DIRECTORY. Default:
+	// $XDG_RUNTIME_DIR/workerscope, else
 	// /run/workerscope when writable, else $TMPDIR/workerscope-UID.
 	// "-" disables leftover recovery.
 	RuntimeDir string

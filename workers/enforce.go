@@ -79,9 +79,7 @@ func (m *Manager) setupLimits() error {
 		m.log.Warn("worker limits: CPU limit not enforced without cgroups", args...)
 	case li.Tier == TierOff && m.cfg.hasLimits():
 		m.log.Warn("worker limits: not enforced", args...)
-	case li.Tier == TierOff:
-		m.log.Debug("worker limits", args...)
-	default:
+	default: // the tier is logged once at start, limits set or not
 		m.log.Info("worker limits", args...)
 	}
 	return nil

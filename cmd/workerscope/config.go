@@ -59,6 +59,11 @@ type config struct {
 	// (0: runs are not followed).
 	RunCommands    []string
 	MaxRunDuration time.Duration
+	// RuntimeDir is where the instance's lock file goes (leftover
+	// recovery): systemd's $RUNTIME_DIRECTORY (RuntimeDirectory=), which
+	// survives restarts of the unit with RuntimeDirectoryPreserve=yes and
+	// is not wiped by PrivateTmp=; empty for the workers package's default.
+	RuntimeDir string
 	// LogOTLP sends the supervisor's own log records to OTLP too.
 	LogOTLP bool
 	// Getenv is the environment the settings were read from. The OTel
@@ -162,15 +167,16 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 
 	c.Listen, _ = get("listen")
-	if v, label := get("listen"); v != "" {
-		if _, _, err := net.SplitHostPort(v); err != nil {
-			bad(label, v, "want host:port, e.g. 127.0.0.1:7070")
-		}
+	if v, label := get("listen"); v == "" {
+		bad(label, v, "want host:port, e.g. 127.0.0.1:7070 (empty would listen on every interface)")
+	} else if _, _, err := net.SplitHostPort(v); err != nil {
+		bad(label, v, "want host:port, e.g. 127.0.0.1:7070")
 	}
 	c.IdleTTL = duration("idle-ttl")
 	c.StopGrace = duration("stop-grace")
 	c.Drain = duration("drain")
 	c.MaxRunDuration = duration("max-run-duration")
+	c.RunCommands = []string{} // an empty --run-commands means none, not the default
 	if v, _ := get("run-commands"); v != "" {
 		for _, typ := range strings.Split(v, ",") {
 			if typ = strings.TrimSpace(typ); typ != "" {
@@ -258,6 +264,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 			bad(label, v, "want debug, info, warn or error")
 		}
 	}
+	// systemd sets RUNTIME_DIRECTORY (several, colon-separated, when the
+	// unit names several; the first is ours).
+	c.RuntimeDir, _, _ = strings.Cut(getenv("RUNTIME_DIRECTORY"), ":")
 	c.PyroscopeServer, _ = get("pyroscope-server")
 	c.PyroscopeApp, _ = get("pyroscope-app")
 	c.LogFormat, _ = get("log-format")

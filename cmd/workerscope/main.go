@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -126,8 +127,7 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 		return err
 	}
 	if err := tel.startProfiling(cfg, version, log.With("component", "profiling")); err != nil {
-		_ = tel.shutdown(context.Background())
-		_ = mgr.Close(context.Background())
+		abortStart(tel, mgr)
 		return err
 	}
 	tel.mount(api, deps)
@@ -139,12 +139,14 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		_ = tel.shutdown(context.Background())
-		_ = mgr.Close(context.Background())
+		abortStart(tel, mgr)
 		return fmt.Errorf("listen on %s (--listen / WORKERSCOPE_LISTEN): %w", cfg.Listen, err)
 	}
-	// A caller's traceparent parents the command spans.
-	srv, limited := httpapi.NewHTTPServer(oteltrace.Middleware(api.Handler()), ln, httpapi.ServerOptions{MaxConns: maxConns(cfg), Logger: log})
+	handler := api.Handler()
+	if tel.provider.Tracing {
+		handler = oteltrace.Middleware(handler) // a caller's traceparent parents the command spans
+	}
+	srv, limited := httpapi.NewHTTPServer(handler, ln, httpapi.ServerOptions{MaxConns: maxConns(cfg), Logger: log})
 	printBanner(stdout, cfg, version, ln.Addr().String())
 	log.Info("started", "listen", ln.Addr().String(), "worker", workerLabel(cfg), "idle_ttl", cfg.IdleTTL,
 		"max_workers", cfg.MaxWorkers, "max_conns", limited.Stats().Max, "stop_grace", cfg.StopGrace, "demo_load", cfg.DemoLoad,
@@ -199,6 +201,20 @@ func drain(cfg *config, log *slog.Logger, api *httpapi.Server, sig os.Signal, si
 	}
 }
 
+// startAbortBudget bounds the clean-up of a start-up that failed: no
+// worker has run yet, so a last export has nothing worth waiting for (a
+// collector that is down would otherwise hold the error for the OTLP
+// timeout).
+const startAbortBudget = time.Second
+
+// abortStart undoes a start-up that failed after the telemetry started.
+func abortStart(tel *telemetryStack, mgr *workers.Manager) {
+	ctx, cancel := context.WithTimeout(context.Background(), startAbortBudget)
+	defer cancel()
+	_ = tel.shutdown(ctx)
+	_ = mgr.Close(ctx)
+}
+
 // fdsPerWorker is a generous count of the descriptors one worker costs the
 // supervisor (its three pipes, pidfd, cgroup and /proc files while
 // measuring or stopping it).
@@ -244,10 +260,9 @@ func newManager(cfg *config, hooks managerHooks, log *slog.Logger) (*workers.Man
 		PidsMax:               cfg.PidsMax,
 		CPUMax:                cfg.CPUMax,
 		Cgroups:               cfg.Cgroups,
+		RuntimeDir:            cfg.RuntimeDir,
 		Logger:                log,
-		// Workers must not see the supervisor's secrets or its telemetry
-		// settings (an OTel-instrumented worker would report as workerscope).
-		EnvDrop: []string{"WORKERSCOPE_", "OTEL_", "PYROSCOPE_"},
+		EnvDrop: workerEnvDrop(),
 	}
 	if otelsetup.LogsEnabled(cfg.Getenv) {
 		wcfg.OnStderr, wcfg.OnLifecycle = hooks.logs.OnStderr, hooks.logs.OnLifecycle
@@ -266,6 +281,21 @@ func newManager(cfg *config, hooks managerHooks, log *slog.Logger) (*workers.Man
 		wcfg.Command = []string{exe, "demo-worker"}
 	}
 	return workers.New(wcfg)
+}
+
+// workerEnvDrop is what workers must not inherit: the supervisor's own
+// settings and secrets, systemd's credentials directory, and the
+// telemetry settings (an OTel-instrumented worker would report as
+// workerscope). WORKERSCOPE_DEMO_* pass: they are the demo worker's own
+// switches (workers/demoworker).
+func workerEnvDrop() []string {
+	drop := []string{"WORKERSCOPE_TOKEN", "CREDENTIALS_DIRECTORY", "OTEL_", "PYROSCOPE_"}
+	for _, s := range settings {
+		if strings.HasPrefix(s.env, "WORKERSCOPE_") {
+			drop = append(drop, s.env)
+		}
+	}
+	return drop
 }
 
 // printBanner tells the person who started the server where it is and

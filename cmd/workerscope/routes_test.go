@@ -206,7 +206,7 @@ func TestSpanProfiles(t *testing.T) {
 			env["PYROSCOPE_PROFILE_TYPES"] = "cpu"
 		}
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
-		cfg := &config{MaxWorkers: 8, Getenv: func(k string) string { return env[k] }}
+		cfg := &config{MaxWorkers: 8, Getenv: func(k string) string { return env[k] }, PyroscopeServer: env["PYROSCOPE_SERVER_ADDRESS"]}
 		mgr := testutil.NewDemoManager(t, func(c *workers.Config) { c.Logger = log })
 		deps := telemetryDeps{mgr: mgr, hook: &otelmetrics.Hook{}, traceHook: &oteltrace.Hook{}, started: time.Now(), version: "test"}
 		tel, err := startTelemetry(context.Background(), cfg, deps, log)

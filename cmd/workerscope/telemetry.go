@@ -66,11 +66,16 @@ func startTelemetry(ctx context.Context, cfg *config, d telemetryDeps, log *slog
 		return nil, err
 	}
 	t.prom = promHandler
+	// Live workers plus as many again still stopping (an evicted tree that
+	// ignores SIGTERM stays until --stop-grace) and at least 2,000; the
+	// SDK's per-instrument limit leaves room for two series per worker
+	// (cpu.mode) and the pool-wide ones.
+	workerSeries := max(2*cfg.MaxWorkers, 2000)
 	t.provider, err = otelsetup.NewProvider(ctx, otelsetup.ProviderOptions{
 		Version:          d.version,
 		Getenv:           cfg.Getenv,
 		Readers:          []sdkmetric.Reader{promReader},
-		CardinalityLimit: 2*max(cfg.MaxWorkers, 2000) + 96,
+		CardinalityLimit: 2*workerSeries + 96,
 		RuntimeMetrics:   true,
 		Logger:           log,
 	})
@@ -81,7 +86,7 @@ func startTelemetry(ctx context.Context, cfg *config, d telemetryDeps, log *slog
 		Sampler:               t.sampler,
 		Stats:                 d.mgr,
 		DropWorkerKey:         cfg.DropWorkerKey,
-		MaxWorkerSeries:       cfg.MaxWorkers,
+		MaxWorkerSeries:       workerSeries,
 		SSEClients:            d.sseClients,
 		ExportErrors:          t.provider.ExportErrors,
 		ProfilingUploadErrors: func() uint64 { return t.profiler.Load().UploadErrors() },
@@ -95,7 +100,10 @@ func startTelemetry(ctx context.Context, cfg *config, d telemetryDeps, log *slog
 		return nil, err
 	}
 	d.hook.Attach(t.metrics)
-	if d.traceHook != nil {
+	// With no span exporter (OTEL_TRACES_EXPORTER=none, or the SDK
+	// disabled) commands get no span at all: exemplars and last_commands'
+	// trace ids would name traces nobody can look up.
+	if d.traceHook != nil && t.provider.Tracing {
 		t.traceHook = d.traceHook
 		t.traceOpts = oteltrace.Options{
 			TracerProvider: t.provider.TracerProvider,
@@ -117,10 +125,19 @@ func startTelemetry(ctx context.Context, cfg *config, d telemetryDeps, log *slog
 // startProfiling starts Pyroscope (off without a server address), tagged
 // with the same service name and instance id as the metrics.
 func (t *telemetryStack) startProfiling(cfg *config, version string, log *slog.Logger) error {
+	// --pyroscope-server and --pyroscope-app are resolved already (a flag
+	// given empty wins over the variable): profiling reads them as such.
+	getenv := func(k string) string {
+		switch k {
+		case "PYROSCOPE_SERVER_ADDRESS":
+			return cfg.PyroscopeServer
+		case "PYROSCOPE_APPLICATION_NAME":
+			return cfg.PyroscopeApp
+		}
+		return cfg.Getenv(k)
+	}
 	prof, err := profiling.Start(profiling.Options{
-		Getenv:                 cfg.Getenv,
-		ServerAddress:          cfg.PyroscopeServer,
-		ApplicationName:        cfg.PyroscopeApp,
+		Getenv:                 getenv,
 		DefaultApplicationName: t.provider.ServiceName,
 		Version:                version,
 		InstanceID:             t.provider.InstanceID,

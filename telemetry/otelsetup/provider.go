@@ -46,6 +46,9 @@ type ProviderOptions struct {
 	// RuntimeMetrics adds the Go runtime metrics. Default true via Start.
 	RuntimeMetrics bool
 	Logger         *slog.Logger
+	// SDKLogger takes the OpenTelemetry SDK's own log lines and errors
+	// (default: Logger with component=otel).
+	SDKLogger *slog.Logger
 }
 
 // Provider is the configured MeterProvider.
@@ -130,7 +133,10 @@ func NewProvider(ctx context.Context, opts ProviderOptions) (*Provider, error) {
 	}
 	env := opts.Getenv
 	p := &Provider{log: opts.Logger}
-	routeOTelLogs(opts.Logger)
+	if opts.SDKLogger == nil {
+		opts.SDKLogger = opts.Logger.With("component", "otel")
+	}
+	routeOTelLogs(opts.SDKLogger)
 
 	attrs := []attribute.KeyValue{
 		semconv.ServiceName(opts.ServiceName),
@@ -237,6 +243,11 @@ func (p *Provider) startTracesAndLogs(ctx context.Context, env func(string) stri
 	p.tp, p.lp = tp, lp
 	p.TracerProvider, p.LoggerProvider = tp, lp
 	p.Tracing, p.Logging = len(ts.exporters) > 0, len(ls.exporters) > 0
+	if !p.Tracing {
+		// OTEL_TRACES_EXPORTER=none: no span is recorded, so none can be
+		// named by an exemplar or a trace id that was never exported.
+		p.TracerProvider, _ = noopTracing()
+	}
 	if ts.otlp() {
 		p.TracesEndpoint = ts.endpoint.String()
 	}

@@ -2,7 +2,10 @@ package otelsetup
 
 import (
 	"context"
+	"encoding"
+	"fmt"
 	"log/slog"
+	"reflect"
 	"sync/atomic"
 
 	"go.opentelemetry.io/contrib/bridges/otelslog"
@@ -28,7 +31,7 @@ func (b *SlogBridge) Attach(lp otellog.LoggerProvider, version string) {
 		b.h.Store(nil)
 		return
 	}
-	var h slog.Handler = otelslog.NewHandler(SlogScope, otelslog.WithLoggerProvider(lp), otelslog.WithVersion(version))
+	var h slog.Handler = typedValues{otelslog.NewHandler(SlogScope, otelslog.WithLoggerProvider(lp), otelslog.WithVersion(version))}
 	b.h.Store(&h)
 }
 
@@ -98,4 +101,74 @@ func (t *teeHandler) derive(op func(slog.Handler) slog.Handler) *teeHandler {
 	ops := make([]func(slog.Handler) slog.Handler, len(t.ops), len(t.ops)+1)
 	copy(ops, t.ops)
 	return &teeHandler{b: t.b, ops: append(ops, op), local: t.local}
+}
+
+// typedValues gives the bridge values it maps faithfully: the otelslog
+// bridge turns a slog.KindAny value it does not know (a named string type
+// such as workers.ExitReason) into "unhandled: (T) v", and a duration into
+// integer nanoseconds. Here a duration becomes its text ("1.5s", as on
+// stderr), an error its message, and a fmt.Stringer or
+// encoding.TextMarshaler its text; groups are walked.
+type typedValues struct{ slog.Handler }
+
+func (h typedValues) Handle(ctx context.Context, r slog.Record) error {
+	n := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		n.AddAttrs(typedAttr(a))
+		return true
+	})
+	return h.Handler.Handle(ctx, n)
+}
+
+func (h typedValues) WithAttrs(as []slog.Attr) slog.Handler {
+	out := make([]slog.Attr, len(as))
+	for i, a := range as {
+		out[i] = typedAttr(a)
+	}
+	return typedValues{h.Handler.WithAttrs(out)}
+}
+
+func (h typedValues) WithGroup(name string) slog.Handler {
+	return typedValues{h.Handler.WithGroup(name)}
+}
+
+func typedAttr(a slog.Attr) slog.Attr {
+	v := a.Value.Resolve()
+	switch v.Kind() {
+	case slog.KindDuration:
+		return slog.String(a.Key, v.Duration().String())
+	case slog.KindGroup:
+		g := v.Group()
+		out := make([]slog.Attr, len(g))
+		for i, x := range g {
+			out[i] = typedAttr(x)
+		}
+		return slog.Attr{Key: a.Key, Value: slog.GroupValue(out...)}
+	case slog.KindAny:
+		switch x := v.Any().(type) {
+		case error:
+			return slog.String(a.Key, x.Error())
+		case fmt.Stringer:
+			return slog.String(a.Key, x.String())
+		case encoding.TextMarshaler:
+			if b, err := x.MarshalText(); err == nil {
+				return slog.String(a.Key, string(b))
+			}
+		}
+		if rv := reflect.ValueOf(v.Any()); rv.IsValid() {
+			switch rv.Kind() { // named scalar types: ExitReason, CgroupMode ...
+			case reflect.String:
+				return slog.String(a.Key, rv.String())
+			case reflect.Bool:
+				return slog.Bool(a.Key, rv.Bool())
+			case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+				return slog.Int64(a.Key, rv.Int())
+			case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+				return slog.Uint64(a.Key, rv.Uint())
+			case reflect.Float32, reflect.Float64:
+				return slog.Float64(a.Key, rv.Float())
+			}
+		}
+	}
+	return slog.Attr{Key: a.Key, Value: v}
 }

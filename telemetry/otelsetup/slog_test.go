@@ -3,9 +3,12 @@ package otelsetup
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/workerscope/workerscope/internal/testutil"
 
@@ -67,5 +70,65 @@ func TestSlogBridge(t *testing.T) {
 	}
 	if s := r.InstrumentationScope(); s.Name != SlogScope || s.Version != "v1" {
 		t.Errorf("scope %+v", s)
+	}
+}
+
+type exitReason string
+
+type level int
+
+type textOnly struct{}
+
+func (textOnly) MarshalText() ([]byte, error) { return []byte("as text"), nil }
+
+// TestSlogBridgeTypedValues: values the otelslog bridge would mangle
+// ("unhandled: (T) v", durations in integer nanoseconds) arrive as what
+// stderr shows, in records and in attributes of derived loggers.
+func TestSlogBridgeTypedValues(t *testing.T) {
+	var b SlogBridge
+	exp := &testutil.LogExporter{}
+	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(sdklog.NewSimpleProcessor(exp)))
+	t.Cleanup(func() { _ = lp.Shutdown(context.Background()) })
+	b.Attach(lp, "v1")
+	log := slog.New(b.Tee(slog.NewTextHandler(io.Discard, nil))).With("grace", 5*time.Second)
+	log.Info("worker exited",
+		"reason", exitReason("idle_reaped"),
+		"tier", level(2),
+		"took", 1500*time.Millisecond,
+		"err", errors.New("boom"),
+		"text", textOnly{},
+		slog.Group("g", "d", 2*time.Minute),
+		"plain", 7)
+	recs := exp.Records()
+	if len(recs) != 1 {
+		t.Fatalf("%d records", len(recs))
+	}
+	got := map[string]attribute.Value{}
+	recs[0].WalkAttributes(func(kv attribute.KeyValue) bool {
+		if kv.Value.Type() == attribute.MAP {
+			for _, m := range kv.Value.AsMap() {
+				got[string(kv.Key)+"."+string(m.Key)] = m.Value
+			}
+		} else {
+			got[string(kv.Key)] = kv.Value
+		}
+		return true
+	})
+	for _, tt := range []struct {
+		key  string
+		want attribute.Value
+	}{
+		{"grace", attribute.StringValue("5s")},
+		{"reason", attribute.StringValue("idle_reaped")},
+		{"tier", attribute.Int64Value(2)},
+		{"took", attribute.StringValue("1.5s")},
+		{"err", attribute.StringValue("boom")},
+		{"text", attribute.StringValue("as text")},
+		{"g.d", attribute.StringValue("2m0s")},
+		{"plain", attribute.Int64Value(7)},
+	} {
+		if v, ok := got[tt.key]; !ok || v != tt.want {
+			t.Errorf("%s = %v (%v), want %v", tt.key, v.Emit(), v.Type(), tt.want.Emit())
+		}
 	}
 }
