@@ -120,7 +120,7 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 		_ = mgr.Close(context.Background())
 		return err
 	}
-	deps := telemetryDeps{mgr: mgr, hook: hooks.rpc, traceHook: hooks.trace, logHook: hooks.logs, sseClients: api.SSEClients, started: started, version: version}
+	deps := telemetryDeps{mgr: mgr, hook: hooks.rpc, traceHook: hooks.trace, logHook: hooks.logs, sseClients: api.SSEClients, started: started, version: version, sdkLog: log.With("component", "otel")}
 	tel, err := startTelemetry(context.Background(), cfg, deps, log.With("component", "telemetry"))
 	if err != nil {
 		_ = mgr.Close(context.Background())
@@ -262,7 +262,7 @@ func newManager(cfg *config, hooks managerHooks, log *slog.Logger) (*workers.Man
 		Cgroups:               cfg.Cgroups,
 		RuntimeDir:            cfg.RuntimeDir,
 		Logger:                log,
-		EnvDrop: workerEnvDrop(),
+		EnvDrop:               workerEnvDrop(),
 	}
 	if otelsetup.LogsEnabled(cfg.Getenv) {
 		wcfg.OnStderr, wcfg.OnLifecycle = hooks.logs.OnStderr, hooks.logs.OnLifecycle

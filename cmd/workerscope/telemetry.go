@@ -50,6 +50,7 @@ type telemetryDeps struct {
 	gauges     *otelmetrics.Gauges // an embedding application's own gauges; nil for none
 	started    time.Time
 	version    string
+	sdkLog     *slog.Logger // the OTel SDK's own lines (component=otel); nil: the telemetry's logger
 }
 
 // startTelemetry builds sampler → provider → instruments, in that order,
@@ -78,6 +79,7 @@ func startTelemetry(ctx context.Context, cfg *config, d telemetryDeps, log *slog
 		CardinalityLimit: 2*workerSeries + 96,
 		RuntimeMetrics:   true,
 		Logger:           log,
+		SDKLogger:        d.sdkLog,
 	})
 	if err != nil {
 		return nil, err
