@@ -66,17 +66,7 @@ func TestKubeletPlaysTheManifest(t *testing.T) {
 		t.Skipf("the manifest runs as uid %d; playing it needs root", uid)
 	}
 
-	// The image: the binary, readable and executable by the pod's uid.
-	imageDir := t.TempDir()
-	for _, d := range []string{imageDir, filepath.Dir(imageDir)} { // the test's temp dirs are 0700
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bin := filepath.Join(imageDir, "workerscope")
-	if err := os.Rename(workerscopeBinary(t), bin); err != nil {
-		t.Fatal(err)
-	}
+	bin := publicBinary(t) // the image: readable and executable by the pod's uid
 	// Volumes: each mount a fresh directory the pod's uid owns (fsGroup).
 	mounts := map[string]string{}
 	for _, m := range c.VolumeMounts {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -64,6 +65,10 @@ type config struct {
 	// survives restarts of the unit with RuntimeDirectoryPreserve=yes and
 	// is not wiped by PrivateTmp=; empty for the workers package's default.
 	RuntimeDir string
+	// Credentials are the systemd credentials other settings were read
+	// from (file names in $CREDENTIALS_DIRECTORY; the token's is in
+	// TokenSource).
+	Credentials []string
 	// LogOTLP sends the supervisor's own log records to OTLP too.
 	LogOTLP bool
 	// Getenv is the environment the settings were read from. The OTel
@@ -144,7 +149,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		panic("unknown setting " + name)
 	}
 
-	c := &config{Getenv: getenv}
+	credDir := getenv("CREDENTIALS_DIRECTORY")
+	getenv, creds, err := withCredentials(getenv, credDir)
+	if err != nil {
+		return nil, err
+	}
+	c := &config{Getenv: getenv, Credentials: creds}
 	var errs []error
 	bad := func(label, v string, why string) {
 		errs = append(errs, fmt.Errorf("invalid %s %q: %s", label, v, why))
@@ -276,13 +286,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 
 	// The token: --token-file on the command line, then WORKERSCOPE_TOKEN,
-	// then WORKERSCOPE_TOKEN_FILE, else generated (loopback only).
-	if tok, ok := lookup(getenv, "WORKERSCOPE_TOKEN"); ok && !set["token-file"] {
-		c.Token, c.TokenSource = strings.TrimSpace(tok), "WORKERSCOPE_TOKEN"
-		if c.Token == "" {
-			errs = append(errs, errors.New("invalid WORKERSCOPE_TOKEN: set but empty"))
+	// then WORKERSCOPE_TOKEN_FILE, then systemd's credential
+	// $CREDENTIALS_DIRECTORY/token, else generated (loopback only).
+	credToken := ""
+	if credDir != "" {
+		if _, err := os.Stat(filepath.Join(credDir, tokenCredential)); err == nil {
+			credToken = filepath.Join(credDir, tokenCredential)
 		}
-	} else if path, label := get("token-file"); path != "" {
+	}
+	readToken := func(path, label, source string) {
 		b, err := os.ReadFile(path)
 		switch {
 		case err != nil:
@@ -290,8 +302,18 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		case strings.TrimSpace(string(b)) == "":
 			bad(label, path, "the file is empty")
 		default:
-			c.Token, c.TokenSource = strings.TrimSpace(string(b)), "--token-file"
+			c.Token, c.TokenSource = strings.TrimSpace(string(b)), source
 		}
+	}
+	if tok, ok := lookup(getenv, "WORKERSCOPE_TOKEN"); ok && !set["token-file"] {
+		c.Token, c.TokenSource = strings.TrimSpace(tok), "WORKERSCOPE_TOKEN"
+		if c.Token == "" {
+			errs = append(errs, errors.New("invalid WORKERSCOPE_TOKEN: set but empty"))
+		}
+	} else if path, label := get("token-file"); path != "" {
+		readToken(path, label, "--token-file")
+	} else if credToken != "" && !set["token-file"] {
+		readToken(credToken, "credential token ($CREDENTIALS_DIRECTORY/token)", "the systemd credential token")
 	}
 	if c.Token != "" && len(c.Token) < 16 {
 		errs = append(errs, fmt.Errorf("invalid token from %s: %d characters; use at least 16", c.TokenSource, len(c.Token)))

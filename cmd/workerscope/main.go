@@ -108,6 +108,13 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 	}
 	log := newLogger(cfg, stderr, bridge)
 	slog.SetDefault(log)
+	// Workers run model-chosen commands: before any of them exists, close
+	// the supervisor's memory and environment to them (docs/security.md).
+	if state, err := closeToWorkers(); err != nil {
+		log.Warn("supervisor stays dumpable: workers of its uid can read its environment", "err", err)
+	} else {
+		log.Info("supervisor "+state, "credentials", cfg.Credentials)
+	}
 
 	// The instruments, the tracer and the logger do not exist yet.
 	hooks := managerHooks{rpc: &otelmetrics.Hook{}, trace: &oteltrace.Hook{}, logs: &otellogs.Hook{}}
@@ -120,6 +127,10 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 		_ = mgr.Close(context.Background())
 		return err
 	}
+	if err := exporterEnv(cfg.Getenv); err != nil {
+		_ = mgr.Close(context.Background())
+		return err
+	}
 	deps := telemetryDeps{mgr: mgr, hook: hooks.rpc, traceHook: hooks.trace, logHook: hooks.logs, sseClients: api.SSEClients, started: started, version: version, sdkLog: log.With("component", "otel")}
 	tel, err := startTelemetry(context.Background(), cfg, deps, log.With("component", "telemetry"))
 	if err != nil {
@@ -129,6 +140,10 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 	if err := tel.startProfiling(cfg, version, log.With("component", "profiling")); err != nil {
 		abortStart(tel, mgr)
 		return err
+	}
+	// Everything that reads a secret has read it.
+	if removed := scrubSecrets(); len(removed) > 0 {
+		log.Info("secrets removed from the supervisor's environment", "vars", removed)
 	}
 	tel.mount(api, deps)
 	if bridge != nil {
