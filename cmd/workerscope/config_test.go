@@ -207,3 +207,94 @@ func TestParseConfigHostileLoadSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestCredentials: secrets from systemd's $CREDENTIALS_DIRECTORY. The
+// token's order is --token-file, WORKERSCOPE_TOKEN, WORKERSCOPE_TOKEN_FILE,
+// the credential; the OTLP headers and Pyroscope password credentials
+// stand in for their variables unless those are set; an empty flag and a
+// credential that cannot be read are handled as documented.
+func TestCredentials(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, v string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("token", "credential-token-0123456789\n")
+	write("otlp-headers", "x-honeycomb-team=abc\n")
+	write("pyroscope-password", "pw\n")
+	file := write("other-token", "file-token-0123456789abcdef")
+	tests := []struct {
+		name       string
+		args       []string
+		env        []string
+		wantToken  string
+		wantSource string
+		wantEnv    map[string]string
+	}{
+		{"credential only", nil, []string{"CREDENTIALS_DIRECTORY", dir}, "credential-token-0123456789", "the systemd credential token",
+			map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "x-honeycomb-team=abc", "PYROSCOPE_BASIC_AUTH_PASSWORD": "pw"}},
+		{"variable wins", nil, []string{"CREDENTIALS_DIRECTORY", dir, "WORKERSCOPE_TOKEN", "env-token-0123456789abc", "OTEL_EXPORTER_OTLP_HEADERS", "a=b"},
+			"env-token-0123456789abc", "WORKERSCOPE_TOKEN", map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "a=b"}},
+		{"token file variable wins", nil, []string{"CREDENTIALS_DIRECTORY", dir, "WORKERSCOPE_TOKEN_FILE", file},
+			"file-token-0123456789abcdef", "--token-file", nil},
+		{"flag wins", []string{"--token-file", file}, []string{"CREDENTIALS_DIRECTORY", dir, "WORKERSCOPE_TOKEN", "env-token-0123456789abc"},
+			"file-token-0123456789abcdef", "--token-file", nil},
+		{"empty flag: generated", []string{"--token-file", ""}, []string{"CREDENTIALS_DIRECTORY", dir}, "", "generated", nil},
+		{"no directory", nil, nil, "", "generated", map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": ""}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig(tt.args, envOf(tt.env...), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.TokenSource != tt.wantSource || (tt.wantToken != "" && c.Token != tt.wantToken) {
+				t.Errorf("token %q from %q, want %q from %q", c.Token, c.TokenSource, tt.wantToken, tt.wantSource)
+			}
+			for k, want := range tt.wantEnv {
+				if got := c.Getenv(k); got != want {
+					t.Errorf("%s = %q, want %q", k, got, want)
+				}
+			}
+		})
+	}
+	t.Run("unreadable credential", func(t *testing.T) {
+		bad := t.TempDir()
+		if err := os.Mkdir(filepath.Join(bad, "otlp-headers"), 0o700); err != nil { // a directory: read fails
+			t.Fatal(err)
+		}
+		_, err := parseConfig(nil, envOf("CREDENTIALS_DIRECTORY", bad), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "credential otlp-headers") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+// TestWorkersDoNotInheritSecrets: the environment workers get drops the
+// supervisor's settings, its token, the credentials directory and the
+// telemetry settings, and keeps the demo worker's own switches.
+func TestWorkersDoNotInheritSecrets(t *testing.T) {
+	drop := workerEnvDrop()
+	dropped := func(name string) bool {
+		for _, p := range drop {
+			if strings.HasPrefix(name, p) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, name := range []string{"WORKERSCOPE_TOKEN", "WORKERSCOPE_TOKEN_FILE", "WORKERSCOPE_LISTEN", "WORKERSCOPE_DEMO_LOAD",
+		"CREDENTIALS_DIRECTORY", "OTEL_EXPORTER_OTLP_HEADERS", "PYROSCOPE_BASIC_AUTH_PASSWORD"} {
+		if !dropped(name) {
+			t.Errorf("workers inherit %s", name)
+		}
+	}
+	for _, name := range []string{"WORKERSCOPE_DEMO_CRASH_AT_START", "WORKERSCOPE_DEMO_IGNORE_SIGTERM", "HOME", "PATH"} {
+		if dropped(name) {
+			t.Errorf("workers lose %s", name)
+		}
+	}
+}
