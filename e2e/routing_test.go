@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -22,33 +23,71 @@ type nginxRouter struct {
 	url string
 }
 
-// startNginx renders the shipped config with the supervisors' addresses
-// and runs nginx as a non-daemon with every path in a temp dir.
-func startNginx(t *testing.T, upstreams []string) *nginxRouter {
+// renderNginxConf is deploy/nginx/workerscope.conf with its placeholders
+// filled in, as its install instruction says (listen address and the
+// supervisors' host:port); it fails on a placeholder left over.
+func renderNginxConf(t testing.TB, listen string, upstreams []string) string {
 	t.Helper()
-	bin := requiredTool(t, "WORKERSCOPE_NGINX", "nginx", "apt-get install nginx", "/usr/sbin/nginx")
 	tmpl, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "nginx", "workerscope.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	listen := freePort(t)
-	repl := []string{
-		"@LISTEN@", listen,
-		"@PREFIX@", dir,
-		"@PID@", filepath.Join(dir, "nginx.pid"),
-		"@ERROR_LOG@", filepath.Join(dir, "error.log"),
-		"@ACCESS_LOG@", filepath.Join(dir, "access.log"),
-	}
+	repl := []string{"@LISTEN@", listen}
 	for i, u := range upstreams {
 		repl = append(repl, fmt.Sprintf("@INSTANCE%d@", i), u)
 	}
 	conf := strings.NewReplacer(repl...).Replace(string(tmpl))
-	if strings.Contains(conf, "@") && strings.Contains(conf, "@INSTANCE") {
-		t.Fatalf("unrendered placeholder left in the config")
+	if left := nginxPlaceholder.FindAllString(stripHashComments(conf), -1); len(left) > 0 {
+		t.Fatalf("placeholders left in deploy/nginx/workerscope.conf after filling in %d upstreams: %v", len(upstreams), left)
 	}
+	return conf
+}
+
+var nginxPlaceholder = regexp.MustCompile(`@[A-Z0-9_]+@`)
+
+// stripHashComments drops the comment lines of a config file.
+func stripHashComments(s string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
+}
+
+// startNginx runs nginx in the foreground with every path in a temp dir:
+// a minimal nginx.conf of the test's own (pid, logs, temp paths, events)
+// includes the shipped file in http{}, where its install instruction puts
+// it (TestNginxConfInDebianConfD checks the same with Debian's stock
+// nginx.conf).
+func startNginx(t *testing.T, upstreams []string) *nginxRouter {
+	t.Helper()
+	bin := requiredTool(t, "WORKERSCOPE_NGINX", "nginx", "apt-get install nginx", "/usr/sbin/nginx")
+	dir := t.TempDir()
+	listen := freePort(t)
+	site := filepath.Join(dir, "workerscope.conf")
+	if err := os.WriteFile(site, []byte(renderNginxConf(t, listen, upstreams)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mainConf := fmt.Sprintf(`worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events {
+    worker_connections 4096;
+}
+http {
+    access_log %[1]s/access.log;
+    client_body_temp_path %[1]s/client_body;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fastcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+    include %[2]s;
+}
+`, dir, site)
 	path := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(mainConf), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	global := "daemon off;"
