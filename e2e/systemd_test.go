@@ -18,21 +18,6 @@ import (
 	"time"
 )
 
-// Binary changes in flight on main (issue 18). Each constant turns on the
-// assertion for one of them: flip it to true when that change is merged.
-const (
-	// needs main: /readyz. serve() calls api.SetReady once the pool, the
-	// API and the telemetry are up; until then GET /readyz answers 503, so
-	// the test waits for GET /healthz plus an authenticated GET
-	// /api/workers instead.
-	mainServesReadyz = false
-	// needs main: RUNTIME_DIRECTORY. The instance lock file of leftover
-	// recovery goes to $RUNTIME_DIRECTORY (the unit's RuntimeDirectory=);
-	// until then it goes to $XDG_RUNTIME_DIR/workerscope, /run/workerscope
-	// (root) or $TMPDIR/workerscope-<uid>, which under the unit's
-	// PrivateTmp= is lost on every restart.
-	mainLocksInRuntimeDirectory = false
-)
 
 const (
 	unitPath   = "deploy/systemd/workerscope.service"
@@ -201,7 +186,7 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	}
 	for _, c := range []struct{ key, want string }{
 		{"Delegate", "yes"}, {"KillMode", "mixed"}, {"Restart", "on-failure"}, {"OOMPolicy", "continue"},
-		{"LoadCredential", "token:/etc/workerscope/token"}, {"Environment", "WORKERSCOPE_TOKEN_FILE=%d/token"},
+		{"LoadCredential", "token:/etc/workerscope/token"},
 		{"EnvironmentFile", "/etc/workerscope/workerscope.env"}, {"RuntimeDirectory", "workerscope"},
 	} {
 		if !slices.Contains(u["Service"][c.key], c.want) {
@@ -550,10 +535,7 @@ func TestSystemdUnitRunsTheBinary(t *testing.T) {
 		if hasExited() {
 			return true
 		}
-		if mainServesReadyz {
-			return get("/readyz", "") == 200
-		}
-		return get("/healthz", "") == 200 && get("/api/workers", token) == 200
+		return get("/readyz", "") == 200
 	}, p)
 	if hasExited() {
 		t.Fatalf("workerscope exited at start-up: %v", exitErr)
@@ -586,10 +568,8 @@ func TestSystemdUnitRunsTheBinary(t *testing.T) {
 	waitFor(t, 15*time.Second, "the worker and its child", func() bool { return len(workerMarkers(instance)) >= 2 }, p)
 
 	locks, _ := filepath.Glob(filepath.Join(dirs["RUNTIME_DIRECTORY"], "*.lock"))
-	if mainLocksInRuntimeDirectory && len(locks) != 1 {
-		t.Errorf("instance lock files in RUNTIME_DIRECTORY: %v, want one", locks) // needs main: RUNTIME_DIRECTORY
-	} else if !mainLocksInRuntimeDirectory {
-		t.Logf("needs main: RUNTIME_DIRECTORY: lock files there now: %v", locks)
+	if len(locks) != 1 {
+		t.Errorf("instance lock files in RUNTIME_DIRECTORY: %v, want one", locks)
 	}
 
 	// KillMode=mixed, KillSignal=SIGTERM: the main process alone.
@@ -611,8 +591,8 @@ func TestSystemdUnitRunsTheBinary(t *testing.T) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-	if locks, _ := filepath.Glob(filepath.Join(dirs["RUNTIME_DIRECTORY"], "*.lock")); mainLocksInRuntimeDirectory && len(locks) > 0 {
-		t.Errorf("lock files left in RUNTIME_DIRECTORY after a clean stop: %v", locks) // needs main: RUNTIME_DIRECTORY
+	if locks, _ := filepath.Glob(filepath.Join(dirs["RUNTIME_DIRECTORY"], "*.lock")); len(locks) > 0 {
+		t.Errorf("lock files left in RUNTIME_DIRECTORY after a clean stop: %v", locks)
 	}
 }
 
