@@ -65,7 +65,17 @@ func TestTreeCPUIncludesExitedChildrenAndNeverFalls(t *testing.T) {
 		}
 		time.Sleep(30 * time.Millisecond)
 	}
-	delta := cpuOf(treeSample(t, s, "k")) - before
+	// The worker burns again once its child is gone: a sampler that lost
+	// the child's time at its exit cannot hide the loss behind its
+	// never-falling clamp (the child may well outlive the first burn on a
+	// loaded machine).
+	testutil.MustSend(t, m, "k", `{"type":"prompt","cpu_ms":500,"events":1}`)
+	testutil.WaitPromptDone(t, m, "k")
+	w := treeSample(t, s, "k")
+	if cpuOf(w) < last {
+		t.Fatalf("tree CPU fell from %v to %v", last, cpuOf(w))
+	}
+	delta := cpuOf(w) - before
 	truth := testutil.ReadTreeCPU(t, pid).Sub(truthBefore)
 	// The sampler's readings and the test's are taken back to back while
 	// the tree is idle: it uses well under a tick between them.
