@@ -25,7 +25,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/workerscope/workerscope/telemetry/webui"
-	"github.com/workerscope/workerscope/workers"
 )
 
 // chromiumPath finds Debian's chromium ($WORKERSCOPE_CHROMIUM or
@@ -531,7 +530,8 @@ func TestMetricsPageInBrowser(t *testing.T) {
 }
 
 // workerProcesses lists live (not defunct) processes whose
-// WORKERSCOPE_WORKER_ID starts with prefix.
+// WORKERSCOPE_WORKER_ID (the worker marker docs/api.md names; spelled out,
+// not imported from workers) starts with prefix.
 func workerProcesses(prefix string) []int {
 	ents, _ := os.ReadDir("/proc")
 	var out []int
@@ -552,7 +552,7 @@ func workerProcesses(prefix string) []int {
 			continue
 		}
 		for kv := range strings.SplitSeq(string(env), "\x00") {
-			if v, ok := strings.CutPrefix(kv, workers.MarkerEnv+"="); ok && strings.HasPrefix(v, prefix) {
+			if v, ok := strings.CutPrefix(kv, "WORKERSCOPE_WORKER_ID="); ok && strings.HasPrefix(v, prefix) {
 				out = append(out, pid)
 				break
 			}

@@ -5,5 +5,7 @@
 // from deploy/otelcol, which writes what it receives to a file.
 //
 // It runs the built binaries as a user would and imports nothing of the project
-// but the metric contract (telemetry/otelmetrics), so a renamed metric fails here.
+// but the metric contract (telemetry/otelmetrics), so a renamed metric fails here,
+// and the metrics page (telemetry/webui), which one browser test serves beside a
+// fake GET /api/metrics to feed it hostile reports.
 package e2e

@@ -1,10 +1,12 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"log/slog"
 	"net/http"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -142,7 +144,16 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // cross-origin protection. Like http.ServeMux.Handle it panics on a
 // conflicting pattern. It may be called while serving.
 func (s *Server) Handle(pattern string, h http.Handler) {
-	s.mux.Handle(pattern, proflabel.Handler(pattern, s.authenticate(s.csrf.Handler(s.noCrossSiteLoads(h)))))
+	s.mux.Handle(pattern, labelled(pattern, s.authenticate(s.csrf.Handler(s.noCrossSiteLoads(h)))))
+}
+
+// labelled runs h with the pprof label operation=pattern (internal/proflabel),
+// the route pattern h is registered under, so profiles split by route.
+func labelled(pattern string, h http.Handler) http.Handler {
+	labels := pprof.Labels(proflabel.Key, pattern)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pprof.Do(r.Context(), labels, func(ctx context.Context) { h.ServeHTTP(w, r.WithContext(ctx)) })
+	})
 }
 
 // noCrossSiteLoads rejects requests another site's page makes in the

@@ -4,12 +4,13 @@
 // low-cardinality: an HTTP route pattern or a fixed word, never a session
 // key, a worker id or a pid.
 //
-// It imports only the standard library, so every package may use it.
+// It imports only the standard library, and not net/http, so every package
+// may use it: the HTTP side (labelling each route with its pattern) is
+// httpapi's.
 package proflabel
 
 import (
 	"context"
-	"net/http"
 	"runtime/pprof"
 )
 
@@ -32,13 +33,4 @@ func Do(ctx context.Context, op string, fn func(context.Context)) {
 // long-running loops that have no caller context to label.
 func SetGoroutine(op string) {
 	pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels(Key, op)))
-}
-
-// Handler runs h with operation=pattern, the route pattern h is
-// registered under, so profiles split by route.
-func Handler(pattern string, h http.Handler) http.Handler {
-	labels := pprof.Labels(Key, pattern)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		pprof.Do(r.Context(), labels, func(ctx context.Context) { h.ServeHTTP(w, r.WithContext(ctx)) })
-	})
 }

@@ -3,8 +3,6 @@ package proflabel
 import (
 	"bytes"
 	"context"
-	"net/http"
-	"net/http/httptest"
 	"runtime/pprof"
 	"strings"
 	"testing"
@@ -16,14 +14,6 @@ func TestLabels(t *testing.T) {
 			t.Errorf("Do: label %q", v)
 		}
 	})
-	var got string
-	h := Handler("GET /api/workers", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, _ = pprof.Label(r.Context(), Key)
-	}))
-	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/api/workers", nil))
-	if got != "GET /api/workers" {
-		t.Errorf("Handler: label %q", got)
-	}
 	// The goroutine profile (debug=1) lists each goroutine's labels.
 	ready, release := make(chan struct{}), make(chan struct{})
 	go func() {

@@ -510,13 +510,15 @@ func TestProfilingUploadsEveryTypeWithTagsAuthAndLabels(t *testing.T) {
 // labelled work and an HTTP handler keep working, memory stays bounded.
 func appUnderProfiling(t *testing.T, p *Profiler, d time.Duration) {
 	t.Helper()
-	api := httptest.NewServer(proflabel.Handler("GET /api/workers", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if op, _ := pprof.Label(r.Context(), proflabel.Key); op != "GET /api/workers" {
-			http.Error(w, "no label", http.StatusInternalServerError)
-			return
-		}
-		_, _ = w.Write(bytes.Repeat([]byte("x"), 64<<10))
-	})))
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proflabel.Do(r.Context(), "GET /api/workers", func(ctx context.Context) { // as httpapi labels its routes
+			if op, _ := pprof.Label(ctx, proflabel.Key); op != "GET /api/workers" {
+				http.Error(w, "no label", http.StatusInternalServerError)
+				return
+			}
+			_, _ = w.Write(bytes.Repeat([]byte("x"), 64<<10))
+		})
+	}))
 	defer api.Close()
 
 	var before, after runtime.MemStats
