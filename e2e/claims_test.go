@@ -40,17 +40,6 @@ func needRoot(t *testing.T) {
 	t.Skip("needs root to run the supervisor as another uid")
 }
 
-// publicBinary is the built binary in a directory every uid can reach.
-func publicBinary(t *testing.T) string {
-	t.Helper()
-	dir := publicDir(t, 0)
-	bin := filepath.Join(dir, "workerscope")
-	if err := os.Rename(workerscopeBinary(t), bin); err != nil {
-		t.Fatal(err)
-	}
-	return bin
-}
-
 // publicDir is a fresh directory owned by uid (gid the same) that every
 // uid can traverse (the test's temp dirs are 0700).
 func publicDir(t *testing.T, uid int) string {
@@ -93,7 +82,7 @@ func startAs(t *testing.T, uid int, bin string, env []string, args ...string) *a
 // kernel refuses all three; it keeps serving.
 func TestSupervisorClosedToWorkers(t *testing.T) {
 	needRoot(t)
-	bin := publicBinary(t)
+	bin := workerscopeBinary(t)
 	home := publicDir(t, nobody)
 	script := filepath.Join(publicDir(t, 0), "hostile.sh")
 	// The attack runs before the worker answers its first command.
@@ -146,7 +135,7 @@ done
 // descendants are found and stopped.
 func TestRuntimeDirectoryKeepsRecovery(t *testing.T) {
 	needRoot(t)
-	bin := publicBinary(t)
+	bin := workerscopeBinary(t)
 	runtimeDir := publicDir(t, nobody)
 	env := func() []string {
 		return []string{"RUNTIME_DIRECTORY=" + runtimeDir, "TMPDIR=" + publicDir(t, nobody), "HOME=" + publicDir(t, nobody),

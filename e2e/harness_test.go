@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -49,15 +50,49 @@ func collectorBinary(t testing.TB) string {
 	return path
 }
 
-// workerscopeBinary builds cmd/workerscope into the test's temp dir (the
-// build cache makes repeats cheap).
+// TestMain runs the package's tests and removes the binary they shared.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if dir, ok := binDir.Load().(string); ok {
+		_ = os.RemoveAll(dir)
+	}
+	os.Exit(code)
+}
+
+// binDir is the directory of the binary built once for all tests.
+var binDir atomic.Value
+
+// buildOnce builds cmd/workerscope once per test process, into a
+// directory every uid can reach (tests run it as other users too).
+var buildOnce = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "workerscope-e2e-bin-")
+	if err != nil {
+		return "", err
+	}
+	binDir.Store(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", err
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "workerscope")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/workerscope")
+	cmd.Dir = filepath.Dir(wd)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// workerscopeBinary is cmd/workerscope, built once for the whole package
+// (executable by every uid; tests must not modify it).
 func workerscopeBinary(t testing.TB) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "workerscope")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/workerscope")
-	cmd.Dir = repoRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

@@ -66,11 +66,11 @@ func TestKubeletPlaysTheManifest(t *testing.T) {
 		t.Skipf("the manifest runs as uid %d; playing it needs root", uid)
 	}
 
-	bin := publicBinary(t) // the image: readable and executable by the pod's uid
+	bin := workerscopeBinary(t) // the image: readable and executable by the pod's uid
 	// Volumes: each mount a fresh directory the pod's uid owns (fsGroup).
 	mounts := map[string]string{}
 	for _, m := range c.VolumeMounts {
-		d := t.TempDir()
+		d := publicDir(t, uid)
 		if err := os.Chown(d, uid, gid); err != nil {
 			t.Fatal(err)
 		}
