@@ -111,6 +111,18 @@ var settings = []setting{
 	{"log-otlp", "WORKERSCOPE_LOG_OTLP", "false", "also send the supervisor's own log records as OTLP log records (with the worker logs; OTEL_LOGS_* settings)"},
 }
 
+// flagValue is a setting's text as given on the command line. A setting
+// whose default is true or false is a boolean flag too: given bare
+// (--log-otlp) it reads true, as Go's own boolean flags do.
+type flagValue struct {
+	s      string
+	isBool bool
+}
+
+func (v *flagValue) String() string     { return v.s }
+func (v *flagValue) Set(x string) error { v.s = x; return nil }
+func (v *flagValue) IsBoolFlag() bool   { return v.isBool }
+
 // parseConfig reads args (without the program name) and the environment.
 // Every invalid value yields an error naming the flag and its variable.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
@@ -118,7 +130,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.SetOutput(stderr)
 	vals := make(map[string]*string, len(settings))
 	for _, s := range settings {
-		vals[s.flag] = fs.String(s.flag, s.def, s.usage+" [$"+s.env+"]")
+		v := &flagValue{s: s.def, isBool: s.def == "true" || s.def == "false"}
+		fs.Var(v, s.flag, s.usage+" [$"+s.env+"]")
+		vals[s.flag] = &v.s
 	}
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: workerscope [serve] [flags]\n       workerscope demo-worker\n       workerscope version\n\nFlags (each also read from its environment variable):\n")

@@ -298,3 +298,24 @@ func TestWorkersDoNotInheritSecrets(t *testing.T) {
 		}
 	}
 }
+
+// TestBareBooleanFlags: a setting that takes true or false can be
+// given bare, like Go's boolean flags; an explicit value still works.
+func TestBareBooleanFlags(t *testing.T) {
+	tests := []struct {
+		args  []string
+		check func(*config) bool
+	}{
+		{[]string{"--log-otlp"}, func(c *config) bool { return c.LogOTLP }},
+		{[]string{"--log-otlp=false"}, func(c *config) bool { return !c.LogOTLP }},
+		{[]string{"--demo-load=true", "--worker-cmd", "sh"}, func(c *config) bool { return c.DemoLoad }},
+		{[]string{"--command-cost=false"}, func(c *config) bool { return c.NoCommandCost }},
+		{[]string{"--metrics-worker-key"}, func(c *config) bool { return !c.DropWorkerKey }},
+	}
+	for _, tt := range tests {
+		c, err := parseConfig(tt.args, envOf(), io.Discard)
+		if err != nil || !tt.check(c) {
+			t.Errorf("%q: %+v %v", tt.args, c, err)
+		}
+	}
+}
