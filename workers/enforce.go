@@ -333,6 +333,10 @@ func (m *Manager) takeRunLock(dir string) error {
 		return err
 	}
 	_, _ = fmt.Fprintf(f, "%d\n", os.Getpid())
+	if !m.cfg.WorkerUIDs.IsZero() {
+		// Read by later instances: uid ranges must not overlap (recoverIsolation).
+		_, _ = fmt.Fprintf(f, "uids %s\n", m.cfg.WorkerUIDs)
+	}
 	if err := os.Rename(tmp, filepath.Join(dir, m.instance+".lock")); err != nil {
 		_ = f.Close()
 		_ = os.Remove(tmp)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/workerscope/workerscope/internal/cgroup"
 	"github.com/workerscope/workerscope/internal/procfs"
+	"github.com/workerscope/workerscope/internal/sandbox"
 	"github.com/workerscope/workerscope/workers"
 )
 
@@ -354,6 +355,12 @@ func runSupervisorHelper() int {
 	}
 	if cfg.Cgroups == workers.CgroupsRequired {
 		cfg.PidsMax = 100
+	}
+	if exe := os.Getenv("WORKERSCOPE_TEST_EXE"); exe != "" { // isolated workers (isolation_linux_test.go)
+		cfg.Command, cfg.SandboxHelper = []string{exe}, []string{exe}
+		cfg.WorkerUIDs, _ = sandbox.ParseUIDRange(os.Getenv("WORKERSCOPE_TEST_UIDS"))
+		cfg.WorkerDirRoot = os.Getenv("WORKERSCOPE_TEST_DIR_ROOT")
+		cfg.Sandbox = sandbox.Mode(os.Getenv("WORKERSCOPE_TEST_SANDBOX"))
 	}
 	os.Unsetenv(supervisorHelperEnv) // the workers are demo workers, not helpers
 	m, err := workers.New(cfg)
