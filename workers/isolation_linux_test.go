@@ -284,6 +284,8 @@ func hostileCase(t *testing.T, uids, landlock bool, refuses string) {
 	// (e) connect to the supervisor's API port.
 	r = execIn(t, m, "attacker", map[string]any{"type": "dial", "addr": api.Addr().String()})
 	check('e', "connect to the API port", r.Connected, r)
+	r = execIn(t, m, "attacker", map[string]any{"type": "dial", "addr": api.Addr().String(), "mptcp": true})
+	check('e', "connect to the API port over Multipath TCP", r.Connected, r)
 	// (c) kill the supervisor. Where no tier stops it, only probe the
 	// permission (signal 0) instead of killing the test.
 	if refused('c') {

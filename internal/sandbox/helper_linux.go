@@ -82,6 +82,12 @@ func run(args []string) error {
 		if err := restrict(p); err != nil {
 			return err
 		}
+		// Landlock's TCP rules do not see Multipath TCP sockets.
+		if ok, err := denyMPTCP(); err != nil {
+			return err
+		} else if !ok && p.Required {
+			return fmt.Errorf("sandbox required but Multipath TCP cannot be refused on %s", runtime.GOARCH)
+		}
 	}
 	return syscall.Exec(path, argv, env)
 }

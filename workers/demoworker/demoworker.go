@@ -106,6 +106,7 @@ type command struct {
 	Count       int             `json:"count"`
 	Argv        []string        `json:"argv"`
 	Addr        string          `json:"addr"`
+	MPTCP       bool            `json:"mptcp"`
 }
 
 func (w *worker) emit(v any) {
@@ -193,7 +194,7 @@ func (w *worker) handle(ctx context.Context, line []byte) {
 	case "exec":
 		w.respond(&c, runExec(ctx, c.Argv, c.MS), nil)
 	case "dial":
-		w.respond(&c, dial(c.Addr, c.MS), nil)
+		w.respond(&c, dial(c.Addr, c.MS, c.MPTCP), nil)
 	case "escape":
 		pid, err := escape(c.MS)
 		w.respond(&c, map[string]any{"pid": pid}, err)
@@ -505,13 +506,16 @@ func runExec(ctx context.Context, argv []string, ms int) map[string]any {
 	return res
 }
 
-// dial opens a TCP connection to addr and closes it: {"connected": true}
-// or {"connected": false, "error"}. ms bounds it (default 3 s).
-func dial(addr string, ms int) map[string]any {
+// dial opens a TCP connection to addr (Multipath TCP with mptcp) and
+// closes it: {"connected": true} or {"connected": false, "error"}. ms
+// bounds it (default 3 s).
+func dial(addr string, ms int, mptcp bool) map[string]any {
 	if ms <= 0 {
 		ms = 3000
 	}
-	c, err := net.DialTimeout("tcp", addr, time.Duration(ms)*time.Millisecond)
+	d := net.Dialer{Timeout: time.Duration(ms) * time.Millisecond}
+	d.SetMultipathTCP(mptcp)
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return map[string]any{"connected": false, "error": err.Error()}
 	}

@@ -36,7 +36,8 @@
 //	           would do: the hostile-worker tests' fault injection) and answers
 //	           {"code", "stdout", "stderr"} (4 KiB each; "error" when it could
 //	           not start)
-//	dial       {"addr", "ms"}: opens a TCP connection to addr and answers
+//	dial       {"addr", "ms", "mptcp"}: opens a TCP (or Multipath TCP)
+//	           connection to addr and answers
 //	           {"connected"} (and "error")
 //
 // Environment: WORKERSCOPE_DEMO_CRASH_AT_START=msg prints msg to stderr and
