@@ -26,6 +26,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(sandbox.RoleEnv) != "" { // the sandbox helper of isolated workers
 		os.Exit(sandbox.Main())
 	}
+	if os.Getenv(noCapsProbeEnv) != "" {
+		os.Exit(runNoCapsProbe())
+	}
 	if os.Getenv(supervisorHelperEnv) != "" && os.Getenv(demoworker.RoleEnv) == "" {
 		os.Exit(runSupervisorHelper())
 	}

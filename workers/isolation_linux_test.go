@@ -3,19 +3,25 @@
 package workers_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/workerscope/workerscope/internal/procfs"
 	"github.com/workerscope/workerscope/internal/sandbox"
 	"github.com/workerscope/workerscope/internal/testutil"
 	"github.com/workerscope/workerscope/workers"
@@ -309,4 +315,293 @@ func hostileCase(t *testing.T, uids, landlock bool, refuses string) {
 		}
 	}
 	send(t, m, "attacker", `{"type":"get_state"}`)
+}
+
+// isoMod applies isoConfig's isolation settings to a Config built
+// elsewhere (limitManager's).
+func isoMod(t *testing.T, exe string, uids, landlock bool) func(*workers.Config) {
+	iso := isoConfig(t, exe, uids, landlock)
+	return func(c *workers.Config) {
+		c.Command, c.Env, c.SandboxHelper = iso.Command, iso.Env, iso.SandboxHelper
+		c.WorkerUIDs, c.WorkerDirRoot, c.Sandbox, c.AllowConnectPorts = iso.WorkerUIDs, iso.WorkerDirRoot, iso.Sandbox, iso.AllowConnectPorts
+	}
+}
+
+// uidProcs lists live processes any of whose uids is uid.
+func uidProcs(t testing.TB, uid int) []int {
+	t.Helper()
+	r := procfs.NewReader("")
+	pids, _ := r.PIDs(nil)
+	var out []int
+	for _, pid := range pids {
+		ids, err := r.UIDs(pid)
+		if err != nil || !slices.Contains(ids[:], uint32(uid)) || !alive(pid) {
+			continue
+		}
+		out = append(out, pid)
+	}
+	return out
+}
+
+// TestWorkerUIDs: each live worker tree runs as its own uid and gid with
+// no supplementary groups, in its own 0700 directory (HOME, cwd, TMPDIR);
+// the markers stay readable to the supervisor across uids; a spawn with
+// the range exhausted fails clearly (and is counted); a uid comes back only
+// after every process running as it is gone — including one that scrubbed
+// its environment (no marker) and left the session — and the directory
+// is removed.
+func TestWorkerUIDs(t *testing.T) {
+	for _, landlock := range []bool{false, true} {
+		t.Run(map[bool]string{false: "uids", true: "uids+landlock"}[landlock], func(t *testing.T) {
+			needIsolation(t, true, landlock)
+			exe := publicExe(t)
+			cfg := isoConfig(t, exe, true, landlock)
+			cfg.WorkerUIDs = testUIDs(t, 2)
+			m := newManager(t, cfg)
+			var ws []workers.WorkerSnapshot
+			for _, key := range []string{"a", "b"} {
+				st := send(t, m, key, `{"type":"get_state"}`)
+				w, _ := snapshotOf(m, key)
+				if !cfg.WorkerUIDs.Contains(uint32(w.UID)) || w.PID != st.Data.PID || w.Sandboxed != landlock {
+					t.Fatalf("worker %s: %+v (state pid %d)", key, w, st.Data.PID)
+				}
+				uid, gid, groups := procUIDGID(t, w.PID)
+				if uid != strconv.Itoa(w.UID) || gid != uid || groups != "" {
+					t.Fatalf("worker %s runs as uid %s gid %s groups %q, want %d/%d/none", key, uid, gid, groups, w.UID, w.UID)
+				}
+				if tree := treeOf(t, w.ID); !slices.Contains(tree, w.PID) {
+					t.Fatalf("marker of worker %s (uid %d) not found: tree %v", key, w.UID, tree)
+				}
+				dir := filepath.Join(cfg.WorkerDirRoot, w.ID)
+				fi, err := os.Stat(dir)
+				if err != nil || fi.Mode().Perm() != 0o700 || fi.Sys().(*syscall.Stat_t).Uid != uint32(w.UID) {
+					t.Fatalf("worker directory %s: %v %v", dir, fi, err)
+				}
+				r := execIn(t, m, key, sh(`echo hi > f && cat f && echo "$HOME $TMPDIR $(pwd)" && touch "$TMPDIR/t"`))
+				if r.Code != 0 || r.Stdout != fmt.Sprintf("hi\n%s %s/tmp %s\n", dir, dir, dir) {
+					t.Fatalf("worker %s in its directory: %+v", key, r)
+				}
+				ws = append(ws, w)
+			}
+			if ws[0].UID == ws[1].UID {
+				t.Fatalf("two live workers share uid %d", ws[0].UID)
+			}
+			// Exhausted: the third session is refused, clearly, and counted.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, err := m.Send(ctx, "c", []byte(`{"type":"get_state"}`))
+			if !errors.Is(err, sandbox.ErrUIDsExhausted) || !strings.Contains(err.Error(), cfg.WorkerUIDs.String()) {
+				t.Fatalf("third worker with 2 uids: %v", err)
+			}
+			if st := m.Stats(); st.UIDsExhausted != 1 || st.UIDsInUse != 2 {
+				t.Fatalf("stats: exhausted %d, in use %d", st.UIDsExhausted, st.UIDsInUse)
+			}
+			// a leaves an escapee without its marker, in a new session.
+			r := execIn(t, m, "a", sh(`env -i /bin/sh -c 'setsid sleep 300 </dev/null >/dev/null 2>&1 &'`))
+			if r.Code != 0 {
+				t.Fatalf("escape: %+v", r)
+			}
+			testutil.Eventually(t, 5*time.Second, "the escapee", func() bool { return len(uidProcs(t, ws[0].UID)) >= 2 })
+			if err := m.Stop(context.Background(), "a"); err != nil {
+				t.Fatal(err)
+			}
+			if left := uidProcs(t, ws[0].UID); len(left) > 0 {
+				t.Fatalf("processes of uid %d left after Stop: %v", ws[0].UID, left)
+			}
+			if _, err := os.Stat(filepath.Join(cfg.WorkerDirRoot, ws[0].ID)); !os.IsNotExist(err) {
+				t.Fatalf("directory of the stopped worker: %v", err)
+			}
+			// The uid is free again, and c gets it.
+			send(t, m, "c", `{"type":"get_state"}`)
+			if w, _ := snapshotOf(m, "c"); w.UID != ws[0].UID {
+				t.Fatalf("c got uid %d, want the recycled %d", w.UID, ws[0].UID)
+			}
+		})
+	}
+}
+
+// TestIsolatedLimits: per-worker cgroups (v1 here, placed by the shim that
+// now runs as the worker's uid) and the watchdog keep working when the
+// worker runs as its own uid inside the sandbox.
+func TestIsolatedLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		tier   workers.Tier
+		reason workers.ExitReason
+	}{
+		{"cgroup1", workers.TierCgroup1, workers.ExitOOMKilled},
+		{"watchdog", workers.TierWatchdog, workers.ExitMemoryLimit},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			needIsolation(t, true, true)
+			memoryCase(t, tc.tier, tc.reason, isoMod(t, publicExe(t), true, true))
+		})
+	}
+}
+
+// TestIsolatedRecoveryAfterSIGKILL: a supervisor with per-worker uids and
+// the sandbox is SIGKILLed; its workers' descendants (one double-forked
+// into a new session) survive it; the next supervisor with the same range
+// kills them — by marker and by uid — and removes the dead instance's
+// worker directories.
+func TestIsolatedRecoveryAfterSIGKILL(t *testing.T) {
+	needIsolation(t, true, true)
+	exe := publicExe(t)
+	iso := isoConfig(t, exe, true, true)
+	runtimeDir := t.TempDir()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), supervisorHelperEnv+"="+string(workers.CgroupsOff), "WORKERSCOPE_TEST_RUNTIME_DIR="+runtimeDir,
+		"WORKERSCOPE_TEST_EXE="+exe, "WORKERSCOPE_TEST_UIDS="+iso.WorkerUIDs.String(),
+		"WORKERSCOPE_TEST_DIR_ROOT="+iso.WorkerDirRoot, "WORKERSCOPE_TEST_SANDBOX="+string(sandbox.ModeRequired))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	inUIDs := func() []int {
+		var all []int
+		for u := iso.WorkerUIDs.First; u <= iso.WorkerUIDs.Last; u++ {
+			all = append(all, uidProcs(t, int(u))...)
+		}
+		return all
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		for _, pid := range inUIDs() {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "ready ") {
+		t.Fatalf("helper: %q %v", line, err)
+	}
+	inst := strings.TrimSpace(strings.TrimPrefix(line, "ready "))
+	// While it lives, an overlapping range is refused.
+	over := isoConfig(t, exe, true, true)
+	over.RuntimeDir, over.WorkerUIDs = runtimeDir, sandbox.UIDRange{First: iso.WorkerUIDs.Last, Last: iso.WorkerUIDs.Last + 4}
+	if _, err := workers.New(over); err == nil || !strings.Contains(err.Error(), "overlaps") || !strings.Contains(err.Error(), inst) {
+		t.Fatalf("New with an overlapping range of a live instance: %v", err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	testutil.Eventually(t, 5*time.Second, "the worker's parent-death", func() bool { return len(markedPIDs(t, inst)) < 5 })
+	survivors := inUIDs()
+	if len(survivors) < 3 {
+		t.Fatalf("expected surviving grandchildren running as worker uids, found %v", survivors)
+	}
+	dirs, _ := filepath.Glob(filepath.Join(iso.WorkerDirRoot, inst+"-*"))
+	if len(dirs) == 0 {
+		t.Fatal("the dead instance left no worker directory to recover")
+	}
+	next := isoConfig(t, exe, true, true)
+	next.RuntimeDir, next.WorkerUIDs, next.WorkerDirRoot = runtimeDir, iso.WorkerUIDs, iso.WorkerDirRoot
+	m := newManager(t, next)
+	if left := inUIDs(); len(left) > 0 {
+		t.Fatalf("processes running as worker uids after recovery: %v", left)
+	}
+	if n := m.Stats().LeftoversKilled; n < uint64(len(survivors)) {
+		t.Fatalf("LeftoversKilled = %d, want ≥ %d", n, len(survivors))
+	}
+	if dirs, _ := filepath.Glob(filepath.Join(iso.WorkerDirRoot, inst+"-*")); len(dirs) > 0 {
+		t.Fatalf("worker directories of the dead instance left: %v", dirs)
+	}
+	send(t, m, "after", `{"type":"get_state"}`) // and it serves
+}
+
+// TestIsolationRefusals: New refuses configurations it cannot honour,
+// with errors that say why.
+func TestIsolationRefusals(t *testing.T) {
+	exe := os.Args[0]
+	base := func() workers.Config {
+		return workers.Config{Command: []string{exe}, SandboxHelper: []string{exe}, RuntimeDir: "-", Logger: quietLogger(t)}
+	}
+	for _, tc := range []struct {
+		name string
+		mod  func(*workers.Config)
+		want string
+	}{
+		{"no helper", func(c *workers.Config) { c.SandboxHelper = nil; c.Sandbox = sandbox.ModeAuto }, "SandboxHelper"},
+		{"API port allowed", func(c *workers.Config) {
+			c.Sandbox, c.AllowConnectPorts, c.DenyPorts = sandbox.ModeAuto, []uint16{443, 7070}, []uint16{7070}
+		}, "port 7070 must never be reachable"},
+		{"bad mode", func(c *workers.Config) { c.Sandbox = "strict" }, "invalid sandbox mode"},
+		{"Dir with isolation", func(c *workers.Config) { c.Sandbox, c.Dir = sandbox.ModeAuto, "/tmp" }, "Dir cannot be combined"},
+		{"relative path", func(c *workers.Config) { c.Sandbox, c.SandboxReadOnly = sandbox.ModeAuto, []string{"opt"} }, "not absolute"},
+		{"reversed range", func(c *workers.Config) { c.WorkerUIDs = sandbox.UIDRange{First: 300, Last: 200} }, "reversed"},
+		{"unreachable worker binary", func(c *workers.Config) {
+			c.WorkerUIDs = testUIDs(t, 4)
+			c.WorkerDirRoot = filepath.Join(publicDir(t), "w")
+		}, "needs o+x"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "unreachable worker binary" && os.Geteuid() != 0 {
+				t.Skip("needs root to get past the capability check")
+			}
+			cfg := base()
+			tc.mod(&cfg)
+			m, err := workers.New(cfg)
+			if err == nil {
+				_ = m.Close(context.Background())
+				t.Fatal("New succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New: %v, want an error containing %q", err, tc.want)
+			}
+			t.Log(err)
+		})
+	}
+}
+
+const noCapsProbeEnv = "WORKERSCOPE_TEST_NOCAPS_PROBE"
+
+// TestWorkerUIDsWithoutPrivilegeRefused runs a supervisor as an
+// unprivileged uid (this test binary in a probe role) and checks that New
+// with WorkerUIDs refuses to start, naming the missing capabilities — or,
+// first, that the range includes the supervisor's own uid.
+func TestWorkerUIDsWithoutPrivilegeRefused(t *testing.T) {
+	needIsolation(t, true, false)
+	exe := publicExe(t)
+	uids := testUIDs(t, 8)
+	for _, tc := range []struct {
+		name  string
+		probe uint32 // the unprivileged supervisor's uid and gid
+		want  []string
+	}{
+		{"no capabilities", uids.Last + 1, []string{"CAP_SETUID", "CAP_SETGID", "lacks"}},
+		{"own uid in range", uids.First + 3, []string{"includes the supervisor's own uid"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(exe)
+			cmd.Env = append(os.Environ(), noCapsProbeEnv+"=1", "WORKERSCOPE_TEST_UIDS="+uids.String())
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: tc.probe, Gid: tc.probe, Groups: []uint32{}}}
+			out, err := cmd.CombinedOutput()
+			for _, w := range tc.want {
+				if err == nil || !strings.Contains(string(out), w) {
+					t.Fatalf("unprivileged New with WorkerUIDs: %v\n%s (want %q)", err, out, w)
+				}
+			}
+			t.Log(strings.TrimSpace(string(out)))
+		})
+	}
+}
+
+// runNoCapsProbe is the unprivileged supervisor of
+// TestWorkerUIDsWithoutPrivilegeRefused.
+func runNoCapsProbe() int {
+	r, _ := sandbox.ParseUIDRange(os.Getenv("WORKERSCOPE_TEST_UIDS"))
+	m, err := workers.New(workers.Config{Command: []string{os.Args[0]}, SandboxHelper: []string{os.Args[0]},
+		WorkerUIDs: r, RuntimeDir: "-", WorkerDirRoot: os.TempDir()})
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	_ = m.Close(context.Background())
+	fmt.Println("started")
+	return 0
 }

@@ -141,8 +141,13 @@ func checkLimitExit(t *testing.T, err error, reason workers.ExitReason, limit st
 // memoryCase: a worker that grabs twice its memory limit is stopped, its
 // caller gets the memory error, subscribers the exit reason, and the next
 // command respawns.
-func memoryCase(t *testing.T, tier workers.Tier, reason workers.ExitReason) {
-	m := limitManager(t, tier, func(c *workers.Config) { c.MemoryMax = 64 << 20 })
+func memoryCase(t *testing.T, tier workers.Tier, reason workers.ExitReason, mods ...func(*workers.Config)) {
+	m := limitManager(t, tier, func(c *workers.Config) {
+		c.MemoryMax = 64 << 20
+		for _, mod := range mods {
+			mod(c)
+		}
+	})
 	sub, err := m.Subscribe("mem", 0)
 	if err != nil {
 		t.Fatal(err)

@@ -83,8 +83,8 @@ func ParseUIDRange(s string) (UIDRange, error) {
 var ErrUIDsExhausted = errors.New("sandbox: worker uid range exhausted")
 
 // UIDPool hands out the uids of a range, each to at most one holder at a
-// time. Released uids go to the back of the queue, so a uid is reused as
-// late as possible. It is safe for concurrent use.
+// time. Uids never handed out come first, then released ones oldest
+// first, so a uid is reused as late as possible. It is safe for concurrent use.
 type UIDPool struct {
 	r    UIDRange
 	mu   sync.Mutex
@@ -111,16 +111,16 @@ func (p *UIDPool) Acquire() (uint32, error) {
 	defer p.mu.Unlock()
 	var uid uint32
 	switch {
-	case len(p.free) > 0:
-		uid = p.free[0]
-		p.free = p.free[1:]
-	case !p.r.IsZero() && uint64(p.next) <= uint64(p.r.Last) && p.next >= p.r.First:
-		uid = p.next
+	case !p.r.IsZero() && p.next >= p.r.First && p.next <= p.r.Last:
+		uid = p.next // never handed out: preferred, so released ones rest longest
 		if p.next == p.r.Last {
-			p.next = 0 // exhausted: next < First from now on
+			p.next = 0 // every uid handed out once: next < First from now on
 		} else {
 			p.next++
 		}
+	case len(p.free) > 0:
+		uid = p.free[0]
+		p.free = p.free[1:]
 	default:
 		return 0, fmt.Errorf("%w: all %d uids of %s belong to live or stopping workers (%d quarantined)",
 			ErrUIDsExhausted, p.r.Size(), p.r, p.quarantined)
