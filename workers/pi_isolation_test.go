@@ -107,7 +107,7 @@ func TestRealPiIsolated(t *testing.T) {
 				t.Fatalf("pi wrote into the repository: %v (stat %v)", out, err)
 			}
 			t.Logf("write outside: %v", out)
-			if tc.uids && (w.UID < 0 || len(uidProcs(t, w.UID)) == 0) {
+			if tc.uids && (w.UID == 0 || len(uidProcs(t, w.UID)) == 0) {
 				t.Fatalf("pi does not run as its uid: %+v", w)
 			}
 			if err := m.Stop(ctx, "pi"); err != nil {

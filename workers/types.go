@@ -78,8 +78,8 @@ type WorkerSnapshot struct {
 	// LimitHits counts this worker's limit events by limit name (forks
 	// refused at pids.max, OOM kills, CPU-throttled periods).
 	LimitHits map[string]uint64
-	// UID is the uid the worker's tree runs as (tier 2); -1 when it runs
-	// as the supervisor's.
+	// UID is the uid the worker's tree runs as (tier 2); 0 when it runs
+	// as the supervisor's (a worker uid is never 0).
 	UID int
 	// Sandboxed is true when the worker was started under Landlock.
 	Sandboxed bool

@@ -139,7 +139,7 @@ func (w *worker) snapshot(now time.Time) WorkerSnapshot {
 		CPUMax:     w.m.cfg.CPUMax,
 		Cgroup:     w.m.plat.cgroupPath(w.cg),
 		LimitHits:  w.hitsLocked(),
-		UID:        w.iso.uid,
+		UID:        max(w.iso.uid, 0),
 		Sandboxed:  w.iso.sandboxed,
 
 		LastCommands: slices.Clone(w.last),

@@ -14,10 +14,13 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/workerscope/workerscope/httpapi"
+	"github.com/workerscope/workerscope/internal/sandbox"
 	"github.com/workerscope/workerscope/telemetry/otellogs"
 	"github.com/workerscope/workerscope/telemetry/otelmetrics"
 	"github.com/workerscope/workerscope/telemetry/otelsetup"
@@ -34,6 +37,9 @@ func main() {
 }
 
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if getenv(sandbox.RoleEnv) != "" {
+		return sandbox.Main() // the helper that confines a worker and execs it
+	}
 	if getenv(demoworker.RoleEnv) != "" {
 		return demoworker.Main()
 	}
@@ -143,6 +149,14 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 		_ = mgr.Close(context.Background())
 		return fmt.Errorf("listen on %s (--listen / WORKERSCOPE_LISTEN): %w", cfg.Listen, err)
 	}
+	// With --listen :0 the API port is known only now: no sandboxed worker
+	// may reach it either.
+	if port := uint16(ln.Addr().(*net.TCPAddr).Port); slices.Contains(cfg.AllowPorts, port) || slices.Contains(cfg.AllowBindPorts, port) {
+		_ = ln.Close()
+		_ = tel.shutdown(context.Background())
+		_ = mgr.Close(context.Background())
+		return fmt.Errorf("the API listens on port %d, which --worker-allow-ports lets workers reach", port)
+	}
 	// A caller's traceparent parents the command spans.
 	srv, limited := httpapi.NewHTTPServer(oteltrace.Middleware(api.Handler()), ln, httpapi.ServerOptions{MaxConns: maxConns(cfg), Logger: log})
 	printBanner(stdout, cfg, version, ln.Addr().String())
@@ -216,6 +230,14 @@ func newManager(cfg *config, hooks managerHooks, log *slog.Logger) (*workers.Man
 		PidsMax:               cfg.PidsMax,
 		CPUMax:                cfg.CPUMax,
 		Cgroups:               cfg.Cgroups,
+		WorkerUIDs:            cfg.WorkerUIDs,
+		WorkerDirRoot:         cfg.WorkerDirRoot,
+		Sandbox:               cfg.Sandbox,
+		SandboxReadOnly:       cfg.SandboxRO,
+		SandboxReadWrite:      cfg.SandboxRW,
+		AllowConnectPorts:     cfg.AllowPorts,
+		AllowBindPorts:        cfg.AllowBindPorts,
+		DenyPorts:             listenPort(cfg.Listen),
 		Logger:                log,
 		// Workers must not see the supervisor's secrets or its telemetry
 		// settings (an OTel-instrumented worker would report as workerscope).
@@ -230,14 +252,29 @@ func newManager(cfg *config, hooks managerHooks, log *slog.Logger) (*workers.Man
 	if cfg.StopGrace == 0 {
 		wcfg.StopGrace = -1 // 0 on the command line means SIGKILL at once
 	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("locate own binary (demo worker, sandbox helper): %w", err)
+	}
+	// Isolated workers start through this binary's sandbox helper role.
+	wcfg.SandboxHelper = []string{exe}
 	if cfg.DemoWorker {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("locate own binary for the demo worker: %w", err)
-		}
 		wcfg.Command = []string{exe, "demo-worker"}
 	}
 	return workers.New(wcfg)
+}
+
+// listenPort is the API port of a host:port listen address (none for 0).
+func listenPort(addr string) []uint16 {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 {
+		return nil
+	}
+	return []uint16{uint16(p)}
 }
 
 // printBanner tells the person who started the server where it is and
