@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -53,45 +52,9 @@ func needIsolation(t testing.TB, uids, landlock bool) {
 	t.Skip(why)
 }
 
-// publicExe copies the test binary (which doubles as demo worker and
-// sandbox helper) to a directory every uid can reach: go test builds it
-// under a 0700 directory that a worker uid cannot enter.
-func publicExe(t testing.TB) string {
-	t.Helper()
-	dir := publicDir(t)
-	src, err := os.Open(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	exe := filepath.Join(dir, "workers.test")
-	dst, err := os.OpenFile(exe, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(dst, src); err != nil {
-		t.Fatal(err)
-	}
-	if err := dst.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return exe
-}
+func publicExe(t testing.TB) string { return testutil.PublicExe(t) }
 
-// publicDir is a temporary directory every uid can enter (t.TempDir's
-// parent is 0700).
-func publicDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "workerscope-iso-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
+func publicDir(t testing.TB) string { return testutil.PublicDir(t) }
 
 // testUIDs is a uid range of its own for each test process and test name,
 // far above any real account, so concurrent test runs never share one.
