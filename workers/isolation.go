@@ -168,6 +168,14 @@ func (m *Manager) setupIsolation() error {
 		iso.info.Tiers = append(iso.info.Tiers, TierLandlock)
 		iso.info.ConnectPorts, iso.info.BindPorts = c.AllowConnectPorts, c.AllowBindPorts
 	}
+	iso.info.Reason = strings.Join(reasons, "; ")
+	if iso.pool == nil && !landlock {
+		// auto without Landlock: workers start as before (no helper, no
+		// per-worker directory), said once.
+		m.log.Warn("worker isolation: sandbox unavailable, workers run unconfined as the supervisor's uid",
+			"sandbox", c.Sandbox, "reason", iso.info.Reason)
+		return nil
+	}
 	root := c.WorkerDirRoot
 	if root == "" {
 		root = filepath.Join(os.TempDir(), fmt.Sprintf("workerscope-workers-%d", os.Geteuid()))
@@ -195,7 +203,6 @@ func (m *Manager) setupIsolation() error {
 		// the helper takes every capability away from them.
 		DropCaps: iso.pool == nil && os.Geteuid() == 0,
 	}
-	iso.info.Reason = strings.Join(reasons, "; ")
 	args := []any{"tiers", strings.Join(iso.info.Tiers, ","), "sandbox", iso.info.Sandbox, "landlock_abi", iso.info.LandlockABI, "dir_root", root}
 	if iso.pool != nil {
 		args = append(args, "uids", c.WorkerUIDs.String())
@@ -207,7 +214,7 @@ func (m *Manager) setupIsolation() error {
 		args = append(args, "reason", iso.info.Reason)
 	}
 	if c.Sandbox != sandbox.ModeOff && c.Sandbox != "" && !landlock {
-		m.log.Warn("worker isolation: sandbox unavailable, falling back", args...)
+		m.log.Warn("worker isolation: sandbox unavailable; per-worker uids only", args...)
 	} else {
 		m.log.Info("worker isolation", args...)
 	}

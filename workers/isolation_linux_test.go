@@ -149,7 +149,9 @@ func procUIDGID(t testing.TB, pid int) (uid, gid, groups string) {
 // /proc/PID/environ, (b) SIGKILL it, (c) SIGKILL the supervisor, (d) write
 // into the victim's directory, /etc and the repository, (e) connect to
 // the supervisor's API port (a real listener on 127.0.0.1), (f) read a
-// token file only the supervisor's uid can read. Under "none" (today's
+// token file only the supervisor's uid can read, (g) read the supervisor's
+// own /proc/PID/environ, (h) read a file in the victim's directory. Under
+// "none" (today's
 // main) every attempt succeeds — which shows each probe detects what it
 // claims — and under each tier the attempts it promises to stop fail,
 // while the victim, the attacker and the supervisor keep serving.
@@ -161,9 +163,9 @@ func TestHostileWorker(t *testing.T) {
 		refuses string
 	}{
 		{"none", false, false, ""},
-		{"uids", true, false, "abcdf"},
-		{"landlock", false, true, "abcdef"},
-		{"uids+landlock", true, true, "abcdef"},
+		{"uids", true, false, "abcdfgh"},
+		{"landlock", false, true, "abcdefgh"},
+		{"uids+landlock", true, true, "abcdefgh"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.uids || tc.landlock {
@@ -241,6 +243,15 @@ func hostileCase(t *testing.T, uids, landlock bool, refuses string) {
 	// (a) read the victim's environment (its marker, its secrets).
 	r := execIn(t, m, "attacker", map[string]any{"type": "exec", "argv": []string{"cat", fmt.Sprintf("/proc/%d/environ", vpid)}})
 	check('a', "read the victim's /proc/PID/environ", r.Code == 0 && strings.Contains(r.Stdout, workers.MarkerEnv), r)
+	// (g) read the supervisor's environment.
+	r = execIn(t, m, "attacker", map[string]any{"type": "exec", "argv": []string{"cat", fmt.Sprintf("/proc/%d/environ", os.Getpid())}})
+	check('g', "read the supervisor's /proc/PID/environ", r.Code == 0 && strings.Contains(r.Stdout, "PATH="), r)
+	// (h) read the victim's files.
+	if r := execIn(t, m, "victim", sh("echo victim-notes > "+filepath.Join(victimFiles, "notes"))); r.Code != 0 {
+		t.Fatalf("victim writing its own file: %+v", r)
+	}
+	r = execIn(t, m, "attacker", map[string]any{"type": "exec", "argv": []string{"cat", filepath.Join(victimFiles, "notes")}})
+	check('h', "read a file in the victim's directory", r.Code == 0 && strings.Contains(r.Stdout, "victim-notes"), r)
 	// (f) read the supervisor's token file.
 	r = execIn(t, m, "attacker", map[string]any{"type": "exec", "argv": []string{"cat", token}})
 	check('f', "read the supervisor's 0600 token file", r.Code == 0 && strings.Contains(r.Stdout, "s3cret"), r)
