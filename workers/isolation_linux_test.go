@@ -351,8 +351,8 @@ func TestWorkerUIDs(t *testing.T) {
 				if err != nil || fi.Mode().Perm() != 0o700 || fi.Sys().(*syscall.Stat_t).Uid != uint32(w.UID) {
 					t.Fatalf("worker directory %s: %v %v", dir, fi, err)
 				}
-				r := execIn(t, m, key, sh(`echo hi > f && cat f && echo "$HOME $TMPDIR $(pwd)" && touch "$TMPDIR/t"`))
-				if r.Code != 0 || r.Stdout != fmt.Sprintf("hi\n%s %s/tmp %s\n", dir, dir, dir) {
+				r := execIn(t, m, key, sh(`echo hi > f && cat f && echo "$HOME $TMPDIR $(pwd)" && touch "$TMPDIR/t" && grep NoNewPrivs /proc/self/status`))
+				if r.Code != 0 || r.Stdout != fmt.Sprintf("hi\n%s %s/tmp %s\nNoNewPrivs:\t1\n", dir, dir, dir) {
 					t.Fatalf("worker %s in its directory: %+v", key, r)
 				}
 				ws = append(ws, w)
