@@ -95,6 +95,7 @@ type execResult struct {
 	Error  string `json:"error"`
 	// dial
 	Connected bool `json:"connected"`
+	Listening bool `json:"listening"`
 }
 
 // execIn runs a command in the session's worker (the demo worker's exec
@@ -150,7 +151,8 @@ func procUIDGID(t testing.TB, pid int) (uid, gid, groups string) {
 // into the victim's directory, /etc and the repository, (e) connect to
 // the supervisor's API port (a real listener on 127.0.0.1), (f) read a
 // token file only the supervisor's uid can read, (g) read the supervisor's
-// own /proc/PID/environ, (h) read a file in the victim's directory. Under
+// own /proc/PID/environ, (h) read a file in the victim's directory, (i)
+// listen on a TCP port. Under
 // "none" (today's
 // main) every attempt succeeds — which shows each probe detects what it
 // claims — and under each tier the attempts it promises to stop fail,
@@ -164,8 +166,8 @@ func TestHostileWorker(t *testing.T) {
 	}{
 		{"none", false, false, ""},
 		{"uids", true, false, "abcdfgh"},
-		{"landlock", false, true, "abcdefgh"},
-		{"uids+landlock", true, true, "abcdefgh"},
+		{"landlock", false, true, "abcdefghi"},
+		{"uids+landlock", true, true, "abcdefghi"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.uids || tc.landlock {
@@ -266,6 +268,9 @@ func hostileCase(t *testing.T, uids, landlock bool, refuses string) {
 	check('e', "connect to the API port", r.Connected, r)
 	r = execIn(t, m, "attacker", map[string]any{"type": "dial", "addr": api.Addr().String(), "mptcp": true})
 	check('e', "connect to the API port over Multipath TCP", r.Connected, r)
+	// (i) listen on a TCP port (none allowed).
+	r = execIn(t, m, "attacker", map[string]any{"type": "dial", "addr": "127.0.0.1:0", "listen": true})
+	check('i', "listen on a TCP port", r.Listening, r)
 	// (c) kill the supervisor. Where no tier stops it, only probe the
 	// permission (signal 0) instead of killing the test.
 	if refused('c') {

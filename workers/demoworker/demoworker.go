@@ -107,6 +107,7 @@ type command struct {
 	Argv        []string        `json:"argv"`
 	Addr        string          `json:"addr"`
 	MPTCP       bool            `json:"mptcp"`
+	Listen      bool            `json:"listen"`
 }
 
 func (w *worker) emit(v any) {
@@ -194,7 +195,11 @@ func (w *worker) handle(ctx context.Context, line []byte) {
 	case "exec":
 		w.respond(&c, runExec(ctx, c.Argv, c.MS), nil)
 	case "dial":
-		w.respond(&c, dial(c.Addr, c.MS, c.MPTCP), nil)
+		if c.Listen {
+			w.respond(&c, listen(c.Addr), nil)
+		} else {
+			w.respond(&c, dial(c.Addr, c.MS, c.MPTCP), nil)
+		}
 	case "escape":
 		pid, err := escape(c.MS)
 		w.respond(&c, map[string]any{"pid": pid}, err)
@@ -521,4 +526,15 @@ func dial(addr string, ms int, mptcp bool) map[string]any {
 	}
 	_ = c.Close()
 	return map[string]any{"connected": true}
+}
+
+// listen binds a TCP listener on addr and closes it: {"listening": true}
+// or {"listening": false, "error"}.
+func listen(addr string) map[string]any {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return map[string]any{"listening": false, "error": err.Error()}
+	}
+	_ = l.Close()
+	return map[string]any{"listening": true}
 }

@@ -36,8 +36,9 @@
 //	           would do: the hostile-worker tests' fault injection) and answers
 //	           {"code", "stdout", "stderr"} (4 KiB each; "error" when it could
 //	           not start)
-//	dial       {"addr", "ms", "mptcp"}: opens a TCP (or Multipath TCP)
-//	           connection to addr and answers
+//	dial       {"addr", "ms", "mptcp", "listen"}: opens a TCP (or Multipath
+//	           TCP) connection to addr, or with listen binds a listener on it,
+//	           and answers {"listening"} or
 //	           {"connected"} (and "error")
 //
 // Environment: WORKERSCOPE_DEMO_CRASH_AT_START=msg prints msg to stderr and
