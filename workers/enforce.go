@@ -304,6 +304,7 @@ func (m *Manager) recoverLeftovers() {
 			continue
 		}
 		killed, groups := m.plat.recoverInstance(inst)
+		m.recovered = append(m.recovered, inst)
 		m.leftoversKilled.Add(uint64(len(killed)))
 		if len(killed) > 0 || groups > 0 {
 			m.log.Warn("stopped leftovers of a dead supervisor instance", "instance", inst, "processes", len(killed), "pids", killed, "cgroups_removed", groups)

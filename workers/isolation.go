@@ -350,8 +350,12 @@ var workerDirRE = regexp.MustCompile(`^(w[0-9a-f]{8})-[0-9]+$`)
 // recoverIsolation runs after recoverLeftovers: it refuses a uid range
 // that overlaps a live instance's (their lock files name their ranges),
 // kills whatever runs as a uid of this instance's range (leftovers of a
-// dead one: the range is this instance's alone), and removes per-worker
-// directories of instances that are not alive.
+// dead one: the range is this instance's alone), and removes the worker
+// directories of dead instances: those recoverLeftovers found dead, and
+// those owned by a uid of this range whose instance has no lock file (its
+// runtime directory was wiped, e.g. by a reboot). Directories of instances
+// this one cannot prove dead (another runtime directory sharing the root)
+// are left alone.
 func (m *Manager) recoverIsolation() error {
 	iso := &m.iso
 	dir := m.cfg.runtimeDir()
@@ -394,6 +398,14 @@ func (m *Manager) recoverIsolation() error {
 			continue
 		}
 		p := filepath.Join(iso.dirRoot, e.Name())
+		dead := slices.Contains(m.recovered, sm[1])
+		if st, err := os.Lstat(p); !dead && err == nil && iso.pool != nil {
+			uid, ok := fileOwner(st)
+			dead = ok && uid >= 0 && m.cfg.WorkerUIDs.Contains(uint32(uid))
+		}
+		if !dead {
+			continue
+		}
 		if err := os.RemoveAll(p); err != nil {
 			m.log.Warn("cannot remove a dead instance's worker directory", "dir", p, "err", err)
 		} else {

@@ -55,6 +55,9 @@ type Manager struct {
 	limits    LimitsInfo
 	iso       isolation
 	runLock   *os.File // this instance's lock file in RuntimeDir (nil: none)
+	// recovered are the dead instances recoverLeftovers cleaned up (their
+	// worker directories go too, recoverIsolation).
+	recovered []string
 	stopLimit chan struct{}
 	limitDone chan struct{}
 
