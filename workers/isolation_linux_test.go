@@ -344,6 +344,11 @@ func TestWorkerUIDs(t *testing.T) {
 				if !cfg.WorkerUIDs.Contains(uint32(w.UID)) || w.PID != st.Data.PID || w.Sandboxed != landlock {
 					t.Fatalf("worker %s: %+v (state pid %d)", key, w, st.Data.PID)
 				}
+				// exec kept the PID the Manager started, its own process group
+				// and the parent-death signal (checked by the recovery test).
+				if st, err := procfs.NewReader("").ReadStat(w.PID); err != nil || st.PGRP != w.PID {
+					t.Fatalf("worker %s: pgrp %d (%v), want its own group %d", key, st.PGRP, err, w.PID)
+				}
 				uid, gid, groups := procUIDGID(t, w.PID)
 				if uid != strconv.Itoa(w.UID) || gid != uid || groups != "" {
 					t.Fatalf("worker %s runs as uid %s gid %s groups %q, want %d/%d/none", key, uid, gid, groups, w.UID, w.UID)

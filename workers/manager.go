@@ -52,9 +52,9 @@ type Manager struct {
 	leftoversKilled atomic.Uint64
 	stderrDropped   atomic.Uint64
 
-	limits    LimitsInfo
-	iso       isolation
-	runLock   *os.File // this instance's lock file in RuntimeDir (nil: none)
+	limits  LimitsInfo
+	iso     isolation
+	runLock *os.File // this instance's lock file in RuntimeDir (nil: none)
 	// recovered are the dead instances recoverLeftovers cleaned up (their
 	// worker directories go too, recoverIsolation).
 	recovered []string
