@@ -300,7 +300,15 @@ func (m *Manager) isolate(id string, cmd *exec.Cmd) (*workerIso, error) {
 	}
 	pol := iso.policy
 	pol.ReadWrite = append([]string{dir}, iso.policy.ReadWrite...)
-	argv, env, err := sandbox.Wrap(m.cfg.SandboxHelper, &pol, cmd.Args, cmd.Env)
+	args := slices.Clone(cmd.Args)
+	if strings.Contains(args[0], "/") && !filepath.IsAbs(args[0]) {
+		// A relative program path meant the supervisor's directory; the
+		// helper runs in the worker's.
+		if abs, err := filepath.Abs(args[0]); err == nil {
+			args[0] = abs
+		}
+	}
+	argv, env, err := sandbox.Wrap(m.cfg.SandboxHelper, &pol, args, cmd.Env)
 	if err != nil {
 		m.releaseIsolation(wi)
 		return nil, err
