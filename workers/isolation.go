@@ -122,6 +122,9 @@ func (m *Manager) setupIsolation() error {
 	}
 	var reasons []string
 	helper, err := exec.LookPath(c.SandboxHelper[0])
+	if err == nil {
+		helper, err = filepath.Abs(helper) // workers start in their own directory
+	}
 	if err != nil {
 		return fmt.Errorf("workers: SandboxHelper: %w", err)
 	}
