@@ -215,6 +215,9 @@ func startAppArgs(t testing.TB, otlp string, extraEnv []string, extraArgs ...str
 		"OTEL_METRIC_EXPORT_INTERVAL=500",
 		"OTEL_EXPORTER_OTLP_TIMEOUT=2000",
 		"OTEL_RESOURCE_ATTRIBUTES=deployment.environment.name=e2e,team=infra",
+		// Sandboxed workers' directories (--worker-sandbox auto): removed
+		// with the test even when the binary is SIGKILLed.
+		"WORKERSCOPE_WORKER_DIR_ROOT=" + filepath.Join(t.TempDir(), "workers"),
 	}, extraEnv...)
 	args := append([]string{"--listen", "127.0.0.1:0", "--demo-load=false", "--stop-grace", "2s", "--drain", "0s"}, extraArgs...)
 	p := start(t, workerscopeBinary(t), env, args...)

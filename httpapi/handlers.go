@@ -219,6 +219,10 @@ type snapshotJSON struct {
 	Requests    uint64    `json:"requests"`
 	Restarts    int       `json:"restarts"`
 	Zombie      bool      `json:"zombie"`
+	// UID is the uid the worker's tree runs as (--worker-uids); absent
+	// when it runs as the supervisor's. Sandboxed: started under Landlock.
+	UID       *int `json:"uid,omitempty"`
+	Sandboxed bool `json:"sandboxed"`
 }
 
 type snapshotsJSON struct {
@@ -242,6 +246,11 @@ func (s *Server) workers(w http.ResponseWriter, r *http.Request) {
 			Requests:    ws.Requests,
 			Restarts:    ws.Restarts,
 			Zombie:      ws.Zombie,
+			Sandboxed:   ws.Sandboxed,
+		}
+		if ws.UID > 0 {
+			uid := ws.UID
+			out.Workers[i].UID = &uid
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/workerscope/workerscope/internal/sandbox"
 )
 
 // MarkerEnv is the environment variable set to the worker's ID in every
@@ -114,6 +116,44 @@ type Config struct {
 	// /run/workerscope when writable, else $TMPDIR/workerscope-UID.
 	// "-" disables leftover recovery.
 	RuntimeDir string
+
+	// WorkerUIDs, when set, runs each worker tree as its own uid and gid
+	// (gid = uid, no supplementary groups) from this range (tier 2 of
+	// docs/security.md): a uid belongs to one live worker tree at a time and
+	// is handed out again only after every process running as it is gone.
+	// A spawn with every uid taken fails (sandbox.ErrUIDsExhausted, counted
+	// in Stats.UIDsExhausted). New fails unless the process has
+	// sandbox.IdentityCaps (root has), the range excludes the supervisor's
+	// own uid and gid, and no live supervisor instance (by RuntimeDir) uses
+	// an overlapping range. Needs SandboxHelper.
+	WorkerUIDs sandbox.UIDRange
+	// WorkerDirRoot holds one private directory per worker, named by its
+	// ID, used when WorkerUIDs or the sandbox is on: mode 0700, owned by the
+	// worker's uid, the worker's HOME and working directory, with its
+	// TMPDIR in tmp/; removed with everything in it once the worker's tree
+	// is gone. Default: $TMPDIR/workerscope-workers-EUID.
+	WorkerDirRoot string
+	// Sandbox confines each worker tree with Landlock (tier 3):
+	// sandbox.ModeOff (the zero value), ModeAuto or ModeRequired. See
+	// SandboxReadOnly for what a confined worker may touch. Needs
+	// SandboxHelper.
+	Sandbox sandbox.Mode
+	// SandboxHelper is the argv that starts a binary whose main runs
+	// sandbox.Main when sandbox.RoleEnv is set (cmd/workerscope: its own
+	// executable); every isolated worker is started through it.
+	SandboxHelper []string
+	// SandboxReadOnly are trees a confined worker may read and execute
+	// besides sandbox.DefaultReadOnly and its command's own installation
+	// (sandbox.CommandTrees); SandboxReadWrite trees it may also write,
+	// besides its own directory.
+	SandboxReadOnly, SandboxReadWrite []string
+	// AllowConnectPorts and AllowBindPorts are the TCP ports a confined
+	// worker may connect to and bind (Landlock ABI 4+); all others are
+	// refused.
+	AllowConnectPorts, AllowBindPorts []uint16
+	// DenyPorts must never be reachable from a confined worker (the
+	// supervisor's own API port): New fails when an allow list names one.
+	DenyPorts []uint16
 
 	// OnRPC, if set, is called after every command with its outcome.
 	OnRPC func(RPCResult)
@@ -312,5 +352,6 @@ func (c *Config) validate() error {
 		}
 	}
 	errs = append(errs, c.validateLimits()...)
+	errs = append(errs, c.validateIsolation()...)
 	return errors.Join(errs...)
 }

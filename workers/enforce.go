@@ -302,6 +302,7 @@ func (m *Manager) recoverLeftovers() {
 			continue
 		}
 		killed, groups := m.plat.recoverInstance(inst)
+		m.recovered = append(m.recovered, inst)
 		m.leftoversKilled.Add(uint64(len(killed)))
 		if len(killed) > 0 || groups > 0 {
 			m.log.Warn("stopped leftovers of a dead supervisor instance", "instance", inst, "processes", len(killed), "pids", killed, "cgroups_removed", groups)
@@ -331,6 +332,10 @@ func (m *Manager) takeRunLock(dir string) error {
 		return err
 	}
 	_, _ = fmt.Fprintf(f, "%d\n", os.Getpid())
+	if !m.cfg.WorkerUIDs.IsZero() {
+		// Read by later instances: uid ranges must not overlap (recoverIsolation).
+		_, _ = fmt.Fprintf(f, "uids %s\n", m.cfg.WorkerUIDs)
+	}
 	if err := os.Rename(tmp, filepath.Join(dir, m.instance+".lock")); err != nil {
 		_ = f.Close()
 		_ = os.Remove(tmp)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/workerscope/workerscope/internal/procfs"
+	"github.com/workerscope/workerscope/internal/sandbox"
 	"github.com/workerscope/workerscope/workers"
 	"github.com/workerscope/workerscope/workers/demoworker"
 )
@@ -22,6 +23,12 @@ import (
 // TestMain lets the test binary double as the demo worker: a real
 // subprocess speaking the real protocol.
 func TestMain(m *testing.M) {
+	if os.Getenv(sandbox.RoleEnv) != "" { // the sandbox helper of isolated workers
+		os.Exit(sandbox.Main())
+	}
+	if os.Getenv(noCapsProbeEnv) != "" {
+		os.Exit(runNoCapsProbe())
+	}
 	if os.Getenv(supervisorHelperEnv) != "" && os.Getenv(demoworker.RoleEnv) == "" {
 		os.Exit(runSupervisorHelper())
 	}

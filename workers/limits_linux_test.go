@@ -21,6 +21,7 @@ import (
 
 	"github.com/workerscope/workerscope/internal/cgroup"
 	"github.com/workerscope/workerscope/internal/procfs"
+	"github.com/workerscope/workerscope/internal/sandbox"
 	"github.com/workerscope/workerscope/workers"
 )
 
@@ -140,8 +141,13 @@ func checkLimitExit(t *testing.T, err error, reason workers.ExitReason, limit st
 // memoryCase: a worker that grabs twice its memory limit is stopped, its
 // caller gets the memory error, subscribers the exit reason, and the next
 // command respawns.
-func memoryCase(t *testing.T, tier workers.Tier, reason workers.ExitReason) {
-	m := limitManager(t, tier, func(c *workers.Config) { c.MemoryMax = 64 << 20 })
+func memoryCase(t *testing.T, tier workers.Tier, reason workers.ExitReason, mods ...func(*workers.Config)) {
+	m := limitManager(t, tier, func(c *workers.Config) {
+		c.MemoryMax = 64 << 20
+		for _, mod := range mods {
+			mod(c)
+		}
+	})
 	sub, err := m.Subscribe("mem", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -354,6 +360,12 @@ func runSupervisorHelper() int {
 	}
 	if cfg.Cgroups == workers.CgroupsRequired {
 		cfg.PidsMax = 100
+	}
+	if exe := os.Getenv("WORKERSCOPE_TEST_EXE"); exe != "" { // isolated workers (isolation_linux_test.go)
+		cfg.Command, cfg.SandboxHelper = []string{exe}, []string{exe}
+		cfg.WorkerUIDs, _ = sandbox.ParseUIDRange(os.Getenv("WORKERSCOPE_TEST_UIDS"))
+		cfg.WorkerDirRoot = os.Getenv("WORKERSCOPE_TEST_DIR_ROOT")
+		cfg.Sandbox = sandbox.Mode(os.Getenv("WORKERSCOPE_TEST_SANDBOX"))
 	}
 	os.Unsetenv(supervisorHelperEnv) // the workers are demo workers, not helpers
 	m, err := workers.New(cfg)

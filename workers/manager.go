@@ -52,8 +52,12 @@ type Manager struct {
 	leftoversKilled atomic.Uint64
 	stderrDropped   atomic.Uint64
 
-	limits    LimitsInfo
-	runLock   *os.File // this instance's lock file in RuntimeDir (nil: none)
+	limits  LimitsInfo
+	iso     isolation
+	runLock *os.File // this instance's lock file in RuntimeDir (nil: none)
+	// recovered are the dead instances recoverLeftovers cleaned up (their
+	// worker directories go too, recoverIsolation).
+	recovered []string
 	stopLimit chan struct{}
 	limitDone chan struct{}
 
@@ -121,7 +125,16 @@ func New(cfg Config) (*Manager, error) {
 		plat.close()
 		return nil, err
 	}
+	if err := m.setupIsolation(); err != nil {
+		plat.close()
+		return nil, err
+	}
 	m.recoverLeftovers()
+	if err := m.recoverIsolation(); err != nil {
+		plat.close()
+		m.releaseRunLock()
+		return nil, err
+	}
 	go m.reaper()
 	go m.limitLoop()
 	return m, nil
@@ -399,14 +412,27 @@ func (m *Manager) spawn(s *session) (*worker, error) {
 		return nil, fmt.Errorf("%w: pipes: %w", ErrSpawn, err)
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
-	cg, err := m.plat.prepare(id, cmd)
+	// Identity, directory and sandbox first: the cgroup shim (v1) then
+	// runs as the worker's uid and execs the sandbox helper.
+	iso, err := m.isolate(id, cmd)
 	if err != nil {
 		closeAll()
+		return nil, fmt.Errorf("%w: %s: %w", ErrSpawn, m.cfg.Command[0], err)
+	}
+	cg, err := m.plat.prepare(id, cmd)
+	if err == nil && iso.uid >= 0 {
+		err = m.plat.chownCgroup(cg, iso.uid)
+	}
+	if err != nil {
+		closeAll()
+		m.plat.release(cg)
+		m.releaseIsolation(iso)
 		return nil, fmt.Errorf("%w: %s: %w", ErrSpawn, m.cfg.Command[0], err)
 	}
 	if err := m.plat.start(cmd, cg); err != nil {
 		closeAll()
 		m.plat.release(cg)
+		m.releaseIsolation(iso)
 		return nil, fmt.Errorf("%w: %s: %w", ErrSpawn, m.cfg.Command[0], err)
 	}
 	_ = inR.Close()
@@ -434,6 +460,7 @@ func (m *Manager) spawn(s *session) (*worker, error) {
 		pending:    make(map[string]chan reply),
 		stderr:     newTailBuffer(m.cfg.StderrTailBytes),
 		cg:         cg,
+		iso:        iso,
 	}
 	w.startTicks = m.plat.startTicks(w.pid)
 	m.log.Debug("worker spawned", "worker", id, "key", s.key, "pid", w.pid)
@@ -727,6 +754,10 @@ func (m *Manager) Stats() Stats {
 		LimitHits:          make(map[string]uint64, numLimits),
 		LeftoversKilled:    m.leftoversKilled.Load(),
 		StderrLinesDropped: m.stderrDropped.Load(),
+		UIDsExhausted:      m.iso.exhausted.Load(),
+	}
+	if m.iso.pool != nil {
+		st.UIDsInUse = m.iso.pool.InUse()
 	}
 	for i, name := range LimitNames {
 		st.LimitHits[name] = m.limitHits[i].Load()

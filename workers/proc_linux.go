@@ -3,11 +3,14 @@
 package workers
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -89,7 +92,13 @@ func (p *platform) spawner() {
 // parent-death signal, born into cg's v2 group when it has one
 // (clone3 CLONE_INTO_CGROUP: it never runs outside it).
 func (p *platform) start(cmd *exec.Cmd, cg *workerCgroup) error {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	var cred *syscall.Credential // tier 2 (setCredential)
+	if cmd.SysProcAttr != nil {
+		cred = cmd.SysProcAttr.Credential
+	}
+	// The kernel clears the parent-death signal when credentials change;
+	// Go's child sets it after switching uid, so it holds.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
 	if cg != nil && cg.V2 != "" {
 		dir, err := cg.OpenV2()
 		if err != nil {
@@ -211,4 +220,70 @@ func (p *platform) close() {
 	close(p.spawnReq)
 	<-p.spawnDone
 	p.reapOrphans()
+}
+
+// setCredential makes cmd run as uid, with gid = uid and no supplementary
+// groups.
+func (p *platform) setCredential(cmd *exec.Cmd, uid int) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid), Groups: []uint32{}}
+}
+
+// chownCgroup lets uid move itself into cg's v1 groups: the placement
+// shim runs as the worker's uid (writing one's own PID to cgroup.procs
+// needs write access to the file and the same uid).
+func (p *platform) chownCgroup(cg *workerCgroup, uid int) error {
+	if cg == nil {
+		return nil
+	}
+	for _, f := range cg.V1Procs() {
+		if err := os.Chown(f, uid, uid); err != nil {
+			return fmt.Errorf("hand the cgroup to the worker uid: %w", err)
+		}
+	}
+	return nil
+}
+
+// killUIDs SIGKILLs every live process any of whose user IDs (real,
+// effective, saved, file system) match, again and again until none is
+// left or two seconds have passed. It returns how many it signalled and
+// how many were left.
+func (p *platform) killUIDs(match func(uint32) bool) (killed, left int) {
+	r := procfs.NewReader("")
+	deadline := time.Now().Add(2 * time.Second)
+	var pids []int
+	for {
+		var err error
+		pids, err = r.PIDs(pids[:0])
+		if err != nil {
+			return killed, 0
+		}
+		n := 0
+		for _, pid := range pids {
+			if pid == p.self {
+				continue
+			}
+			ids, err := r.UIDs(pid)
+			if err != nil || !slices.ContainsFunc(ids[:], match) {
+				continue
+			}
+			if st, err := r.ReadStat(pid); err != nil || st.State == 'Z' {
+				continue
+			}
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+				n++
+			}
+		}
+		if n == 0 {
+			return killed, 0
+		}
+		killed += n
+		if time.Now().After(deadline) {
+			return killed, n
+		}
+		time.Sleep(20 * time.Millisecond)
+		p.reapOrphans()
+	}
 }

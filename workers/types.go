@@ -78,6 +78,11 @@ type WorkerSnapshot struct {
 	// LimitHits counts this worker's limit events by limit name (forks
 	// refused at pids.max, OOM kills, CPU-throttled periods).
 	LimitHits map[string]uint64
+	// UID is the uid the worker's tree runs as (tier 2); 0 when it runs
+	// as the supervisor's (a worker uid is never 0).
+	UID int
+	// Sandboxed is true when the worker was started under Landlock.
+	Sandboxed bool
 	// LastCommands are the worker's last finished commands (at most
 	// LastCommandsKept), oldest first.
 	LastCommands []CommandSummary
@@ -122,6 +127,10 @@ type Stats struct {
 	// StderrLinesDropped counts worker stderr lines not handed to
 	// Config.OnStderr because the worker was over its rate.
 	StderrLinesDropped uint64
+	// UIDsInUse is the number of worker uids held by live or stopping
+	// trees; UIDsExhausted counts spawns refused because none was free.
+	UIDsInUse     int
+	UIDsExhausted uint64
 }
 
 // CrashLoopCrashes is how many consecutive crashes make a session count as

@@ -73,6 +73,8 @@ type worker struct {
 
 	// cg is the worker's cgroup (nil without one); set before start.
 	cg *workerCgroup
+	// iso is the worker's uid, directory and sandbox; set before start.
+	iso *workerIso
 	// limitErr is the limit the watchdog stopped the worker for.
 	limitErr *LimitError
 	// over counts consecutive watchdog passes over the memory and pids
@@ -137,6 +139,8 @@ func (w *worker) snapshot(now time.Time) WorkerSnapshot {
 		CPUMax:     w.m.cfg.CPUMax,
 		Cgroup:     w.m.plat.cgroupPath(w.cg),
 		LimitHits:  w.hitsLocked(),
+		UID:        max(w.iso.uid, 0),
+		Sandboxed:  w.iso.sandboxed,
 
 		LastCommands: slices.Clone(w.last),
 	}
@@ -450,6 +454,8 @@ func (w *worker) wait() {
 
 	w.m.sweep(w)
 	w.m.plat.release(w.cg)
+	// Last: the uid is handed out again only once nothing runs as it.
+	w.m.releaseIsolation(w.iso)
 	_ = w.stdin.Close()
 	_ = w.stdout.Close()
 	_ = w.stderrR.Close()

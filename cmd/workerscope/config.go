@@ -11,12 +11,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
 	"github.com/workerscope/workerscope/httpapi"
+	"github.com/workerscope/workerscope/internal/sandbox"
 	"github.com/workerscope/workerscope/workers"
 )
 
@@ -45,9 +47,16 @@ type config struct {
 	PidsMax   int64
 	CPUMax    float64
 	Cgroups   workers.CgroupMode
-	DemoLoad  bool
-	LogLevel  slog.Level
-	LogFormat string
+	// Worker isolation (docs/security.md): per-worker uids (tier 2), the
+	// per-worker directory root, and the Landlock sandbox (tier 3).
+	WorkerUIDs                 sandbox.UIDRange
+	WorkerDirRoot              string
+	Sandbox                    sandbox.Mode
+	SandboxRO, SandboxRW       []string
+	AllowPorts, AllowBindPorts []uint16
+	DemoLoad                   bool
+	LogLevel                   slog.Level
+	LogFormat                  string
 	// PyroscopeServer and PyroscopeApp override PYROSCOPE_SERVER_ADDRESS
 	// and PYROSCOPE_APPLICATION_NAME.
 	PyroscopeServer, PyroscopeApp string
@@ -99,6 +108,13 @@ var settings = []setting{
 	{"worker-pids-max", "WORKERSCOPE_WORKER_PIDS_MAX", "0", "most processes and threads in each worker's tree (0 = none)"},
 	{"worker-cpu-max", "WORKERSCOPE_WORKER_CPU_MAX", "0", "CPU bandwidth of each worker's tree in cores, e.g. 0.5 or 2 (0 = none; needs cgroups)"},
 	{"cgroups", "WORKERSCOPE_CGROUPS", "auto", "enforce limits with per-worker cgroups: auto (when usable), off (supervisor watchdog only) or required (refuse to start without)"},
+	{"worker-uids", "WORKERSCOPE_WORKER_UIDS", "", "run each worker tree as its own uid and gid from this range, e.g. 200000-200999 (needs root or CAP_SETUID, CAP_SETGID, CAP_CHOWN, CAP_KILL, CAP_DAC_OVERRIDE, CAP_FOWNER; see docs/security.md)"},
+	{"worker-dir-root", "WORKERSCOPE_WORKER_DIR_ROOT", "", "where each isolated worker gets its own directory: HOME, working directory and TMPDIR, removed when its tree is gone (default $TMPDIR/workerscope-workers-UID)"},
+	{"worker-sandbox", "WORKERSCOPE_WORKER_SANDBOX", "auto", "confine each worker tree with Landlock: auto (when the kernel has it), off, or required (refuse to start without Landlock ABI 6)"},
+	{"worker-sandbox-ro", "WORKERSCOPE_WORKER_SANDBOX_RO", "", "comma-separated extra paths sandboxed workers may read and execute (beyond /usr, /etc, /proc, ... and the worker's own installation)"},
+	{"worker-sandbox-rw", "WORKERSCOPE_WORKER_SANDBOX_RW", "", "comma-separated extra paths sandboxed workers may write (beyond their own directory)"},
+	{"worker-allow-ports", "WORKERSCOPE_WORKER_ALLOW_PORTS", "443,80", "TCP ports sandboxed workers may connect to (none = no TCP); never the API port"},
+	{"worker-allow-bind-ports", "WORKERSCOPE_WORKER_ALLOW_BIND_PORTS", "", "TCP ports sandboxed workers may bind (default none)"},
 	{"demo-load", "WORKERSCOPE_DEMO_LOAD", "auto", "light synthetic traffic to a few sessions: true, false, or auto (on with the demo worker)"},
 	{"metrics-worker-key", "WORKERSCOPE_METRICS_WORKER_KEY", "true", "put the session key on per-worker metrics as worker.key (false drops it)"},
 	{"command-cost", "WORKERSCOPE_COMMAND_COST", "true", "read each command's cost from its worker's tree at start and end (false saves ~100 µs of CPU per command)"},
@@ -234,6 +250,39 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	limit("worker-pids-max", func(v string) (err error) { c.PidsMax, err = workers.ParsePidsMax(v); return })
 	limit("worker-cpu-max", func(v string) (err error) { c.CPUMax, err = workers.ParseCPUCores(v); return })
 	limit("cgroups", func(v string) (err error) { c.Cgroups, err = workers.ParseCgroupMode(v); return })
+	limit("worker-uids", func(v string) (err error) { c.WorkerUIDs, err = sandbox.ParseUIDRange(v); return })
+	limit("worker-sandbox", func(v string) (err error) { c.Sandbox, err = sandbox.ParseMode(v); return })
+	limit("worker-allow-ports", func(v string) (err error) { c.AllowPorts, err = sandbox.ParsePorts(v); return })
+	limit("worker-allow-bind-ports", func(v string) (err error) { c.AllowBindPorts, err = sandbox.ParsePorts(v); return })
+	paths := func(name string) []string {
+		v, label := get(name)
+		var out []string
+		for p := range strings.SplitSeq(v, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			if !filepath.IsAbs(p) {
+				bad(label, p, "want absolute paths")
+			}
+			out = append(out, filepath.Clean(p))
+		}
+		return out
+	}
+	c.SandboxRO, c.SandboxRW = paths("worker-sandbox-ro"), paths("worker-sandbox-rw")
+	if v, label := get("worker-dir-root"); v != "" {
+		if !filepath.IsAbs(v) {
+			bad(label, v, "want an absolute path")
+		}
+		c.WorkerDirRoot = filepath.Clean(v)
+	}
+	if _, port, err := net.SplitHostPort(c.Listen); err == nil {
+		// The API port must never be reachable from a sandboxed worker.
+		if p, err := strconv.ParseUint(port, 10, 16); err == nil && p != 0 &&
+			(slices.Contains(c.AllowPorts, uint16(p)) || slices.Contains(c.AllowBindPorts, uint16(p))) {
+			_, label := get("worker-allow-ports")
+			errs = append(errs, fmt.Errorf("invalid %s: includes %d, the API port (--listen): workers must never reach it", label, p))
+		}
+	}
 	if c.MemoryMax > 0 && c.MemoryMax < 1<<20 {
 		_, label := get("worker-memory-max")
 		errs = append(errs, fmt.Errorf("%s: %d bytes is below the smallest limit, 1MiB", label, c.MemoryMax))

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/workerscope/workerscope/internal/sandbox"
 	"github.com/workerscope/workerscope/workers"
 )
 
@@ -85,6 +86,16 @@ func TestParseConfigErrorsNameTheSetting(t *testing.T) {
 		{"negative pids", []string{"--worker-pids-max", "-5"}, nil, "--worker-pids-max"},
 		{"cpu not a number", []string{"--worker-cpu-max", "half"}, nil, "--worker-cpu-max"},
 		{"bad cgroups mode", []string{"--cgroups", "sometimes"}, nil, "--cgroups / WORKERSCOPE_CGROUPS"},
+		{"uid range malformed", []string{"--worker-uids", "200000"}, nil, "--worker-uids / WORKERSCOPE_WORKER_UIDS"},
+		{"uid range reversed", nil, []string{"WORKERSCOPE_WORKER_UIDS", "300-200"}, "reversed"},
+		{"uid range too large", []string{"--worker-uids", "100000-900000"}, nil, "more than"},
+		{"uid range with root", []string{"--worker-uids", "0-100"}, nil, "uid 0"},
+		{"bad sandbox mode", []string{"--worker-sandbox", "strict"}, nil, "--worker-sandbox / WORKERSCOPE_WORKER_SANDBOX"},
+		{"bad port", []string{"--worker-allow-ports", "443,https"}, nil, "--worker-allow-ports"},
+		{"API port allowed", []string{"--listen", "127.0.0.1:8443", "--worker-allow-ports", "443,8443"}, nil, "the API port"},
+		{"API port bindable", []string{"--listen", "127.0.0.1:7070", "--worker-allow-bind-ports", "7070"}, nil, "the API port"},
+		{"relative sandbox path", []string{"--worker-sandbox-ro", "/opt/x,relative"}, nil, "--worker-sandbox-ro"},
+		{"relative dir root", []string{"--worker-dir-root", "workers"}, nil, "--worker-dir-root"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -111,6 +122,28 @@ func TestParseConfigLimits(t *testing.T) {
 	}
 	if c.MemoryMax != 0 || c.PidsMax != 0 || c.CPUMax != 0 || c.Cgroups != workers.CgroupsAuto {
 		t.Fatalf("default limits %d %d %v %q", c.MemoryMax, c.PidsMax, c.CPUMax, c.Cgroups)
+	}
+}
+
+func TestParseConfigIsolation(t *testing.T) {
+	c, err := parseConfig(nil, envOf(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.WorkerUIDs.IsZero() || c.Sandbox != sandbox.ModeAuto || !reflect.DeepEqual(c.AllowPorts, []uint16{443, 80}) ||
+		c.AllowBindPorts != nil || c.WorkerDirRoot != "" {
+		t.Fatalf("isolation defaults: %+v", c)
+	}
+	c, err = parseConfig([]string{"--worker-uids", "200000-200999", "--worker-sandbox", "required",
+		"--worker-sandbox-ro", "/opt/tools, /srv/ro", "--worker-allow-ports", "none", "--worker-dir-root", "/var/lib/workerscope/workers/"},
+		envOf("WORKERSCOPE_WORKER_SANDBOX_RW", "/srv/shared", "WORKERSCOPE_WORKER_ALLOW_BIND_PORTS", "3000"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.WorkerUIDs != (sandbox.UIDRange{First: 200000, Last: 200999}) || c.Sandbox != sandbox.ModeRequired ||
+		!reflect.DeepEqual(c.SandboxRO, []string{"/opt/tools", "/srv/ro"}) || !reflect.DeepEqual(c.SandboxRW, []string{"/srv/shared"}) ||
+		c.AllowPorts != nil || !reflect.DeepEqual(c.AllowBindPorts, []uint16{3000}) || c.WorkerDirRoot != "/var/lib/workerscope/workers" {
+		t.Fatalf("isolation settings: %+v", c)
 	}
 }
 

@@ -14,11 +14,14 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/workerscope/workerscope/httpapi"
+	"github.com/workerscope/workerscope/internal/sandbox"
 	"github.com/workerscope/workerscope/telemetry/otellogs"
 	"github.com/workerscope/workerscope/telemetry/otelmetrics"
 	"github.com/workerscope/workerscope/telemetry/otelsetup"
@@ -35,6 +38,9 @@ func main() {
 }
 
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if getenv(sandbox.RoleEnv) != "" {
+		return sandbox.Main() // the helper that confines a worker and execs it
+	}
 	if getenv(demoworker.RoleEnv) != "" {
 		return demoworker.Main()
 	}
@@ -157,6 +163,13 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 		abortStart(tel, mgr)
 		return fmt.Errorf("listen on %s (--listen / WORKERSCOPE_LISTEN): %w", cfg.Listen, err)
 	}
+	// With --listen :0 the API port is known only now: no sandboxed worker
+	// may reach it either.
+	if port := uint16(ln.Addr().(*net.TCPAddr).Port); slices.Contains(cfg.AllowPorts, port) || slices.Contains(cfg.AllowBindPorts, port) {
+		_ = ln.Close()
+		abortStart(tel, mgr)
+		return fmt.Errorf("the API listens on port %d, which --worker-allow-ports lets workers reach", port)
+	}
 	handler := api.Handler()
 	if tel.provider.Tracing {
 		handler = oteltrace.Middleware(handler) // a caller's traceparent parents the command spans
@@ -276,6 +289,14 @@ func newManager(cfg *config, hooks managerHooks, log *slog.Logger) (*workers.Man
 		CPUMax:                cfg.CPUMax,
 		Cgroups:               cfg.Cgroups,
 		RuntimeDir:            cfg.RuntimeDir,
+		WorkerUIDs:            cfg.WorkerUIDs,
+		WorkerDirRoot:         cfg.WorkerDirRoot,
+		Sandbox:               cfg.Sandbox,
+		SandboxReadOnly:       cfg.SandboxRO,
+		SandboxReadWrite:      cfg.SandboxRW,
+		AllowConnectPorts:     cfg.AllowPorts,
+		AllowBindPorts:        cfg.AllowBindPorts,
+		DenyPorts:             listenPort(cfg.Listen),
 		Logger:                log,
 		EnvDrop:               workerEnvDrop(),
 	}
@@ -288,11 +309,13 @@ func newManager(cfg *config, hooks managerHooks, log *slog.Logger) (*workers.Man
 	if cfg.StopGrace == 0 {
 		wcfg.StopGrace = -1 // 0 on the command line means SIGKILL at once
 	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("locate own binary (demo worker, sandbox helper): %w", err)
+	}
+	// Isolated workers start through this binary's sandbox helper role.
+	wcfg.SandboxHelper = []string{exe}
 	if cfg.DemoWorker {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("locate own binary for the demo worker: %w", err)
-		}
 		wcfg.Command = []string{exe, "demo-worker"}
 	}
 	return workers.New(wcfg)
@@ -311,6 +334,19 @@ func workerEnvDrop() []string {
 		}
 	}
 	return drop
+}
+
+// listenPort is the API port of a host:port listen address (none for 0).
+func listenPort(addr string) []uint16 {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 {
+		return nil
+	}
+	return []uint16{uint16(p)}
 }
 
 // printBanner tells the person who started the server where it is and

@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/workerscope/workerscope/internal/sandbox"
 	"github.com/workerscope/workerscope/internal/testutil"
 
 	"github.com/workerscope/workerscope/httpapi"
@@ -23,7 +25,12 @@ import (
 	"github.com/workerscope/workerscope/workers/demoworker"
 )
 
-func TestMain(m *testing.M) { demoworker.TestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(sandbox.RoleEnv) != "" { // the sandbox helper of isolated workers
+		os.Exit(sandbox.Main())
+	}
+	demoworker.TestMain(m)
+}
 
 const testToken = "routes-test-token-0123456789"
 

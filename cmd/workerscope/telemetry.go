@@ -169,6 +169,7 @@ func (t *telemetryStack) mount(api *httpapi.Server, d telemetryDeps) {
 		Gauges:     d.gauges,
 		SSEClients: d.sseClients,
 		Limits:     d.mgr.Limits,
+		Isolation:  d.mgr.Isolation,
 		Version:    d.version,
 		Started:    d.started,
 	}))

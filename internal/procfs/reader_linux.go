@@ -251,3 +251,15 @@ var errESRCH = unix.ESRCH
 
 // atFDCWD is AT_FDCWD (-100) as a system call argument.
 var atFDCWD = func() uintptr { v := unix.AT_FDCWD; return uintptr(v) }()
+
+// UIDs returns the real, effective, saved and file-system user IDs of pid
+// from /proc/PID/status (readable for every process, whoever owns it).
+func (r *Reader) UIDs(pid int) ([4]uint32, error) {
+	var out [4]uint32
+	r.path = appendProcPath(r.path[:0], r.root, pid, "status")
+	b, err := r.readFile(64 << 10)
+	if err != nil {
+		return out, fmt.Errorf("procfs: read %d/status: %w", pid, err)
+	}
+	return parseStatusUIDs(b)
+}

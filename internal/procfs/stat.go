@@ -159,3 +159,34 @@ func appendProcPath(dst []byte, root string, pid int, file string) []byte {
 	}
 	return append(dst, 0)
 }
+
+// parseStatusUIDs reads the "Uid:" line of /proc/PID/status: real,
+// effective, saved and file-system user IDs.
+func parseStatusUIDs(b []byte) ([4]uint32, error) {
+	var out [4]uint32
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		rest, ok := bytes.CutPrefix(line, []byte("Uid:"))
+		if !ok {
+			continue
+		}
+		f := bytes.Fields(rest)
+		if len(f) != 4 {
+			return out, fmt.Errorf("procfs: malformed Uid line %q", line)
+		}
+		for i, s := range f {
+			n, err := strconv.ParseUint(string(s), 10, 32)
+			if err != nil {
+				return out, fmt.Errorf("procfs: malformed Uid line %q: %w", line, err)
+			}
+			out[i] = uint32(n)
+		}
+		return out, nil
+	}
+	return out, errors.New("procfs: no Uid line in status")
+}

@@ -30,6 +30,9 @@ type JSONOptions struct {
 	// Limits reports the per-worker limits and what enforces them
 	// (Manager.Limits); nil shows none.
 	Limits func() workers.LimitsInfo
+	// Isolation reports the worker isolation tiers (Manager.Isolation);
+	// nil shows none.
+	Isolation func() workers.IsolationInfo
 	// Wait bounds how long a request waits for a sampling pass in
 	// progress before answering from the previous report. Default 2s.
 	Wait time.Duration
@@ -131,16 +134,17 @@ type totalsJSON struct {
 }
 
 type reportJSON struct {
-	SampledAt     *time.Time          `json:"sampled_at"`
-	WindowSeconds float64             `json:"window_seconds"`
-	SampleSeconds float64             `json:"sample_duration_seconds"`
-	NumCPU        int                 `json:"num_cpu"`
-	Process       processJSON         `json:"process"`
-	Workers       []usageJSON         `json:"workers"`
-	Totals        totalsJSON          `json:"totals"`
-	SamplerErrors uint64              `json:"sampler_errors"`
-	Limits        *workers.LimitsInfo `json:"limits"`
-	Error         *string             `json:"error"`
+	SampledAt     *time.Time             `json:"sampled_at"`
+	WindowSeconds float64                `json:"window_seconds"`
+	SampleSeconds float64                `json:"sample_duration_seconds"`
+	NumCPU        int                    `json:"num_cpu"`
+	Process       processJSON            `json:"process"`
+	Workers       []usageJSON            `json:"workers"`
+	Totals        totalsJSON             `json:"totals"`
+	SamplerErrors uint64                 `json:"sampler_errors"`
+	Limits        *workers.LimitsInfo    `json:"limits"`
+	Isolation     *workers.IsolationInfo `json:"isolation,omitempty"`
+	Error         *string                `json:"error"`
 }
 
 func (h *reportHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -172,6 +176,10 @@ func (h *reportHandler) render(rep *sampler.Report) []byte {
 	if h.opts.Limits != nil {
 		li := h.opts.Limits()
 		out.Limits = &li
+	}
+	if h.opts.Isolation != nil {
+		iso := h.opts.Isolation()
+		out.Isolation = &iso
 	}
 	if rep != nil {
 		at := rep.SampledAt.UTC()

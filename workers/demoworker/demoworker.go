@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -103,6 +104,10 @@ type command struct {
 	Code        int             `json:"code"`
 	MiB         int             `json:"mib"`
 	Count       int             `json:"count"`
+	Argv        []string        `json:"argv"`
+	Addr        string          `json:"addr"`
+	MPTCP       bool            `json:"mptcp"`
+	Listen      bool            `json:"listen"`
 }
 
 func (w *worker) emit(v any) {
@@ -187,6 +192,14 @@ func (w *worker) handle(ctx context.Context, line []byte) {
 			data["error"] = err.Error()
 		}
 		w.respond(&c, data, nil)
+	case "exec":
+		w.respond(&c, runExec(ctx, c.Argv, c.MS), nil)
+	case "dial":
+		if c.Listen {
+			w.respond(&c, listen(c.Addr), nil)
+		} else {
+			w.respond(&c, dial(c.Addr, c.MS, c.MPTCP), nil)
+		}
 	case "escape":
 		pid, err := escape(c.MS)
 		w.respond(&c, map[string]any{"pid": pid}, err)
@@ -459,4 +472,69 @@ func TestMain(m interface{ Run() int }) {
 // binary as the demo worker (see TestMain).
 func TestCommand() (argv, env []string) {
 	return []string{os.Args[0]}, []string{RoleEnv + "=worker"}
+}
+
+// runExec runs argv (fault injection: what a model-chosen shell command
+// would do) and reports {"code", "stdout", "stderr"} (each output cut at
+// 4 KiB; code -1 with "error" when it could not start). ms bounds it
+// (default 10 s).
+func runExec(ctx context.Context, argv []string, ms int) map[string]any {
+	if len(argv) == 0 {
+		return map[string]any{"code": -1, "error": "empty argv"}
+	}
+	if ms <= 0 {
+		ms = 10000
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	res := map[string]any{}
+	if err != nil {
+		code = -1
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else {
+			res["error"] = err.Error()
+		}
+	}
+	cut := func(b []byte) string {
+		if len(b) > 4096 {
+			b = b[:4096]
+		}
+		return string(b)
+	}
+	res["code"], res["stdout"], res["stderr"] = code, cut(out.Bytes()), cut(errb.Bytes())
+	return res
+}
+
+// dial opens a TCP connection to addr (Multipath TCP with mptcp) and
+// closes it: {"connected": true} or {"connected": false, "error"}. ms
+// bounds it (default 3 s).
+func dial(addr string, ms int, mptcp bool) map[string]any {
+	if ms <= 0 {
+		ms = 3000
+	}
+	d := net.Dialer{Timeout: time.Duration(ms) * time.Millisecond}
+	d.SetMultipathTCP(mptcp)
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return map[string]any{"connected": false, "error": err.Error()}
+	}
+	_ = c.Close()
+	return map[string]any{"connected": true}
+}
+
+// listen binds a TCP listener on addr and closes it: {"listening": true}
+// or {"listening": false, "error"}.
+func listen(addr string) map[string]any {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return map[string]any{"listening": false, "error": err.Error()}
+	}
+	_ = l.Close()
+	return map[string]any{"listening": true}
 }

@@ -32,6 +32,14 @@
 //	fork       {"count", "ms"}: starts count children (`sleep`, one thread
 //	           each) that live ms, one after another, and answers
 //	           {"started", "failed", "error"} (the first fork error)
+//	exec       {"argv", "ms"}: runs argv (what a model-chosen shell command
+//	           would do: the hostile-worker tests' fault injection) and answers
+//	           {"code", "stdout", "stderr"} (4 KiB each; "error" when it could
+//	           not start)
+//	dial       {"addr", "ms", "mptcp", "listen"}: opens a TCP (or Multipath
+//	           TCP) connection to addr, or with listen binds a listener on it,
+//	           and answers {"listening"} or
+//	           {"connected"} (and "error")
 //
 // Environment: WORKERSCOPE_DEMO_CRASH_AT_START=msg prints msg to stderr and
 // exits 3 before reading anything; WORKERSCOPE_DEMO_IGNORE_SIGTERM=1 ignores
