@@ -70,8 +70,8 @@ type rule struct {
 var rules = []rule{
 	{pkg: "workers", says: "It must not import OpenTelemetry, net/http or anything under telemetry/",
 		deny: cat(otel, netHTTP, telemetry)},
-	{pkg: "workers", says: "Its only project imports are internal/procfs, internal/cgroup and internal/proflabel.",
-		onlyProject: []string{mod + "workers", mod + "internal/procfs", mod + "internal/cgroup", mod + "internal/proflabel"}},
+	{pkg: "workers", says: "Its only project imports are internal/procfs, internal/cgroup, internal/proflabel and internal/sandbox",
+		onlyProject: []string{mod + "workers", mod + "internal/procfs", mod + "internal/cgroup", mod + "internal/proflabel", mod + "internal/sandbox"}},
 	{pkg: "workers/demoworker", says: "It imports only the standard library", only: std},
 	{pkg: "telemetry/sampler", says: "must not import OpenTelemetry or net/http", deny: cat(otel, netHTTP)},
 	{pkg: "telemetry/otelmetrics", says: "It must not import net/http, the OTel SDK set-up (telemetry/otelsetup) or any exporter",
@@ -96,6 +96,11 @@ var rules = []rule{
 		only: []string{"golang.org/x/sys/..."}},
 	{pkg: "internal/proflabel", says: "It imports only the standard library, and not net/http,",
 		only: std, deny: netHTTP},
+	{pkg: "internal/sandbox", says: "The package imports only the standard library, golang.org/x/sys and github.com/landlock-lsm/go-landlock.",
+		// psx comes with go-landlock (its all-threads syscalls).
+		only: []string{"golang.org/x/sys/...", "github.com/landlock-lsm/go-landlock/...", "kernel.org/pub/linux/libs/security/libcap/psx"}},
+	{pkg: "internal/sandbox", says: "It must not import package workers, anything under telemetry/, net/http or OpenTelemetry",
+		deny: cat(otel, netHTTP, telemetry, []string{mod + "workers/..."})},
 	{pkg: "internal/faillog", says: "It imports only the standard library.", only: std},
 	{pkg: "internal/testutil", says: "It is imported by _test files only.", testOnly: true},
 	{pkg: "internal/testutil", says: "It may import workers, workers/demoworker and the OTel SDK (an in-memory log exporter), nothing of telemetry or httpapi.",
