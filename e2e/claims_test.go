@@ -104,7 +104,7 @@ done
 		"HOME=" + home,
 		"OTEL_METRICS_EXPORTER=none", "OTEL_TRACES_EXPORTER=none", "OTEL_LOGS_EXPORTER=none",
 		"OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20otlp-secret-0123456789",
-	}, "--worker-cmd", "/bin/sh "+script)
+	}, "--worker-cmd", "/bin/sh "+script, "--worker-sandbox", "off") // tier 1 alone: tiers 2 and 3 are TestIsolationThroughTheBinary's
 	a.rpc(t, "mallory", `{"type":"get_state"}`)
 	attack, err := os.ReadFile(filepath.Join(home, "attack"))
 	if err != nil {

@@ -25,10 +25,12 @@ var instanceIDRE = regexp.MustCompile(`service_instance_id=(\S+)`)
 // instanceID is the service.instance.id a workerscope logged at start.
 func instanceID(t testing.TB, a *app) string {
 	t.Helper()
-	m := instanceIDRE.FindStringSubmatch(a.output())
-	if m == nil {
-		t.Fatalf("workerscope logged no service_instance_id:\n%s", tail(a.output(), 2000))
-	}
+	var m []string
+	// The "started" line follows the banner that waitServing saw.
+	waitFor(t, 10*time.Second, "workerscope to log its service_instance_id", func() bool {
+		m = instanceIDRE.FindStringSubmatch(a.output())
+		return m != nil
+	}, a.proc)
 	return strings.Trim(m[1], `"`)
 }
 

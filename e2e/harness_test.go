@@ -251,10 +251,12 @@ func (a *app) rpc(t testing.TB, key, cmd string) map[string]any {
 }
 
 type workerInfo struct {
-	ID    string `json:"id"`
-	Key   string `json:"key"`
-	PID   int    `json:"pid"`
-	State string `json:"state"`
+	ID        string `json:"id"`
+	Key       string `json:"key"`
+	PID       int    `json:"pid"`
+	State     string `json:"state"`
+	UID       *int   `json:"uid"`       // with --worker-uids
+	Sandboxed bool   `json:"sandboxed"` // under Landlock
 }
 
 func (a *app) workers(t testing.TB) map[string]workerInfo {

@@ -12,12 +12,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
-
 
 const (
 	unitPath   = "deploy/systemd/workerscope.service"
@@ -406,15 +406,28 @@ func TestSystemdUnitRunsTheBinary(t *testing.T) {
 	u := parseUnit(t, readFile(t, s.hostPath("etc/systemd/system/workerscope.service")))
 	svc := u["Service"]
 
-	tmp := t.TempDir()
+	tmp := publicDir(t, 0) // /var/lib and /run are reachable by every uid
 	stateRoot, runtimeRoot, creds := filepath.Join(tmp, "var-lib"), filepath.Join(tmp, "run"), filepath.Join(tmp, "credentials")
 	spec := map[byte]string{'d': creds, 'S': stateRoot, 't': runtimeRoot}
 	dirs := map[string]string{
 		"RUNTIME_DIRECTORY": filepath.Join(runtimeRoot, u.one(t, "Service", "RuntimeDirectory")),
 		"STATE_DIRECTORY":   filepath.Join(stateRoot, u.one(t, "Service", "StateDirectory")),
 	}
-	for _, d := range dirs {
-		if err := os.MkdirAll(d, 0o750); err != nil {
+	// systemd creates them with the unit's modes (0755 by default).
+	for key, d := range dirs {
+		mode := os.FileMode(0o755)
+		modeKey := map[string]string{"RUNTIME_DIRECTORY": "RuntimeDirectoryMode", "STATE_DIRECTORY": "StateDirectoryMode"}[key]
+		if m := svc[modeKey]; len(m) == 1 {
+			v, err := strconv.ParseUint(m[0], 8, 32)
+			if err != nil {
+				t.Fatalf("%sDirectoryMode=%s: %v", key, m[0], err)
+			}
+			mode = os.FileMode(v)
+		}
+		if err := os.MkdirAll(d, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, mode); err != nil { // MkdirAll applies the umask
 			t.Fatal(err)
 		}
 	}
@@ -563,6 +576,11 @@ func TestSystemdUnitRunsTheBinary(t *testing.T) {
 	w, ok := ws["systemd-unit"]
 	if !ok {
 		t.Fatalf("no worker for the session: %v", ws)
+	}
+	// The unit's isolation: tier 2 (a uid of WORKERSCOPE_WORKER_UIDS) and
+	// tier 3 (Landlock, on this kernel).
+	if w.UID == nil || *w.UID < 200000 || *w.UID > 200999 || !w.Sandboxed {
+		t.Errorf("worker under the unit: uid %v sandboxed %v, want a uid of 200000-200999 and the sandbox", w.UID, w.Sandboxed)
 	}
 	instance := instancePrefix(w.ID)
 	waitFor(t, 15*time.Second, "the worker and its child", func() bool { return len(workerMarkers(instance)) >= 2 }, p)
