@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -227,16 +226,7 @@ func TestSeriesCoverStoppingWorkers(t *testing.T) {
 	a.rpc(t, "next", `{"type":"get_state"}`) // evicts "stuck", which will not stop for 60 s
 	var body string
 	waitFor(t, 10*time.Second, "both workers' series, none unobserved", func() bool {
-		req, _ := http.NewRequest(http.MethodGet, a.url+"/metrics", nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Accept", "text/plain;version=0.0.4")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		body = string(b)
+		body = a.scrape(t, "text/plain;version=0.0.4")
 		return strings.Contains(body, `worker_key="stuck"`) && strings.Contains(body, `worker_key="next"`) &&
 			regexp.MustCompile(`(?m)^workerscope_workers_unobserved(\{[^}]*\})? 0$`).MatchString(body)
 	}, a.proc)
@@ -318,17 +308,9 @@ func TestTracesOffNamesNoTraces(t *testing.T) {
 	if n < 2 {
 		t.Fatalf("last_commands missing: %s", b)
 	}
-	req, _ := http.NewRequest(http.MethodGet, a.url+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	om, _ := io.ReadAll(resp.Body)
-	if strings.Contains(string(om), "trace_id=") {
-		t.Errorf("exemplars name traces:\n%s", grepLines(string(om), "trace_id="))
+	om := a.scrape(t, "application/openmetrics-text;version=1.0.0")
+	if strings.Contains(om, "trace_id=") {
+		t.Errorf("exemplars name traces:\n%s", grepLines(om, "trace_id="))
 	}
 }
 

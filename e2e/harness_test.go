@@ -250,6 +250,26 @@ func (a *app) rpc(t testing.TB, key, cmd string) map[string]any {
 	return r
 }
 
+// scrape is GET /metrics with the token and accept as the Accept header
+// (text/plain;version=0.0.4 or application/openmetrics-text for the
+// Prometheus expositions).
+func (a *app) scrape(t testing.TB, accept string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, a.url+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", accept)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
+	}
+	return string(b)
+}
+
 type workerInfo struct {
 	ID        string `json:"id"`
 	Key       string `json:"key"`

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -156,14 +157,7 @@ func TestKubeletPlaysTheManifest(t *testing.T) {
 		defer rcancel()
 		req, _ := http.NewRequestWithContext(rctx, http.MethodPost, base+"/api/sessions/"+key+"/rpc", strings.NewReader(cmd))
 		authed(req)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		var b strings.Builder
-		_, _ = bufio.NewReader(resp.Body).WriteTo(&b)
-		return resp.StatusCode, b.String()
+		return statusBody(http.DefaultClient.Do(req))
 	}
 	for _, key := range []string{"alice", "bob", "carol"} {
 		if code, body := rpc(key, `{"type":"prompt","message":"hi","cpu_ms":20,"child_ms":60000}`); code != http.StatusOK {
@@ -349,14 +343,17 @@ func probe(t *testing.T, base string, c *corev1.Container, p *corev1.Probe) (int
 	}
 	timeout := time.Duration(max(p.TimeoutSeconds, 1)) * time.Second
 	client := &http.Client{Timeout: timeout}
-	resp, err := client.Get(base + p.HTTPGet.Path)
+	return statusBody(client.Get(base + p.HTTPGet.Path))
+}
+
+// statusBody is a response's status and body, or 0 and the error.
+func statusBody(resp *http.Response, err error) (int, string) {
 	if err != nil {
 		return 0, err.Error()
 	}
 	defer resp.Body.Close()
-	var b strings.Builder
-	_, _ = bufio.NewReader(resp.Body).WriteTo(&b)
-	return resp.StatusCode, b.String()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 // prober runs one probe on its period until ctx ends, keeping results.

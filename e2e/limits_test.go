@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -57,15 +56,7 @@ func TestLimitsThroughTheBinary(t *testing.T) {
 		t.Fatalf("worker limits in /api/metrics: %+v", rep.Workers)
 	}
 
-	req, _ := http.NewRequest("GET", a.url+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Accept", "text/plain;version=0.0.4")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b := a.scrape(t, "text/plain;version=0.0.4")
 	for _, want := range []string{
 		`workerscope_worker_limit_hits_total{limit="memory"`,
 		`workerscope_worker_exits_total{exit_reason="memory_limit"`,
@@ -73,7 +64,7 @@ func TestLimitsThroughTheBinary(t *testing.T) {
 		`workerscope_worker_processes_limit{enforcement="watchdog"`,
 	} {
 		line := ""
-		for _, l := range strings.Split(string(b), "\n") {
+		for _, l := range strings.Split(b, "\n") {
 			if strings.HasPrefix(l, want) {
 				line = l
 			}
