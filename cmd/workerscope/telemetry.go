@@ -62,7 +62,7 @@ func startTelemetry(ctx context.Context, cfg *config, d telemetryDeps, log *slog
 	if err != nil {
 		return nil, err
 	}
-	promReader, promHandler, err := report.NewPrometheus()
+	promReader, promHandler, err := otelsetup.NewPrometheus()
 	if err != nil {
 		return nil, err
 	}

@@ -270,7 +270,7 @@ func newOTLPExporter(ctx context.Context, s exportSettings) (sdkmetric.Exporter,
 // readerOptions are the periodic reader's options: interval, timeout and
 // the Go runtime producer (go.schedule.duration).
 func (s exportSettings) readerOptions() []sdkmetric.PeriodicReaderOption {
-	opts := []sdkmetric.PeriodicReaderOption{sdkmetric.WithInterval(s.interval), sdkmetric.WithProducer(NewRuntimeProducer())}
+	opts := []sdkmetric.PeriodicReaderOption{sdkmetric.WithInterval(s.interval), sdkmetric.WithProducer(newRuntimeProducer())}
 	if s.timeout > 0 {
 		opts = append(opts, sdkmetric.WithTimeout(s.timeout))
 	}
@@ -296,18 +296,32 @@ type promServer struct {
 	ln  net.Listener
 }
 
-func newPromServer(addr string, log *slog.Logger) (sdkmetric.Reader, *promServer, error) {
+// NewPrometheus returns a metric reader that exposes the provider's
+// instruments (and the Go runtime's) in the Prometheus and OpenMetrics
+// exposition formats, and the HTTP handler that serves them; pass the
+// reader in ProviderOptions.Readers. The binary serves the handler at the
+// token-protected GET /metrics; OTEL_METRICS_EXPORTER=prometheus serves
+// another on its own port.
+func NewPrometheus() (sdkmetric.Reader, http.Handler, error) {
 	reg := prometheus.NewRegistry()
-	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithProducer(NewRuntimeProducer()))
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithProducer(newRuntimeProducer()))
 	if err != nil {
 		return nil, nil, fmt.Errorf("otelsetup: prometheus exporter: %w", err)
+	}
+	return exp, promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}), nil
+}
+
+func newPromServer(addr string, log *slog.Logger) (sdkmetric.Reader, *promServer, error) {
+	exp, handler, err := NewPrometheus()
+	if err != nil {
+		return nil, nil, err
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("otelsetup: prometheus exporter (OTEL_EXPORTER_PROMETHEUS_HOST/PORT): listen on %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+	mux.Handle("GET /metrics", handler)
 	p := &promServer{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}
 	go func() { _ = p.srv.Serve(ln) }()
@@ -321,14 +335,14 @@ func (p *promServer) shutdown(ctx context.Context) error {
 	return p.srv.Shutdown(ctx)
 }
 
-// NewRuntimeProducer returns the Go runtime's producer of
+// newRuntimeProducer returns the Go runtime's producer of
 // go.schedule.duration for one reader. The contrib producer re-reads the
 // runtime at most every 15 s by default and stamps its points with that
 // read's time, so a reader collecting more often would send the same
 // timestamp again, which a Prometheus-compatible backend can reject whole
 // (and with it the rest of that OTLP request). Reading runtime/metrics'
 // one histogram costs microseconds: read it on every collection.
-func NewRuntimeProducer() sdkmetric.Producer {
+func newRuntimeProducer() sdkmetric.Producer {
 	// The option is a ProducerOption; its declared type is the wider Option.
 	return runtime.NewProducer(runtime.WithMinimumReadMemStatsInterval(time.Millisecond).(runtime.ProducerOption))
 }

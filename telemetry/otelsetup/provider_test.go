@@ -170,7 +170,7 @@ func TestResourceAttributes(t *testing.T) {
 // milliseconds apart carry different timestamps (the contrib default would
 // repeat one for 15 s, which Prometheus-compatible backends can reject).
 func TestRuntimeProducerFreshEachCollection(t *testing.T) {
-	p := NewRuntimeProducer()
+	p := newRuntimeProducer()
 	stamp := func() time.Time {
 		sms, err := p.Produce(context.Background())
 		if err != nil {

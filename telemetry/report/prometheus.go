@@ -5,24 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/workerscope/workerscope/telemetry/otelsetup"
-	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 )
-
-// NewPrometheus returns an OTel metric reader that exposes the same
-// instruments in Prometheus exposition format, and its HTTP handler.
-func NewPrometheus() (sdkmetric.Reader, http.Handler, error) {
-	reg := prometheus.NewRegistry()
-	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithProducer(otelsetup.NewRuntimeProducer()))
-	if err != nil {
-		return nil, nil, err
-	}
-	return exp, promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}), nil
-}
 
 // Negotiate serves /metrics: Prometheus exposition when the client
 // prefers text/plain (version 0.0.4) or OpenMetrics over HTML, as a
