@@ -10,19 +10,12 @@ import (
 	"time"
 
 	"github.com/workerscope/workerscope/internal/sandbox"
+	"github.com/workerscope/workerscope/internal/testutil"
 	"github.com/workerscope/workerscope/workers"
 )
 
-func envOf(kv ...string) func(string) string {
-	m := map[string]string{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
-	}
-	return func(k string) string { return m[k] }
-}
-
 func TestParseConfigDefaults(t *testing.T) {
-	c, err := parseConfig(nil, envOf(), io.Discard)
+	c, err := parseConfig(nil, testutil.Env(), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +26,7 @@ func TestParseConfigDefaults(t *testing.T) {
 }
 
 func TestParseConfigPrecedence(t *testing.T) {
-	env := envOf("WORKERSCOPE_IDLE_TTL", "1m", "WORKERSCOPE_MAX_WORKERS", "9", "WORKERSCOPE_TOKEN", "0123456789abcdef-env",
+	env := testutil.Env("WORKERSCOPE_IDLE_TTL", "1m", "WORKERSCOPE_MAX_WORKERS", "9", "WORKERSCOPE_TOKEN", "0123456789abcdef-env",
 		"WORKERSCOPE_WORKER_CMD", `pi --mode rpc --append-system-prompt "be brief"`)
 	c, err := parseConfig([]string{"--idle-ttl", "2m"}, env, io.Discard)
 	if err != nil {
@@ -99,7 +92,7 @@ func TestParseConfigErrorsNameTheSetting(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := parseConfig(tt.args, envOf(tt.env...), io.Discard)
+			_, err := parseConfig(tt.args, testutil.Env(tt.env...), io.Discard)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to mention %q", err, tt.want)
 			}
@@ -109,14 +102,14 @@ func TestParseConfigErrorsNameTheSetting(t *testing.T) {
 
 func TestParseConfigLimits(t *testing.T) {
 	c, err := parseConfig([]string{"--worker-memory-max", "512MiB", "--worker-cpu-max", "0.5", "--cgroups", "off"},
-		envOf("WORKERSCOPE_WORKER_PIDS_MAX", "40"), io.Discard)
+		testutil.Env("WORKERSCOPE_WORKER_PIDS_MAX", "40"), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.MemoryMax != 512<<20 || c.PidsMax != 40 || c.CPUMax != 0.5 || c.Cgroups != workers.CgroupsOff {
 		t.Fatalf("limits %d %d %v %q", c.MemoryMax, c.PidsMax, c.CPUMax, c.Cgroups)
 	}
-	c, err = parseConfig(nil, envOf(), io.Discard)
+	c, err = parseConfig(nil, testutil.Env(), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +119,7 @@ func TestParseConfigLimits(t *testing.T) {
 }
 
 func TestParseConfigIsolation(t *testing.T) {
-	c, err := parseConfig(nil, envOf(), io.Discard)
+	c, err := parseConfig(nil, testutil.Env(), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +129,7 @@ func TestParseConfigIsolation(t *testing.T) {
 	}
 	c, err = parseConfig([]string{"--worker-uids", "200000-200999", "--worker-sandbox", "required",
 		"--worker-sandbox-ro", "/opt/tools, /srv/ro", "--worker-allow-ports", "none", "--worker-dir-root", "/var/lib/workerscope/workers/"},
-		envOf("WORKERSCOPE_WORKER_SANDBOX_RW", "/srv/shared", "WORKERSCOPE_WORKER_ALLOW_BIND_PORTS", "3000"), io.Discard)
+		testutil.Env("WORKERSCOPE_WORKER_SANDBOX_RW", "/srv/shared", "WORKERSCOPE_WORKER_ALLOW_BIND_PORTS", "3000"), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +144,7 @@ func TestPublicListenWithToken(t *testing.T) {
 	dir := t.TempDir()
 	f := filepath.Join(dir, "tok")
 	os.WriteFile(f, []byte("a-long-enough-token-123\n"), 0o600)
-	c, err := parseConfig([]string{"--listen", "0.0.0.0:0", "--token-file", f}, envOf(), io.Discard)
+	c, err := parseConfig([]string{"--listen", "0.0.0.0:0", "--token-file", f}, testutil.Env(), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,12 +152,12 @@ func TestPublicListenWithToken(t *testing.T) {
 		t.Fatalf("%+v", c)
 	}
 	// The flag on the command line beats the environment's token.
-	c, err = parseConfig([]string{"--token-file", f}, envOf("WORKERSCOPE_TOKEN", "env-token-0123456789"), io.Discard)
+	c, err = parseConfig([]string{"--token-file", f}, testutil.Env("WORKERSCOPE_TOKEN", "env-token-0123456789"), io.Discard)
 	if err != nil || c.TokenSource != "--token-file" {
 		t.Fatalf("flag vs env: %+v %v", c, err)
 	}
 	// Without the flag, WORKERSCOPE_TOKEN beats WORKERSCOPE_TOKEN_FILE.
-	c, err = parseConfig(nil, envOf("WORKERSCOPE_TOKEN", "env-token-0123456789", "WORKERSCOPE_TOKEN_FILE", f), io.Discard)
+	c, err = parseConfig(nil, testutil.Env("WORKERSCOPE_TOKEN", "env-token-0123456789", "WORKERSCOPE_TOKEN_FILE", f), io.Discard)
 	if err != nil || c.TokenSource != "WORKERSCOPE_TOKEN" {
 		t.Fatalf("env vs env file: %+v %v", c, err)
 	}
@@ -207,7 +200,7 @@ func TestIsLoopback(t *testing.T) {
 func TestVersionFlags(t *testing.T) {
 	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}, {"-v"}, {"serve", "--version"}} {
 		var out, errOut strings.Builder
-		if code := run(args, envOf(), &out, &errOut); code != 0 || strings.TrimSpace(out.String()) != buildVersion() {
+		if code := run(args, testutil.Env(), &out, &errOut); code != 0 || strings.TrimSpace(out.String()) != buildVersion() {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, out.String(), errOut.String())
 		}
 	}
@@ -216,7 +209,7 @@ func TestVersionFlags(t *testing.T) {
 // TestParseConfigHostileLoadSettings: the connection cap and subscriber
 // byte budgets (issue 13) parse, default and refuse bad values.
 func TestParseConfigHostileLoadSettings(t *testing.T) {
-	c, err := parseConfig(nil, envOf(), io.Discard)
+	c, err := parseConfig(nil, testutil.Env(), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +220,7 @@ func TestParseConfigHostileLoadSettings(t *testing.T) {
 		t.Errorf("derived max conns %d", n)
 	}
 	c, err = parseConfig([]string{"--max-conns", "500", "--subscriber-buffer-bytes", "4MiB"},
-		envOf("WORKERSCOPE_SUBSCRIBER_BUDGET_BYTES", "64MiB", "WORKERSCOPE_MAX_CONNS", "9"), io.Discard)
+		testutil.Env("WORKERSCOPE_SUBSCRIBER_BUDGET_BYTES", "64MiB", "WORKERSCOPE_MAX_CONNS", "9"), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +228,7 @@ func TestParseConfigHostileLoadSettings(t *testing.T) {
 		t.Fatalf("set: %d %d %d", c.MaxConns, c.SubscriberBufferBytes, c.SubscriberBytesBudget)
 	}
 	for _, args := range [][]string{{"--max-conns", "3"}, {"--max-conns", "lots"}, {"--subscriber-buffer-bytes", "12"}, {"--subscriber-budget-bytes", "x"}} {
-		if _, err := parseConfig(args, envOf(), io.Discard); err == nil || !strings.Contains(err.Error(), args[0]) {
+		if _, err := parseConfig(args, testutil.Env(), io.Discard); err == nil || !strings.Contains(err.Error(), args[0]) {
 			t.Errorf("%q: err %v, want one naming %s", args, err, args[0])
 		}
 	}
@@ -280,7 +273,7 @@ func TestCredentials(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := parseConfig(tt.args, envOf(tt.env...), io.Discard)
+			c, err := parseConfig(tt.args, testutil.Env(tt.env...), io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -299,7 +292,7 @@ func TestCredentials(t *testing.T) {
 		if err := os.Mkdir(filepath.Join(bad, "otlp-headers"), 0o700); err != nil { // a directory: read fails
 			t.Fatal(err)
 		}
-		_, err := parseConfig(nil, envOf("CREDENTIALS_DIRECTORY", bad), io.Discard)
+		_, err := parseConfig(nil, testutil.Env("CREDENTIALS_DIRECTORY", bad), io.Discard)
 		if err == nil || !strings.Contains(err.Error(), "credential otlp-headers") {
 			t.Fatalf("err = %v", err)
 		}
@@ -346,7 +339,7 @@ func TestBareBooleanFlags(t *testing.T) {
 		{[]string{"--metrics-worker-key"}, func(c *config) bool { return !c.DropWorkerKey }},
 	}
 	for _, tt := range tests {
-		c, err := parseConfig(tt.args, envOf(), io.Discard)
+		c, err := parseConfig(tt.args, testutil.Env(), io.Discard)
 		if err != nil || !tt.check(c) {
 			t.Errorf("%q: %+v %v", tt.args, c, err)
 		}

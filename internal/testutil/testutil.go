@@ -136,3 +136,12 @@ func (s *StaticSource) Stats() workers.Stats {
 	}
 	return st
 }
+
+// Env is a getenv over the given key, value pairs (unset keys read "").
+func Env(kv ...string) func(string) string {
+	m := make(map[string]string, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}

@@ -86,14 +86,6 @@ func sumKind(monotonic bool) Kind {
 	return ObservableUpDownCounter
 }
 
-func envMap(kv ...string) func(string) string {
-	m := map[string]string{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
-	}
-	return func(k string) string { return m[k] }
-}
-
 // local is one test pipeline: a sampler over a Manager of demo workers
 // and the instruments on a MeterProvider read by hand.
 type local struct {

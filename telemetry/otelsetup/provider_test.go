@@ -13,15 +13,9 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
-)
 
-func envMap(kv ...string) func(string) string {
-	m := map[string]string{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
-	}
-	return func(k string) string { return m[k] }
-}
+	"github.com/workerscope/workerscope/internal/testutil"
+)
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
@@ -59,7 +53,7 @@ func TestProviderEnv(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := NewProvider(ctx, ProviderOptions{Getenv: envMap(tt.env...)})
+			p, err := NewProvider(ctx, ProviderOptions{Getenv: testutil.Env(tt.env...)})
 			if tt.wantErr != "" {
 				if err == nil || !contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
@@ -84,7 +78,7 @@ func TestProviderEnv(t *testing.T) {
 func TestResolveExportIntervalAndTemporality(t *testing.T) {
 	var logs strings.Builder
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	s, err := resolveExport(envMap("OTEL_METRIC_EXPORT_INTERVAL", "0", "OTEL_METRIC_EXPORT_TIMEOUT", "2500"), log)
+	s, err := resolveExport(testutil.Env("OTEL_METRIC_EXPORT_INTERVAL", "0", "OTEL_METRIC_EXPORT_TIMEOUT", "2500"), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +107,7 @@ func TestResolveExportIntervalAndTemporality(t *testing.T) {
 // TestPrometheusExporterServes: OTEL_METRICS_EXPORTER=prometheus serves the
 // spec's pull endpoint with the provider's instruments.
 func TestPrometheusExporterServes(t *testing.T) {
-	p, err := NewProvider(context.Background(), ProviderOptions{Getenv: envMap(
+	p, err := NewProvider(context.Background(), ProviderOptions{Getenv: testutil.Env(
 		"OTEL_METRICS_EXPORTER", "prometheus", "OTEL_EXPORTER_PROMETHEUS_HOST", "127.0.0.1", "OTEL_EXPORTER_PROMETHEUS_PORT", "0")})
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +131,7 @@ func TestPrometheusExporterServes(t *testing.T) {
 func TestDisabledKeepsTheResourceNames(t *testing.T) {
 	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "service.instance.id=from-env")
 	t.Setenv("OTEL_SERVICE_NAME", "agents")
-	p, err := NewProvider(context.Background(), ProviderOptions{InstanceID: "random", Getenv: envMap("OTEL_SDK_DISABLED", "true")})
+	p, err := NewProvider(context.Background(), ProviderOptions{InstanceID: "random", Getenv: testutil.Env("OTEL_SDK_DISABLED", "true")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +143,7 @@ func TestDisabledKeepsTheResourceNames(t *testing.T) {
 func TestResourceAttributes(t *testing.T) {
 	p, err := NewProvider(context.Background(), ProviderOptions{
 		Version: "1.2.3", InstanceID: "inst-1",
-		Getenv: envMap("OTEL_METRICS_EXPORTER", "none"),
+		Getenv: testutil.Env("OTEL_METRICS_EXPORTER", "none"),
 	})
 	if err != nil {
 		t.Fatal(err)
