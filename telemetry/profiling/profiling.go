@@ -116,7 +116,7 @@ type config struct {
 }
 
 // Profiler is continuous profiling to a Pyroscope server. The zero value
-// and a nil *Profiler are valid and off; Do works either way.
+// and a nil *Profiler are valid and off: every method works on them.
 type Profiler struct {
 	settings config
 	prof     *pyroscope.Profiler
