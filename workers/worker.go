@@ -82,6 +82,11 @@ type worker struct {
 	over     [2]int
 	counters limitCounters
 	hits     [numLimits]uint64
+
+	// agentMu guards agent: the open model call and tool calls of the
+	// agent run streaming on the worker (agent.go). A leaf lock.
+	agentMu sync.Mutex
+	agent   agentState
 }
 
 type reply struct {
@@ -115,6 +120,7 @@ func (w *worker) status(now time.Time) (State, time.Duration) {
 }
 
 func (w *worker) snapshot(now time.Time) WorkerSnapshot {
+	agent := w.agentSnapshot()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	st := w.stateLocked(now)
@@ -139,6 +145,7 @@ func (w *worker) snapshot(now time.Time) WorkerSnapshot {
 		LimitHits:  w.hitsLocked(),
 
 		LastCommands: slices.Clone(w.last),
+		Agent:        agent,
 	}
 }
 
@@ -353,8 +360,12 @@ func (w *worker) handleLine(line []byte, owned bool) {
 	ev := Event{Key: w.key, WorkerID: w.id, Type: hdr.Type, Data: line} // line is ours to keep (lineReader)
 	w.s.publish(w.m, ev)
 	w.streamEvent(ev)
+	if isAgentEvent(hdr.Type) {
+		w.agentEvent(hdr.Type, line, now)
+	}
 	if hdr.Type == "agent_end" {
-		w.agentEnd() // after the event went to the run's span
+		w.flushAgent(now) // steps the run left open end with it
+		w.agentEnd()      // after the event went to the run's span
 	}
 }
 
@@ -426,6 +437,7 @@ func (w *worker) wait() {
 	} else if waitErr != nil {
 		status = waitErr.Error()
 	}
+	w.flushAgent(time.Now())
 	w.mu.Lock()
 	xe := &ExitError{WorkerID: w.id, Key: w.key, Reason: reason, Status: status, StderrTail: w.stderr.String(), Limit: limit}
 	w.exited = true
