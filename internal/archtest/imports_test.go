@@ -97,6 +97,8 @@ var rules = []rule{
 	{pkg: "internal/proflabel", says: "It imports only the standard library, and not net/http,",
 		only: std, deny: netHTTP},
 	{pkg: "internal/faillog", says: "It imports only the standard library.", only: std},
+	{pkg: "internal/modelstub", says: "It imports only the standard library.", only: std},
+	{pkg: "internal/modelstub", says: "It is imported by _test files only.", testOnly: true},
 	{pkg: "internal/testutil", says: "It is imported by _test files only.", testOnly: true},
 	{pkg: "internal/testutil", says: "It may import workers, workers/demoworker and the OTel SDK (an in-memory log exporter), nothing of telemetry or httpapi.",
 		deny: cat(telemetry, []string{mod + "httpapi"})},
