@@ -106,7 +106,7 @@ var rules = []rule{
 	{pkg: "internal/archtest", says: "Package archtest holds no code, only a test",
 		none: "it describes this test"},
 	{pkg: "e2e", says: "imports nothing of the project but the metric contract (telemetry/otelmetrics)",
-		direct: true, onlyProject: []string{mod + "e2e", mod + "telemetry/otelmetrics", mod + "telemetry/webui"}},
+		direct: true, onlyProject: []string{mod + "e2e", mod + "telemetry/otelmetrics", mod + "telemetry/webui", mod + "internal/modelstub"}},
 	{pkg: "deploy/grafana/gen", says: "It imports the grafana-foundation-sdk only",
 		direct: true, only: []string{"github.com/grafana/grafana-foundation-sdk/..."}},
 	{pkg: "cmd/workerscope", says: "It is the only place that imports every package",

@@ -53,20 +53,36 @@ func (p Price) Cost(u Usage) float64 {
 	return p.Input/1e6*float64(u.Prompt-u.Cached) + p.Output/1e6*float64(u.Completion) + p.CacheRead/1e6*float64(u.Cached)
 }
 
-// Server serves the script. Create it with Start.
+// Server serves the script. Create it with Start or StartFunc.
 type Server struct {
 	URL string // the base URL pi's models.json names (…/v1)
 
-	srv    *httptest.Server
-	mu     sync.Mutex
-	script []Reply
-	calls  int
+	srv   *httptest.Server
+	mu    sync.Mutex
+	reply func(Request) Reply
+	calls int
+}
+
+// Request is what a script function sees of one chat completion request.
+type Request struct {
+	// N is the request's number on this server, from 0.
+	N int
+	// LastUser is the text of the conversation's last user message (the
+	// prompt), ToolResults how many tool results the conversation holds.
+	LastUser    string
+	ToolResults int
 }
 
 // Start serves script on 127.0.0.1 until Close: the i-th chat completion
 // request gets script[i]; requests past the end get the last reply.
 func Start(script []Reply) *Server {
-	s := &Server{script: script}
+	return StartFunc(func(r Request) Reply { return script[min(r.N, len(script)-1)] })
+}
+
+// StartFunc serves the replies f gives on 127.0.0.1 until Close (several
+// sessions can share one server by their prompts).
+func StartFunc(f func(Request) Reply) *Server {
+	s := &Server{reply: f}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/chat/completions", s.complete)
 	s.srv = httptest.NewServer(mux)
@@ -86,14 +102,27 @@ func (s *Server) Calls() int {
 
 func (s *Server) complete(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Model string `json:"model"`
+		Model    string `json:"model"`
+		Messages []struct {
+			Role    string          `json:"role"`
+			Content json.RawMessage `json:"content"`
+		} `json:"messages"`
 	}
 	_ = json.NewDecoder(r.Body).Decode(&req)
 	s.mu.Lock()
-	i := min(s.calls, len(s.script)-1)
+	i := s.calls
 	s.calls++
-	reply := s.script[i]
 	s.mu.Unlock()
+	in := Request{N: i}
+	for _, m := range req.Messages {
+		switch m.Role {
+		case "tool":
+			in.ToolResults++
+		case "user":
+			in.LastUser = text(m.Content)
+		}
+	}
+	reply := s.reply(in)
 
 	select {
 	case <-time.After(reply.Delay):
@@ -158,4 +187,21 @@ func PiAgentDir(dir, baseURL, provider, modelID string, price Price) ([]string, 
 		return nil, fmt.Errorf("modelstub: %w", err)
 	}
 	return []string{"PI_CODING_AGENT_DIR=" + dir, "PI_OFFLINE=1", "PI_SKIP_VERSION_CHECK=1", "PI_TELEMETRY=0"}, nil
+}
+
+// text is a message content's text: a string, or the text parts of an
+// array of parts.
+func text(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var parts []struct {
+		Text string `json:"text"`
+	}
+	_ = json.Unmarshal(raw, &parts)
+	for _, p := range parts {
+		s += p.Text
+	}
+	return s
 }
