@@ -84,7 +84,7 @@ func TestGenAIMetricsFromRealRun(t *testing.T) {
 	if p, ok := pointFor(findMetric(rm, MetricGenAIToolDuration).Data.(metricdata.Histogram[float64]).DataPoints, bash); !ok || p.Count != 2 {
 		t.Errorf("tool duration %+v (found %v)", p, ok)
 	}
-	sess := findMetric(rm, MetricSessionCost).Data.(metricdata.Sum[float64])
+	sess := findMetric(rm, MetricSessionCost).Data.(metricdata.Gauge[float64])
 	if len(sess.DataPoints) != 1 || sess.DataPoints[0].Value != 0.375 {
 		t.Errorf("session cost %+v, want 0.375", sess.DataPoints)
 	}
