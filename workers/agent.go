@@ -1,6 +1,7 @@
 package workers
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -267,6 +268,27 @@ type sessionUsage struct {
 	over       *BudgetError
 }
 
+// errNotObject marks a line that does not start as a JSON object.
+var errNotObject = errors.New("not a JSON object")
+
+// agentPrefixes are how pi starts the lines of the events agentEvent
+// reads (type first): such a line is decoded once, header and agent
+// fields together; any other order costs a second pass.
+var agentPrefixes = [][]byte{[]byte(`{"type":"message_start"`), []byte(`{"type":"message_end"`),
+	[]byte(`{"type":"tool_execution_start"`), []byte(`{"type":"tool_execution_end"`)}
+
+func agentPrefix(line []byte) bool {
+	if len(line) < 20 || line[1] != '"' || line[2] != 't' {
+		return false
+	}
+	for _, p := range agentPrefixes {
+		if bytes.HasPrefix(line, p) {
+			return true
+		}
+	}
+	return false
+}
+
 // isAgentEvent reports whether typ is one of the events agentEvent reads.
 func isAgentEvent(typ string) bool {
 	switch typ {
@@ -279,10 +301,12 @@ func isAgentEvent(typ string) bool {
 // agentEvent handles one message_* or tool_execution_* line, seen at now.
 // It is called from w's stdout reader only, after the line went to the
 // subscribers and the spans.
-func (w *worker) agentEvent(typ string, line []byte, now time.Time) {
+func (w *worker) agentEvent(typ string, line []byte, decoded *agentLine, now time.Time) {
 	m := w.m
 	var ev agentLine
-	if err := json.Unmarshal(line, &ev); err != nil {
+	if decoded != nil {
+		ev = *decoded
+	} else if err := json.Unmarshal(line, &ev); err != nil {
 		m.agentSkipped.Add(1)
 		return
 	}

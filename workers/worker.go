@@ -319,8 +319,28 @@ func (w *worker) readStdout() {
 // copied if kept; a long line was assembled for us and is kept as it is.
 func (w *worker) handleLine(line []byte, owned bool) {
 	var hdr lineHeader
+	var ag *agentLine // pi's agent events, decoded with the header in one pass
 	trimmed := bytes.TrimLeft(line, " \t")
-	if len(trimmed) == 0 || trimmed[0] != '{' || json.Unmarshal(line, &hdr) != nil {
+	var err error
+	switch {
+	case len(trimmed) == 0 || trimmed[0] != '{':
+		err = errNotObject
+	case agentPrefix(trimmed):
+		var both struct {
+			lineHeader
+			agentLine
+		}
+		if err = json.Unmarshal(line, &both); err == nil {
+			hdr, ag = both.lineHeader, &both.agentLine
+		} else {
+			// Still a line for the subscribers if its header decodes;
+			// agentEvent finds the rest malformed and counts it.
+			err = json.Unmarshal(line, &hdr)
+		}
+	default:
+		err = json.Unmarshal(line, &hdr)
+	}
+	if err != nil {
 		n := w.m.invalidLines.Add(1)
 		w.m.logLimited(n, "worker printed a line that is not a JSON object; skipped", "worker", w.id, "key", w.key, "line", truncate(line, 200))
 		return
@@ -361,7 +381,7 @@ func (w *worker) handleLine(line []byte, owned bool) {
 	w.s.publish(w.m, ev)
 	w.streamEvent(ev)
 	if isAgentEvent(hdr.Type) {
-		w.agentEvent(hdr.Type, line, now)
+		w.agentEvent(hdr.Type, line, ag, now)
 	}
 	if hdr.Type == "agent_end" {
 		w.flushAgent(now) // steps the run left open end with it
