@@ -553,7 +553,10 @@ func (m *Metrics) RecordRun(r workers.RPCResult) {
 	}
 	method := m.methodAttr(r.Type)
 	opt := metric.WithAttributes(method)
-	if r.Run.End == workers.RunEndWorkerExit {
+	switch {
+	case r.Run.Budget != "":
+		opt = metric.WithAttributes(method, attribute.String(AttrErrorType, workers.CodeBudgetExceeded))
+	case r.Run.End == workers.RunEndWorkerExit:
 		opt = metric.WithAttributes(method, attribute.String(AttrErrorType, workers.CodeWorkerExit))
 	}
 	ctx := r.Context
