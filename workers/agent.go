@@ -156,11 +156,11 @@ type BudgetError struct {
 }
 
 func (e *BudgetError) Error() string {
-	unit := " tokens"
+	const reset = "reset it with DELETE /api/sessions/{key} (Manager.Stop)"
 	if e.Budget == BudgetSpend {
-		return fmt.Sprintf("workers: session %q spent $%.4f of its $%.4f budget; reset it with DELETE /api/sessions/{key} (Manager.Stop)", e.Key, e.Used, e.Limit)
+		return fmt.Sprintf("workers: session %q spent $%.4f of its $%.4f budget; %s", e.Key, e.Used, e.Limit, reset)
 	}
-	return fmt.Sprintf("workers: session %q used %.0f%s of its %.0f-token budget; reset it with DELETE /api/sessions/{key} (Manager.Stop)", e.Key, e.Used, unit, e.Limit)
+	return fmt.Sprintf("workers: session %q used %.0f tokens of its %.0f-token budget; %s", e.Key, e.Used, e.Limit, reset)
 }
 
 // Is makes errors.Is(err, ErrBudgetExceeded) true.
