@@ -62,6 +62,7 @@ FUZZTIME ?= 5s
 fuzz: ## short fuzz runs of the line protocol, command and /proc parsers
 	$(GO) test -run '^$$' -fuzz '^FuzzLineReader$$' -fuzztime $(FUZZTIME) ./workers
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCommand$$' -fuzztime $(FUZZTIME) ./workers
+	$(GO) test -run '^$$' -fuzz '^FuzzAgentLine$$' -fuzztime $(FUZZTIME) ./workers
 	$(GO) test -run '^$$' -fuzz '^FuzzParseStat$$' -fuzztime $(FUZZTIME) ./internal/procfs
 
 BENCHCOUNT ?= 1

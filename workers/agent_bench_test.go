@@ -29,6 +29,7 @@ func BenchmarkAgentLine(b *testing.B) {
 	}{{"message_update", piMessageUpdate}, {"message_end", piMessageEnd}, {"tool_execution_end", piToolEnd}} {
 		b.Run(v.name, func(b *testing.B) {
 			m := &Manager{cfg: Config{DisableCommandCost: true, SessionSpendBudgetUSD: 1e12, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+			m.log = m.cfg.Logger
 			s := &session{key: "k", subs: map[*Subscription]struct{}{}}
 			w := &worker{m: m, s: s, id: "w-1", key: "k", pending: map[string]chan reply{}}
 			b.ReportAllocs()
