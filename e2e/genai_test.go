@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"math"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -56,26 +57,45 @@ func TestAgentRunThroughTheBinary(t *testing.T) {
 		t.Errorf("invoke_agent attributes %v", at)
 	}
 
-	code, body := a.do(t, "GET", "/api/metrics", "")
-	var rep struct {
-		Workers []struct {
-			Key   string `json:"key"`
-			Agent *struct {
-				TotalTokens int64 `json:"total_tokens"`
-				ModelCalls  int64 `json:"model_calls"`
-				LastTools   []struct {
-					Name       string   `json:"name"`
-					CPUSeconds *float64 `json:"cpu_seconds"`
-				} `json:"last_tools"`
-			} `json:"agent"`
-		} `json:"workers"`
+	// /api/metrics: the report is up to a second old, so poll.
+	type agentJSON struct {
+		TotalTokens int64 `json:"total_tokens"`
+		ModelCalls  int64 `json:"model_calls"`
+		LastTools   []struct {
+			Name       string   `json:"name"`
+			CPUSeconds *float64 `json:"cpu_seconds"`
+		} `json:"last_tools"`
 	}
-	if err := json.Unmarshal(body, &rep); code != http.StatusOK || err != nil || len(rep.Workers) != 1 || rep.Workers[0].Agent == nil {
-		t.Fatalf("/api/metrics: %d %v %s", code, err, body)
-	}
-	if ag := rep.Workers[0].Agent; ag.TotalTokens != 3300 || ag.ModelCalls != 3 || len(ag.LastTools) != 2 || ag.LastTools[0].CPUSeconds == nil {
+	var ag *agentJSON
+	waitFor(t, 10*time.Second, "the run in /api/metrics", func() bool {
+		code, body := a.do(t, "GET", "/api/metrics", "")
+		var rep struct {
+			Workers []struct {
+				Agent *agentJSON `json:"agent"`
+			} `json:"workers"`
+		}
+		if err := json.Unmarshal(body, &rep); code != http.StatusOK || err != nil || len(rep.Workers) != 1 {
+			t.Fatalf("/api/metrics: %d %v %s", code, err, body)
+		}
+		ag = rep.Workers[0].Agent
+		return ag != nil && ag.ModelCalls == 3
+	}, a.proc)
+	if ag.TotalTokens != 3300 || len(ag.LastTools) != 2 || ag.LastTools[0].Name != "bash" || ag.LastTools[0].CPUSeconds == nil {
 		t.Errorf("/api/metrics agent %+v", ag)
 	}
+
+	// The session's totals as per-worker metrics (the budget's share too).
+	w := a.workers(t)["agent"]
+	waitFor(t, 30*time.Second, "the session metrics at the collector", func() bool {
+		points := readPoints(t, file)
+		for _, name := range []string{"workerscope.session.gen_ai.cost", "workerscope.session.gen_ai.tokens", "workerscope.session.budget.utilization"} {
+			if _, ok := latest(points, name, w.ID, ""); !ok {
+				return false
+			}
+		}
+		p, _ := latest(points, "workerscope.session.budget.utilization", w.ID, "")
+		return p.Attrs["workerscope.budget"] == "tokens" && math.Abs(p.Value-3300.0/5000) < 1e-9 && p.Attrs["worker.key"] == "agent"
+	}, a.proc, col.proc)
 
 	// Past the budget: 3300 + 2 × 1100 ≥ 5000 in the second run's second call.
 	sse := openSSE(t, a.url+"/api/sessions/agent/events")
@@ -87,7 +107,7 @@ func TestAgentRunThroughTheBinary(t *testing.T) {
 		t.Errorf("event %s", ev)
 	}
 	sse.next(t, 20*time.Second, "agent_end after the abort", func(l string) bool { return strings.Contains(l, `"type":"agent_end"`) })
-	code, body = a.do(t, "POST", "/api/sessions/agent/rpc", `{"type":"prompt","agent_events":true}`)
+	code, body := a.do(t, "POST", "/api/sessions/agent/rpc", `{"type":"prompt","agent_events":true}`)
 	if code != http.StatusTooManyRequests || !strings.Contains(string(body), `"code":"budget_exceeded"`) {
 		t.Errorf("prompt past the budget: %d %s, want 429 budget_exceeded", code, body)
 	}
