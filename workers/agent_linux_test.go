@@ -214,3 +214,29 @@ while read -r line; do echo '{"type":"response","id":"'"$(echo "$line" | sed 's/
 	}
 	send(t, m, "m", `{"type":"get_state"}`)
 }
+
+// TestAgentContentOnlyWhenCaptured: with CaptureAgentContent the model's
+// output and the tool's arguments and result are handed on; without it
+// (TestAgentRunSteps) they are nil.
+func TestAgentContentOnlyWhenCaptured(t *testing.T) {
+	ag := &agentRecorder{}
+	cfg := demoConfig(t)
+	cfg.OnModelCall, cfg.OnToolCall, cfg.CaptureAgentContent = ag.onModel, ag.onTool, true
+	m := newManager(t, cfg)
+	sub, err := m.Subscribe("c", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	send(t, m, "c", `{"type":"prompt","agent_events":true,"cpu_ms":10}`)
+	for ev := range sub.C {
+		if ev.Type == "agent_end" {
+			break
+		}
+	}
+	waitUntil(t, 10*time.Second, func() bool { calls, tools := ag.get(); return len(calls) == 2 && len(tools) == 1 })
+	calls, tools := ag.get()
+	if string(calls[0].Content) != "[]" || !strings.Contains(string(tools[0].Args), `"command"`) || !strings.Contains(string(tools[0].Result), `"done"`) {
+		t.Errorf("content %s, args %s, result %s; want them captured", calls[0].Content, tools[0].Args, tools[0].Result)
+	}
+}
