@@ -11,10 +11,15 @@ PROM_BIN ?= $(HOME)/.cache/workerscope/prometheus-$(PROM_VERSION)
 PROMETHEUS = $(abspath $(PROM_BIN))/prometheus
 PROMTOOL   = $(abspath $(PROM_BIN))/promtool
 RULES      = deploy/prometheus/workerscope.rules.yaml
+# Jaeger (v2: cmd/jaeger, the all-in-one on the collector core) for the GenAI trace test;
+# built once into a cache outside the repository, not by `make test` (docs/performance.md).
+JAEGER_VERSION ?= v1.75.0
+JAEGER_BIN ?= $(HOME)/.cache/workerscope/jaeger-$(JAEGER_VERSION)
+JAEGER      = $(abspath $(JAEGER_BIN))/jaeger
 # Generated collector code is not ours to format.
 GOFILES   = $(shell find . -name '*.go' -not -path './deploy/otelcol/*' -not -path './.git/*')
 
-.PHONY: help build run test check fmt-check vet cross race fuzz churn soak bench capacity collector prometheus rules-test demo dashboards k8s-configmaps clean
+.PHONY: help build run test check fmt-check vet cross race fuzz churn soak bench capacity collector prometheus rules-test demo dashboards k8s-configmaps clean jaeger test-jaeger
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -61,6 +66,7 @@ FUZZX ?= 1
 fuzz: ## short fuzz runs of the line protocol, command and /proc parsers
 	$(GO) test -run '^$$' -fuzz '^FuzzLineReader$$' -fuzztime $$((25000*$(FUZZX)))x ./workers
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCommand$$' -fuzztime $$((50000*$(FUZZX)))x ./workers
+	$(GO) test -run '^$$' -fuzz '^FuzzAgentLine$$' -fuzztime $$((25000*$(FUZZX)))x ./workers
 	$(GO) test -run '^$$' -fuzz '^FuzzParseStat$$' -fuzztime $$((250000*$(FUZZX)))x ./internal/procfs
 
 BENCHCOUNT ?= 1
@@ -85,6 +91,23 @@ prometheus: ## build Prometheus and promtool (once) into ~/.cache/workerscope/pr
 	mkdir -p $(abspath $(PROM_BIN)) && cd /tmp && GOWORK=off GOFLAGS=-mod=mod GOBIN=$(abspath $(PROM_BIN)) \
 		$(GO) install github.com/prometheus/prometheus/cmd/prometheus@$(PROM_VERSION) \
 			github.com/prometheus/prometheus/cmd/promtool@$(PROM_VERSION)
+
+# Jaeger's go.mod has a replace directive, so `go install pkg@version` refuses it: build
+# it from a scratch module that requires it and repeats the replace. About 13 CPU-minutes
+# cold (7–10 minutes on 2 idle cores; 20 on a loaded one), most of it compiling the collector.
+jaeger: ## build Jaeger v2 (cmd/jaeger of module v1.75.0) once into ~/.cache/workerscope/jaeger-<version> (JAEGER_BIN)
+	@if [ -x $(JAEGER) ]; then exit 0; fi; \
+	echo "building Jaeger $(JAEGER_VERSION) into $(JAEGER_BIN) (takes minutes)"; \
+	dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && cd "$$dir" && \
+	printf 'module jaegerbuild\n\ngo 1.25.3\n\nrequire github.com/jaegertracing/jaeger $(JAEGER_VERSION)\n\nreplace github.com/Shopify/sarama => github.com/Shopify/sarama v1.33.0\n' > go.mod && \
+	GOWORK=off GOFLAGS=-mod=mod $(GO) get github.com/jaegertracing/jaeger/cmd/jaeger@$(JAEGER_VERSION) && \
+	mkdir -p $(abspath $(JAEGER_BIN)) && \
+	GOWORK=off GOFLAGS=-mod=mod $(GO) build -trimpath -o $(JAEGER).tmp github.com/jaegertracing/jaeger/cmd/jaeger && \
+	mv $(JAEGER).tmp $(JAEGER)
+
+test-jaeger: collector jaeger ## the GenAI trace end to end: the real pi, the collector and Jaeger (e2e TestJaeger*)
+	WORKERSCOPE_JAEGER_TEST=required WORKERSCOPE_JAEGER=$(JAEGER) WORKERSCOPE_OTELCOL=$(CURDIR)/$(BIN)/otelcol \
+		$(GO) test -race -count=1 -timeout 10m -run '^TestJaeger' -v ./e2e
 
 rules-test: prometheus ## promtool: check the alert rules and run their unit tests
 	$(PROMTOOL) check rules $(RULES) deploy/prometheus/testdata/*.rules.yaml

@@ -7,5 +7,6 @@
 // It runs the built binaries as a user would and imports nothing of the project
 // but the metric contract (telemetry/otelmetrics), so a renamed metric fails here,
 // and the metrics page (telemetry/webui), which one browser test serves beside a
-// fake GET /api/metrics to feed it hostile reports.
+// fake GET /api/metrics to feed it hostile reports, and the scripted model server
+// (internal/modelstub) that the real pi calls instead of an LLM provider.
 package e2e

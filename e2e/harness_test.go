@@ -174,7 +174,10 @@ func startOtelcol(t testing.TB, env []string, configs ...string) *proc {
 	health := freePort(t)
 	var args []string
 	for _, c := range configs {
-		args = append(args, "--config", filepath.Join(root, "deploy", c))
+		if !filepath.IsAbs(c) { // a test's own overlay is given by its path
+			c = filepath.Join(root, "deploy", c)
+		}
+		args = append(args, "--config", c)
 	}
 	p := start(t, collectorBinary(t), append([]string{"OTELCOL_HEALTH_ENDPOINT=" + health}, env...), args...)
 	waitHealthy(t, health, p)

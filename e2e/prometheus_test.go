@@ -252,7 +252,8 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	// set) arrive too.
 	a := startAppArgs(t, grpcAddr, []string{"OTEL_METRIC_EXPORT_INTERVAL=1000"},
 		"--idle-ttl", "2s", "--stop-grace", "10m",
-		"--worker-memory-max", "4GiB", "--worker-pids-max", "4096", "--worker-cpu-max", "2")
+		"--worker-memory-max", "4GiB", "--worker-pids-max", "4096", "--worker-cpu-max", "2",
+		"--session-spend-budget-usd", "100") // so that the sessions' budget share is reported
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
@@ -270,6 +271,12 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	// keeps it alive.
 	a.rpc(t, "busy", `{"type":"prompt","message":"work","cpu_ms":300,"mem_mib":32,"events":3}`)
 	a.rpc(t, "busy", `{"type":"get_state"}`)
+	// An agent run (the demo worker streams pi's model and tool events), on
+	// the session that stays alive, so its GenAI series last.
+	a.rpc(t, "stuck", `{"type":"prompt","agent_events":true,"turns":2,"cpu_ms":200}`)
+	waitFor(t, 30*time.Second, "the agent run to end", func() bool {
+		return a.workers(t)["stuck"].State == "idle"
+	})
 	a.rpc(t, "stuck", `{"type":"ignore_sigterm"}`)
 	stuck := a.workers(t)["stuck"]
 

@@ -58,6 +58,13 @@ var scalingValues = map[string]int{
 	otelmetrics.AttrEnforcement: 1, // one enforcement per limit
 	otelmetrics.AttrRPCMethod:   3, // prompt, get_state, abort (pi has more; at most 65)
 	otelmetrics.AttrErrorType:   2, // success + one failure kind per method, typical
+	// agent runs (GenAI): one model of one provider per supervisor is typical; pi's four default tools
+	otelmetrics.AttrGenAIOperation: 1, // chat
+	otelmetrics.AttrGenAIProvider:  1,
+	otelmetrics.AttrGenAIModel:     1,
+	otelmetrics.AttrGenAITokenType: 2, // input, output
+	otelmetrics.AttrGenAIToolName:  4, // read, bash, edit, write
+	otelmetrics.AttrBudget:         2, // tokens, spend (both budgets set)
 }
 
 // runMethods is how many rpc.method values workerscope.run.* takes: the

@@ -189,6 +189,10 @@ func (s *Server) writeManagerError(w http.ResponseWriter, r *http.Request, ctx c
 		status = http.StatusServiceUnavailable
 	case workers.CodeNotFound:
 		status = http.StatusNotFound
+	case workers.CodeBudgetExceeded:
+		// The session is past its token or spend budget until it is reset
+		// (DELETE /api/sessions/{key}): no Retry-After, waiting does not help.
+		status = http.StatusTooManyRequests
 	default:
 		code = "internal"
 	}

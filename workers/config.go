@@ -210,6 +210,25 @@ type Config struct {
 	OnLifecycle func(Event)
 	// Logger receives lifecycle logs. Default slog.Default().
 	Logger *slog.Logger
+
+	// OnModelCall and OnToolCall, if set, receive each model call and
+	// tool call of the agent runs the workers stream (pi's message_* and
+	// tool_execution_* events; see agent.go), when it ends, from the
+	// worker's read goroutine: they must not block.
+	OnModelCall func(ModelCall)
+	OnToolCall  func(ToolCall)
+	// CaptureAgentContent keeps model output, tool arguments and results
+	// in ModelCall.Content, ToolCall.Args and ToolCall.Result (off: they
+	// are never read).
+	CaptureAgentContent bool
+	// SessionTokenBudget and SessionSpendBudgetUSD bound each session's
+	// model usage, in tokens (pi's totalTokens) and US dollars (pi's
+	// usage.cost.total), summed over its runs (0 = no budget). A session
+	// that goes past one gets its run aborted (pi's abort command), a
+	// budget_exceeded event, and its run commands refused with
+	// ErrBudgetExceeded until Stop resets it.
+	SessionTokenBudget    int64
+	SessionSpendBudgetUSD float64
 }
 
 // RPCResult describes one finished command, for metrics and spans.
@@ -350,6 +369,9 @@ func (c *Config) validate() error {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("workers: %s must be > 0, got %s", name, d))
 		}
+	}
+	if c.SessionTokenBudget < 0 || !(c.SessionSpendBudgetUSD >= 0) {
+		errs = append(errs, fmt.Errorf("workers: SessionTokenBudget and SessionSpendBudgetUSD must be ≥ 0, got %d and %g", c.SessionTokenBudget, c.SessionSpendBudgetUSD))
 	}
 	errs = append(errs, c.validateLimits()...)
 	errs = append(errs, c.validateIsolation()...)

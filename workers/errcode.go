@@ -20,12 +20,15 @@ const (
 	CodeSpawnFailed = "spawn_failed"
 	CodeWriteFailed = "write_failed"
 	CodeNotFound    = "not_found"
-	CodeOther       = "_OTHER" // semconv's value for an error type it cannot name
+	// CodeBudgetExceeded: the session is past its token or spend budget
+	// (ErrBudgetExceeded), or its run was aborted for it.
+	CodeBudgetExceeded = "budget_exceeded"
+	CodeOther          = "_OTHER" // semconv's value for an error type it cannot name
 )
 
 // ErrorCodes lists every code ErrorCode returns, and CodeWorkerError.
 var ErrorCodes = []string{CodeWorkerError, CodeBadKey, CodeBadCommand, CodeBackoff, CodeWorkerExit, CodeTimeout,
-	CodeCanceled, CodePoolFull, CodeClosed, CodeSpawnFailed, CodeWriteFailed, CodeNotFound, CodeOther}
+	CodeCanceled, CodePoolFull, CodeClosed, CodeSpawnFailed, CodeWriteFailed, CodeNotFound, CodeBudgetExceeded, CodeOther}
 
 // ErrorCode names err for the caller of a command sent under ctx (nil ctx:
 // none): one of the Code* constants, or "" for a nil err. Send reports a
@@ -61,6 +64,8 @@ func ErrorCode(ctx context.Context, err error) string {
 		return CodeWriteFailed
 	case errors.Is(err, ErrNotFound):
 		return CodeNotFound
+	case errors.Is(err, ErrBudgetExceeded):
+		return CodeBudgetExceeded
 	}
 	return CodeOther
 }

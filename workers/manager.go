@@ -67,7 +67,13 @@ type Manager struct {
 	spawnWG    sync.WaitGroup // spawns in progress
 	spawningN  int            // spawns in progress, guarded by mu
 	runWG      sync.WaitGroup // runs followed after their command's response
+
+	agentSkipped atomic.Uint64             // agent events that did not decode (agent.go)
+	budgetHits   [numBudgets]atomic.Uint64 // sessions that went past a budget, by BudgetNames
 }
+
+// numBudgets is len(BudgetNames).
+const numBudgets = 2
 
 const numExitReasons = 8
 
@@ -90,6 +96,11 @@ type session struct {
 
 	subMu sync.RWMutex // taken after Manager.mu when both are held
 	subs  map[*Subscription]struct{}
+
+	// usageMu guards agent: the session's model-call totals and budget
+	// state (agent.go). A leaf lock.
+	usageMu sync.Mutex
+	agent   sessionUsage
 }
 
 // New validates cfg and starts a Manager. On Linux it makes the process a
@@ -165,6 +176,12 @@ func (m *Manager) Send(ctx context.Context, key string, cmd []byte) (json.RawMes
 	}
 	ctx, span := m.startCommand(ctx, key, typ)
 	res := RPCResult{Context: ctx, Key: key, Type: typ}
+	if m.budgetsOn() && slices.Contains(m.cfg.RunCommands, typ) {
+		if err := m.overBudget(key); err != nil {
+			m.reportRPC(res, start, err, false, span)
+			return nil, err
+		}
+	}
 	w, err := m.acquire(ctx, key)
 	if err != nil {
 		m.reportRPC(res, start, err, false, span)
@@ -604,7 +621,12 @@ func (m *Manager) Stop(ctx context.Context, key string) error {
 		w = s.w
 	}
 	m.mu.Unlock()
+	// Stop also resets the session's agent totals and budget state.
+	reset := s != nil && s.resetUsage()
 	if w == nil {
+		if reset {
+			return nil
+		}
 		return fmt.Errorf("%w %q", ErrNotFound, key)
 	}
 	m.terminate(w, ExitStopped)
@@ -704,7 +726,10 @@ func (m *Manager) reapOnce(now time.Time) {
 		s.subMu.RLock()
 		nsubs := len(s.subs)
 		s.subMu.RUnlock()
-		if s.w == nil && s.spawning == nil && nsubs == 0 && now.Sub(s.lastUsed) > keep {
+		s.usageMu.Lock()
+		over := s.agent.over != nil // a session past its budget stays so until Stop resets it
+		s.usageMu.Unlock()
+		if s.w == nil && s.spawning == nil && nsubs == 0 && !over && now.Sub(s.lastUsed) > keep {
 			delete(m.sessions, key)
 		}
 	}
@@ -755,6 +780,11 @@ func (m *Manager) Stats() Stats {
 		LeftoversKilled:    m.leftoversKilled.Load(),
 		StderrLinesDropped: m.stderrDropped.Load(),
 		UIDsExhausted:      m.iso.exhausted.Load(),
+		AgentEventsSkipped: m.agentSkipped.Load(),
+		BudgetsExceeded:    make(map[string]uint64, len(BudgetNames)),
+	}
+	for i, name := range BudgetNames {
+		st.BudgetsExceeded[name] = m.budgetHits[i].Load()
 	}
 	if m.iso.pool != nil {
 		st.UIDsInUse = m.iso.pool.InUse()

@@ -167,7 +167,9 @@ wait:
 		m.endSpan(w, c, res)
 		return
 	}
-	run := &Run{End: c.endedBy}
+	w.mu.Lock()
+	run := &Run{End: c.endedBy, Budget: c.budget}
+	w.mu.Unlock()
 	run.Cost = m.costNow(w, c)
 	run.Events = m.finishCommand(w, c)
 	run.Duration = time.Since(start)

@@ -93,6 +93,9 @@ type Run struct {
 	Events int
 	// End says how the run ended.
 	End RunEnd
+	// Budget names the session budget whose excess aborted the run
+	// (BudgetTokens, BudgetSpend; "" when none did).
+	Budget string
 }
 
 // CommandSummary is one finished command of a worker, as kept for
@@ -150,6 +153,7 @@ type cmdState struct {
 	sawStart bool // agent_start arrived while it was in flight
 	runEnd   chan struct{}
 	endedBy  RunEnd // set before runEnd is closed ("" : no run followed)
+	budget   string // the budget that aborted its run (agent.go)
 
 	// cost bookkeeping, guarded by mu (the sampling timer and the
 	// command's own goroutine both touch it)
@@ -227,6 +231,7 @@ func (m *Manager) sampleCommand(w *worker, c *cmdState) {
 	}
 	if ok {
 		c.observeLocked(&s)
+		w.observeTools(&s) // agentMu is a leaf lock
 	}
 	c.timer.Reset(m.cfg.CostSampleInterval)
 }

@@ -86,6 +86,9 @@ type WorkerSnapshot struct {
 	// LastCommands are the worker's last finished commands (at most
 	// LastCommandsKept), oldest first.
 	LastCommands []CommandSummary
+	// Agent is the session's agent activity (model calls, tokens, spend)
+	// and this worker's last tool calls; nil when it has none.
+	Agent *AgentSnapshot
 }
 
 // Stats are the manager's cumulative counters and current counts.
@@ -131,6 +134,12 @@ type Stats struct {
 	// trees; UIDsExhausted counts spawns refused because none was free.
 	UIDsInUse     int
 	UIDsExhausted uint64
+	// AgentEventsSkipped counts agent events (message_*,
+	// tool_execution_*) that did not decode, and ends without a start.
+	AgentEventsSkipped uint64
+	// BudgetsExceeded counts sessions that went past a budget, by
+	// BudgetNames.
+	BudgetsExceeded map[string]uint64
 }
 
 // CrashLoopCrashes is how many consecutive crashes make a session count as

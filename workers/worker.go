@@ -84,6 +84,11 @@ type worker struct {
 	over     [2]int
 	counters limitCounters
 	hits     [numLimits]uint64
+
+	// agentMu guards agent: the open model call and tool calls of the
+	// agent run streaming on the worker (agent.go). A leaf lock.
+	agentMu sync.Mutex
+	agent   agentState
 }
 
 type reply struct {
@@ -117,6 +122,7 @@ func (w *worker) status(now time.Time) (State, time.Duration) {
 }
 
 func (w *worker) snapshot(now time.Time) WorkerSnapshot {
+	agent := w.agentSnapshot()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	st := w.stateLocked(now)
@@ -143,6 +149,7 @@ func (w *worker) snapshot(now time.Time) WorkerSnapshot {
 		Sandboxed:  w.iso.sandboxed,
 
 		LastCommands: slices.Clone(w.last),
+		Agent:        agent,
 	}
 }
 
@@ -316,8 +323,28 @@ func (w *worker) readStdout() {
 // copied if kept; a long line was assembled for us and is kept as it is.
 func (w *worker) handleLine(line []byte, owned bool) {
 	var hdr lineHeader
+	var ag *agentLine // pi's agent events, decoded with the header in one pass
 	trimmed := bytes.TrimLeft(line, " \t")
-	if len(trimmed) == 0 || trimmed[0] != '{' || json.Unmarshal(line, &hdr) != nil {
+	var err error
+	switch {
+	case len(trimmed) == 0 || trimmed[0] != '{':
+		err = errNotObject
+	case agentPrefix(trimmed):
+		var both struct {
+			lineHeader
+			agentLine
+		}
+		if err = json.Unmarshal(line, &both); err == nil {
+			hdr, ag = both.lineHeader, &both.agentLine
+		} else {
+			// Still a line for the subscribers if its header decodes;
+			// agentEvent finds the rest malformed and counts it.
+			err = json.Unmarshal(line, &hdr)
+		}
+	default:
+		err = json.Unmarshal(line, &hdr)
+	}
+	if err != nil {
 		n := w.m.invalidLines.Add(1)
 		w.m.logLimited(n, "worker printed a line that is not a JSON object; skipped", "worker", w.id, "key", w.key, "line", truncate(line, 200))
 		return
@@ -357,8 +384,12 @@ func (w *worker) handleLine(line []byte, owned bool) {
 	ev := Event{Key: w.key, WorkerID: w.id, Type: hdr.Type, Data: line} // line is ours to keep (lineReader)
 	w.s.publish(w.m, ev)
 	w.streamEvent(ev)
+	if isAgentEvent(hdr.Type) {
+		w.agentEvent(hdr.Type, line, ag, now)
+	}
 	if hdr.Type == "agent_end" {
-		w.agentEnd() // after the event went to the run's span
+		w.flushAgent(now) // steps the run left open end with it
+		w.agentEnd()      // after the event went to the run's span
 	}
 }
 
@@ -430,6 +461,7 @@ func (w *worker) wait() {
 	} else if waitErr != nil {
 		status = waitErr.Error()
 	}
+	w.flushAgent(time.Now())
 	w.mu.Lock()
 	xe := &ExitError{WorkerID: w.id, Key: w.key, Reason: reason, Status: status, StderrTail: w.stderr.String(), Limit: limit}
 	w.exited = true

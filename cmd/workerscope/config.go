@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -80,6 +81,13 @@ type config struct {
 	Credentials []string
 	// LogOTLP sends the supervisor's own log records to OTLP too.
 	LogOTLP bool
+	// SessionTokenBudget and SessionSpendBudgetUSD bound each session's
+	// model usage (0 = none); CaptureAgentContent is the GenAI
+	// conventions' opt-in for message content
+	// (OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true).
+	SessionTokenBudget    int64
+	SessionSpendBudgetUSD float64
+	CaptureAgentContent   bool
 	// Getenv is the environment the settings were read from. The OTel
 	// provider and Pyroscope read their settings through it; the OTLP
 	// exporter itself reads OTEL_EXPORTER_OTLP_* (endpoint, headers,
@@ -125,6 +133,8 @@ var settings = []setting{
 	{"log-level", "WORKERSCOPE_LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"log-format", "WORKERSCOPE_LOG_FORMAT", "text", "text or json"},
 	{"log-otlp", "WORKERSCOPE_LOG_OTLP", "false", "also send the supervisor's own log records as OTLP log records (with the worker logs; OTEL_LOGS_* settings)"},
+	{"session-token-budget", "WORKERSCOPE_SESSION_TOKEN_BUDGET", "0", "most model tokens one session may use (pi's totalTokens, summed over its runs); past it the run is aborted and prompts are refused until DELETE /api/sessions/{key} (0 = no budget)"},
+	{"session-spend-budget-usd", "WORKERSCOPE_SESSION_SPEND_BUDGET_USD", "0", "most US dollars of model calls one session may spend (pi's usage.cost.total), e.g. 2.50; as --session-token-budget (0 = no budget)"},
 }
 
 // flagValue is a setting's text as given on the command line. A setting
@@ -336,6 +346,27 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
 			bad(label, v, "want debug, info, warn or error")
 		}
+	}
+	if v, label := get("session-token-budget"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			bad(label, v, "want a whole number of tokens ≥ 0")
+		}
+		c.SessionTokenBudget = n
+	}
+	if v, label := get("session-spend-budget-usd"); v != "" {
+		f, err := strconv.ParseFloat(strings.TrimPrefix(v, "$"), 64)
+		if err != nil || !(f >= 0) || math.IsInf(f, 0) {
+			bad(label, v, "want US dollars ≥ 0, e.g. 2.50")
+		}
+		c.SessionSpendBudgetUSD = f
+	}
+	if v := getenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			bad("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", v, "want true or false")
+		}
+		c.CaptureAgentContent = b
 	}
 	// systemd sets RUNTIME_DIRECTORY (several, colon-separated, when the
 	// unit names several; the first is ours).

@@ -299,6 +299,12 @@ func newManager(cfg *config, hooks managerHooks, log *slog.Logger) (*workers.Man
 		DenyPorts:             listenPort(cfg.Listen),
 		Logger:                log,
 		EnvDrop:               workerEnvDrop(),
+
+		OnModelCall:           hooks.rpc.OnModelCall,
+		OnToolCall:            hooks.rpc.OnToolCall,
+		CaptureAgentContent:   cfg.CaptureAgentContent,
+		SessionTokenBudget:    cfg.SessionTokenBudget,
+		SessionSpendBudgetUSD: cfg.SessionSpendBudgetUSD,
 	}
 	if otelsetup.LogsEnabled(cfg.Getenv) {
 		wcfg.OnStderr, wcfg.OnLifecycle = hooks.logs.OnStderr, hooks.logs.OnLifecycle
@@ -410,6 +416,10 @@ func demoLoad(ctx context.Context, mgr *workers.Manager, log *slog.Logger) {
 			i, 50+rand.IntN(250), 8+rand.IntN(40))
 		if i%7 == 3 {
 			cmd = fmt.Sprintf(`{"type":"prompt","message":"with a helper","cpu_ms":100,"child_ms":3000,"child_cpu_ms":%d}`, 50+rand.IntN(100))
+		}
+		if i%3 == 1 { // an agent run: model calls with tokens and cost, tool calls burning CPU
+			cmd = fmt.Sprintf(`{"type":"prompt","message":"agent","agent_events":true,"turns":%d,"cpu_ms":%d,"input_tokens":%d,"output_tokens":%d,"cost_usd":%.4f}`,
+				1+rand.IntN(3), 100+rand.IntN(400), 500+rand.IntN(3000), 50+rand.IntN(400), 0.001+rand.Float64()/100)
 		}
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		if _, err := mgr.Send(rctx, key, []byte(cmd)); err != nil && ctx.Err() == nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -96,6 +97,8 @@ func startTelemetry(ctx context.Context, cfg *config, d telemetryDeps, log *slog
 		Started:               d.started,
 		Gauges:                d.gauges,
 		Logger:                log,
+		SessionTokenBudget:    cfg.SessionTokenBudget,
+		SessionSpendBudgetUSD: cfg.SessionSpendBudgetUSD,
 	})
 	if err != nil {
 		_ = t.provider.Shutdown(ctx)
@@ -111,6 +114,7 @@ func startTelemetry(ctx context.Context, cfg *config, d telemetryDeps, log *slog
 			TracerProvider: t.provider.TracerProvider,
 			Version:        d.version,
 			DropWorkerKey:  cfg.DropWorkerKey,
+			AgentName:      agentName(cfg),
 		}
 		d.traceHook.Attach(oteltrace.New(t.traceOpts))
 	}
@@ -196,4 +200,13 @@ func (t *telemetryStack) shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("profiling: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// agentName is gen_ai.agent.name on invoke_agent spans: the worker
+// program's name ("pi"), or demo-worker.
+func agentName(cfg *config) string {
+	if cfg.DemoWorker || len(cfg.WorkerCmd) == 0 {
+		return "demo-worker"
+	}
+	return filepath.Base(cfg.WorkerCmd[0])
 }

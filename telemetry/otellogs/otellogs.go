@@ -32,10 +32,13 @@ const (
 	AttrExitStatus = "workerscope.exit.status"
 	AttrStderrTail = "workerscope.stderr_tail"
 	AttrLimit      = "limit"
+	// AttrBudget names the budget of a budget_exceeded (tokens, spend).
+	AttrBudget = "workerscope.budget"
 
-	EventWorkerStart = "workerscope.worker_start"
-	EventWorkerExit  = "workerscope.worker_exit"
-	EventWorkerLimit = "workerscope.worker_limit"
+	EventWorkerStart    = "workerscope.worker_start"
+	EventWorkerExit     = "workerscope.worker_exit"
+	EventWorkerLimit    = "workerscope.worker_limit"
+	EventBudgetExceeded = "workerscope.budget_exceeded"
 )
 
 // DefaultSeverity is the severity of a stderr line that names none: many
@@ -99,8 +102,8 @@ func (l *Logger) Stderr(ctx context.Context, line workers.StderrLine) {
 	l.log.Emit(ctx, r)
 }
 
-// Lifecycle emits a worker_start, worker_exit or worker_limit event as an
-// event record (event.name workerscope.<type>); other events are ignored.
+// Lifecycle emits a worker_start, worker_exit, worker_limit or
+// budget_exceeded event as an event record (event.name workerscope.<type>); other events are ignored.
 // Use it as workers.Config.OnLifecycle.
 func (l *Logger) Lifecycle(ev workers.Event) {
 	var f struct {
@@ -110,6 +113,8 @@ func (l *Logger) Lifecycle(ev workers.Event) {
 		StderrTail string `json:"stderr_tail"`
 		Limit      string `json:"limit"`
 		Action     string `json:"action"`
+		Budget     string `json:"budget"`
+		Error      string `json:"error"`
 	}
 	_ = json.Unmarshal(ev.Data, &f)
 	var r log.Record
@@ -134,6 +139,10 @@ func (l *Logger) Lifecycle(ev workers.Event) {
 		r.SetSeverity(log.SeverityWarn)
 		r.SetBody(attribute.StringValue("worker hit its " + f.Limit + " limit (" + f.Action + ")"))
 		r.AddAttributes(attribute.String(AttrLimit, f.Limit))
+	case "budget_exceeded":
+		r.SetSeverity(log.SeverityWarn)
+		r.SetBody(attribute.StringValue(f.Error + "; its run was aborted"))
+		r.AddAttributes(attribute.String(AttrBudget, f.Budget), attribute.String("error.type", workers.CodeBudgetExceeded))
 	default:
 		return
 	}

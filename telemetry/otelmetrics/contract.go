@@ -10,6 +10,7 @@ const (
 	ObservableUpDownCounter Kind = "ObservableUpDownCounter"
 	ObservableGauge         Kind = "ObservableGauge"
 	Histogram               Kind = "Histogram"
+	Counter                 Kind = "Counter"
 )
 
 // ValueType is the number type an instrument records.
@@ -52,6 +53,14 @@ const (
 	AttrLineReason  = "reason"
 	AttrLimit       = "limit"
 	AttrEnforcement = "enforcement"
+	// GenAI attributes (the OpenTelemetry GenAI semantic conventions, as
+	// of semconv v1.41.0) and the budget's name.
+	AttrGenAIOperation = "gen_ai.operation.name"
+	AttrGenAIProvider  = "gen_ai.provider.name"
+	AttrGenAIModel     = "gen_ai.request.model"
+	AttrGenAITokenType = "gen_ai.token.type"
+	AttrGenAIToolName  = "gen_ai.tool.name"
+	AttrBudget         = "workerscope.budget"
 )
 
 // Metric names. Per-worker usage sums the worker's whole process tree, so
@@ -96,6 +105,16 @@ const (
 	MetricWorkerMemoryLimit     = "workerscope.worker.memory.limit"
 	MetricWorkerProcessesLimit  = "workerscope.worker.processes.limit"
 	MetricWorkerCPULimit        = "workerscope.worker.cpu.limit"
+	MetricGenAITokenUsage       = "gen_ai.client.token.usage"
+	MetricGenAIOpDuration       = "gen_ai.client.operation.duration"
+	MetricGenAICost             = "workerscope.gen_ai.cost"
+	MetricGenAIToolDuration     = "workerscope.gen_ai.tool.duration"
+	MetricGenAIToolCPUTime      = "workerscope.gen_ai.tool.cpu_time"
+	MetricGenAIEventsSkipped    = "workerscope.gen_ai.events.skipped"
+	MetricBudgetsExceeded       = "workerscope.session.budget.exceeded"
+	MetricSessionCost           = "workerscope.session.gen_ai.cost"
+	MetricSessionTokens         = "workerscope.session.gen_ai.tokens"
+	MetricSessionBudgetUsage    = "workerscope.session.budget.utilization"
 	MetricProcessCPUTime        = "process.cpu.time"
 	MetricProcessMemoryUsage    = "process.memory.usage"
 	MetricProcessMemoryVirtual  = "process.memory.virtual"
@@ -196,6 +215,30 @@ func Contract() []MetricDef {
 			Description: "Limit on processes and threads in each worker's tree (--worker-pids-max), reported when set, with what enforces it."},
 		{Name: MetricWorkerCPULimit, Kind: ObservableGauge, Value: Float64, Unit: "{cpu}", Attributes: []string{AttrEnforcement},
 			Description: "CPU bandwidth limit of each worker's tree in cores (--worker-cpu-max), reported when set, with what enforces it."},
+		{Name: MetricGenAITokenUsage, Kind: Histogram, Value: Int64, Unit: "{token}", Attributes: []string{AttrGenAIOperation, AttrGenAIProvider, AttrGenAIModel, AttrGenAITokenType},
+			Description: "Tokens one model call of an agent run used, by gen_ai.token.type (input, cached input included; output), provider and model as the agent reported them (at most 64 provider-model pairs, then _OTHER).",
+			Buckets:     []float64{1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864}},
+		{Name: MetricGenAIOpDuration, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{AttrGenAIOperation, AttrGenAIProvider, AttrGenAIModel, AttrErrorType},
+			Description: "Time of one model call of an agent run, from its message_start to its message_end as the supervisor saw them; error.type model_error when it ended with an error.",
+			Buckets:     []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92}},
+		{Name: MetricGenAICost, Kind: Counter, Value: Float64, Unit: "{USD}", Attributes: []string{AttrGenAIProvider, AttrGenAIModel},
+			Description: "US dollars the model calls of agent runs cost, as the agent reported them (pi's usage.cost.total), by provider and model."},
+		{Name: MetricGenAIToolDuration, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{AttrGenAIToolName, AttrErrorType},
+			Description: "Time of one tool call of an agent run, from its tool_execution_start to its tool_execution_end, by gen_ai.tool.name (at most 32 distinct, then _OTHER) and error.type (tool_error when it failed).",
+			Buckets:     []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}},
+		{Name: MetricGenAIToolCPUTime, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{AttrGenAIToolName, AttrErrorType},
+			Description: "CPU time (user + system) the worker's whole process tree used during one tool call of an agent run, exited children included, by gen_ai.tool.name and error.type; Linux only.",
+			Buckets:     []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900}},
+		{Name: MetricGenAIEventsSkipped, Kind: ObservableCounter, Value: Int64, Unit: "{event}",
+			Description: "Agent events (message_*, tool_execution_*) that did not decode, and ends without a start, skipped."},
+		{Name: MetricBudgetsExceeded, Kind: ObservableCounter, Value: Int64, Unit: "{session}", Attributes: []string{AttrBudget},
+			Description: "Sessions that went past their budget (workerscope.budget: tokens or spend) and had their run aborted."},
+		{Name: MetricSessionCost, Kind: ObservableGauge, Value: Float64, Unit: "{USD}", Attributes: withAttr(),
+			Description: "US dollars the worker's session has spent on model calls so far (across the session's workers, since it began or was reset: a gauge, as a respawned worker starts from its session's total)."},
+		{Name: MetricSessionTokens, Kind: ObservableGauge, Value: Int64, Unit: "{token}", Attributes: withAttr(AttrGenAITokenType),
+			Description: "Tokens the worker's session has used so far, by gen_ai.token.type (input, cached input included; output)."},
+		{Name: MetricSessionBudgetUsage, Kind: ObservableGauge, Value: Float64, Unit: "1", Attributes: withAttr(AttrBudget),
+			Description: "The share of its budget (workerscope.budget: tokens or spend) the worker's session has used; reported when the budget is set (1 and more: past it)."},
 		{Name: MetricProcessCPUTime, Kind: ObservableCounter, Value: Float64, Unit: "s", Attributes: []string{AttrCPUMode},
 			Description: "CPU time of the supervisor process itself; cpu.mode is user or system."},
 		{Name: MetricProcessMemoryUsage, Kind: ObservableUpDownCounter, Value: Int64, Unit: "By",

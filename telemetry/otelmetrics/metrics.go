@@ -82,6 +82,10 @@ type MetricsOptions struct {
 	// Logger says once when workers are left out by MaxWorkerSeries.
 	// Default slog.Default().
 	Logger *slog.Logger
+	// SessionTokenBudget and SessionSpendBudgetUSD are the Manager's
+	// session budgets (0 = none), for workerscope.session.budget.utilization.
+	SessionTokenBudget    int64
+	SessionSpendBudgetUSD float64
 }
 
 // Metrics holds the registered instruments.
@@ -93,6 +97,8 @@ type Metrics struct {
 
 	cmdMu    sync.Mutex
 	commands map[string]attribute.KeyValue // bounded set of command types seen
+
+	genai genaiAttrs // bounded sets of models and tools seen (genai.go)
 
 	// attribute sets per worker, built once per worker lifetime: building
 	// and sorting the sets per worker per collection was a fifth of the
@@ -121,6 +127,14 @@ type instruments struct {
 	rpcDuration, rpcCPUTime, samplerDuration                          metric.Float64Histogram
 	runDuration, runCPUTime                                           metric.Float64Histogram
 	observables                                                       []metric.Observable
+
+	// GenAI (genai.go)
+	tokenUsage                        metric.Int64Histogram
+	opDuration, toolDuration, toolCPU metric.Float64Histogram
+	cost                              metric.Float64Counter
+	agentSkipped, budgetsExceeded     metric.Int64Observable
+	sessionTokens                     metric.Int64Observable
+	sessionCost, budgetUtil           metric.Float64Observable
 }
 
 const maxCommandTypes = 64
@@ -136,6 +150,8 @@ type workerAttrs struct {
 	major, minor      metric.MeasurementOption
 	set               []attribute.KeyValue // id, pid, key: the base of per-state sets
 	state             map[workers.State]metric.MeasurementOption
+	tokIn, tokOut     metric.MeasurementOption // gen_ai.token.type
+	budTokens, budUSD metric.MeasurementOption // workerscope.budget
 }
 
 // workerAttrsLocked returns w's cached measurement options.
@@ -152,13 +168,17 @@ func (m *Metrics) workerAttrsLocked(w *sampler.WorkerReport) *workerAttrs {
 		}
 		a = &workerAttrs{
 			pid: w.PID, key: w.Key,
-			all:    with(),
-			user:   with(attribute.String(AttrCPUMode, "user")),
-			system: with(attribute.String(AttrCPUMode, "system")),
-			major:  with(attribute.String(AttrFaultType, "major")),
-			minor:  with(attribute.String(AttrFaultType, "minor")),
-			set:    []attribute.KeyValue{id, pid, key},
-			state:  map[workers.State]metric.MeasurementOption{},
+			all:       with(),
+			user:      with(attribute.String(AttrCPUMode, "user")),
+			system:    with(attribute.String(AttrCPUMode, "system")),
+			major:     with(attribute.String(AttrFaultType, "major")),
+			minor:     with(attribute.String(AttrFaultType, "minor")),
+			set:       []attribute.KeyValue{id, pid, key},
+			state:     map[workers.State]metric.MeasurementOption{},
+			tokIn:     with(attribute.String(AttrGenAITokenType, tokenInput)),
+			tokOut:    with(attribute.String(AttrGenAITokenType, tokenOutput)),
+			budTokens: with(attribute.String(AttrBudget, workers.BudgetTokens)),
+			budUSD:    with(attribute.String(AttrBudget, workers.BudgetSpend)),
 		}
 		m.attrs[w.ID] = a
 	}
@@ -193,6 +213,10 @@ func register(meter metric.Meter, d MetricDef) (any, error) {
 		return meter.Int64ObservableGauge(d.Name, unit, desc)
 	case d.Kind == Histogram && d.Value == Float64:
 		return meter.Float64Histogram(d.Name, unit, desc, metric.WithExplicitBucketBoundaries(d.Buckets...))
+	case d.Kind == Histogram && d.Value == Int64:
+		return meter.Int64Histogram(d.Name, unit, desc, metric.WithExplicitBucketBoundaries(d.Buckets...))
+	case d.Kind == Counter && d.Value == Float64:
+		return meter.Float64Counter(d.Name, unit, desc)
 	}
 	return nil, fmt.Errorf("otelmetrics: %s: no instrument for kind %s of %s", d.Name, d.Kind, d.Value)
 }
@@ -228,6 +252,10 @@ func registerAll(meter metric.Meter) (instruments, error) {
 			*p, fit = inst.(metric.Int64Observable)
 		case *metric.Float64Histogram:
 			*p, fit = inst.(metric.Float64Histogram)
+		case *metric.Int64Histogram:
+			*p, fit = inst.(metric.Int64Histogram)
+		case *metric.Float64Counter:
+			*p, fit = inst.(metric.Float64Counter)
 		}
 		if !fit {
 			errs = append(errs, fmt.Errorf("otelmetrics: %s is a %T in the contract, used as %T", name, inst, dst))
@@ -271,6 +299,16 @@ func registerAll(meter metric.Meter) (instruments, error) {
 	take(MetricWorkerMemoryLimit, &in.memLimit)
 	take(MetricWorkerProcessesLimit, &in.procLimit)
 	take(MetricWorkerCPULimit, &in.cpuLimit)
+	take(MetricGenAITokenUsage, &in.tokenUsage)
+	take(MetricGenAIOpDuration, &in.opDuration)
+	take(MetricGenAICost, &in.cost)
+	take(MetricGenAIToolDuration, &in.toolDuration)
+	take(MetricGenAIToolCPUTime, &in.toolCPU)
+	take(MetricGenAIEventsSkipped, &in.agentSkipped)
+	take(MetricBudgetsExceeded, &in.budgetsExceeded)
+	take(MetricSessionCost, &in.sessionCost)
+	take(MetricSessionTokens, &in.sessionTokens)
+	take(MetricSessionBudgetUsage, &in.budgetUtil)
 	take(MetricProcessCPUTime, &in.selfCPU)
 	take(MetricProcessMemoryUsage, &in.selfMem)
 	take(MetricProcessMemoryVirtual, &in.selfVirtual)
@@ -305,7 +343,8 @@ func NewMetrics(meter metric.Meter, opts MetricsOptions) (*Metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Metrics{opts: opts, inst: in, fixed: newFixedAttrs(), commands: make(map[string]attribute.KeyValue), attrs: make(map[string]*workerAttrs)}
+	m := &Metrics{opts: opts, inst: in, fixed: newFixedAttrs(), commands: make(map[string]attribute.KeyValue), attrs: make(map[string]*workerAttrs),
+		genai: newGenAIAttrs()}
 	m.reg, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		m.observe(ctx, o)
 		extra(o)
@@ -323,6 +362,7 @@ type fixedAttrs struct {
 	states                          []metric.MeasurementOption // by workers.States
 	reasons                         []metric.MeasurementOption // by workers.ExitReasons
 	limits                          []metric.MeasurementOption // by workers.LimitNames
+	budgets                         []metric.MeasurementOption // by workers.BudgetNames
 }
 
 func newFixedAttrs() fixedAttrs {
@@ -340,6 +380,9 @@ func newFixedAttrs() fixedAttrs {
 	}
 	for _, l := range workers.LimitNames {
 		f.limits = append(f.limits, metric.WithAttributes(attribute.String(AttrLimit, l)))
+	}
+	for _, b := range workers.BudgetNames {
+		f.budgets = append(f.budgets, metric.WithAttributes(attribute.String(AttrBudget, b)))
 	}
 	return f
 }
@@ -387,6 +430,10 @@ func (m *Metrics) observe(ctx context.Context, o metric.Observer) {
 	for i, name := range workers.LimitNames {
 		o.ObserveInt64(in.limitHits, int64(st.LimitHits[name]), f.limits[i])
 	}
+	for i, name := range workers.BudgetNames {
+		o.ObserveInt64(in.budgetsExceeded, int64(st.BudgetsExceeded[name]), f.budgets[i])
+	}
+	o.ObserveInt64(in.agentSkipped, int64(st.AgentEventsSkipped))
 	if m.opts.Limits != nil {
 		li := m.opts.Limits()
 		by := func(limit string) metric.MeasurementOption {
@@ -427,6 +474,9 @@ func (m *Metrics) observeWorkers(o metric.Observer, r *sampler.Report) {
 			o.ObserveInt64(in.state, 1, a.stateOpt(w.State))
 		}
 		o.ObserveInt64(in.requests, int64(w.Requests), a.all)
+		if ag := w.Agent; ag != nil {
+			m.observeSession(o, ag, a)
+		}
 		if w.Err != nil {
 			continue // usage unknown this pass: leave those series out
 		}
@@ -503,7 +553,10 @@ func (m *Metrics) RecordRun(r workers.RPCResult) {
 	}
 	method := m.methodAttr(r.Type)
 	opt := metric.WithAttributes(method)
-	if r.Run.End == workers.RunEndWorkerExit {
+	switch {
+	case r.Run.Budget != "":
+		opt = metric.WithAttributes(method, attribute.String(AttrErrorType, workers.CodeBudgetExceeded))
+	case r.Run.End == workers.RunEndWorkerExit:
 		opt = metric.WithAttributes(method, attribute.String(AttrErrorType, workers.CodeWorkerExit))
 	}
 	ctx := r.Context

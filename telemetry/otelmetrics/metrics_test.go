@@ -58,6 +58,10 @@ func collect(t *testing.T, r *sdkmetric.ManualReader) map[string][]point {
 				for _, p := range d.DataPoints {
 					out[m.Name] = append(out[m.Name], point{p.Attributes, float64(p.Count), Histogram, Float64})
 				}
+			case metricdata.Histogram[int64]:
+				for _, p := range d.DataPoints {
+					out[m.Name] = append(out[m.Name], point{p.Attributes, float64(p.Count), Histogram, Int64})
+				}
 			}
 		}
 	}
@@ -132,6 +136,8 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 	hook := &Hook{}
 	m := testutil.NewDemoManager(t, func(c *workers.Config) {
 		c.OnRPC, c.OnRun = hook.OnRPC, hook.OnRun
+		c.OnModelCall, c.OnToolCall = hook.OnModelCall, hook.OnToolCall
+		c.SessionTokenBudget, c.SessionSpendBudgetUSD = 1e6, 100
 		// Limits far above what the test uses, enforced by the watchdog.
 		c.MemoryMax, c.PidsMax, c.CPUMax, c.Cgroups = 4<<30, 4096, 4, workers.CgroupsOff
 	})
@@ -143,8 +149,14 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 		o.Gauges = gauges
 		o.SSEClients = func() int64 { return 3 }
 		o.Limits = m.Limits
+		o.SessionTokenBudget, o.SessionSpendBudgetUSD = 1e6, 100
 	}).reader
 	testutil.MustSend(t, m, "alpha", `{"type":"prompt","cpu_ms":100,"mem_mib":16,"events":1}`)
+	testutil.MustSend(t, m, "gamma", `{"type":"prompt","agent_events":true,"cpu_ms":50}`) // GenAI metrics
+	testutil.Eventually(t, 10*time.Second, "gamma's run to end", func() bool {
+		w, ok := workerByKey(m, "gamma")
+		return ok && w.Agent != nil && w.Agent.ModelCalls == 2 && w.State == workers.StateIdle
+	})
 	testutil.MustSend(t, m, "beta", `{"type":"get_state"}`)
 	testutil.MustSend(t, m, "beta", `{"type":"no_such_command"}`) // the demo worker answers success:false
 	time.Sleep(300 * time.Millisecond)
@@ -159,7 +171,11 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 			continue
 		}
 		for _, p := range pts {
-			if p.kind != def.Kind || p.typ != def.Value {
+			kind := p.kind
+			if def.Kind == Counter && kind == ObservableCounter { // a monotonic sum either way
+				kind = Counter
+			}
+			if kind != def.Kind || p.typ != def.Value {
 				t.Errorf("%s: collected as %s of %s, contract says %s of %s", def.Name, p.kind, p.typ, def.Kind, def.Value)
 				break
 			}
@@ -168,6 +184,9 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 			continue
 		}
 		for _, w := range ws {
+			if strings.HasPrefix(def.Name, "workerscope.session.") && w.Agent == nil {
+				continue // a session's totals: only for sessions with agent runs
+			}
 			found := 0
 			for _, p := range pts {
 				id, _ := p.attrs.Value(AttrWorkerID)
@@ -182,7 +201,8 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 				}
 			}
 			want := 1
-			if slices.Contains(def.Attributes, AttrCPUMode) || slices.Contains(def.Attributes, AttrFaultType) {
+			if slices.Contains(def.Attributes, AttrCPUMode) || slices.Contains(def.Attributes, AttrFaultType) ||
+				slices.Contains(def.Attributes, AttrGenAITokenType) || def.Name == MetricSessionBudgetUsage {
 				want = 2
 			}
 			if found != want {
@@ -308,3 +328,12 @@ func TestGaugesRegistry(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func workerByKey(m *workers.Manager, key string) (workers.WorkerSnapshot, bool) {
+	for _, w := range m.Snapshot() {
+		if w.Key == key {
+			return w, true
+		}
+	}
+	return workers.WorkerSnapshot{}, false
+}

@@ -80,6 +80,8 @@ func TestRecordRPCCostAndExemplar(t *testing.T) {
 	mm.RecordRun(workers.RPCResult{Type: "prompt", Context: ctx,
 		Run: &workers.Run{Duration: time.Second, End: workers.RunEndWorkerExit, Cost: &workers.Cost{CPUSystem: 100 * time.Millisecond}}})
 	mm.RecordRun(workers.RPCResult{Type: "prompt"}) // no run: ignored
+	mm.RecordRun(workers.RPCResult{Type: "prompt", Context: ctx,
+		Run: &workers.Run{Duration: time.Second, End: workers.RunEndAgentEnd, Budget: workers.BudgetSpend}})
 
 	prompt := attribute.String(AttrRPCMethod, "prompt")
 	getState := attribute.String(AttrRPCMethod, "get_state")
@@ -112,6 +114,9 @@ func TestRecordRPCCostAndExemplar(t *testing.T) {
 	}
 	if p, ok := pointFor(runDur, prompt, exit); !ok || p.Count != 1 {
 		t.Errorf("run.duration{prompt, worker_exit}: %+v (found %v)", p, ok)
+	}
+	if p, ok := pointFor(runDur, prompt, attribute.String(AttrErrorType, workers.CodeBudgetExceeded)); !ok || p.Count != 1 {
+		t.Errorf("run.duration{prompt, budget_exceeded}: %+v (found %v)", p, ok)
 	}
 	runCPU := histPoints(t, reader, MetricRunCPUTime)
 	if p, ok := pointFor(runCPU, prompt); !ok || p.Sum != 2.5 {

@@ -70,6 +70,8 @@ type Options struct {
 	// MaxEvents caps the span events per span; the rest are counted in
 	// workerscope.events.dropped. Default 128.
 	MaxEvents int
+	// AgentName is gen_ai.agent.name on invoke_agent spans (e.g. "pi").
+	AgentName string
 }
 
 // Tracer makes one span per command. Create it with New; it is safe for
@@ -78,6 +80,7 @@ type Tracer struct {
 	tracer    trace.Tracer
 	dropKey   bool
 	maxEvents int
+	agentName string
 
 	mu         sync.Mutex
 	methods    map[string]string
@@ -96,6 +99,7 @@ func New(opts Options) *Tracer {
 		tracer:     opts.TracerProvider.Tracer(ScopeName, trace.WithInstrumentationVersion(opts.Version)),
 		dropKey:    opts.DropWorkerKey,
 		maxEvents:  opts.MaxEvents,
+		agentName:  opts.AgentName,
 		methods:    make(map[string]string),
 		maxMethods: opts.MaxMethods,
 	}
@@ -129,7 +133,7 @@ func (t *Tracer) StartCommand(ctx context.Context, key, typ string) (context.Con
 	if !span.IsRecording() {
 		return ctx, noRecord{span}
 	}
-	return ctx, &commandSpan{span: span, max: t.maxEvents}
+	return ctx, &commandSpan{span: span, max: t.maxEvents, t: t, ctx: ctx, key: key}
 }
 
 // commandSpan is one command's span.
@@ -138,6 +142,12 @@ type commandSpan struct {
 	max     int
 	events  atomic.Int64
 	dropped atomic.Int64
+
+	// the run's agent steps (genai.go)
+	t     *Tracer
+	ctx   context.Context // with span, the parent of the steps' spans
+	key   string
+	agent agentSums
 }
 
 // Event adds ev as a span event named after its type, up to the cap.
@@ -169,7 +179,12 @@ func (s *commandSpan) End(r workers.RPCResult) {
 		events, cost = r.Run.Events, r.Run.Cost
 		attrs = append(attrs, attribute.Bool(AttrRun, true), attribute.String(AttrRunEnd, string(r.Run.End)),
 			attribute.Float64(AttrResponseTime, r.Duration.Seconds()))
-		if r.Run.End == workers.RunEndWorkerExit && r.ErrorType == "" {
+		attrs = s.agentAttributes(attrs)
+		switch {
+		case r.Run.Budget != "" && r.ErrorType == "":
+			attrs = append(attrs, attribute.String(AttrErrorType, workers.CodeBudgetExceeded), attribute.String(AttrBudget, r.Run.Budget))
+			s.span.SetStatus(codes.Error, "the session went past its "+r.Run.Budget+" budget: the run was aborted")
+		case r.Run.End == workers.RunEndWorkerExit && r.ErrorType == "":
 			attrs = append(attrs, attribute.String(AttrErrorType, workers.CodeWorkerExit))
 			s.span.SetStatus(codes.Error, "the worker exited during the run")
 		}

@@ -30,3 +30,47 @@ func lastCommands(cs []workers.CommandSummary) []lastCommandJSON {
 	}
 	return out
 }
+
+// agentJSON is a session's agent activity in GET /api/metrics
+// (workers[].agent).
+type agentJSON struct {
+	InputTokens      int64   `json:"input_tokens"`
+	OutputTokens     int64   `json:"output_tokens"`
+	CacheReadTokens  int64   `json:"cache_read_tokens"`
+	CacheWriteTokens int64   `json:"cache_write_tokens"`
+	TotalTokens      int64   `json:"total_tokens"`
+	CostUSD          float64 `json:"cost_usd"`
+	ModelCalls       int64   `json:"model_calls"`
+	ToolCalls        int64   `json:"tool_calls"`
+	// OverBudget names the budget the session is past (tokens, spend).
+	OverBudget string `json:"over_budget,omitempty"`
+	// LastTools are the worker's last tool calls, oldest first.
+	LastTools []lastToolJSON `json:"last_tools"`
+}
+
+// lastToolJSON is one of a worker's last tool calls.
+type lastToolJSON struct {
+	Name            string  `json:"name"`
+	DurationSeconds float64 `json:"duration_seconds"`
+	// CPUSeconds is the worker tree's CPU time during the tool call; null
+	// when not measured (not Linux).
+	CPUSeconds *float64 `json:"cpu_seconds"`
+	Error      bool     `json:"error,omitempty"`
+}
+
+func agentEntry(a *workers.AgentSnapshot) *agentJSON {
+	if a == nil {
+		return nil
+	}
+	out := &agentJSON{InputTokens: a.Usage.Input, OutputTokens: a.Usage.Output, CacheReadTokens: a.Usage.CacheRead,
+		CacheWriteTokens: a.Usage.CacheWrite, TotalTokens: a.Usage.Total, CostUSD: a.Usage.CostUSD,
+		ModelCalls: a.ModelCalls, ToolCalls: a.ToolCalls, OverBudget: a.OverBudget, LastTools: make([]lastToolJSON, len(a.LastTools))}
+	for i, t := range a.LastTools {
+		out.LastTools[i] = lastToolJSON{Name: t.Name, DurationSeconds: t.Duration.Seconds(), Error: t.IsError}
+		if t.HasCost {
+			v := t.CPU.Seconds()
+			out.LastTools[i].CPUSeconds = &v
+		}
+	}
+	return out
+}

@@ -119,6 +119,9 @@ type usageJSON struct {
 	Error     *string           `json:"error"`
 	// LastCommands are the worker's last few commands with their cost.
 	LastCommands []lastCommandJSON `json:"last_commands"`
+	// Agent is the session's model usage and spend and the worker's last
+	// tool calls (absent when the session ran no agent steps).
+	Agent *agentJSON `json:"agent,omitempty"`
 }
 
 type totalsJSON struct {
@@ -131,6 +134,10 @@ type totalsJSON struct {
 	FDs        int     `json:"fds"`
 	Processes  int     `json:"processes"`
 	Defunct    int     `json:"defunct"`
+	// Tokens and CostUSD sum the sessions' model usage (of the live
+	// workers' sessions).
+	Tokens  int64   `json:"tokens"`
+	CostUSD float64 `json:"cost_usd"`
 }
 
 type reportJSON struct {
@@ -215,6 +222,11 @@ func workerEntry(wr *sampler.WorkerReport, t *totalsJSON) usageJSON {
 		Zombie: wr.Zombie, Requests: wr.Requests, Restarts: wr.Restarts,
 		MemoryMax: wr.MemoryMax, PidsMax: wr.PidsMax, CPUMax: wr.CPUMax, LimitHits: wr.LimitHits,
 		LastCommands: lastCommands(wr.LastCommands),
+		Agent:        agentEntry(wr.Agent),
+	}
+	if wr.Agent != nil {
+		t.Tokens += wr.Agent.Usage.Total
+		t.CostUSD += wr.Agent.Usage.CostUSD
 	}
 	if wr.Zombie {
 		t.Zombies++

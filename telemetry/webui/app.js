@@ -402,6 +402,31 @@
     return box;
   }
 
+  // agentBox shows the session's model usage and spend and the worker's
+  // last tool calls with the CPU of the whole tree during each (newest
+  // first); a session past its budget is marked.
+  function agentBox(w) {
+    const a = w.agent;
+    if (!a || typeof a !== 'object') return null;
+    const box = el('div', 'last agent');
+    const tokens = num(a.total_tokens) || 0;
+    const cost = num(a.cost_usd) || 0;
+    const over = str(a.over_budget);
+    const head = el('div', 'cmd' + (over ? ' cmd-err' : ''),
+      'agent ' + fmtInt(tokens) + ' tokens · $' + cost.toFixed(4) + ' · ' + fmtInt(a.model_calls) + ' calls' +
+      (over ? ' · over ' + over + ' budget' : ''));
+    head.title = 'input ' + fmtInt(a.input_tokens) + ', output ' + fmtInt(a.output_tokens) + ', cache read ' +
+      fmtInt(a.cache_read_tokens) + ', cache write ' + fmtInt(a.cache_write_tokens) + ' (the session, across its workers)';
+    box.append(head);
+    const tools = Array.isArray(a.last_tools) ? a.last_tools.filter((t) => t && typeof t === 'object') : [];
+    for (const t of tools.slice().reverse()) {
+      const cpu = num(t.cpu_seconds);
+      box.append(el('div', 'cmd' + (t.error === true ? ' cmd-err' : ''),
+        'tool ' + (str(t.name) || DASH) + ' ' + fmtSmallDur(t.duration_seconds) + (cpu === null ? '' : ' · cpu ' + fmtSmallDur(cpu))));
+    }
+    return box;
+  }
+
   function renderWorkers(r) {
     const workers = Array.isArray(r.workers) ? r.workers.filter((w) => w && typeof w === 'object') : [];
     const now = Date.parse(str(r.sampled_at) || '') || Date.now();
@@ -429,6 +454,8 @@
       who.append(k, el('div', 'wid', id || DASH));
       const last = lastCommands(w);
       if (last) who.append(last);
+      const agent = agentBox(w);
+      if (agent) who.append(agent);
 
       const stateCell = el('td');
       const state = str(w.state);

@@ -108,6 +108,16 @@ type command struct {
 	Addr        string          `json:"addr"`
 	MPTCP       bool            `json:"mptcp"`
 	Listen      bool            `json:"listen"`
+	// agent_events: the prompt streams pi's model-call and tool-call
+	// events (runAgent).
+	AgentEvents  bool     `json:"agent_events"`
+	Tool         string   `json:"tool"`
+	Turns        int      `json:"turns"`
+	InputTokens  *int     `json:"input_tokens"`
+	OutputTokens *int     `json:"output_tokens"`
+	CacheTokens  int      `json:"cache_tokens"`
+	CostUSD      *float64 `json:"cost_usd"`
+	ToolError    bool     `json:"tool_error"`
 }
 
 func (w *worker) emit(v any) {
@@ -328,6 +338,10 @@ func (w *worker) startPrompt(ctx context.Context, c *command) error {
 }
 
 func (w *worker) runPrompt(ctx context.Context, c *command) {
+	if c.AgentEvents {
+		w.runAgent(ctx, c)
+		return
+	}
 	w.emit(map[string]any{"type": "agent_start"})
 	if c.MemMiB > 0 {
 		w.hold(c.MemMiB)
@@ -537,4 +551,74 @@ func listen(addr string) map[string]any {
 	}
 	_ = l.Close()
 	return map[string]any{"listening": true}
+}
+
+// runAgent streams what pi streams for a run with tool calls: per turn an
+// assistant message (message_start, message_end with usage and cost) that
+// asks for a tool, the tool's execution (tool_execution_start, a share of
+// cpu_ms burnt, tool_execution_end) and its result message; then a final
+// assistant message and agent_end. abort ends it early (the last message
+// then says stopReason "aborted").
+func (w *worker) runAgent(ctx context.Context, c *command) {
+	in, out, cost := 1000, 100, 0.001
+	if c.InputTokens != nil {
+		in = *c.InputTokens
+	}
+	if c.OutputTokens != nil {
+		out = *c.OutputTokens
+	}
+	if c.CostUSD != nil {
+		cost = *c.CostUSD
+	}
+	tool := c.Tool
+	if tool == "" {
+		tool = "bash"
+	}
+	turns := max(c.Turns, 1)
+	assistant := func(stop string, usage bool) map[string]any {
+		u := map[string]any{"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0, "totalTokens": 0,
+			"cost": map[string]any{"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0, "total": 0}}
+		if usage {
+			u = map[string]any{"input": in, "output": out, "cacheRead": c.CacheTokens, "cacheWrite": 0,
+				"totalTokens": in + out + c.CacheTokens,
+				"cost":        map[string]any{"input": cost / 2, "output": cost / 2, "cacheRead": 0, "cacheWrite": 0, "total": cost}}
+		}
+		m := map[string]any{"role": "assistant", "content": []any{}, "api": "demo", "provider": "demo",
+			"model": "demo-model", "usage": u, "stopReason": stop, "timestamp": time.Now().UnixMilli()}
+		return m
+	}
+	call := func(stop string) bool {
+		w.emit(map[string]any{"type": "message_start", "message": assistant("", false)})
+		if ctx.Err() != nil {
+			stop = "aborted"
+		}
+		w.emit(map[string]any{"type": "message_end", "message": assistant(stop, true)})
+		return ctx.Err() == nil
+	}
+	w.emit(map[string]any{"type": "agent_start"})
+	slice := time.Duration(c.CPUMS) * time.Millisecond / time.Duration(turns)
+	for i := 0; i < turns; i++ {
+		w.emit(map[string]any{"type": "turn_start"})
+		if !call("toolUse") {
+			break
+		}
+		id := fmt.Sprintf("call_%d", i+1)
+		w.emit(map[string]any{"type": "tool_execution_start", "toolCallId": id, "toolName": tool,
+			"args": map[string]any{"command": fmt.Sprintf("burn %s", slice)}})
+		burnCPU(ctx, slice)
+		w.emit(map[string]any{"type": "tool_execution_end", "toolCallId": id, "toolName": tool,
+			"result": map[string]any{"content": []any{map[string]any{"type": "text", "text": "done"}}}, "isError": c.ToolError})
+		w.emit(map[string]any{"type": "message_start", "message": map[string]any{"role": "toolResult", "toolCallId": id, "toolName": tool}})
+		w.emit(map[string]any{"type": "message_end", "message": map[string]any{"role": "toolResult", "toolCallId": id, "toolName": tool}})
+		w.emit(map[string]any{"type": "turn_end"})
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if ctx.Err() == nil {
+		w.emit(map[string]any{"type": "turn_start"})
+		call("stop")
+		w.emit(map[string]any{"type": "turn_end"})
+	}
+	w.emit(map[string]any{"type": "agent_end", "aborted": ctx.Err() != nil})
 }

@@ -12,6 +12,14 @@
 //	           what it held; negative frees it), and starts a child that burns child_cpu_ms and lives
 //	           child_ms (setsid: in a new session; orphan: the child forks the
 //	           sleeper and exits, so the sleeper is re-parented).
+//	           With "agent_events": true it streams what pi streams instead: per
+//	           turn ("turns", default 1) an assistant message (message_start,
+//	           message_end with usage: "input_tokens" (1000), "output_tokens"
+//	           (100), "cache_tokens" (0), "cost_usd" (0.001) per model call,
+//	           provider "demo", model "demo-model") asking for "tool" (bash),
+//	           the tool's tool_execution_start … _end ("tool_error": isError)
+//	           around cpu_ms/turns of CPU, its toolResult message, then a final
+//	           assistant message and agent_end (abort ends it early).
 //	get_state  {"pid", "held_mib", "streaming", "prompts", "children"}
 //	abort      stops the running prompt (agent_end follows)
 //	sleep      {"ms"}: answers after ms

@@ -449,6 +449,22 @@ func build() (dashboard.Dashboard, error) {
 			q{`histogram_quantile(0.5, sum by (le, rpc_method) (rate(workerscope_run_duration_seconds_bucket{S}[$__rate_interval]))) or on() label_replace(vector(0), "rpc_method", "none", "", "")`, "p50 {{rpc_method}}"},
 			q{`histogram_quantile(0.95, sum by (le, rpc_method) (rate(workerscope_run_duration_seconds_bucket{S}[$__rate_interval]))) or on() label_replace(vector(0), "rpc_method", "none", "", "")`, "p95 {{rpc_method}}"}))
 
+	// Agent runs: pi's model and tool calls (docs/traces-and-logs.md#agent-runs-genai-spans).
+	b = b.WithRow(dashboard.NewRowBuilder("Agent runs (GenAI)")).
+		WithPanel(ts("Tokens by model", "Tokens per second the agents' model calls used, by provider, model and gen_ai.token.type (input includes cached input), from gen_ai.client.token.usage.", "short", 12,
+			q{`sum by (gen_ai_provider_name, gen_ai_request_model, gen_ai_token_type) (rate(gen_ai_client_token_usage_sum{S}[$__rate_interval]))`, "{{gen_ai_provider_name}}/{{gen_ai_request_model}} {{gen_ai_token_type}}"})).
+		WithPanel(ts("Spend by model", "US dollars per hour the agents' model calls cost, by provider and model (the agents' own reckoning: pi's usage.cost.total), from workerscope.gen_ai.cost. Alert: WorkerscopeGenAISpendHigh.", "currencyUSD", 12,
+			q{`3600 * sum by (gen_ai_provider_name, gen_ai_request_model) (rate(workerscope_gen_ai_cost_total{S}[$__rate_interval]))`, "{{gen_ai_provider_name}}/{{gen_ai_request_model}}"})).
+		WithPanel(topTable("Top 10 sessions by spend", "Sessions (of live workers) that spent the most on model calls since they began or were reset (DELETE /api/sessions/{key}), in US dollars, from workerscope.session.gen_ai.cost. worker_key is absent with --metrics-worker-key=false.", "currencyUSD", "Spend",
+			q{`topk(10, sum by (instance, worker_key, worker_id) (workerscope_session_gen_ai_cost{W}))`, wl})).
+		WithPanel(ts("Tool CPU by tool", "CPU of the worker trees during each tool's calls, in cores (CPU seconds per second, recorded as each call ends), by gen_ai.tool.name, from workerscope.gen_ai.tool.cpu_time. Alert: WorkerscopeToolCPUHog. The single costliest calls are the execute_tool spans with the largest workerscope.cost.cpu_time.", "short", 12,
+			q{`sum by (gen_ai_tool_name) (rate(workerscope_gen_ai_tool_cpu_time_seconds_sum{S}[$__rate_interval]))`, "{{gen_ai_tool_name}}"})).
+		WithPanel(ts("Model call latency p50 / p95 by model", "Time of one model call, message_start to message_end as the supervisor saw them, from gen_ai.client.operation.duration.", "s", 12,
+			q{`histogram_quantile(0.5, sum by (le, gen_ai_request_model) (rate(gen_ai_client_operation_duration_seconds_bucket{S}[$__rate_interval])))`, "p50 {{gen_ai_request_model}}"},
+			q{`histogram_quantile(0.95, sum by (le, gen_ai_request_model) (rate(gen_ai_client_operation_duration_seconds_bucket{S}[$__rate_interval])))`, "p95 {{gen_ai_request_model}}"})).
+		WithPanel(ts("Sessions' budget use", "Share of its budget each session has used (workerscope_budget: tokens or spend; reported when --session-token-budget / --session-spend-budget-usd is set). At 100% the run is aborted and prompts are refused until the session is reset. Alert: WorkerscopeSessionNearBudget.", "percentunit", 12,
+			q{`max by (worker_key, worker_id, workerscope_budget) (workerscope_session_budget_utilization_ratio{W})`, wl + " {{workerscope_budget}}"}))
+
 	// The supervisor itself.
 	b = b.WithRow(dashboard.NewRowBuilder("The supervisor itself")).
 		WithPanel(ts("Sampler pass duration", "Wall time of one sampling pass over every worker's process tree (p50 and p99), per instance. It grows with the number of processes.", "s", 8,

@@ -47,6 +47,13 @@ var metrics = func() map[string]bool {
 		"workerscope_orphans_reaped_total",
 		"workerscope_export_errors_total",
 		"workerscope_profiling_upload_errors_total",
+		// agent runs (GenAI)
+		"workerscope_gen_ai_cost_total",
+		"workerscope_gen_ai_events_skipped_total",
+		"workerscope_session_budget_exceeded_total",
+		"workerscope_session_gen_ai_cost",
+		"workerscope_session_gen_ai_tokens",
+		"workerscope_session_budget_utilization_ratio",
 		// the supervisor process
 		"process_cpu_time_seconds_total",
 		"process_memory_usage_bytes",
@@ -67,7 +74,9 @@ var metrics = func() map[string]bool {
 		m[n] = true
 	}
 	for _, h := range []string{"workerscope_rpc_duration_seconds", "workerscope_rpc_cpu_time_seconds", "workerscope_run_duration_seconds",
-		"workerscope_run_cpu_time_seconds", "workerscope_sampler_duration_seconds", "go_schedule_duration_seconds"} {
+		"workerscope_run_cpu_time_seconds", "workerscope_sampler_duration_seconds", "go_schedule_duration_seconds",
+		"gen_ai_client_token_usage", "gen_ai_client_operation_duration_seconds", "workerscope_gen_ai_tool_duration_seconds",
+		"workerscope_gen_ai_tool_cpu_time_seconds"} {
 		for _, s := range []string{"_bucket", "_sum", "_count"} {
 			m[h+s] = true
 		}
@@ -76,7 +85,8 @@ var metrics = func() map[string]bool {
 }()
 
 // labels that share a metric prefix (they are not metric names).
-var prefixedLabels = map[string]bool{"go_memory_type": true, "process_pid": true}
+var prefixedLabels = map[string]bool{"go_memory_type": true, "process_pid": true, "workerscope_budget": true,
+	"gen_ai_provider_name": true, "gen_ai_request_model": true, "gen_ai_token_type": true, "gen_ai_tool_name": true}
 
 // The dashboard's variables: data sources, then Prometheus query variables.
 var wantVars = map[string]string{
@@ -327,7 +337,8 @@ func counter(name string) bool {
 	if strings.HasSuffix(name, "_total") {
 		return true
 	}
-	for _, h := range []string{"workerscope_rpc_duration_seconds_", "workerscope_sampler_duration_seconds_", "go_schedule_duration_seconds_"} {
+	for _, h := range []string{"workerscope_rpc_duration_seconds_", "workerscope_sampler_duration_seconds_", "go_schedule_duration_seconds_",
+		"gen_ai_client_", "workerscope_gen_ai_tool_"} {
 		if strings.HasPrefix(name, h) {
 			return true
 		}
@@ -416,7 +427,7 @@ func TestExpressions(t *testing.T) {
 }
 
 func hasMetricPrefix(id string) bool {
-	for _, p := range []string{"workerscope_", "process_", "go_", "target_info", "ALERTS"} {
+	for _, p := range []string{"workerscope_", "process_", "go_", "gen_ai_", "target_info", "ALERTS"} {
 		if strings.HasPrefix(id, p) {
 			return true
 		}
