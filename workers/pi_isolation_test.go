@@ -6,14 +6,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/workerscope/workerscope/internal/modelstub"
 	"github.com/workerscope/workerscope/internal/sandbox"
+	"github.com/workerscope/workerscope/internal/testutil"
 )
 
 // piForIsolation finds pi like TestRealPi does, and for worker uids a copy
@@ -71,8 +75,27 @@ func TestRealPiIsolated(t *testing.T) {
 			needIsolation(t, tc.uids, tc.landlock)
 			pi := piForIsolation(t, tc.uids)
 			cfg := isoConfig(t, pi, tc.uids, tc.landlock)
-			cfg.Command = []string{pi, "--mode", "rpc", "--no-session"}
-			cfg.Env = nil
+			// A scripted model: the prompt's run asks for pi's bash tool,
+			// which writes in the worker's own directory, then answers.
+			model := modelstub.Start([]modelstub.Reply{
+				{ToolCalls: []modelstub.ToolCall{{ID: "call_write", Name: "bash", Arguments: map[string]any{"command": "echo from-the-agent > g && cat g"}}},
+					Usage: modelstub.Usage{Prompt: 100, Completion: 10}},
+				{Text: "written", Usage: modelstub.Usage{Prompt: 120, Completion: 2}},
+			})
+			t.Cleanup(model.Close)
+			agentDir := filepath.Join(publicDir(t), "agent")
+			env, err := modelstub.PiAgentDir(agentDir, model.URL, "scripted", "m1", modelstub.Price{Input: 3, Output: 15})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Command = []string{pi, "--mode", "rpc", "--no-session", "--provider", "scripted", "--model", "m1"}
+			cfg.Env = env
+			cfg.SandboxReadOnly = append(cfg.SandboxReadOnly, agentDir)
+			if tc.landlock {
+				u, _ := url.Parse(model.URL)
+				port, _ := strconv.ParseUint(u.Port(), 10, 16)
+				cfg.AllowConnectPorts = append(cfg.AllowConnectPorts, uint16(port))
+			}
 			cfg.SandboxHelper = []string{publicExe(t)}
 			cfg.StopGrace = 3 * time.Second
 			m := newManager(t, cfg)
@@ -99,6 +122,13 @@ func TestRealPiIsolated(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(cfg.WorkerDirRoot, w.ID, "f")); err != nil {
 				t.Fatalf("pi's file is not in its directory: %v", err)
 			}
+			// An agent turn: the model's tool call runs inside the tier too.
+			call(`{"type":"prompt","message":"write g"}`)
+			testutil.Eventually(t, 60*time.Second, "the agent's bash tool to write g in its directory", func() bool {
+				b, err := os.ReadFile(filepath.Join(cfg.WorkerDirRoot, w.ID, "g"))
+				return err == nil && string(b) == "from-the-agent\n"
+			})
+			testutil.Eventually(t, 30*time.Second, "the run's second model call (after the tool)", func() bool { return model.Calls() >= 2 })
 			wd, _ := os.Getwd()
 			target := filepath.Join(wd, fmt.Sprintf("pi-pwned-%d", os.Getpid()))
 			t.Cleanup(func() { _ = os.Remove(target) })
