@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -247,9 +248,18 @@ service:
 	col := startOtelcol(t, []string{"OTELCOL_GRPC_ENDPOINT=" + grpcAddr, "OTELCOL_HTTP_ENDPOINT=" + freePort(t)},
 		"otel-collector.yaml", overlay)
 
+	// pi inside the binary's default sandbox (Landlock where the kernel has
+	// it), configured as a deployment would: its models.json readable, the
+	// scripted model's port reachable, the burn's reading writable.
+	u, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
 	a := startAppArgs(t, grpcAddr, append(env, "HOME="+dir, "OTEL_BSP_SCHEDULE_DELAY=200", "OTEL_SERVICE_NAME=ws-genai"),
 		"--worker-cmd", pi+" --mode rpc --no-session --provider scripted --model m1",
-		"--session-spend-budget-usd", strconv.FormatFloat(budget, 'f', -1, 64))
+		"--session-spend-budget-usd", strconv.FormatFloat(budget, 'f', -1, 64),
+		"--worker-sandbox-ro", filepath.Join(dir, "agent"), "--worker-sandbox-rw", dir,
+		"--worker-allow-ports", "443,"+u.Port())
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, p := range []*proc{jg.proc, col, a.proc} {
