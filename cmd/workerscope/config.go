@@ -28,7 +28,7 @@ import (
 type config struct {
 	Listen      string
 	Token       string
-	TokenSource string // "WORKERSCOPE_TOKEN", "--token-file", or "generated"
+	TokenSource string // "WORKERSCOPE_TOKEN", "--token-file", "the systemd credential token" or "generated"
 	WorkerCmd   []string
 	DemoWorker  bool // WorkerCmd is the built-in demo worker
 	IdleTTL     time.Duration
@@ -285,10 +285,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		}
 		c.WorkerDirRoot = filepath.Clean(v)
 	}
-	if _, port, err := net.SplitHostPort(c.Listen); err == nil {
-		// The API port must never be reachable from a sandboxed worker.
-		if p, err := strconv.ParseUint(port, 10, 16); err == nil && p != 0 &&
-			(slices.Contains(c.AllowPorts, uint16(p)) || slices.Contains(c.AllowBindPorts, uint16(p))) {
+	for _, p := range listenPort(c.Listen) { // with :0, serve checks the port it got
+		if c.exposesAPIPort(p) {
 			_, label := get("worker-allow-ports")
 			errs = append(errs, fmt.Errorf("invalid %s: includes %d, the API port (--listen): workers must never reach it", label, p))
 		}
@@ -433,6 +431,25 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 func lookup(getenv func(string) string, key string) (string, bool) {
 	v := getenv(key)
 	return v, v != ""
+}
+
+// listenPort is the API port of a host:port listen address (none for 0).
+func listenPort(addr string) []uint16 {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 {
+		return nil
+	}
+	return []uint16{uint16(p)}
+}
+
+// exposesAPIPort reports whether the sandbox's allowed ports include
+// port, the API's: no sandboxed worker may ever reach it.
+func (c *config) exposesAPIPort(port uint16) bool {
+	return slices.Contains(c.AllowPorts, port) || slices.Contains(c.AllowBindPorts, port)
 }
 
 // isLoopback reports whether a listen address binds loopback only.

@@ -14,8 +14,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -165,7 +163,7 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 	}
 	// With --listen :0 the API port is known only now: no sandboxed worker
 	// may reach it either.
-	if port := uint16(ln.Addr().(*net.TCPAddr).Port); slices.Contains(cfg.AllowPorts, port) || slices.Contains(cfg.AllowBindPorts, port) {
+	if port := uint16(ln.Addr().(*net.TCPAddr).Port); cfg.exposesAPIPort(port) {
 		_ = ln.Close()
 		abortStart(tel, mgr)
 		return fmt.Errorf("the API listens on port %d, which --worker-allow-ports lets workers reach", port)
@@ -340,19 +338,6 @@ func workerEnvDrop() []string {
 		}
 	}
 	return drop
-}
-
-// listenPort is the API port of a host:port listen address (none for 0).
-func listenPort(addr string) []uint16 {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil
-	}
-	p, err := strconv.ParseUint(port, 10, 16)
-	if err != nil || p == 0 {
-		return nil
-	}
-	return []uint16{uint16(p)}
 }
 
 // printBanner tells the person who started the server where it is and
