@@ -591,9 +591,10 @@ func (m *Manager) budgetExceeded(w *worker, e *BudgetError) {
 		w.reserveLocked() // released by call
 	}
 	w.mu.Unlock()
-	m.publishLifecycle(w.s, lifecycleEvent(w, "budget_exceeded", map[string]any{
-		"code": CodeBudgetExceeded, "budget": e.Budget, "used": e.Used, "limit": e.Limit, "error": e.Error(),
-	}))
+	l := w.lifecycle(LifecycleBudgetExceeded)
+	be := *e
+	l.Budget = &be
+	m.publishLifecycle(w.s, l)
 	if !alive {
 		return
 	}

@@ -196,7 +196,7 @@ func TestStderrHook(t *testing.T) {
 			withSpan++
 		}
 	}
-	cfg.OnLifecycle = func(ev workers.Event) { mu.Lock(); life = append(life, ev.Type); mu.Unlock() }
+	cfg.OnLifecycle = func(ev workers.Lifecycle) { mu.Lock(); life = append(life, ev.Type); mu.Unlock() }
 	m := newManager(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

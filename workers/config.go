@@ -205,9 +205,9 @@ type Config struct {
 	StderrRate  float64
 	StderrBurst int
 	// OnLifecycle, if set, receives every lifecycle event (worker_start,
-	// worker_exit, worker_limit) as it is published to the session's
-	// subscribers. It must not block.
-	OnLifecycle func(Event)
+	// worker_exit, worker_limit, budget_exceeded) as it is published to
+	// the session's subscribers. It must not block.
+	OnLifecycle func(Lifecycle)
 	// Logger receives lifecycle logs. Default slog.Default().
 	Logger *slog.Logger
 

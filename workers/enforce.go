@@ -200,12 +200,14 @@ func (m *Manager) syncCounters(w *worker) {
 	m.limitHits[1].Add(dPids)
 	m.limitHits[2].Add(dCPU)
 	if dPids > 0 {
-		m.publishLifecycle(w.s, lifecycleEvent(w, "worker_limit", map[string]any{
-			"limit": LimitPids, "max": m.cfg.PidsMax, "count": dPids, "action": "fork_refused"}))
+		l := w.lifecycle(LifecycleWorkerLimit)
+		l.Limit, l.Max, l.Count, l.Action = LimitPids, m.cfg.PidsMax, dPids, "fork_refused"
+		m.publishLifecycle(w.s, l)
 	}
 	if dOOM > 0 {
-		m.publishLifecycle(w.s, lifecycleEvent(w, "worker_limit", map[string]any{
-			"limit": LimitMemory, "max": m.cfg.MemoryMax, "count": dOOM, "action": "oom_kill"}))
+		l := w.lifecycle(LifecycleWorkerLimit)
+		l.Limit, l.Max, l.Count, l.Action = LimitMemory, m.cfg.MemoryMax, dOOM, "oom_kill"
+		m.publishLifecycle(w.s, l)
 	}
 }
 

@@ -346,7 +346,9 @@ func (m *Manager) acquire(ctx context.Context, key string) (*worker, error) {
 		w.mu.Unlock()
 		m.mu.Unlock()
 		m.spawns.Add(1)
-		m.publishLifecycle(s, lifecycleEvent(w, "worker_start", map[string]any{"pid": w.pid}))
+		l := w.lifecycle(LifecycleWorkerStart)
+		l.PID = w.pid
+		m.publishLifecycle(s, l)
 		w.start()
 		return w, nil
 	}
@@ -524,16 +526,9 @@ func (m *Manager) onExit(w *worker, xe *ExitError) {
 	}
 	s.lastUsed = time.Now()
 	m.mu.Unlock()
-	m.publishLifecycle(s, lifecycleEvent(w, "worker_exit", map[string]any{
-		"reason": xe.Reason, "status": xe.Status, "stderr_tail": xe.StderrTail,
-	}))
-}
-
-func lifecycleEvent(w *worker, typ string, fields map[string]any) Event {
-	obj := map[string]any{"type": typ, "worker_id": w.id, "key": w.key}
-	maps.Copy(obj, fields)
-	data, _ := json.Marshal(obj)
-	return Event{Key: w.key, WorkerID: w.id, Type: typ, Data: data}
+	l := w.lifecycle(LifecycleWorkerExit)
+	l.Reason, l.Status, l.StderrTail = xe.Reason, xe.Status, xe.StderrTail
+	m.publishLifecycle(s, l)
 }
 
 // terminate starts stopping w: SIGTERM to its group and tree now, SIGKILL

@@ -105,12 +105,3 @@ func (l *stderrLines) allow(now time.Time) bool {
 	l.tokens--
 	return true
 }
-
-// publishLifecycle publishes a lifecycle event to the session's
-// subscribers and to Config.OnLifecycle.
-func (m *Manager) publishLifecycle(s *session, ev Event) {
-	s.publish(m, ev)
-	if m.cfg.OnLifecycle != nil {
-		m.cfg.OnLifecycle(ev)
-	}
-}

@@ -147,17 +147,16 @@ type Stats struct {
 const CrashLoopCrashes = 3
 
 // Event is one line a worker printed that was not a response to a pending
-// command, or a lifecycle event the manager adds ("worker_start",
-// "worker_exit", and "worker_limit" when a worker's cgroup refused a fork
-// at pids.max or the OOM killer killed one of its processes:
-// {"limit": "pids"|"memory", "max": N, "count": new events, "action":
-// "fork_refused"|"oom_kill"}).
+// command, or a lifecycle event the manager adds (see Lifecycle).
 type Event struct {
 	Key      string
 	WorkerID string
 	Type     string
 	// Data is the whole JSON object line.
 	Data json.RawMessage
+	// Lifecycle is set, and Data is its JSON, when the Manager added the
+	// event.
+	Lifecycle *Lifecycle
 }
 
 // Errors returned by Manager methods; match with errors.Is.

@@ -3,7 +3,6 @@ package otellogs
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"strings"
 	"sync/atomic"
 	"unicode/utf8"
@@ -105,44 +104,37 @@ func (l *Logger) Stderr(ctx context.Context, line workers.StderrLine) {
 // Lifecycle emits a worker_start, worker_exit, worker_limit or
 // budget_exceeded event as an event record (event.name workerscope.<type>); other events are ignored.
 // Use it as workers.Config.OnLifecycle.
-func (l *Logger) Lifecycle(ev workers.Event) {
-	var f struct {
-		PID        int    `json:"pid"`
-		Reason     string `json:"reason"`
-		Status     string `json:"status"`
-		StderrTail string `json:"stderr_tail"`
-		Limit      string `json:"limit"`
-		Action     string `json:"action"`
-		Budget     string `json:"budget"`
-		Error      string `json:"error"`
-	}
-	_ = json.Unmarshal(ev.Data, &f)
+func (l *Logger) Lifecycle(ev workers.Lifecycle) {
 	var r log.Record
 	r.SetEventName("workerscope." + ev.Type)
-	l.workerAttrs(&r, ev.WorkerID, ev.Key, f.PID)
+	l.workerAttrs(&r, ev.WorkerID, ev.Key, ev.PID)
 	switch ev.Type {
-	case "worker_start":
+	case workers.LifecycleWorkerStart:
 		r.SetSeverity(log.SeverityInfo)
 		r.SetBody(attribute.StringValue("worker started"))
-	case "worker_exit":
+	case workers.LifecycleWorkerExit:
 		r.SetSeverity(log.SeverityInfo)
-		if f.Reason == string(workers.ExitCrashed) || f.Reason == string(workers.ExitOOMKilled) ||
-			f.Reason == string(workers.ExitMemoryLimit) || f.Reason == string(workers.ExitPidsLimit) || f.Reason == string(workers.ExitKilled) {
+		switch ev.Reason {
+		case workers.ExitCrashed, workers.ExitOOMKilled, workers.ExitMemoryLimit, workers.ExitPidsLimit, workers.ExitKilled:
 			r.SetSeverity(log.SeverityWarn)
 		}
-		r.SetBody(attribute.StringValue("worker exited (" + f.Reason + ", " + f.Status + ")"))
-		r.AddAttributes(attribute.String(AttrExitReason, f.Reason), attribute.String(AttrExitStatus, f.Status))
-		if f.StderrTail != "" {
-			r.AddAttributes(attribute.String(AttrStderrTail, f.StderrTail))
+		reason := string(ev.Reason)
+		r.SetBody(attribute.StringValue("worker exited (" + reason + ", " + ev.Status + ")"))
+		r.AddAttributes(attribute.String(AttrExitReason, reason), attribute.String(AttrExitStatus, ev.Status))
+		if ev.StderrTail != "" {
+			r.AddAttributes(attribute.String(AttrStderrTail, ev.StderrTail))
 		}
-	case "worker_limit":
+	case workers.LifecycleWorkerLimit:
 		r.SetSeverity(log.SeverityWarn)
-		r.SetBody(attribute.StringValue("worker hit its " + f.Limit + " limit (" + f.Action + ")"))
-		r.AddAttributes(attribute.String(AttrLimit, f.Limit))
-	case "budget_exceeded":
+		r.SetBody(attribute.StringValue("worker hit its " + ev.Limit + " limit (" + ev.Action + ")"))
+		r.AddAttributes(attribute.String(AttrLimit, ev.Limit))
+	case workers.LifecycleBudgetExceeded:
+		if ev.Budget == nil {
+			return
+		}
 		r.SetSeverity(log.SeverityWarn)
-		r.SetBody(attribute.StringValue(f.Error + "; its run was aborted"))
-		r.AddAttributes(attribute.String(AttrBudget, f.Budget), attribute.String("error.type", workers.CodeBudgetExceeded))
+		r.SetBody(attribute.StringValue(ev.Budget.Error() + "; its run was aborted"))
+		r.AddAttributes(attribute.String(AttrBudget, ev.Budget.Budget), attribute.String("error.type", workers.CodeBudgetExceeded))
 	default:
 		return
 	}
@@ -220,7 +212,7 @@ func (h *Hook) OnStderr(ctx context.Context, line workers.StderrLine) {
 
 // OnLifecycle forwards to Logger.Lifecycle. Use it as
 // workers.Config.OnLifecycle.
-func (h *Hook) OnLifecycle(ev workers.Event) {
+func (h *Hook) OnLifecycle(ev workers.Lifecycle) {
 	if l := h.l.Load(); l != nil {
 		l.Lifecycle(ev)
 	}

@@ -59,9 +59,9 @@ func TestStderrRecord(t *testing.T) {
 	now := time.Now()
 	h.OnStderr(ctx, workers.StderrLine{WorkerID: "w1-1", Key: "alice", PID: 42, Line: []byte("level=warn slow \xff"), Time: now, Truncated: true})
 	span.End()
-	h.OnLifecycle(workers.Event{Key: "alice", WorkerID: "w1-1", Type: "worker_exit",
-		Data: []byte(`{"type":"worker_exit","reason":"crashed","status":"exit status 2","stderr_tail":"boom"}`)})
-	h.OnLifecycle(workers.Event{Type: "message_update"})
+	h.OnLifecycle(workers.Lifecycle{Key: "alice", WorkerID: "w1-1", Type: workers.LifecycleWorkerExit,
+		Reason: workers.ExitCrashed, Status: "exit status 2", StderrTail: "boom"})
+	h.OnLifecycle(workers.Lifecycle{Type: "message_update"})
 	recs := exp.Records()
 	if len(recs) != 2 {
 		t.Fatalf("%d records, want 2", len(recs))
