@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 )
 
 // Lines as pi 0.73.1 prints them in RPC mode (shapes from pi-agent-core's
@@ -28,7 +29,7 @@ func BenchmarkAgentLine(b *testing.B) {
 		line []byte
 	}{{"message_update", piMessageUpdate}, {"message_end", piMessageEnd}, {"tool_execution_end", piToolEnd}} {
 		b.Run(v.name, func(b *testing.B) {
-			m := &Manager{cfg: Config{DisableCommandCost: true, SessionSpendBudgetUSD: 1e12, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+			m := &Manager{now: time.Now, cfg: Config{DisableCommandCost: true, SessionSpendBudgetUSD: 1e12, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}}
 			m.log = m.cfg.Logger
 			s := &session{key: "k", subs: map[*Subscription]struct{}{}}
 			w := &worker{m: m, s: s, id: "w-1", key: "k", pending: map[string]chan reply{}}

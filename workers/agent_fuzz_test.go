@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 )
 
 // FuzzAgentLine feeds arbitrary lines through the read path with agent
@@ -20,7 +21,7 @@ func FuzzAgentLine(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
-		m := &Manager{cfg: Config{DisableCommandCost: true, SessionTokenBudget: 1 << 40, SessionSpendBudgetUSD: 1e9,
+		m := &Manager{now: time.Now, cfg: Config{DisableCommandCost: true, SessionTokenBudget: 1 << 40, SessionSpendBudgetUSD: 1e9,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}}
 		m.log = m.cfg.Logger
 		s := &session{key: "k", subs: map[*Subscription]struct{}{}}

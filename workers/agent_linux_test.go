@@ -141,6 +141,7 @@ func TestAgentBudget(t *testing.T) {
 	tr, rec := &recTracer{}, &runRecorder{}
 	cfg := runConfig(t, tr, rec)
 	cfg.SessionTokenBudget = 2000 // the demo's model calls use 1100 tokens each
+	parallel(t, &cfg)
 	m := newManager(t, cfg)
 	sub, err := m.Subscribe("b", 0)
 	if err != nil {
@@ -195,8 +196,10 @@ func TestAgentBudget(t *testing.T) {
 // TestAgentEventsMalformed: agent events that do not decode, and a tool
 // end without its start, are counted and skipped; the worker goes on.
 func TestAgentEventsMalformed(t *testing.T) {
+	t.Parallel()
 	ag := &agentRecorder{}
 	m := newManager(t, workers.Config{
+		DisableSubreaper: true,
 		Command: []string{"sh", "-c", `echo '{"type":"message_end","message":5}'
 echo '{"type":"message_start","message":{"role":"user"}}'
 echo '{"type":"tool_execution_end","toolCallId":"x","toolName":"read"}'
@@ -221,6 +224,7 @@ while read -r line; do echo '{"type":"response","id":"'"$(echo "$line" | sed 's/
 func TestAgentContentOnlyWhenCaptured(t *testing.T) {
 	ag := &agentRecorder{}
 	cfg := demoConfig(t)
+	parallel(t, &cfg)
 	cfg.OnModelCall, cfg.OnToolCall, cfg.CaptureAgentContent = ag.onModel, ag.onTool, true
 	m := newManager(t, cfg)
 	sub, err := m.Subscribe("c", 0)

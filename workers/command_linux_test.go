@@ -184,6 +184,7 @@ func TestStderrHook(t *testing.T) {
 	var withSpan int
 	var life []string
 	cfg := demoConfig(t)
+	parallel(t, &cfg)
 	cfg.Tracer = &recTracer{}
 	cfg.StderrRate = 1
 	cfg.StderrBurst = 20

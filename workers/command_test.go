@@ -10,6 +10,7 @@ import (
 // differently from the supervisor is refused (issue 13, item 5), and
 // ordinary commands still pass.
 func TestParseCommandRefusesAmbiguity(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name, cmd string
 		want      string // "" = accepted, else part of the error

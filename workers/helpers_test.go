@@ -56,7 +56,33 @@ func demoConfig(t testing.TB, env ...string) workers.Config {
 // process of any of its workers is left.
 func newManager(t testing.TB, cfg workers.Config) *workers.Manager {
 	t.Helper()
-	m, err := workers.New(cfg)
+	return startManager(t, cfg, workers.New)
+}
+
+// newClockManager is newManager with a clock the test moves: idle times,
+// back-off, the running window and the reaper read it. Its reaper's
+// ticks come only from workers.ReapNow unless cfg.ReapInterval is set.
+func newClockManager(t testing.TB, cfg workers.Config) (*workers.Manager, *workers.FakeClock) {
+	t.Helper()
+	c := workers.NewFakeClock()
+	if cfg.ReapInterval == 0 {
+		cfg.ReapInterval = time.Hour
+	}
+	return startManager(t, cfg, func(cfg workers.Config) (*workers.Manager, error) { return workers.NewWithClock(cfg, c) }), c
+}
+
+// parallel marks t parallel with the other tests that share nothing
+// process-wide: its Manager must not reap the process's children (the
+// subreaper is for one Manager per process; another's reaper could reap
+// this one's workers).
+func parallel(t *testing.T, cfg *workers.Config) {
+	t.Parallel()
+	cfg.DisableSubreaper = true
+}
+
+func startManager(t testing.TB, cfg workers.Config, start func(workers.Config) (*workers.Manager, error)) *workers.Manager {
+	t.Helper()
+	m, err := start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 )
 
 func TestParseByteSize(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in   string
 		want int64
@@ -48,6 +49,7 @@ func TestParseByteSize(t *testing.T) {
 }
 
 func TestFormatByteSize(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[int64]string{0: "0B", 512 << 20: "512MiB", 3 << 29: "1.5GiB", 1000: "1000B"} {
 		if got := workers.FormatByteSize(in); got != want {
 			t.Errorf("FormatByteSize(%d) = %q, want %q", in, got, want)
@@ -56,6 +58,7 @@ func TestFormatByteSize(t *testing.T) {
 }
 
 func TestParseCPUCores(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in   string
 		want float64
@@ -76,6 +79,7 @@ func TestParseCPUCores(t *testing.T) {
 }
 
 func TestParsePidsMax(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in   string
 		want int64
@@ -92,6 +96,7 @@ func TestParsePidsMax(t *testing.T) {
 }
 
 func TestParseCgroupMode(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in   string
 		want workers.CgroupMode
@@ -133,6 +138,7 @@ func TestConfigRejectsBadLimits(t *testing.T) {
 }
 
 func TestExitErrorCarriesLimit(t *testing.T) {
+	t.Parallel()
 	err := error(&workers.ExitError{WorkerID: "w1-1", Key: "k", Reason: workers.ExitMemoryLimit, Status: "signal: terminated",
 		Limit: &workers.LimitError{Limit: workers.LimitMemory, Max: 512 << 20, Used: 600 << 20, By: "watchdog"}})
 	if !errors.Is(err, workers.ErrWorkerExit) || !errors.Is(err, workers.ErrLimitExceeded) {

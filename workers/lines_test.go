@@ -8,6 +8,7 @@ import (
 )
 
 func TestLineReader(t *testing.T) {
+	t.Parallel()
 	big := strings.Repeat("x", 3000)
 	tests := []struct {
 		name string
@@ -52,6 +53,7 @@ func TestLineReader(t *testing.T) {
 }
 
 func TestLineReaderSmallBuffer(t *testing.T) {
+	t.Parallel()
 	// Lines longer than bufio's buffer are assembled across reads.
 	long := strings.Repeat("z", 200<<10)
 	lr := newLineReader(strings.NewReader(long+"\nend\n"), 1<<20)
@@ -65,6 +67,7 @@ func TestLineReaderSmallBuffer(t *testing.T) {
 }
 
 func TestTailBuffer(t *testing.T) {
+	t.Parallel()
 	tb := newTailBuffer(8)
 	tb.Write([]byte("hello "))
 	tb.Write([]byte("world"))

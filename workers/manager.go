@@ -21,6 +21,9 @@ import (
 // Manager supervises workers. Create it with New; it is safe for concurrent
 // use. Close it to stop every worker.
 type Manager struct {
+	// now is the clock of the pool's bookkeeping (idle times, back-off,
+	// the running window, the reaper); tests drive it (export_test.go).
+	now      func() time.Time
 	cfg      Config
 	log      *slog.Logger
 	instance string
@@ -106,6 +109,11 @@ type session struct {
 // New validates cfg and starts a Manager. On Linux it makes the process a
 // child subreaper unless cfg.DisableSubreaper is set.
 func New(cfg Config) (*Manager, error) {
+	return newWithClock(cfg, time.Now)
+}
+
+// newWithClock is New with the clock of the pool's bookkeeping.
+func newWithClock(cfg Config, now func() time.Time) (*Manager, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -115,6 +123,7 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("workers: instance id: %w", err)
 	}
 	m := &Manager{
+		now:        now,
 		cfg:        cfg,
 		log:        cfg.Logger,
 		instance:   "w" + hex.EncodeToString(b[:]),
@@ -274,7 +283,7 @@ func (m *Manager) acquire(ctx context.Context, key string) (*worker, error) {
 			return nil, ErrClosed
 		}
 		s := m.sessionLocked(key)
-		s.lastUsed = time.Now()
+		s.lastUsed = m.now()
 		if w := s.w; w != nil {
 			w.mu.Lock()
 			ok := !w.stopping && !w.exited && !w.dead
@@ -296,7 +305,7 @@ func (m *Manager) acquire(ctx context.Context, key string) (*worker, error) {
 				return nil, fmt.Errorf("workers: waiting for session %q to spawn: %w", key, ctx.Err())
 			}
 		}
-		if wait := time.Until(s.nextSpawn); wait > 0 {
+		if wait := s.nextSpawn.Sub(m.now()); wait > 0 {
 			last := s.lastExit
 			m.mu.Unlock()
 			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
@@ -331,7 +340,7 @@ func (m *Manager) acquire(ctx context.Context, key string) (*worker, error) {
 		if err != nil {
 			m.spawnFailures.Add(1)
 			s.crashes++
-			s.nextSpawn = time.Now().Add(m.backoff(s.crashes))
+			s.nextSpawn = m.now().Add(m.backoff(s.crashes))
 			s.lastExit = err
 			m.mu.Unlock()
 			return nil, err
@@ -357,7 +366,7 @@ func (m *Manager) acquire(ctx context.Context, key string) (*worker, error) {
 func (m *Manager) sessionLocked(key string) *session {
 	s := m.sessions[key]
 	if s == nil {
-		s = &session{key: key, subs: make(map[*Subscription]struct{}), lastUsed: time.Now()}
+		s = &session{key: key, subs: make(map[*Subscription]struct{}), lastUsed: m.now()}
 		m.sessions[key] = s
 	}
 	return s
@@ -366,7 +375,7 @@ func (m *Manager) sessionLocked(key string) *session {
 // makeRoomLocked enforces MaxWorkers: it evicts the longest-idle idle
 // worker, or fails with ErrPoolFull when every worker is busy.
 func (m *Manager) makeRoomLocked() error {
-	now := time.Now()
+	now := m.now()
 	active := 0
 	var victim *worker
 	var victimIdle time.Duration
@@ -466,7 +475,7 @@ func (m *Manager) spawn(s *session) (*worker, error) {
 		s.crashed = false
 	}
 	m.mu.Unlock()
-	now := time.Now()
+	now := m.now()
 	w := &worker{
 		m: m, s: s, id: id, key: s.key, cmd: cmd, pid: cmd.Process.Pid,
 		startedAt: now, restarts: restarts, lastActive: now,
@@ -515,16 +524,16 @@ func (m *Manager) onExit(w *worker, xe *ExitError) {
 	}
 	if xe.Reason == ExitCrashed || xe.Limit != nil { // limit exits back off like crashes
 		s.crashed = true
-		if time.Since(w.startedAt) > time.Minute {
+		if m.now().Sub(w.startedAt) > time.Minute {
 			s.crashes = 0 // a long healthy run: start counting again
 		}
 		s.crashes++
-		s.nextSpawn = time.Now().Add(m.backoff(s.crashes))
+		s.nextSpawn = m.now().Add(m.backoff(s.crashes))
 		s.lastExit = xe
 	} else {
 		s.crashes = 0
 	}
-	s.lastUsed = time.Now()
+	s.lastUsed = m.now()
 	m.mu.Unlock()
 	l := w.lifecycle(LifecycleWorkerExit)
 	l.Reason, l.Status, l.StderrTail = xe.Reason, xe.Status, xe.StderrTail
@@ -698,7 +707,7 @@ func (m *Manager) reaper() {
 			return
 		case <-t.C:
 		}
-		m.reapOnce(time.Now())
+		m.reapOnce(m.now())
 		m.plat.reapOrphans()
 	}
 }
@@ -739,7 +748,7 @@ func (m *Manager) Snapshot() []WorkerSnapshot {
 		ws = append(ws, w)
 	}
 	m.mu.Unlock()
-	now := time.Now()
+	now := m.now()
 	out := make([]WorkerSnapshot, len(ws))
 	for i, w := range ws {
 		out[i] = w.snapshot(now)
@@ -793,7 +802,7 @@ func (m *Manager) Stats() Stats {
 	for _, s := range States {
 		st.ByState[s] = 0
 	}
-	now := time.Now()
+	now := m.now()
 	m.mu.Lock()
 	for w := range m.live { // counts only: no snapshot copies, no sort
 		s, _ := w.status(now)

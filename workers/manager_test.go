@@ -22,7 +22,9 @@ import (
 )
 
 func TestRoundTripAndSnapshot(t *testing.T) {
-	m := newManager(t, demoConfig(t))
+	cfg := demoConfig(t)
+	parallel(t, &cfg)
+	m := newManager(t, cfg)
 	r := send(t, m, "alpha", `{"type":"get_state","id":"mine-1"}`)
 	if !r.Success || r.Command != "get_state" || r.Data.PID == 0 {
 		t.Fatalf("bad response %+v", r)
@@ -54,7 +56,9 @@ func TestRoundTripAndSnapshot(t *testing.T) {
 }
 
 func TestBadCommandsAndKeys(t *testing.T) {
-	m := newManager(t, demoConfig(t))
+	cfg := demoConfig(t)
+	parallel(t, &cfg)
+	m := newManager(t, cfg)
 	ctx := context.Background()
 	for _, cmd := range []string{``, `null`, `[]`, `"x"`, `{"type":1}`, `{"type":""}`, `{}`, `{"type":"get_state"`} {
 		if _, err := m.Send(ctx, "k", []byte(cmd)); !errors.Is(err, workers.ErrBadCommand) {
@@ -72,7 +76,9 @@ func TestBadCommandsAndKeys(t *testing.T) {
 }
 
 func TestPromptStreamsEventsAndState(t *testing.T) {
-	m := newManager(t, demoConfig(t))
+	cfg := demoConfig(t)
+	parallel(t, &cfg)
+	m := newManager(t, cfg)
 	sub, err := m.Subscribe("s1", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -114,8 +120,9 @@ func TestPromptStreamsEventsAndState(t *testing.T) {
 
 func TestCrashAtStartReportsStderr(t *testing.T) {
 	cfg := demoConfig(t, "WORKERSCOPE_DEMO_CRASH_AT_START=cannot open config: boom-42")
-	cfg.RestartBackoff = 50 * time.Millisecond
-	m := newManager(t, cfg)
+	cfg.RestartBackoff, cfg.MaxRestartBackoff = time.Minute, time.Hour
+	parallel(t, &cfg)
+	m, clock := newClockManager(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := m.Send(ctx, "c", []byte(`{"type":"get_state"}`))
@@ -133,16 +140,29 @@ func TestCrashAtStartReportsStderr(t *testing.T) {
 	defer cancel2()
 	_, err = m.Send(short, "c", []byte(`{"type":"get_state"}`))
 	var be *workers.BackoffError
-	if !errors.As(err, &be) || be.RetryAfter <= 0 {
-		t.Fatalf("third attempt: err = %v, want BackoffError", err)
+	if !errors.As(err, &be) || be.RetryAfter != cfg.RestartBackoff {
+		t.Fatalf("third attempt: err = %v, want BackoffError after %s", err, cfg.RestartBackoff)
 	}
-	if st := m.Stats(); st.Exits[workers.ExitCrashed] < 2 {
+	if st := m.Stats(); st.Exits[workers.ExitCrashed] != 2 {
 		t.Fatalf("crash exits = %d", st.Exits[workers.ExitCrashed])
+	}
+	// Once the back-off has passed the session spawns again; the next
+	// back-off is twice as long.
+	clock.Advance(cfg.RestartBackoff)
+	if _, err := m.Send(ctx, "c", []byte(`{"type":"get_state"}`)); !errors.As(err, &xe) {
+		t.Fatalf("after the back-off: err = %v, want the worker's exit", err)
+	}
+	short3, cancel3 := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel3()
+	if _, err := m.Send(short3, "c", []byte(`{"type":"get_state"}`)); !errors.As(err, &be) || be.RetryAfter != 2*cfg.RestartBackoff {
+		t.Fatalf("fourth crash: err = %v, want BackoffError after %s", err, 2*cfg.RestartBackoff)
 	}
 }
 
 func TestCrashMidRequestFailsPendingAtOnce(t *testing.T) {
-	m := newManager(t, demoConfig(t))
+	cfg := demoConfig(t)
+	parallel(t, &cfg)
+	m := newManager(t, cfg)
 	first := send(t, m, "k", `{"type":"get_state"}`)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -183,7 +203,9 @@ func TestCrashMidRequestFailsPendingAtOnce(t *testing.T) {
 }
 
 func TestContextDeadlineLeavesWorkerUsable(t *testing.T) {
-	m := newManager(t, demoConfig(t))
+	cfg := demoConfig(t)
+	parallel(t, &cfg)
+	m := newManager(t, cfg)
 	send(t, m, "k", `{"type":"get_state"}`)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -200,6 +222,7 @@ func TestContextDeadlineLeavesWorkerUsable(t *testing.T) {
 
 func TestIgnoresSIGTERMIsKilledAfterGrace(t *testing.T) {
 	cfg := demoConfig(t)
+	parallel(t, &cfg)
 	cfg.StopGrace = 300 * time.Millisecond
 	m := newManager(t, cfg)
 	r := send(t, m, "k", `{"type":"ignore_sigterm"}`)
@@ -227,6 +250,7 @@ func TestIgnoresSIGTERMIsKilledAfterGrace(t *testing.T) {
 
 func TestFloodedOutputIsCountedAndSessionSurvives(t *testing.T) {
 	cfg := demoConfig(t)
+	parallel(t, &cfg)
 	cfg.MaxLineBytes = 64 << 10
 	m := newManager(t, cfg)
 	if r := send(t, m, "k", `{"type":"flood","lines":500,"bytes":100,"kind":"invalid"}`); !r.Success {
@@ -285,12 +309,19 @@ func TestCrashKillsLeftoverTree(t *testing.T) {
 
 func TestIdleReapAndZombie(t *testing.T) {
 	cfg := demoConfig(t)
-	cfg.IdleTTL = 300 * time.Millisecond
-	cfg.ReapInterval = 50 * time.Millisecond
-	cfg.StopGrace = 3 * time.Second
-	m := newManager(t, cfg)
+	cfg.IdleTTL = time.Minute
+	cfg.StopGrace = time.Second
+	parallel(t, &cfg)
+	m, clock := newClockManager(t, cfg)
 	send(t, m, "plain", `{"type":"get_state"}`)
 	send(t, m, "stuck", `{"type":"ignore_sigterm"}`)
+	clock.Advance(cfg.IdleTTL - time.Second)
+	workers.ReapNow(m)
+	if w, ok := snapshotOf(m, "plain"); !ok || w.State != workers.StateIdle || w.Zombie {
+		t.Fatalf("within its TTL: %+v", w)
+	}
+	clock.Advance(2 * time.Second)
+	workers.ReapNow(m)
 	testutil.Eventually(t, 5*time.Second, "plain reaped", func() bool { _, ok := snapshotOf(m, "plain"); return !ok })
 	if m.Stats().Exits[workers.ExitIdleReaped] != 1 {
 		t.Fatalf("exits %v", m.Stats().Exits)
@@ -309,30 +340,57 @@ func TestIdleReapAndZombie(t *testing.T) {
 
 func TestRunningWorkerIsNeverZombie(t *testing.T) {
 	cfg := demoConfig(t)
-	cfg.IdleTTL = 200 * time.Millisecond
-	cfg.ReapInterval = 20 * time.Millisecond
-	m := newManager(t, cfg)
+	cfg.IdleTTL = time.Minute
+	parallel(t, &cfg)
+	m, clock := newClockManager(t, cfg)
 	send(t, m, "k", `{"type":"get_state"}`)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, _ = m.Send(context.Background(), "k", []byte(`{"type":"sleep","ms":800}`))
+		_, _ = m.Send(context.Background(), "k", []byte(`{"type":"sleep","ms":300}`))
 	}()
-	for i := 0; i < 30; i++ {
-		if w, ok := snapshotOf(m, "k"); ok && w.State == workers.StateRunning && w.Zombie {
-			t.Fatal("running worker flagged as zombie")
-		}
-		time.Sleep(20 * time.Millisecond)
+	testutil.Eventually(t, 5*time.Second, "k running", func() bool { w, _ := snapshotOf(m, "k"); return w.State == workers.StateRunning })
+	clock.Advance(2 * cfg.IdleTTL)
+	workers.ReapNow(m)
+	if w, ok := snapshotOf(m, "k"); !ok || w.State != workers.StateRunning || w.Zombie {
+		t.Fatalf("running past the TTL: %+v (found %v), want running, not a zombie", w, ok)
 	}
 	<-done
+	if n := m.Stats().Exits[workers.ExitIdleReaped]; n != 0 {
+		t.Fatalf("%d idle reaps of a running worker", n)
+	}
+}
+
+// TestRunningWindow: a streamed event keeps a worker running for
+// RunningWindow, agent_end ends it at once.
+func TestRunningWindow(t *testing.T) {
+	cfg := demoConfig(t)
+	cfg.RunningWindow = 10 * time.Second
+	parallel(t, &cfg)
+	m, clock := newClockManager(t, cfg)
+	// One event, printed (and so routed) before the response.
+	send(t, m, "k", `{"type":"flood","kind":"oversize","lines":1,"bytes":1}`)
+	state := func() workers.State { w, _ := snapshotOf(m, "k"); return w.State }
+	if st := state(); st != workers.StateRunning {
+		t.Fatalf("state %s just after an event, want running", st)
+	}
+	clock.Advance(cfg.RunningWindow - time.Millisecond)
+	if st := state(); st != workers.StateRunning {
+		t.Fatalf("state %s inside the window, want running", st)
+	}
+	clock.Advance(time.Millisecond)
+	if st := state(); st != workers.StateIdle {
+		t.Fatalf("state %s after the window, want idle", st)
+	}
 }
 
 func TestMaxWorkersEvictsLongestIdle(t *testing.T) {
 	cfg := demoConfig(t)
 	cfg.MaxWorkers = 2
-	m := newManager(t, cfg)
+	parallel(t, &cfg)
+	m, clock := newClockManager(t, cfg)
 	send(t, m, "a", `{"type":"get_state"}`)
-	time.Sleep(20 * time.Millisecond)
+	clock.Advance(time.Second)
 	send(t, m, "b", `{"type":"get_state"}`)
 	send(t, m, "c", `{"type":"get_state"}`) // evicts a, the longest idle
 	testutil.Eventually(t, 5*time.Second, "a evicted", func() bool { _, ok := snapshotOf(m, "a"); return !ok })
@@ -358,6 +416,7 @@ func TestMaxWorkersEvictsLongestIdle(t *testing.T) {
 
 func TestManyConcurrentSessions(t *testing.T) {
 	cfg := demoConfig(t)
+	parallel(t, &cfg)
 	cfg.MaxWorkers = 60
 	m := newManager(t, cfg)
 	const n = 50
@@ -404,6 +463,7 @@ func TestManyConcurrentSessions(t *testing.T) {
 
 func TestSlowSubscriberNeverBlocksWorker(t *testing.T) {
 	cfg := demoConfig(t)
+	parallel(t, &cfg)
 	cfg.EventBuffer = 2
 	m := newManager(t, cfg)
 	sub, err := m.Subscribe("k", 0)
@@ -460,6 +520,7 @@ func TestCloseWithBusyWorkersLeavesNothing(t *testing.T) {
 
 func TestSpawnFailure(t *testing.T) {
 	cfg := demoConfig(t)
+	parallel(t, &cfg)
 	cfg.Command = []string{"/nonexistent/worker-binary"}
 	m := newManager(t, cfg)
 	_, err := m.Send(context.Background(), "k", []byte(`{"type":"get_state"}`))
@@ -472,7 +533,9 @@ func TestSpawnFailure(t *testing.T) {
 }
 
 func TestWorkerKilledExternally(t *testing.T) {
-	m := newManager(t, demoConfig(t))
+	cfg := demoConfig(t)
+	parallel(t, &cfg)
+	m := newManager(t, cfg)
 	r := send(t, m, "k", `{"type":"get_state"}`)
 	_ = syscall.Kill(r.Data.PID, syscall.SIGKILL)
 	testutil.Eventually(t, 5*time.Second, "exit noticed", func() bool { return m.Stats().Exits[workers.ExitCrashed] == 1 })
@@ -483,6 +546,7 @@ func TestWorkerKilledExternally(t *testing.T) {
 
 func TestNegativeStopGraceKillsAtOnce(t *testing.T) {
 	cfg := demoConfig(t)
+	parallel(t, &cfg)
 	cfg.StopGrace = -1
 	m := newManager(t, cfg)
 	send(t, m, "k", `{"type":"ignore_sigterm"}`)
@@ -522,6 +586,7 @@ func must[T any](v T, err error) T {
 
 func TestMaxWorkersHoldsUnderConcurrentSpawns(t *testing.T) {
 	cfg := demoConfig(t)
+	parallel(t, &cfg)
 	cfg.MaxWorkers = 2
 	m := newManager(t, cfg)
 	var wg sync.WaitGroup
@@ -538,13 +603,18 @@ func TestMaxWorkersHoldsUnderConcurrentSpawns(t *testing.T) {
 			}
 		}()
 	}
-	for i := 0; i < 20; i++ {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for running := true; running; { // the bound holds for as long as they compete
+		select {
+		case <-done:
+			running = false
+		case <-time.After(5 * time.Millisecond):
+		}
 		if n := len(m.Snapshot()); n > 2 {
 			t.Fatalf("%d live workers with MaxWorkers 2", n)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
-	wg.Wait()
 	if full.Load() == 0 {
 		t.Fatal("no request was refused although 8 busy sessions competed for 2 workers")
 	}
@@ -552,10 +622,15 @@ func TestMaxWorkersHoldsUnderConcurrentSpawns(t *testing.T) {
 
 func TestLongFirstCommandIsNotReaped(t *testing.T) {
 	cfg := demoConfig(t)
-	cfg.IdleTTL = 300 * time.Millisecond
-	cfg.ReapInterval = 20 * time.Millisecond
-	m := newManager(t, cfg)
-	if r := send(t, m, "k", `{"type":"sleep","ms":1200}`); !r.Success {
+	cfg.IdleTTL = time.Minute
+	parallel(t, &cfg)
+	m, clock := newClockManager(t, cfg)
+	done := make(chan response)
+	go func() { done <- send(t, m, "k", `{"type":"sleep","ms":300}`) }()
+	testutil.Eventually(t, 5*time.Second, "k spawned", func() bool { _, ok := snapshotOf(m, "k"); return ok })
+	clock.Advance(2 * cfg.IdleTTL) // the first command runs past the TTL
+	workers.ReapNow(m)
+	if r := <-done; !r.Success {
 		t.Fatalf("%+v", r)
 	}
 	if m.Stats().Exits[workers.ExitIdleReaped] != 0 {
@@ -565,6 +640,7 @@ func TestLongFirstCommandIsNotReaped(t *testing.T) {
 
 func TestWorkerThatExitsAtOnceLeavesThePool(t *testing.T) {
 	cfg := demoConfig(t)
+	parallel(t, &cfg)
 	cfg.Command = []string{"/bin/true"}
 	m := newManager(t, cfg)
 	for i := 0; i < 5; i++ {
@@ -579,6 +655,7 @@ func TestWorkerThatExitsAtOnceLeavesThePool(t *testing.T) {
 }
 
 func TestConfigRejectsNegativeLimits(t *testing.T) {
+	t.Parallel() // every config is refused before New touches the process
 	for _, mut := range []func(*workers.Config){
 		func(c *workers.Config) { c.StderrTailBytes = -1 },
 		func(c *workers.Config) { c.ReapInterval = -time.Second },
@@ -600,6 +677,7 @@ func TestConfigRejectsNegativeLimits(t *testing.T) {
 // gone; every RPC result names its error type.
 func TestCrashLoopingSessionsAndErrorTypes(t *testing.T) {
 	cfg := demoConfig(t, "WORKERSCOPE_DEMO_CRASH_AT_START=boom")
+	parallel(t, &cfg)
 	cfg.RestartBackoff, cfg.MaxRestartBackoff = time.Millisecond, 5*time.Millisecond
 	var mu sync.Mutex
 	var types []string
@@ -636,6 +714,7 @@ func TestCrashLoopingSessionsAndErrorTypes(t *testing.T) {
 }
 
 func TestErrorCode(t *testing.T) {
+	t.Parallel()
 	deadline, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer cancel()
 	tests := []struct {

@@ -20,6 +20,7 @@ import (
 func TestSubscriberBuffersBoundedInBytes(t *testing.T) {
 	const perSub, budget = 1 << 20, 3 << 19 // 1 MiB each, 1.5 MiB in all
 	cfg := demoConfig(t)
+	parallel(t, &cfg)
 	cfg.SubscriberBufferBytes = perSub
 	cfg.SubscriberBytesBudget = budget
 	m := newManager(t, cfg)

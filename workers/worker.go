@@ -159,7 +159,7 @@ func (w *worker) snapshot(now time.Time) WorkerSnapshot {
 // releases the reservation.
 func (w *worker) reserveLocked() {
 	w.inflight++
-	w.lastActive = time.Now()
+	w.lastActive = w.m.now()
 }
 
 // call sends one command object and waits for its response. The caller
@@ -169,7 +169,7 @@ func (w *worker) call(ctx context.Context, obj map[string]json.RawMessage, c *cm
 	release := func() {
 		w.mu.Lock()
 		w.inflight--
-		w.lastActive = time.Now()
+		w.lastActive = w.m.now()
 		w.mu.Unlock()
 	}
 	id := "ws-" + strconv.FormatUint(w.m.reqSeq.Add(1), 10)
@@ -204,13 +204,13 @@ func (w *worker) call(ctx context.Context, obj map[string]json.RawMessage, c *cm
 		c.id = id
 	}
 	w.requests++
-	w.lastActive = time.Now()
+	w.lastActive = w.m.now()
 	w.mu.Unlock()
 	defer func() {
 		w.mu.Lock()
 		delete(w.pending, id)
 		w.inflight--
-		w.lastActive = time.Now()
+		w.lastActive = w.m.now()
 		w.mu.Unlock()
 	}()
 
@@ -352,7 +352,7 @@ func (w *worker) handleLine(line []byte, owned bool) {
 	if !owned {
 		line = bytes.Clone(line)
 	}
-	now := time.Now()
+	now := w.m.now()
 	w.mu.Lock()
 	w.answered = true
 	if hdr.Type == "response" && len(hdr.ID) > 0 {
