@@ -64,8 +64,8 @@ soak: collector ## the fault suite (~2 min): hostile loads against the real bina
 # (go.dev/issue/75804, fixed in Go 1.27). FUZZX=10 runs ten times as long.
 FUZZX ?= 1
 fuzz: ## short fuzz runs of the line protocol, command and /proc parsers
-	$(GO) test -run '^$$' -fuzz '^FuzzLineReader$$' -fuzztime $$((25000*$(FUZZX)))x ./workers
-	$(GO) test -run '^$$' -fuzz '^FuzzParseCommand$$' -fuzztime $$((50000*$(FUZZX)))x ./workers
+	$(GO) test -run '^$$' -fuzz '^FuzzLineReader$$' -fuzztime $$((25000*$(FUZZX)))x ./workers/internal/wire
+	$(GO) test -run '^$$' -fuzz '^FuzzParseCommand$$' -fuzztime $$((50000*$(FUZZX)))x ./workers/internal/wire
 	$(GO) test -run '^$$' -fuzz '^FuzzAgentLine$$' -fuzztime $$((25000*$(FUZZX)))x ./workers
 	$(GO) test -run '^$$' -fuzz '^FuzzParseStat$$' -fuzztime $$((250000*$(FUZZX)))x ./internal/procfs
 

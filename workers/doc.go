@@ -11,8 +11,9 @@
 //
 // It must not import OpenTelemetry, net/http or anything under telemetry/:
 // data flows one way, workers → telemetry/sampler → consumers. Its only
-// project imports are internal/procfs, internal/cgroup, internal/proflabel and
-// internal/sandbox (worker uids and the Landlock helper, isolation.go).
+// project imports are its own sub-packages under workers/internal/,
+// internal/procfs, internal/cgroup, internal/proflabel and internal/sandbox
+// (worker uids and the Landlock helper, isolation.go).
 //
 // Lock order: Manager.mu before worker.mu, and Manager.mu before
 // session.subMu; no lock is held across I/O to a worker.

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/workerscope/workerscope/workers/internal/wire"
 )
 
 // Manager supervises workers. Create it with New; it is safe for concurrent
@@ -178,8 +180,9 @@ func (m *Manager) Send(ctx context.Context, key string, cmd []byte) (json.RawMes
 		m.reportRPC(RPCResult{Context: ctx, Key: key}, start, err, false, nil)
 		return nil, err
 	}
-	typ, obj, err := parseCommand(cmd)
+	typ, obj, err := wire.ParseCommand(cmd)
 	if err != nil {
+		err = fmt.Errorf("%w: %w", ErrBadCommand, err)
 		m.reportRPC(RPCResult{Context: ctx, Key: key}, start, err, false, nil)
 		return nil, err
 	}
@@ -252,26 +255,6 @@ func (m *Manager) reportRPC(r RPCResult, start time.Time, err error, workerErr b
 		m.cfg.OnRPC(r)
 	}
 	return r, traceID
-}
-
-// parseCommand checks that cmd is a JSON object with a non-empty string
-// type that no parser can read differently (checkUnambiguous).
-func parseCommand(cmd []byte) (string, map[string]json.RawMessage, error) {
-	if err := checkUnambiguous(cmd); err != nil {
-		return "", nil, fmt.Errorf("%w: %w", ErrBadCommand, err)
-	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(cmd, &obj); err != nil || obj == nil {
-		if err == nil {
-			err = errors.New("null")
-		}
-		return "", nil, fmt.Errorf("%w: not a JSON object: %w", ErrBadCommand, err)
-	}
-	var typ string
-	if err := json.Unmarshal(obj["type"], &typ); err != nil || typ == "" {
-		return "", nil, fmt.Errorf("%w: \"type\" must be a non-empty string", ErrBadCommand)
-	}
-	return typ, obj, nil
 }
 
 // acquire returns the session's live worker, spawning one if needed.
@@ -486,7 +469,7 @@ func (m *Manager) spawn(s *session) (*worker, error) {
 		errDone:    make(chan struct{}),
 		done:       make(chan struct{}),
 		pending:    make(map[string]chan reply),
-		stderr:     newTailBuffer(m.cfg.StderrTailBytes),
+		stderr:     wire.NewTailBuffer(m.cfg.StderrTailBytes),
 		cg:         cg,
 		iso:        iso,
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/workerscope/workerscope/internal/proflabel"
+	"github.com/workerscope/workerscope/workers/internal/wire"
 )
 
 // worker is one spawned process. Its mutex guards only in-memory state and
@@ -58,7 +59,7 @@ type worker struct {
 	exited     bool
 	exitErr    *ExitError
 	pending    map[string]chan reply
-	stderr     *tailBuffer
+	stderr     *wire.TailBuffer
 	// active are the commands in flight (for their events, stderr and
 	// cost), oldest first; last the last finished ones.
 	active []*cmdState
@@ -223,7 +224,7 @@ func (w *worker) call(ctx context.Context, obj map[string]json.RawMessage, c *cm
 			return nil, r.err
 		}
 		if hadID {
-			return restoreID(r.line, origID), nil
+			return wire.RestoreID(r.line, origID), nil
 		}
 		return r.line, nil
 	case <-ctx.Done():
@@ -270,20 +271,6 @@ func (w *worker) write(ctx context.Context, line []byte) error {
 	return nil
 }
 
-// restoreID puts the caller's own id back into a response line.
-func restoreID(line []byte, id json.RawMessage) []byte {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(line, &obj); err != nil {
-		return line
-	}
-	obj["id"] = id
-	out, err := json.Marshal(obj)
-	if err != nil {
-		return line
-	}
-	return out
-}
-
 type lineHeader struct {
 	Type    string          `json:"type"`
 	ID      json.RawMessage `json:"id"`
@@ -304,14 +291,14 @@ func (w *worker) readStdout() {
 	defer close(w.readDone)
 	// CPU profiles show the routing of worker output as operation=events.
 	proflabel.SetGoroutine(proflabel.Events)
-	lr := newLineReader(w.stdout, w.m.cfg.MaxLineBytes)
+	lr := wire.NewLineReader(w.stdout, w.m.cfg.MaxLineBytes)
 	for {
-		line, oversize, err := lr.next()
+		line, oversize, err := lr.Next()
 		if oversize {
 			n := w.m.oversizeLines.Add(1)
 			w.m.logLimited(n, "worker printed a line over the size limit; skipped", "worker", w.id, "key", w.key, "limit", w.m.cfg.MaxLineBytes)
 		} else if len(bytes.TrimSpace(line)) > 0 {
-			w.handleLine(line, lr.lineOwned())
+			w.handleLine(line, lr.Owned())
 		}
 		if err != nil {
 			return
@@ -346,7 +333,7 @@ func (w *worker) handleLine(line []byte, owned bool) {
 	}
 	if err != nil {
 		n := w.m.invalidLines.Add(1)
-		w.m.logLimited(n, "worker printed a line that is not a JSON object; skipped", "worker", w.id, "key", w.key, "line", truncate(line, 200))
+		w.m.logLimited(n, "worker printed a line that is not a JSON object; skipped", "worker", w.id, "key", w.key, "line", wire.Truncate(line, 200))
 		return
 	}
 	if !owned {
@@ -473,7 +460,7 @@ func (w *worker) wait() {
 	if limit != nil {
 		w.m.log.Warn("worker stopped at its resource limit", "worker", w.id, "key", w.key, "pid", w.pid, "reason", reason, "status", status, "limit", limit.Error())
 	} else if reason == ExitCrashed {
-		w.m.log.Warn("worker crashed", "worker", w.id, "key", w.key, "pid", w.pid, "status", status, "stderr_tail", truncate([]byte(xe.StderrTail), 512))
+		w.m.log.Warn("worker crashed", "worker", w.id, "key", w.key, "pid", w.pid, "status", status, "stderr_tail", wire.Truncate([]byte(xe.StderrTail), 512))
 	} else {
 		w.m.log.Info("worker exited", "worker", w.id, "key", w.key, "pid", w.pid, "reason", reason, "status", status)
 	}
@@ -494,11 +481,4 @@ func (w *worker) wait() {
 	<-w.readDone
 	<-w.errDone
 	close(w.done)
-}
-
-func truncate(b []byte, n int) string {
-	if len(b) > n {
-		return string(bytes.ToValidUTF8(b[:n], nil)) + "…"
-	}
-	return string(bytes.ToValidUTF8(b, nil))
 }

@@ -1,4 +1,4 @@
-package workers
+package wire
 
 import (
 	"bytes"
@@ -99,4 +99,46 @@ func invalidUTF8At(b []byte) int {
 		i += n
 	}
 	return len(b)
+}
+
+// ParseCommand checks that cmd is a JSON object with a non-empty string
+// type that no parser can read differently (checkUnambiguous).
+func ParseCommand(cmd []byte) (string, map[string]json.RawMessage, error) {
+	if err := checkUnambiguous(cmd); err != nil {
+		return "", nil, err
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(cmd, &obj); err != nil || obj == nil {
+		if err == nil {
+			err = errors.New("null")
+		}
+		return "", nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	var typ string
+	if err := json.Unmarshal(obj["type"], &typ); err != nil || typ == "" {
+		return "", nil, errors.New(`"type" must be a non-empty string`)
+	}
+	return typ, obj, nil
+}
+
+// RestoreID puts the caller's own id back into a response line.
+func RestoreID(line []byte, id json.RawMessage) []byte {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(line, &obj); err != nil {
+		return line
+	}
+	obj["id"] = id
+	out, err := json.Marshal(obj)
+	if err != nil {
+		return line
+	}
+	return out
+}
+
+// Truncate is b cut to n bytes (an ellipsis marks a cut), as valid UTF-8.
+func Truncate(b []byte, n int) string {
+	if len(b) > n {
+		return string(bytes.ToValidUTF8(b[:n], nil)) + "…"
+	}
+	return string(bytes.ToValidUTF8(b, nil))
 }

@@ -1,4 +1,4 @@
-package workers
+package wire
 
 import (
 	"bufio"
@@ -7,7 +7,7 @@ import (
 	"io"
 )
 
-// lineReader splits a worker's stdout into lines the way the pi RPC docs
+// LineReader splits a worker's stdout into lines the way the pi RPC docs
 // frame them: on '\n' only, with one trailing '\r' stripped. Lines longer
 // than max are skipped whole and reported. A line is kept only as far as
 // max: once it is longer, the rest is read through the 64 KiB read buffer
@@ -15,7 +15,7 @@ import (
 // however long the line, and holds nothing between lines. A line within
 // max that spans several reads is kept as a list of read-sized pieces and
 // joined once at its end: no growing copies.
-type lineReader struct {
+type LineReader struct {
 	r      *bufio.Reader
 	max    int
 	pieces [][]byte // the line so far, when it spans several reads
@@ -23,18 +23,19 @@ type lineReader struct {
 	owned  bool     // the last line returned was allocated for the caller
 }
 
-// lineReadBuffer is the size of a line reader's read buffer.
-const lineReadBuffer = 64 << 10
+// ReadBuffer is the size of a line reader's read buffer.
+const ReadBuffer = 64 << 10
 
-func newLineReader(r io.Reader, max int) *lineReader {
-	return &lineReader{r: bufio.NewReaderSize(r, lineReadBuffer), max: max}
+// NewLineReader reads lines of at most max bytes from r.
+func NewLineReader(r io.Reader, max int) *LineReader {
+	return &LineReader{r: bufio.NewReaderSize(r, ReadBuffer), max: max}
 }
 
-// next returns the next line or oversize=true for a line whose length
+// Next returns the next line or oversize=true for a line whose length
 // exceeded max. At EOF a final unterminated line is returned before io.EOF.
 // The line is valid until the next call unless owned reports that it was
 // allocated for the caller, who may then keep it.
-func (lr *lineReader) next() (line []byte, oversize bool, err error) {
+func (lr *LineReader) Next() (line []byte, oversize bool, err error) {
 	lr.owned = false
 	lr.reset()
 	discarding := false
@@ -75,7 +76,7 @@ func (lr *lineReader) next() (line []byte, oversize bool, err error) {
 
 // join returns the pieces followed by last: last itself when there are no
 // pieces, else one new slice (owned by the caller).
-func (lr *lineReader) join(last []byte) []byte {
+func (lr *LineReader) join(last []byte) []byte {
 	if lr.n == 0 {
 		return last
 	}
@@ -90,32 +91,34 @@ func (lr *lineReader) join(last []byte) []byte {
 }
 
 // reset drops the pieces of the line so far.
-func (lr *lineReader) reset() {
+func (lr *LineReader) reset() {
 	clear(lr.pieces)
 	lr.pieces = lr.pieces[:0]
 	lr.n = 0
 }
 
-// lineOwned reports whether the line last returned by next was allocated
+// Owned reports whether the line last returned by Next was allocated
 // for the caller (who may keep it) rather than lent from the read buffer.
-func (lr *lineReader) lineOwned() bool { return lr.owned }
+func (lr *LineReader) Owned() bool { return lr.owned }
 
 func trimEOL(b []byte) []byte {
 	b = bytes.TrimSuffix(b, []byte{'\n'})
 	return bytes.TrimSuffix(b, []byte{'\r'})
 }
 
-// tailBuffer keeps the last n bytes written to it: a crashed worker's
-// stderr tail for error messages. Safe for concurrent use via the worker's
-// lock held by callers.
-type tailBuffer struct {
+// TailBuffer keeps the last n bytes written to it: a crashed worker's
+// stderr tail for error messages. It is not safe for concurrent use (the
+// worker's lock guards it).
+type TailBuffer struct {
 	buf  []byte
 	size int
 }
 
-func newTailBuffer(size int) *tailBuffer { return &tailBuffer{size: size} }
+// NewTailBuffer keeps the last size bytes.
+func NewTailBuffer(size int) *TailBuffer { return &TailBuffer{size: size} }
 
-func (t *tailBuffer) Write(p []byte) {
+// Write appends p, forgetting what no longer fits.
+func (t *TailBuffer) Write(p []byte) {
 	if len(p) >= t.size {
 		t.buf = append(t.buf[:0], p[len(p)-t.size:]...)
 		return
@@ -126,4 +129,5 @@ func (t *tailBuffer) Write(p []byte) {
 	t.buf = append(t.buf, p...)
 }
 
-func (t *tailBuffer) String() string { return string(bytes.ToValidUTF8(t.buf, []byte("\uFFFD"))) }
+// String is the tail, invalid UTF-8 replaced.
+func (t *TailBuffer) String() string { return string(bytes.ToValidUTF8(t.buf, []byte("\uFFFD"))) }

@@ -1,4 +1,4 @@
-package workers
+package wire
 
 import (
 	"errors"
@@ -40,10 +40,10 @@ func readAllocs(t *testing.T, r io.Reader, max int) ([]string, uint64) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	lr := newLineReader(r, max)
+	lr := NewLineReader(r, max)
 	var got []string
 	for {
-		line, over, err := lr.next()
+		line, over, err := lr.Next()
 		switch {
 		case over:
 			got = append(got, "!")
@@ -73,7 +73,7 @@ func readAllocs(t *testing.T, r io.Reader, max int) ([]string, uint64) {
 // doubling copies).
 func TestLineReaderMemoryBoundedByLimit(t *testing.T) {
 	const limit = 1 << 20
-	const slack = 4 * lineReadBuffer // the read buffer, piece headers, the test's own strings
+	const slack = 4 * ReadBuffer // the read buffer, piece headers, the test's own strings
 	got, alloc := readAllocs(t, &patternReader{n: 20 << 20, tail: "\nafter\n"}, limit)
 	t.Logf("20 MiB line, 1 MiB limit: %d bytes allocated", alloc)
 	if fmt.Sprint(got) != "[! after]" {
@@ -105,11 +105,11 @@ func TestLineReaderMemoryBoundedByLimit(t *testing.T) {
 // TestLineReaderLongLineOwned: a line assembled across reads is handed to
 // the caller to keep; one lent from the read buffer is not.
 func TestLineReaderLongLineOwned(t *testing.T) {
-	lr := newLineReader(strings.NewReader("short\n"+strings.Repeat("z", 3*lineReadBuffer)+"\n"), 1<<20)
-	if line, _, _ := lr.next(); string(line) != "short" || lr.lineOwned() {
-		t.Fatalf("short line %q owned %v", line, lr.lineOwned())
+	lr := NewLineReader(strings.NewReader("short\n"+strings.Repeat("z", 3*ReadBuffer)+"\n"), 1<<20)
+	if line, _, _ := lr.Next(); string(line) != "short" || lr.Owned() {
+		t.Fatalf("short line %q owned %v", line, lr.Owned())
 	}
-	if line, _, _ := lr.next(); len(line) != 3*lineReadBuffer || !lr.lineOwned() {
-		t.Fatalf("long line len %d owned %v", len(line), lr.lineOwned())
+	if line, _, _ := lr.Next(); len(line) != 3*ReadBuffer || !lr.Owned() {
+		t.Fatalf("long line len %d owned %v", len(line), lr.Owned())
 	}
 }

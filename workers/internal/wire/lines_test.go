@@ -1,4 +1,4 @@
-package workers
+package wire
 
 import (
 	"errors"
@@ -28,11 +28,11 @@ func TestLineReader(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			lr := newLineReader(strings.NewReader(tt.in), tt.max)
+			lr := NewLineReader(strings.NewReader(tt.in), tt.max)
 			lr.r.Reset(strings.NewReader(tt.in)) // default 64 KiB buffer
 			var got []string
 			for {
-				line, over, err := lr.next()
+				line, over, err := lr.Next()
 				if over {
 					got = append(got, "!")
 				} else if line != nil || err == nil {
@@ -56,19 +56,19 @@ func TestLineReaderSmallBuffer(t *testing.T) {
 	t.Parallel()
 	// Lines longer than bufio's buffer are assembled across reads.
 	long := strings.Repeat("z", 200<<10)
-	lr := newLineReader(strings.NewReader(long+"\nend\n"), 1<<20)
-	line, over, err := lr.next()
+	lr := NewLineReader(strings.NewReader(long+"\nend\n"), 1<<20)
+	line, over, err := lr.Next()
 	if err != nil || over || string(line) != long {
 		t.Fatalf("long line: len %d over %v err %v", len(line), over, err)
 	}
-	if line, _, _ := lr.next(); string(line) != "end" {
+	if line, _, _ := lr.Next(); string(line) != "end" {
 		t.Fatalf("next = %q", line)
 	}
 }
 
 func TestTailBuffer(t *testing.T) {
 	t.Parallel()
-	tb := newTailBuffer(8)
+	tb := NewTailBuffer(8)
 	tb.Write([]byte("hello "))
 	tb.Write([]byte("world"))
 	if got := tb.String(); got != "lo world" {
@@ -87,9 +87,9 @@ func FuzzLineReader(f *testing.F) {
 		if max < 1024 {
 			max = 1024
 		}
-		lr := newLineReader(strings.NewReader(string(in)), max)
+		lr := NewLineReader(strings.NewReader(string(in)), max)
 		for i := 0; i <= len(in)+1; i++ {
-			line, _, err := lr.next()
+			line, _, err := lr.Next()
 			if len(line) > max {
 				t.Fatalf("line of %d bytes over max %d", len(line), max)
 			}
@@ -105,7 +105,7 @@ func FuzzParseCommand(f *testing.F) {
 	f.Add([]byte(`{"type":"prompt","id":7}`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		typ, obj, err := parseCommand(b)
+		typ, obj, err := ParseCommand(b)
 		if err == nil && (typ == "" || obj == nil) {
 			t.Fatalf("accepted %q without a type", b)
 		}
