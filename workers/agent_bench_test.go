@@ -1,10 +1,7 @@
 package workers
 
 import (
-	"io"
-	"log/slog"
 	"testing"
-	"time"
 )
 
 // Lines as pi 0.73.1 prints them in RPC mode (shapes from pi-agent-core's
@@ -29,10 +26,7 @@ func BenchmarkAgentLine(b *testing.B) {
 		line []byte
 	}{{"message_update", piMessageUpdate}, {"message_end", piMessageEnd}, {"tool_execution_end", piToolEnd}} {
 		b.Run(v.name, func(b *testing.B) {
-			m := &Manager{now: time.Now, cfg: Config{DisableCommandCost: true, SessionSpendBudgetUSD: 1e12, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}}
-			m.log = m.cfg.Logger
-			s := &session{key: "k", subs: map[*Subscription]struct{}{}}
-			w := &worker{m: m, s: s, id: "w-1", key: "k", pending: map[string]chan reply{}}
+			w := bareWorker(Config{DisableCommandCost: true, SessionSpendBudgetUSD: 1e12})
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {

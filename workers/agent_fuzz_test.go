@@ -1,10 +1,7 @@
 package workers
 
 import (
-	"io"
-	"log/slog"
 	"testing"
-	"time"
 )
 
 // FuzzAgentLine feeds arbitrary lines through the read path with agent
@@ -21,11 +18,7 @@ func FuzzAgentLine(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
-		m := &Manager{now: time.Now, cfg: Config{DisableCommandCost: true, SessionTokenBudget: 1 << 40, SessionSpendBudgetUSD: 1e9,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}}
-		m.log = m.cfg.Logger
-		s := &session{key: "k", subs: map[*Subscription]struct{}{}}
-		w := &worker{m: m, s: s, id: "w-1", key: "k", pending: map[string]chan reply{}}
+		w := bareWorker(Config{DisableCommandCost: true, SessionTokenBudget: 1 << 40, SessionSpendBudgetUSD: 1e9})
 		w.handleLine(line, false)
 		w.handleLine(line, false)
 		w.flushAgent(w.lastActive)

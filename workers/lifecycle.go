@@ -105,7 +105,7 @@ func (w *worker) lifecycle(typ string) Lifecycle {
 // subscribers and to Config.OnLifecycle.
 func (m *Manager) publishLifecycle(s *session, l Lifecycle) {
 	data, _ := json.Marshal(l)
-	s.publish(m, Event{Key: l.Key, WorkerID: l.WorkerID, Type: l.Type, Data: data, Lifecycle: &l})
+	s.publish(Event{Key: l.Key, WorkerID: l.WorkerID, Type: l.Type, Data: data, Lifecycle: &l})
 	if m.cfg.OnLifecycle != nil {
 		m.cfg.OnLifecycle(l)
 	}

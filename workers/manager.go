@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/workerscope/workerscope/workers/internal/fanout"
 	"github.com/workerscope/workerscope/workers/internal/wire"
 )
 
@@ -44,15 +45,10 @@ type Manager struct {
 
 	spawns, spawnFailures                  atomic.Uint64
 	invalidLines, oversizeLines, unmatched atomic.Uint64
-	dropped, orphansReaped                 atomic.Uint64
+	orphansReaped                          atomic.Uint64
 	exits                                  [numExitReasons]atomic.Uint64
-	subscribers                            atomic.Int64
-	// subBytes is the event data buffered for all subscriptions
-	// (Subscription.bytes summed); allSubs lists them, guarded by subsMu
-	// (taken after a session's subMu, before a Subscription's acct).
-	subBytes        atomic.Int64
-	subsMu          sync.Mutex
-	allSubs         map[*Subscription]struct{}
+	// events fans out every session's events (fanout.Hub's byte budget).
+	events          *fanout.Hub[Event]
 	limitHits       [numLimits]atomic.Uint64
 	leftoversKilled atomic.Uint64
 	stderrDropped   atomic.Uint64
@@ -99,8 +95,7 @@ type session struct {
 	lastExit  error
 	lastUsed  time.Time
 
-	subMu sync.RWMutex // taken after Manager.mu when both are held
-	subs  map[*Subscription]struct{}
+	events *fanout.Topic[Event] // its subscriptions; locked after Manager.mu
 
 	// usageMu guards agent: the session's model-call totals and budget
 	// state (agent.go). A leaf lock.
@@ -132,7 +127,7 @@ func newWithClock(cfg Config, now func() time.Time) (*Manager, error) {
 		sessions:   make(map[string]*session),
 		live:       make(map[*worker]struct{}),
 		byID:       make(map[string]*worker),
-		allSubs:    make(map[*Subscription]struct{}),
+		events:     fanout.NewHub[Event](cfg.SubscriberBufferBytes, cfg.SubscriberBytesBudget),
 		stopReaper: make(chan struct{}),
 		reaperDone: make(chan struct{}),
 		stopLimit:  make(chan struct{}),
@@ -349,7 +344,7 @@ func (m *Manager) acquire(ctx context.Context, key string) (*worker, error) {
 func (m *Manager) sessionLocked(key string) *session {
 	s := m.sessions[key]
 	if s == nil {
-		s = &session{key: key, subs: make(map[*Subscription]struct{}), lastUsed: m.now()}
+		s = &session{key: key, events: fanout.NewTopic(m.events), lastUsed: m.now()}
 		m.sessions[key] = s
 	}
 	return s
@@ -671,7 +666,7 @@ func (m *Manager) Close(ctx context.Context) error {
 		m.runWG.Wait() // every worker is gone, so every run has ended
 	}
 	for _, s := range sessions {
-		s.closeSubs(m)
+		s.events.CloseAll()
 	}
 	m.plat.close()
 	m.releaseRunLock()
@@ -710,9 +705,7 @@ func (m *Manager) reapOnce(now time.Time) {
 	}
 	keep := max(ttl, m.cfg.MaxRestartBackoff, time.Minute)
 	for key, s := range m.sessions {
-		s.subMu.RLock()
-		nsubs := len(s.subs)
-		s.subMu.RUnlock()
+		nsubs := s.events.Len()
 		s.usageMu.Lock()
 		over := s.agent.over != nil // a session past its budget stays so until Stop resets it
 		s.usageMu.Unlock()
@@ -758,10 +751,10 @@ func (m *Manager) Stats() Stats {
 		InvalidLines:       m.invalidLines.Load(),
 		OversizeLines:      m.oversizeLines.Load(),
 		UnmatchedResponses: m.unmatched.Load(),
-		EventsDropped:      m.dropped.Load(),
+		EventsDropped:      m.events.Dropped(),
 		OrphansReaped:      m.orphansReaped.Load(),
-		Subscribers:        int(m.subscribers.Load()),
-		SubscriberBytes:    m.reconcileSubs(),
+		Subscribers:        m.events.Subscribers(),
+		SubscriberBytes:    m.events.Bytes(),
 		MaxWorkers:         m.cfg.MaxWorkers,
 		LimitHits:          make(map[string]uint64, numLimits),
 		LeftoversKilled:    m.leftoversKilled.Load(),

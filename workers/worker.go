@@ -369,7 +369,7 @@ func (w *worker) handleLine(line []byte, owned bool) {
 		w.mu.Unlock()
 	}
 	ev := Event{Key: w.key, WorkerID: w.id, Type: hdr.Type, Data: line} // line is ours to keep (lineReader)
-	w.s.publish(w.m, ev)
+	w.s.publish(ev)
 	w.streamEvent(ev)
 	if isAgentEvent(hdr.Type) {
 		w.agentEvent(hdr.Type, line, ag, now)
