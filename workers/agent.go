@@ -9,6 +9,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/workerscope/workerscope/workers/internal/cost"
 )
 
 // Agent runs seen from outside. pi's RPC mode streams, inside a run,
@@ -216,48 +218,18 @@ type toolState struct {
 	id, name string
 	start    time.Time
 	args     json.RawMessage
-	meter    costMeter
+	measure  bool // its cost is read (Manager.toolCostOn)
+	meter    cost.Meter
 	shared   bool
 }
 
-// costMeter is the cost bookkeeping of one interval, as cmdState's.
-type costMeter struct {
-	on, startOK bool
-	first, last treeSample
-	lastOK      bool
-	peak        int64
-	seen        [][2]uint64
-}
-
-func (cm *costMeter) begin(s *treeSample) {
-	cm.first, cm.startOK, cm.peak = *s, true, s.rss
-	cm.first.members = slices.Clone(s.members)
-}
-
-func (cm *costMeter) observe(s *treeSample) {
-	if !cm.startOK {
-		return
-	}
-	cm.last.utime, cm.last.stime, cm.lastOK = s.utime, s.stime, true
-	cm.peak = max(cm.peak, s.rss)
-	for _, id := range s.members {
-		if !slices.Contains(cm.first.members, id) && !slices.Contains(cm.seen, id) {
-			cm.seen = append(cm.seen, id)
-		}
-	}
-}
-
-func (cm *costMeter) cost(shared bool) *Cost {
-	if !cm.startOK || !cm.lastOK {
+// costOf is a measured interval's Cost (nil: not measured).
+func costOf(m *cost.Meter, shared bool) *Cost {
+	d, ok := m.Delta()
+	if !ok {
 		return nil
 	}
-	return &Cost{
-		CPUUser:    ticks(cm.last.utime, cm.first.utime),
-		CPUSystem:  ticks(cm.last.stime, cm.first.stime),
-		MemoryPeak: cm.peak,
-		Processes:  len(cm.seen),
-		Shared:     shared,
-	}
+	return &Cost{CPUUser: d.CPUUser, CPUSystem: d.CPUSystem, MemoryPeak: d.MemoryPeak, Processes: d.Processes, Shared: shared}
 }
 
 // sessionUsage is a session's agent totals, guarded by session.usageMu.
@@ -352,10 +324,10 @@ func (w *worker) agentEvent(typ string, line []byte, decoded *agentLine, now tim
 	case "tool_execution_start":
 		t := &toolState{id: ev.ToolCallID, name: ev.ToolName, start: now, args: content.Args}
 		if m.toolCostOn() {
-			t.meter.on = true
-			var s treeSample
+			t.measure = true
+			var s cost.Sample
 			if m.plat.readTree(w, &s) {
-				t.meter.begin(&s)
+				t.meter.Begin(s)
 			}
 		}
 		w.agentMu.Lock()
@@ -365,7 +337,7 @@ func (w *worker) agentEvent(typ string, line []byte, decoded *agentLine, now tim
 		w.agent.tools = append(w.agent.tools, t)
 		w.agentMu.Unlock()
 	case "tool_execution_end":
-		var s treeSample
+		var s cost.Sample
 		read := m.toolCostOn() && m.plat.readTree(w, &s)
 		w.agentMu.Lock()
 		i := slices.IndexFunc(w.agent.tools, func(t *toolState) bool { return t.id == ev.ToolCallID })
@@ -380,10 +352,10 @@ func (w *worker) agentEvent(typ string, line []byte, decoded *agentLine, now tim
 			t = &toolState{id: ev.ToolCallID, name: ev.ToolName, start: now}
 		}
 		if read {
-			t.meter.observe(&s)
+			t.meter.Observe(&s)
 		}
 		tc := ToolCall{Key: w.key, WorkerID: w.id, Start: t.start, End: now, ID: t.id, Name: cmpOr(t.name, ev.ToolName),
-			IsError: ev.IsError, Cost: t.meter.cost(t.shared), Args: t.args, Result: content.Result}
+			IsError: ev.IsError, Cost: costOf(&t.meter, t.shared), Args: t.args, Result: content.Result}
 		w.reportToolCall(&tc)
 	}
 }
@@ -499,22 +471,22 @@ func (w *worker) flushAgent(now time.Time) {
 		w.reportModelCall(mc)
 	}
 	for _, t := range tools {
-		var s treeSample
-		if t.meter.on && w.m.plat.readTree(w, &s) {
-			t.meter.observe(&s)
+		var s cost.Sample
+		if t.measure && w.m.plat.readTree(w, &s) {
+			t.meter.Observe(&s)
 		}
 		w.reportToolCall(&ToolCall{Key: w.key, WorkerID: w.id, Start: t.start, End: now, ID: t.id, Name: t.name,
-			Incomplete: true, Cost: t.meter.cost(t.shared), Args: t.args})
+			Incomplete: true, Cost: costOf(&t.meter, t.shared), Args: t.args})
 	}
 }
 
 // observeTools folds a reading of w's tree (taken for a command in
 // flight) into its open tool calls' peaks and processes.
-func (w *worker) observeTools(s *treeSample) {
+func (w *worker) observeTools(s *cost.Sample) {
 	w.agentMu.Lock()
 	defer w.agentMu.Unlock()
 	for _, t := range w.agent.tools {
-		t.meter.observe(s)
+		t.meter.Observe(s)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/workerscope/workerscope/internal/procfs"
+	"github.com/workerscope/workerscope/workers/internal/cost"
 )
 
 // treeReader is the state of one targeted tree reading; pooled, since a
@@ -24,7 +25,7 @@ func (p *platform) canReadTrees() bool { return true }
 // is not yet reaped still counts), and the members of its cgroup when it
 // has one (re-parented descendants). It reads only those processes, never
 // all of /proc. It returns false when the worker itself could not be read.
-func (p *platform) readTree(w *worker, out *treeSample) bool {
+func (p *platform) readTree(w *worker, out *cost.Sample) bool {
 	select {
 	case <-w.procExited:
 		return false // reaped: its pid may be reused
@@ -35,15 +36,15 @@ func (p *platform) readTree(w *worker, out *treeSample) bool {
 		tr = &treeReader{r: procfs.NewReader("")}
 	}
 	defer p.trees.Put(tr)
-	*out = treeSample{members: out.members[:0]}
+	*out = cost.Sample{Members: out.Members[:0]}
 	page := int64(os.Getpagesize())
 	add := func(st procfs.Stat) {
-		out.utime += st.UTime + st.CUTime
-		out.stime += st.STime + st.CSTime
+		out.UTime += st.UTime + st.CUTime
+		out.STime += st.STime + st.CSTime
 		if st.State != 'Z' {
-			out.rss += st.RSS * page
+			out.RSS += st.RSS * page
 		}
-		out.members = append(out.members, [2]uint64{uint64(st.PID), st.StartTime})
+		out.Members = append(out.Members, [2]uint64{uint64(st.PID), st.StartTime})
 	}
 	root, err := tr.r.ReadStat(w.pid)
 	if err != nil || (w.startTicks != 0 && root.StartTime != w.startTicks) {
@@ -51,7 +52,7 @@ func (p *platform) readTree(w *worker, out *treeSample) bool {
 	}
 	add(root)
 	tr.queue = append(tr.queue[:0], w.pid)
-	for len(tr.queue) > 0 && len(out.members) < maxTreeRead {
+	for len(tr.queue) > 0 && len(out.Members) < maxTreeRead {
 		pid := tr.queue[len(tr.queue)-1]
 		tr.queue = tr.queue[:len(tr.queue)-1]
 		tr.pids, _ = tr.r.Children(pid, tr.pids[:0])
@@ -67,7 +68,7 @@ func (p *platform) readTree(w *worker, out *treeSample) bool {
 	if w.cg != nil {
 		pids, _ := w.cg.PIDs()
 		for _, pid := range pids {
-			if slices.ContainsFunc(out.members, func(m [2]uint64) bool { return m[0] == uint64(pid) }) {
+			if slices.ContainsFunc(out.Members, func(m [2]uint64) bool { return m[0] == uint64(pid) }) {
 				continue
 			}
 			if st, err := tr.r.ReadStat(pid); err == nil {

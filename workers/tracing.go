@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/workerscope/workerscope/workers/internal/cost"
 )
 
 // CommandTracer follows each command that Send routes to a worker. The
@@ -114,19 +116,6 @@ type CommandSummary struct {
 	EndedAt time.Time
 }
 
-// clockTicks is USER_HZ, the unit of /proc's CPU times (100 on every
-// Linux architecture Go supports).
-const clockTicks = 100
-
-// treeSample is one targeted reading of a worker's tree.
-type treeSample struct {
-	// utime and stime sum, over the tree's processes, their own time plus
-	// their reaped children's (cutime, cstime), in clock ticks.
-	utime, stime uint64
-	rss          int64       // bytes
-	members      [][2]uint64 // (pid, start time) of each process read
-}
-
 // LastCommandsKept is how many finished commands each worker remembers
 // for WorkerSnapshot.LastCommands.
 const LastCommandsKept = 5
@@ -159,12 +148,7 @@ type cmdState struct {
 	// command's own goroutine both touch it)
 	mu      sync.Mutex
 	measure bool
-	startOK bool
-	first   treeSample
-	peak    int64
-	seen    [][2]uint64 // (pid, start time) of processes seen after the start
-	last    treeSample  // the latest reading after the start
-	lastOK  bool
+	meter   cost.Meter
 	shared  bool
 	timer   *time.Timer
 	done    bool
@@ -200,11 +184,11 @@ func (m *Manager) beginCommand(ctx context.Context, w *worker, span CommandSpan,
 	w.active = append(w.active, c)
 	w.mu.Unlock()
 	if c.measure {
-		var s treeSample
+		var s cost.Sample
 		if m.plat.readTree(w, &s) {
-			c.first, c.startOK, c.peak = s, true, s.rss
+			c.meter.Begin(s)
 		}
-		if c.startOK && m.cfg.CostSampleInterval > 0 {
+		if c.meter.Started() && m.cfg.CostSampleInterval > 0 {
 			c.mu.Lock()
 			c.timer = time.AfterFunc(m.cfg.CostSampleInterval, func() { m.sampleCommand(w, c) })
 			c.mu.Unlock()
@@ -222,7 +206,7 @@ func (c *cmdState) markShared() {
 // sampleCommand is a reading between start and end, for the memory peak
 // and the processes started.
 func (m *Manager) sampleCommand(w *worker, c *cmdState) {
-	var s treeSample
+	var s cost.Sample
 	ok := m.plat.readTree(w, &s)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -230,47 +214,27 @@ func (m *Manager) sampleCommand(w *worker, c *cmdState) {
 		return
 	}
 	if ok {
-		c.observeLocked(&s)
+		c.meter.Observe(&s)
 		w.observeTools(&s) // agentMu is a leaf lock
 	}
 	c.timer.Reset(m.cfg.CostSampleInterval)
-}
-
-// observeLocked folds a later reading into the peak and the processes
-// seen, and keeps it as the latest.
-func (c *cmdState) observeLocked(s *treeSample) {
-	c.last.utime, c.last.stime, c.lastOK = s.utime, s.stime, true
-	c.peak = max(c.peak, s.rss)
-	for _, id := range s.members {
-		if !slices.Contains(c.first.members, id) && !slices.Contains(c.seen, id) {
-			c.seen = append(c.seen, id)
-		}
-	}
 }
 
 // costNow takes a reading of w's tree and returns the cost since the
 // command's start (nil when not measured). When the tree can no longer be
 // read (the worker is gone), the latest earlier reading stands in.
 func (m *Manager) costNow(w *worker, c *cmdState) *Cost {
-	if !c.measure || !c.startOK {
+	if !c.measure || !c.meter.Started() {
 		return nil
 	}
-	var s treeSample
+	var s cost.Sample
 	ok := m.plat.readTree(w, &s)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if ok {
-		c.observeLocked(&s)
-	} else if !c.lastOK {
-		return nil
+		c.meter.Observe(&s)
 	}
-	return &Cost{
-		CPUUser:    ticks(c.last.utime, c.first.utime),
-		CPUSystem:  ticks(c.last.stime, c.first.stime),
-		MemoryPeak: c.peak,
-		Processes:  len(c.seen),
-		Shared:     c.shared,
-	}
+	return costOf(&c.meter, c.shared)
 }
 
 // finishCommand stops the command's sampling, unregisters it from w and
@@ -292,16 +256,6 @@ func (m *Manager) finishCommand(w *worker, c *cmdState) int {
 	}
 	c.phase = phaseOver
 	return c.events
-}
-
-// ticks converts a clock-tick difference to a duration; a tree that lost
-// a process between the readings (reaped outside it) never reports less
-// than nothing.
-func ticks(end, start uint64) time.Duration {
-	if end <= start {
-		return 0
-	}
-	return time.Duration(end-start) * (time.Second / clockTicks)
 }
 
 // remember keeps r as one of w's last commands.
