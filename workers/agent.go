@@ -1,15 +1,14 @@
 package workers
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"time"
 
+	"github.com/workerscope/workerscope/workers/internal/agentev"
 	"github.com/workerscope/workerscope/workers/internal/cost"
 )
 
@@ -18,7 +17,7 @@ import (
 // one model call, its usage and USD cost on message_end) and
 // tool_execution_start … tool_execution_end for every tool call. The
 // stdout reader already knows each line's type; for these four types only
-// it decodes the few fields it needs (agentLine) and turns them into
+// it decodes the few fields it needs (agentev.Line) and turns them into
 // ModelCall and ToolCall values, handed to the span of the command whose
 // run it is (AgentSpan) and to Config.OnModelCall / OnToolCall. A tool
 // call's cost is the worker tree's, read at its start and its end (and by
@@ -42,16 +41,6 @@ type Usage struct {
 	Total int64
 	// CostUSD is pi's usage.cost.total.
 	CostUSD float64
-}
-
-// add adds o to u.
-func (u *Usage) add(o Usage) {
-	u.Input += o.Input
-	u.Output += o.Output
-	u.CacheRead += o.CacheRead
-	u.CacheWrite += o.CacheWrite
-	u.Total += o.Total
-	u.CostUSD += o.CostUSD
 }
 
 // ModelCall is one call to a model inside an agent run: an assistant
@@ -168,41 +157,6 @@ func (e *BudgetError) Error() string {
 // Is makes errors.Is(err, ErrBudgetExceeded) true.
 func (e *BudgetError) Is(target error) bool { return target == ErrBudgetExceeded }
 
-// agentLine is the part of pi's message_* and tool_execution_* events the
-// supervisor reads. Numbers are decoded as float64 so that a worker that
-// prints 1e3 or 12.0 is still understood.
-type agentLine struct {
-	Message *struct {
-		Role       string `json:"role"`
-		Provider   string `json:"provider"`
-		Model      string `json:"model"`
-		StopReason string `json:"stopReason"`
-		Usage      *struct {
-			Input       float64 `json:"input"`
-			Output      float64 `json:"output"`
-			CacheRead   float64 `json:"cacheRead"`
-			CacheWrite  float64 `json:"cacheWrite"`
-			TotalTokens float64 `json:"totalTokens"`
-			Cost        struct {
-				Total float64 `json:"total"`
-			} `json:"cost"`
-		} `json:"usage"`
-	} `json:"message"`
-	ToolCallID string `json:"toolCallId"`
-	ToolName   string `json:"toolName"`
-	IsError    bool   `json:"isError"`
-}
-
-// agentContent is the content of those events, decoded only with
-// Config.CaptureAgentContent.
-type agentContent struct {
-	Message *struct {
-		Content json.RawMessage `json:"content"`
-	} `json:"message"`
-	Args   json.RawMessage `json:"args"`
-	Result json.RawMessage `json:"result"`
-}
-
 // agentState is a worker's open model call and tool calls, guarded by
 // worker.agentMu (a leaf lock: no other lock is taken under it).
 type agentState struct {
@@ -232,82 +186,41 @@ func costOf(m *cost.Meter, shared bool) *Cost {
 	return &Cost{CPUUser: d.CPUUser, CPUSystem: d.CPUSystem, MemoryPeak: d.MemoryPeak, Processes: d.Processes, Shared: shared}
 }
 
-// sessionUsage is a session's agent totals, guarded by session.usageMu.
-type sessionUsage struct {
-	usage      Usage
-	modelCalls int64
-	toolCalls  int64
-	over       *BudgetError
-}
-
 // errNotObject marks a line that does not start as a JSON object.
 var errNotObject = errors.New("not a JSON object")
-
-// agentPrefixes are how pi starts the lines of the events agentEvent
-// reads (type first): such a line is decoded once, header and agent
-// fields together; any other order costs a second pass.
-var agentPrefixes = [][]byte{[]byte(`{"type":"message_start"`), []byte(`{"type":"message_end"`),
-	[]byte(`{"type":"tool_execution_start"`), []byte(`{"type":"tool_execution_end"`)}
-
-func agentPrefix(line []byte) bool {
-	if len(line) < 20 || line[1] != '"' || line[2] != 't' {
-		return false
-	}
-	for _, p := range agentPrefixes {
-		if bytes.HasPrefix(line, p) {
-			return true
-		}
-	}
-	return false
-}
-
-// isAgentEvent reports whether typ is one of the events agentEvent reads.
-func isAgentEvent(typ string) bool {
-	switch typ {
-	case "message_start", "message_end", "tool_execution_start", "tool_execution_end":
-		return true
-	}
-	return false
-}
 
 // agentEvent handles one message_* or tool_execution_* line, seen at now.
 // It is called from w's stdout reader only, after the line went to the
 // subscribers and the spans.
-func (w *worker) agentEvent(typ string, line []byte, decoded *agentLine, now time.Time) {
+func (w *worker) agentEvent(typ string, line []byte, decoded *agentev.Line, now time.Time) {
 	m := w.m
-	var ev agentLine
+	var ev agentev.Line
 	if decoded != nil {
 		ev = *decoded
 	} else if err := json.Unmarshal(line, &ev); err != nil {
 		m.agentSkipped.Add(1)
 		return
 	}
-	var content agentContent
+	var content agentev.Content
 	if m.cfg.CaptureAgentContent {
 		_ = json.Unmarshal(line, &content)
 	}
 	switch typ {
-	case "message_start":
-		if ev.Message == nil || ev.Message.Role != "assistant" {
+	case agentev.MessageStart:
+		if !ev.Assistant() {
 			return // user and tool-result messages are not model calls
 		}
 		w.agentMu.Lock()
 		w.agent.msgOpen, w.agent.msgStart = true, now
 		w.agent.provider, w.agent.model = ev.Message.Provider, ev.Message.Model
 		w.agentMu.Unlock()
-	case "message_end":
-		if ev.Message == nil || ev.Message.Role != "assistant" {
+	case agentev.MessageEnd:
+		if !ev.Assistant() {
 			return
 		}
 		msg := ev.Message
-		mc := ModelCall{Key: w.key, WorkerID: w.id, End: now, Provider: msg.Provider, Model: msg.Model, StopReason: msg.StopReason}
-		if u := msg.Usage; u != nil {
-			mc.Usage = Usage{Input: tokens(u.Input), Output: tokens(u.Output), CacheRead: tokens(u.CacheRead),
-				CacheWrite: tokens(u.CacheWrite), Total: tokens(u.TotalTokens), CostUSD: dollars(u.Cost.Total)}
-			if mc.Usage.Total == 0 {
-				mc.Usage.Total = mc.Usage.Input + mc.Usage.Output + mc.Usage.CacheRead + mc.Usage.CacheWrite
-			}
-		}
+		mc := ModelCall{Key: w.key, WorkerID: w.id, End: now, Provider: msg.Provider, Model: msg.Model, StopReason: msg.StopReason,
+			Usage: Usage(ev.Usage())}
 		if content.Message != nil {
 			mc.Content = content.Message.Content
 		}
@@ -321,7 +234,7 @@ func (w *worker) agentEvent(typ string, line []byte, decoded *agentLine, now tim
 		}
 		w.agentMu.Unlock()
 		w.reportModelCall(&mc)
-	case "tool_execution_start":
+	case agentev.ToolExecutionStart:
 		t := &toolState{id: ev.ToolCallID, name: ev.ToolName, start: now, args: content.Args}
 		if m.toolCostOn() {
 			t.measure = true
@@ -336,7 +249,7 @@ func (w *worker) agentEvent(typ string, line []byte, decoded *agentLine, now tim
 		}
 		w.agent.tools = append(w.agent.tools, t)
 		w.agentMu.Unlock()
-	case "tool_execution_end":
+	case agentev.ToolExecutionEnd:
 		var s cost.Sample
 		read := m.toolCostOn() && m.plat.readTree(w, &s)
 		w.agentMu.Lock()
@@ -365,22 +278,6 @@ func cmpOr(a, b string) string {
 		return a
 	}
 	return b
-}
-
-// tokens converts a token count from JSON; nonsense (negative, NaN,
-// huge) counts as 0.
-func tokens(f float64) int64 {
-	if !(f >= 0 && f < 1e15) {
-		return 0
-	}
-	return int64(math.Round(f))
-}
-
-func dollars(f float64) float64 {
-	if !(f >= 0 && f < 1e9) {
-		return 0
-	}
-	return f
 }
 
 // toolCostOn reports whether tool calls are measured.
@@ -415,7 +312,7 @@ func (w *worker) agentTarget() (AgentSpan, context.Context) {
 func (w *worker) reportModelCall(mc *ModelCall) {
 	sp, ctx := w.agentTarget()
 	mc.Context = ctx
-	over := w.s.addUsage(w.m, mc.Usage)
+	over := w.s.usage.AddModelCall(agentev.Usage(mc.Usage), w.m.budgets())
 	if sp != nil {
 		sp.ModelCall(mc)
 	}
@@ -423,7 +320,7 @@ func (w *worker) reportModelCall(mc *ModelCall) {
 		f(*mc)
 	}
 	if over != nil {
-		w.m.budgetExceeded(w, over)
+		w.m.budgetExceeded(w, budgetError(w.key, over))
 	}
 }
 
@@ -432,9 +329,7 @@ func (w *worker) reportModelCall(mc *ModelCall) {
 func (w *worker) reportToolCall(tc *ToolCall) {
 	sp, ctx := w.agentTarget()
 	tc.Context = ctx
-	w.s.usageMu.Lock()
-	w.s.agent.toolCalls++
-	w.s.usageMu.Unlock()
+	w.s.usage.AddToolCall()
 	sum := ToolSummary{Name: tc.Name, Duration: tc.End.Sub(tc.Start), IsError: tc.IsError, EndedAt: tc.End}
 	if tc.Cost != nil {
 		sum.CPU, sum.HasCost = tc.Cost.CPU(), true
@@ -490,31 +385,13 @@ func (w *worker) observeTools(s *cost.Sample) {
 	}
 }
 
-// budgetsOn reports whether any session budget is set.
-func (m *Manager) budgetsOn() bool {
-	return m.cfg.SessionTokenBudget > 0 || m.cfg.SessionSpendBudgetUSD > 0
+// budgets are the session budgets of the configuration.
+func (m *Manager) budgets() agentev.Budgets {
+	return agentev.Budgets{Tokens: m.cfg.SessionTokenBudget, SpendUSD: m.cfg.SessionSpendBudgetUSD}
 }
 
-// addUsage adds one model call's usage to the session and returns the
-// budget it has just gone past (nil: none, or it was past one already).
-func (s *session) addUsage(m *Manager, u Usage) *BudgetError {
-	s.usageMu.Lock()
-	defer s.usageMu.Unlock()
-	a := &s.agent
-	a.usage.add(u)
-	a.modelCalls++
-	if a.over != nil {
-		return nil
-	}
-	switch {
-	case m.cfg.SessionTokenBudget > 0 && a.usage.Total >= m.cfg.SessionTokenBudget:
-		a.over = &BudgetError{Key: s.key, Budget: BudgetTokens, Used: float64(a.usage.Total), Limit: float64(m.cfg.SessionTokenBudget)}
-	case m.cfg.SessionSpendBudgetUSD > 0 && a.usage.CostUSD >= m.cfg.SessionSpendBudgetUSD:
-		a.over = &BudgetError{Key: s.key, Budget: BudgetSpend, Used: a.usage.CostUSD, Limit: m.cfg.SessionSpendBudgetUSD}
-	default:
-		return nil
-	}
-	return a.over
+func budgetError(key string, o *agentev.Over) *BudgetError {
+	return &BudgetError{Key: key, Budget: o.Budget, Used: o.Used, Limit: o.Limit}
 }
 
 // overBudget is the budget error of the session key, if it is past one.
@@ -525,23 +402,10 @@ func (m *Manager) overBudget(key string) error {
 	if s == nil {
 		return nil
 	}
-	s.usageMu.Lock()
-	defer s.usageMu.Unlock()
-	if s.agent.over == nil {
-		return nil
+	if o := s.usage.Over(); o != nil {
+		return budgetError(key, o)
 	}
-	e := *s.agent.over
-	return &e
-}
-
-// resetUsage forgets the session's totals and budget state; it reports
-// whether there was any.
-func (s *session) resetUsage() bool {
-	s.usageMu.Lock()
-	defer s.usageMu.Unlock()
-	had := s.agent.modelCalls > 0 || s.agent.toolCalls > 0
-	s.agent = sessionUsage{}
-	return had
+	return nil
 }
 
 // budgetExceeded acts on a session that has just gone past a budget:
@@ -584,18 +448,16 @@ func (m *Manager) budgetExceeded(w *worker, e *BudgetError) {
 
 // agentSnapshot is w's session's agent activity (nil when it has none).
 func (w *worker) agentSnapshot() *AgentSnapshot {
-	w.s.usageMu.Lock()
-	a := w.s.agent
-	w.s.usageMu.Unlock()
+	a := w.s.usage.Totals()
 	w.agentMu.Lock()
 	last := slices.Clone(w.agent.last)
 	w.agentMu.Unlock()
-	if a.modelCalls == 0 && a.toolCalls == 0 && len(last) == 0 {
+	if a.ModelCalls == 0 && a.ToolCalls == 0 && len(last) == 0 {
 		return nil
 	}
-	snap := &AgentSnapshot{Usage: a.usage, ModelCalls: a.modelCalls, ToolCalls: a.toolCalls, LastTools: last}
-	if a.over != nil {
-		snap.OverBudget = a.over.Budget
+	snap := &AgentSnapshot{Usage: Usage(a.Usage), ModelCalls: a.ModelCalls, ToolCalls: a.ToolCalls, LastTools: last}
+	if a.Over != nil {
+		snap.OverBudget = a.Over.Budget
 	}
 	return snap
 }

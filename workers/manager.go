@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/workerscope/workerscope/workers/internal/agentev"
 	"github.com/workerscope/workerscope/workers/internal/fanout"
 	"github.com/workerscope/workerscope/workers/internal/wire"
 )
@@ -97,10 +98,9 @@ type session struct {
 
 	events *fanout.Topic[Event] // its subscriptions; locked after Manager.mu
 
-	// usageMu guards agent: the session's model-call totals and budget
-	// state (agent.go). A leaf lock.
-	usageMu sync.Mutex
-	agent   sessionUsage
+	// usage is the session's model-call totals and budget state
+	// (agent.go); its lock is a leaf.
+	usage agentev.Account
 }
 
 // New validates cfg and starts a Manager. On Linux it makes the process a
@@ -183,7 +183,7 @@ func (m *Manager) Send(ctx context.Context, key string, cmd []byte) (json.RawMes
 	}
 	ctx, span := m.startCommand(ctx, key, typ)
 	res := RPCResult{Context: ctx, Key: key, Type: typ}
-	if m.budgetsOn() && slices.Contains(m.cfg.RunCommands, typ) {
+	if m.budgets().On() && slices.Contains(m.cfg.RunCommands, typ) {
 		if err := m.overBudget(key); err != nil {
 			m.reportRPC(res, start, err, false, span)
 			return nil, err
@@ -604,7 +604,7 @@ func (m *Manager) Stop(ctx context.Context, key string) error {
 	}
 	m.mu.Unlock()
 	// Stop also resets the session's agent totals and budget state.
-	reset := s != nil && s.resetUsage()
+	reset := s != nil && s.usage.Reset()
 	if w == nil {
 		if reset {
 			return nil
@@ -706,9 +706,7 @@ func (m *Manager) reapOnce(now time.Time) {
 	keep := max(ttl, m.cfg.MaxRestartBackoff, time.Minute)
 	for key, s := range m.sessions {
 		nsubs := s.events.Len()
-		s.usageMu.Lock()
-		over := s.agent.over != nil // a session past its budget stays so until Stop resets it
-		s.usageMu.Unlock()
+		over := s.usage.Over() != nil // a session past its budget stays so until Stop resets it
 		if s.w == nil && s.spawning == nil && nsubs == 0 && !over && now.Sub(s.lastUsed) > keep {
 			delete(m.sessions, key)
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/workerscope/workerscope/internal/proflabel"
+	"github.com/workerscope/workerscope/workers/internal/agentev"
 	"github.com/workerscope/workerscope/workers/internal/wire"
 )
 
@@ -310,19 +311,19 @@ func (w *worker) readStdout() {
 // copied if kept; a long line was assembled for us and is kept as it is.
 func (w *worker) handleLine(line []byte, owned bool) {
 	var hdr lineHeader
-	var ag *agentLine // pi's agent events, decoded with the header in one pass
+	var ag *agentev.Line // pi's agent events, decoded with the header in one pass
 	trimmed := bytes.TrimLeft(line, " \t")
 	var err error
 	switch {
 	case len(trimmed) == 0 || trimmed[0] != '{':
 		err = errNotObject
-	case agentPrefix(trimmed):
+	case agentev.Prefixed(trimmed):
 		var both struct {
 			lineHeader
-			agentLine
+			agentev.Line
 		}
 		if err = json.Unmarshal(line, &both); err == nil {
-			hdr, ag = both.lineHeader, &both.agentLine
+			hdr, ag = both.lineHeader, &both.Line
 		} else {
 			// Still a line for the subscribers if its header decodes;
 			// agentEvent finds the rest malformed and counts it.
@@ -371,7 +372,7 @@ func (w *worker) handleLine(line []byte, owned bool) {
 	ev := Event{Key: w.key, WorkerID: w.id, Type: hdr.Type, Data: line} // line is ours to keep (lineReader)
 	w.s.publish(ev)
 	w.streamEvent(ev)
-	if isAgentEvent(hdr.Type) {
+	if agentev.Is(hdr.Type) {
 		w.agentEvent(hdr.Type, line, ag, now)
 	}
 	if hdr.Type == "agent_end" {

@@ -75,6 +75,7 @@ var rules = []rule{
 	{pkg: "workers/internal/wire", says: "It imports only the standard library and knows nothing of workers.", only: std},
 	{pkg: "workers/internal/fanout", says: "It imports only the standard library and knows nothing of workers.", only: std},
 	{pkg: "workers/internal/cost", says: "It imports only the standard library and knows nothing of workers.", only: std},
+	{pkg: "workers/internal/agentev", says: "It imports only the standard library and knows nothing of workers.", only: std},
 	{pkg: "workers/demoworker", says: "It imports only the standard library", only: std},
 	{pkg: "telemetry/sampler", says: "must not import OpenTelemetry or net/http", deny: cat(otel, netHTTP)},
 	{pkg: "telemetry/otelmetrics", says: "It must not import net/http, the OTel SDK set-up (telemetry/otelsetup) or any exporter",
