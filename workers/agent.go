@@ -198,7 +198,7 @@ func (w *worker) agentEvent(typ string, line []byte, decoded *agentev.Line, now 
 	if decoded != nil {
 		ev = *decoded
 	} else if err := json.Unmarshal(line, &ev); err != nil {
-		m.agentSkipped.Add(1)
+		m.counts.agentSkipped.Add(1)
 		return
 	}
 	var content agentev.Content
@@ -230,7 +230,7 @@ func (w *worker) agentEvent(typ string, line []byte, decoded *agentev.Line, now 
 			mc.Start = w.agent.msgStart
 			w.agent.msgOpen = false
 		} else {
-			m.agentSkipped.Add(1) // an end without its start: kept, with no duration
+			m.counts.agentSkipped.Add(1) // an end without its start: kept, with no duration
 		}
 		w.agentMu.Unlock()
 		w.reportModelCall(&mc)
@@ -261,7 +261,7 @@ func (w *worker) agentEvent(typ string, line []byte, decoded *agentev.Line, now 
 		}
 		w.agentMu.Unlock()
 		if t == nil {
-			m.agentSkipped.Add(1) // an end without its start
+			m.counts.agentSkipped.Add(1) // an end without its start
 			t = &toolState{id: ev.ToolCallID, name: ev.ToolName, start: now}
 		}
 		if read {
@@ -397,7 +397,7 @@ func budgetError(key string, o *agentev.Over) *BudgetError {
 // overBudget is the budget error of the session key, if it is past one.
 func (m *Manager) overBudget(key string) error {
 	m.mu.Lock()
-	s := m.sessions[key]
+	s := m.pool.sessions[key]
 	m.mu.Unlock()
 	if s == nil {
 		return nil
@@ -414,7 +414,7 @@ func (m *Manager) overBudget(key string) error {
 // with pi's abort command.
 func (m *Manager) budgetExceeded(w *worker, e *BudgetError) {
 	if i := slices.Index(BudgetNames, e.Budget); i >= 0 {
-		m.budgetHits[i].Add(1)
+		m.counts.budgetHits[i].Add(1)
 	}
 	m.log.Warn("session past its budget; aborting its run", "worker", w.id, "key", w.key,
 		"budget", e.Budget, "used", e.Used, "limit", e.Limit)
@@ -434,9 +434,9 @@ func (m *Manager) budgetExceeded(w *worker, e *BudgetError) {
 	if !alive {
 		return
 	}
-	m.runWG.Add(1)
+	m.wait.runs.Add(1)
 	go func() {
-		defer m.runWG.Done()
+		defer m.wait.runs.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		obj := map[string]json.RawMessage{"type": json.RawMessage(`"abort"`)}

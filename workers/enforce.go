@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strings"
 	"syscall"
-	"time"
 )
 
 const numLimits = 3 // LimitNames: memory, pids, cpu
@@ -28,9 +27,9 @@ type treeUsage struct {
 // Limits reports the per-worker limits, the enforcement tier chosen at
 // start-up and why.
 func (m *Manager) Limits() LimitsInfo {
-	li := m.limits
-	li.Enforcement = make(map[string]string, len(m.limits.Enforcement))
-	for k, v := range m.limits.Enforcement {
+	li := m.limits.info
+	li.Enforcement = make(map[string]string, len(m.limits.info.Enforcement))
+	for k, v := range m.limits.info.Enforcement {
 		li.Enforcement[k] = v
 	}
 	return li
@@ -43,7 +42,7 @@ func (m *Manager) Limits() LimitsInfo {
 // ancestry and the MarkerEnv marker instead.
 func (m *Manager) WorkerPIDs(workerID string) (pids []int, ok bool) {
 	m.mu.Lock()
-	w := m.byID[workerID] // a lookup, not a scan: the sampler asks for every worker with a cgroup, every pass
+	w := m.pool.byID[workerID] // a lookup, not a scan: the sampler asks for every worker with a cgroup, every pass
 	m.mu.Unlock()
 	if w == nil || w.cg == nil {
 		return nil, false
@@ -58,7 +57,7 @@ func (m *Manager) setupLimits() error {
 	if err != nil {
 		return err
 	}
-	m.limits = li
+	m.limits.info = li
 	args := []any{"tier", li.Tier, "reason", li.Reason}
 	if li.MemoryMax > 0 {
 		args = append(args, "memory_max", FormatByteSize(li.MemoryMax))
@@ -87,33 +86,42 @@ func (m *Manager) setupLimits() error {
 
 // watched reports whether the watchdog enforces the named limit.
 func (m *Manager) watched(limit string) bool {
-	return m.limits.Enforcement[limit] == string(TierWatchdog)
+	return m.limits.info.Enforcement[limit] == string(TierWatchdog)
 }
 
-// limitLoop runs the watchdog and reads cgroup limit events.
-func (m *Manager) limitLoop() {
-	defer close(m.limitDone)
-	if !m.limits.Cgroups && !m.watched(LimitMemory) && !m.watched(LimitPids) {
+// limiter is the enforcement tier chosen at start-up and its watchdog.
+type limiter struct {
+	info LimitsInfo
+	// watchdog measures trees for the limits that cgroups do not enforce
+	// and reads cgroup limit events (not started when there is neither).
+	watchdog loop
+	// ws and usage are limitPass's scratch (the watchdog's goroutine only).
+	ws    []*worker
+	usage []treeUsage
+}
+
+// recovery is this instance's lock in RuntimeDir (nil: none) and the dead
+// instances recoverLeftovers cleaned up (their worker directories go too,
+// recoverIsolation).
+type recovery struct {
+	lock      *os.File
+	instances []string
+}
+
+// startWatchdog starts the limit loop when there is something to watch.
+func (m *Manager) startWatchdog() {
+	if !m.limits.info.Cgroups && !m.watched(LimitMemory) && !m.watched(LimitPids) {
 		return
 	}
-	t := time.NewTicker(m.cfg.WatchdogInterval)
-	defer t.Stop()
-	var ws []*worker
-	var usage []treeUsage
-	for {
-		select {
-		case <-m.stopLimit:
-			return
-		case <-t.C:
-		}
-		ws, usage = m.limitPass(ws[:0], usage[:0])
-	}
+	m.limits.watchdog.start(m.cfg.WatchdogInterval, func() {
+		m.limits.ws, m.limits.usage = m.limitPass(m.limits.ws[:0], m.limits.usage[:0])
+	})
 }
 
 // limitPass is one watchdog pass over the live workers.
 func (m *Manager) limitPass(ws []*worker, usage []treeUsage) ([]*worker, []treeUsage) {
 	m.mu.Lock()
-	for w := range m.live {
+	for w := range m.pool.live {
 		ws = append(ws, w)
 	}
 	m.mu.Unlock()
@@ -176,7 +184,7 @@ func (m *Manager) stopForLimit(w *worker, le *LimitError) {
 	w.limitErr = le
 	w.hits[idx]++
 	w.mu.Unlock()
-	m.limitHits[idx].Add(1)
+	m.counts.limitHits[idx].Add(1)
 	m.log.Warn("worker over its limit on two watchdog passes; stopping it", "worker", w.id, "key", w.key, "pid", w.pid, "limit", le.Error())
 	m.terminate(w, reason)
 }
@@ -196,9 +204,9 @@ func (m *Manager) syncCounters(w *worker) {
 	w.hits[1] += dPids
 	w.hits[2] += dCPU
 	w.mu.Unlock()
-	m.limitHits[0].Add(dOOM)
-	m.limitHits[1].Add(dPids)
-	m.limitHits[2].Add(dCPU)
+	m.counts.limitHits[0].Add(dOOM)
+	m.counts.limitHits[1].Add(dPids)
+	m.counts.limitHits[2].Add(dCPU)
 	if dPids > 0 {
 		l := w.lifecycle(LifecycleWorkerLimit)
 		l.Limit, l.Max, l.Count, l.Action = LimitPids, m.cfg.PidsMax, dPids, "fork_refused"
@@ -291,7 +299,7 @@ func (m *Manager) recoverLeftovers() {
 	}
 	for _, e := range ents {
 		inst, ok := strings.CutSuffix(e.Name(), ".lock")
-		if !ok || inst == m.instance || !instanceRE.MatchString(inst) {
+		if !ok || inst == m.id || !instanceRE.MatchString(inst) {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
@@ -304,8 +312,8 @@ func (m *Manager) recoverLeftovers() {
 			continue
 		}
 		killed, groups := m.plat.recoverInstance(inst)
-		m.recovered = append(m.recovered, inst)
-		m.leftoversKilled.Add(uint64(len(killed)))
+		m.recovery.instances = append(m.recovery.instances, inst)
+		m.counts.leftoversKilled.Add(uint64(len(killed)))
 		if len(killed) > 0 || groups > 0 {
 			m.log.Warn("stopped leftovers of a dead supervisor instance", "instance", inst, "processes", len(killed), "pids", killed, "cgroups_removed", groups)
 		} else {
@@ -323,7 +331,7 @@ func (m *Manager) takeRunLock(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, m.instance+".tmp")
+	tmp := filepath.Join(dir, m.id+".tmp")
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
@@ -338,23 +346,23 @@ func (m *Manager) takeRunLock(dir string) error {
 		// Read by later instances: uid ranges must not overlap (recoverIsolation).
 		_, _ = fmt.Fprintf(f, "uids %s\n", m.cfg.WorkerUIDs)
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, m.instance+".lock")); err != nil {
+	if err := os.Rename(tmp, filepath.Join(dir, m.id+".lock")); err != nil {
 		_ = f.Close()
 		_ = os.Remove(tmp)
 		return err
 	}
-	m.runLock = f
+	m.recovery.lock = f
 	return nil
 }
 
 func (m *Manager) releaseRunLock() {
-	if m.runLock == nil {
+	if m.recovery.lock == nil {
 		return
 	}
-	err := os.Remove(m.runLock.Name()[:len(m.runLock.Name())-len(".tmp")] + ".lock")
+	err := os.Remove(m.recovery.lock.Name()[:len(m.recovery.lock.Name())-len(".tmp")] + ".lock")
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		m.log.Warn("cannot remove instance lock", "err", err)
 	}
-	_ = m.runLock.Close()
-	m.runLock = nil
+	_ = m.recovery.lock.Close()
+	m.recovery.lock = nil
 }

@@ -370,14 +370,14 @@ var workerDirRE = regexp.MustCompile(`^(w[0-9a-f]{8})-[0-9]+$`)
 func (m *Manager) recoverIsolation() error {
 	iso := &m.iso
 	dir := m.cfg.runtimeDir()
-	if iso.dirRoot == "" || dir == "" || m.runLock == nil {
+	if iso.dirRoot == "" || dir == "" || m.recovery.lock == nil {
 		return nil
 	}
-	live := map[string]bool{m.instance: true}
+	live := map[string]bool{m.id: true}
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
 		inst, ok := strings.CutSuffix(e.Name(), ".lock")
-		if !ok || inst == m.instance || !instanceRE.MatchString(inst) {
+		if !ok || inst == m.id || !instanceRE.MatchString(inst) {
 			continue
 		}
 		live[inst] = true
@@ -397,7 +397,7 @@ func (m *Manager) recoverIsolation() error {
 	if iso.pool != nil {
 		r := m.cfg.WorkerUIDs
 		killed, left := m.plat.killUIDs(r.Contains)
-		m.leftoversKilled.Add(uint64(killed))
+		m.counts.leftoversKilled.Add(uint64(killed))
 		if killed > 0 || left > 0 {
 			m.log.Warn("killed leftover processes running as worker uids", "uids", r.String(), "killed", killed, "surviving", left)
 		}
@@ -409,7 +409,7 @@ func (m *Manager) recoverIsolation() error {
 			continue
 		}
 		p := filepath.Join(iso.dirRoot, e.Name())
-		dead := slices.Contains(m.recovered, sm[1])
+		dead := slices.Contains(m.recovery.instances, sm[1])
 		if st, err := os.Lstat(p); !dead && err == nil && iso.pool != nil {
 			uid, ok := fileOwner(st)
 			dead = ok && uid >= 0 && m.cfg.WorkerUIDs.Contains(uint32(uid))

@@ -25,53 +25,54 @@ import (
 // Manager supervises workers. Create it with New; it is safe for concurrent
 // use. Close it to stop every worker.
 type Manager struct {
+	cfg Config
+	log *slog.Logger
+	id  string // this instance: the prefix of its worker IDs
 	// now is the clock of the pool's bookkeeping (idle times, back-off,
 	// the running window, the reaper); tests drive it (export_test.go).
-	now      func() time.Time
-	cfg      Config
-	log      *slog.Logger
-	instance string
-	plat     *platform
+	now  func() time.Time
+	plat *platform // spawning, signalling, cgroups, orphan reaping (proc_*.go, limits_*.go)
 
-	seq    atomic.Uint64
-	reqSeq atomic.Uint64
+	// mu guards pool (see the lock order in doc.go); never held across I/O.
+	mu   sync.Mutex
+	pool pool
 
-	// mu guards the pool. Lock order: mu before a worker's w.mu and before
-	// a session's s.subMu, never the other way; never held across I/O.
-	mu       sync.Mutex
+	events   *fanout.Hub[Event] // every session's subscribers and their byte budget (subscribe.go)
+	limits   limiter            // the enforcement tier and its watchdog (enforce.go)
+	iso      isolation          // worker uids, directories and sandbox (isolation.go)
+	recovery recovery           // this instance's lock, dead instances' leftovers (enforce.go)
+	reaper   loop               // idle workers, unused sessions, orphans (reaper.go)
+	wait     struct {
+		workers sync.WaitGroup // one per worker, until its tree is gone
+		spawns  sync.WaitGroup // spawns in progress
+		runs    sync.WaitGroup // runs followed after their command's response, aborts
+	}
+	counts counters
+}
+
+// pool is the sessions and their live workers, guarded by Manager.mu
+// (the sequences are atomic).
+type pool struct {
 	sessions map[string]*session
 	live     map[*worker]struct{}
 	byID     map[string]*worker // the live workers by ID (as live)
+	spawning int                // spawns in progress: they count against MaxWorkers
 	closed   bool
 
+	workerSeq atomic.Uint64 // worker IDs
+	reqSeq    atomic.Uint64 // command ids on the wire
+}
+
+// counters are the Manager's cumulative counts, for Stats.
+type counters struct {
 	spawns, spawnFailures                  atomic.Uint64
 	invalidLines, oversizeLines, unmatched atomic.Uint64
-	orphansReaped                          atomic.Uint64
+	orphansReaped, leftoversKilled         atomic.Uint64
+	stderrDropped                          atomic.Uint64
+	agentSkipped                           atomic.Uint64 // agent events that did not decode (agent.go)
 	exits                                  [numExitReasons]atomic.Uint64
-	// events fans out every session's events (fanout.Hub's byte budget).
-	events          *fanout.Hub[Event]
-	limitHits       [numLimits]atomic.Uint64
-	leftoversKilled atomic.Uint64
-	stderrDropped   atomic.Uint64
-
-	limits  LimitsInfo
-	iso     isolation
-	runLock *os.File // this instance's lock file in RuntimeDir (nil: none)
-	// recovered are the dead instances recoverLeftovers cleaned up (their
-	// worker directories go too, recoverIsolation).
-	recovered []string
-	stopLimit chan struct{}
-	limitDone chan struct{}
-
-	stopReaper chan struct{}
-	reaperDone chan struct{}
-	wg         sync.WaitGroup // one per worker, until its tree is gone
-	spawnWG    sync.WaitGroup // spawns in progress
-	spawningN  int            // spawns in progress, guarded by mu
-	runWG      sync.WaitGroup // runs followed after their command's response
-
-	agentSkipped atomic.Uint64             // agent events that did not decode (agent.go)
-	budgetHits   [numBudgets]atomic.Uint64 // sessions that went past a budget, by BudgetNames
+	limitHits                              [numLimits]atomic.Uint64
+	budgetHits                             [numBudgets]atomic.Uint64 // sessions that went past a budget, by BudgetNames
 }
 
 // numBudgets is len(BudgetNames).
@@ -120,19 +121,15 @@ func newWithClock(cfg Config, now func() time.Time) (*Manager, error) {
 		return nil, fmt.Errorf("workers: instance id: %w", err)
 	}
 	m := &Manager{
-		now:        now,
-		cfg:        cfg,
-		log:        cfg.Logger,
-		instance:   "w" + hex.EncodeToString(b[:]),
-		sessions:   make(map[string]*session),
-		live:       make(map[*worker]struct{}),
-		byID:       make(map[string]*worker),
-		events:     fanout.NewHub[Event](cfg.SubscriberBufferBytes, cfg.SubscriberBytesBudget),
-		stopReaper: make(chan struct{}),
-		reaperDone: make(chan struct{}),
-		stopLimit:  make(chan struct{}),
-		limitDone:  make(chan struct{}),
+		cfg:    cfg,
+		log:    cfg.Logger,
+		id:     "w" + hex.EncodeToString(b[:]),
+		now:    now,
+		events: fanout.NewHub[Event](cfg.SubscriberBufferBytes, cfg.SubscriberBytesBudget),
 	}
+	m.pool.sessions = make(map[string]*session)
+	m.pool.live = make(map[*worker]struct{})
+	m.pool.byID = make(map[string]*worker)
 	plat, err := newPlatform(m, !cfg.DisableSubreaper)
 	if err != nil {
 		return nil, err
@@ -152,14 +149,14 @@ func newWithClock(cfg Config, now func() time.Time) (*Manager, error) {
 		m.releaseRunLock()
 		return nil, err
 	}
-	go m.reaper()
-	go m.limitLoop()
+	m.reaper.start(m.cfg.ReapInterval, m.reapPass)
+	m.startWatchdog()
 	return m, nil
 }
 
 // ID identifies this Manager: every worker ID it assigns (and so every
 // WORKERSCOPE_WORKER_ID marker) starts with ID + "-".
-func (m *Manager) ID() string { return m.instance }
+func (m *Manager) ID() string { return m.id }
 
 // Config returns the effective configuration (defaults filled in).
 func (m *Manager) Config() Config { return m.cfg }
@@ -215,7 +212,7 @@ func (m *Manager) Send(ctx context.Context, key string, cmd []byte) (json.RawMes
 		if m.cfg.OnRPC != nil {
 			m.cfg.OnRPC(res)
 		}
-		m.runWG.Add(1)
+		m.wait.runs.Add(1)
 		go m.followRun(w, c, res, start)
 		return resp, err
 	}
@@ -256,7 +253,7 @@ func (m *Manager) reportRPC(r RPCResult, start time.Time, err error, workerErr b
 func (m *Manager) acquire(ctx context.Context, key string) (*worker, error) {
 	for {
 		m.mu.Lock()
-		if m.closed {
+		if m.pool.closed {
 			m.mu.Unlock()
 			return nil, ErrClosed
 		}
@@ -304,19 +301,19 @@ func (m *Manager) acquire(ctx context.Context, key string) (*worker, error) {
 		}
 		done := make(chan struct{})
 		s.spawning = done
-		m.spawningN++ // counts against MaxWorkers until registered
-		m.spawnWG.Add(1)
+		m.pool.spawning++ // counts against MaxWorkers until registered
+		m.wait.spawns.Add(1)
 		m.mu.Unlock()
 
 		w, err := m.spawn(s)
 
 		m.mu.Lock()
 		s.spawning = nil
-		m.spawningN--
+		m.pool.spawning--
 		close(done)
-		defer m.spawnWG.Done()
+		defer m.wait.spawns.Done()
 		if err != nil {
-			m.spawnFailures.Add(1)
+			m.counts.spawnFailures.Add(1)
 			s.crashes++
 			s.nextSpawn = m.now().Add(m.backoff(s.crashes))
 			s.lastExit = err
@@ -326,13 +323,13 @@ func (m *Manager) acquire(ctx context.Context, key string) (*worker, error) {
 		// Registered before its goroutines start, so an immediate exit finds
 		// it in the pool; reserved for this caller.
 		s.w = w
-		m.live[w] = struct{}{}
-		m.byID[w.id] = w
+		m.pool.live[w] = struct{}{}
+		m.pool.byID[w.id] = w
 		w.mu.Lock()
 		w.reserveLocked()
 		w.mu.Unlock()
 		m.mu.Unlock()
-		m.spawns.Add(1)
+		m.counts.spawns.Add(1)
 		l := w.lifecycle(LifecycleWorkerStart)
 		l.PID = w.pid
 		m.publishLifecycle(s, l)
@@ -342,10 +339,10 @@ func (m *Manager) acquire(ctx context.Context, key string) (*worker, error) {
 }
 
 func (m *Manager) sessionLocked(key string) *session {
-	s := m.sessions[key]
+	s := m.pool.sessions[key]
 	if s == nil {
 		s = &session{key: key, events: fanout.NewTopic(m.events), lastUsed: m.now()}
-		m.sessions[key] = s
+		m.pool.sessions[key] = s
 	}
 	return s
 }
@@ -357,7 +354,7 @@ func (m *Manager) makeRoomLocked() error {
 	active := 0
 	var victim *worker
 	var victimIdle time.Duration
-	for w := range m.live {
+	for w := range m.pool.live {
 		st, idle := w.status(now)
 		if st == StateStopping || st == StateExited {
 			continue
@@ -367,7 +364,7 @@ func (m *Manager) makeRoomLocked() error {
 			victim, victimIdle = w, idle
 		}
 	}
-	active += m.spawningN
+	active += m.pool.spawning
 	if active < m.cfg.MaxWorkers {
 		return nil
 	}
@@ -392,7 +389,7 @@ func (m *Manager) backoff(crashes int) time.Duration {
 
 // spawn starts a worker process for s.
 func (m *Manager) spawn(s *session) (*worker, error) {
-	id := fmt.Sprintf("%s-%d", m.instance, m.seq.Add(1))
+	id := fmt.Sprintf("%s-%d", m.id, m.pool.workerSeq.Add(1))
 	cmd := exec.Command(m.cfg.Command[0], m.cfg.Command[1:]...)
 	cmd.Dir = m.cfg.Dir
 	cmd.Env = append(append(m.baseEnv(), m.cfg.Env...), MarkerEnv+"="+id, KeyEnv+"="+s.key)
@@ -492,10 +489,10 @@ func (m *Manager) baseEnv() []string {
 // onExit hands the session back so the next command respawns, and records
 // crash back-off.
 func (m *Manager) onExit(w *worker, xe *ExitError) {
-	m.exits[exitReasonIndex[xe.Reason]].Add(1)
+	m.counts.exits[exitReasonIndex[xe.Reason]].Add(1)
 	m.mu.Lock()
-	delete(m.live, w)
-	delete(m.byID, w.id)
+	delete(m.pool.live, w)
+	delete(m.pool.byID, w.id)
 	s := w.s
 	if s.w == w {
 		s.w = nil
@@ -597,7 +594,7 @@ func (m *Manager) sweep(w *worker) {
 // its process tree are gone, or ctx ends. ErrNotFound when no worker runs.
 func (m *Manager) Stop(ctx context.Context, key string) error {
 	m.mu.Lock()
-	s := m.sessions[key]
+	s := m.pool.sessions[key]
 	var w *worker
 	if s != nil {
 		w = s.w
@@ -625,26 +622,24 @@ func (m *Manager) Stop(ctx context.Context, key string) error {
 // little longer before returning ctx's error. Later calls return ErrClosed.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
-	if m.closed {
+	if m.pool.closed {
 		m.mu.Unlock()
 		return ErrClosed
 	}
-	m.closed = true
+	m.pool.closed = true
 	m.mu.Unlock()
-	m.spawnWG.Wait() // spawns in flight finish and register their workers
+	m.wait.spawns.Wait() // spawns in flight finish and register their workers
 	m.mu.Lock()
-	ws := slices.Collect(maps.Keys(m.live))
-	sessions := slices.Collect(maps.Values(m.sessions))
+	ws := slices.Collect(maps.Keys(m.pool.live))
+	sessions := slices.Collect(maps.Values(m.pool.sessions))
 	m.mu.Unlock()
-	close(m.stopReaper)
-	<-m.reaperDone
-	close(m.stopLimit)
-	<-m.limitDone
+	m.reaper.halt()
+	m.limits.watchdog.halt()
 	for _, w := range ws {
 		m.terminate(w, ExitStopped)
 	}
 	all := make(chan struct{})
-	go func() { m.wg.Wait(); close(all) }()
+	go func() { m.wait.workers.Wait(); close(all) }()
 	var err error
 	select {
 	case <-all:
@@ -663,7 +658,7 @@ func (m *Manager) Close(ctx context.Context) error {
 		}
 	}
 	if err == nil {
-		m.runWG.Wait() // every worker is gone, so every run has ended
+		m.wait.runs.Wait() // every worker is gone, so every run has ended
 	}
 	for _, s := range sessions {
 		s.events.CloseAll()
@@ -673,52 +668,12 @@ func (m *Manager) Close(ctx context.Context) error {
 	return err
 }
 
-// reaper stops workers idle past IdleTTL, forgets unused sessions and reaps
-// orphaned descendants.
-func (m *Manager) reaper() {
-	defer close(m.reaperDone)
-	t := time.NewTicker(m.cfg.ReapInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.stopReaper:
-			return
-		case <-t.C:
-		}
-		m.reapOnce(m.now())
-		m.plat.reapOrphans()
-	}
-}
-
-func (m *Manager) reapOnce(now time.Time) {
-	ttl := m.cfg.IdleTTL
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if ttl > 0 {
-		for w := range m.live {
-			st, idle := w.status(now)
-			if (st == StateIdle || st == StateStarting) && idle > ttl {
-				m.log.Info("reaping idle worker", "worker", w.id, "key", w.key, "idle", idle.Round(time.Second))
-				m.terminate(w, ExitIdleReaped)
-			}
-		}
-	}
-	keep := max(ttl, m.cfg.MaxRestartBackoff, time.Minute)
-	for key, s := range m.sessions {
-		nsubs := s.events.Len()
-		over := s.usage.Over() != nil // a session past its budget stays so until Stop resets it
-		if s.w == nil && s.spawning == nil && nsubs == 0 && !over && now.Sub(s.lastUsed) > keep {
-			delete(m.sessions, key)
-		}
-	}
-}
-
 // Snapshot describes every live worker, sorted by key. It never waits on a
 // busy worker: it reads in-memory state only.
 func (m *Manager) Snapshot() []WorkerSnapshot {
 	m.mu.Lock()
-	ws := make([]*worker, 0, len(m.live))
-	for w := range m.live {
+	ws := make([]*worker, 0, len(m.pool.live))
+	for w := range m.pool.live {
 		ws = append(ws, w)
 	}
 	m.mu.Unlock()
@@ -742,47 +697,47 @@ func (m *Manager) Snapshot() []WorkerSnapshot {
 // Stats returns the cumulative counters and current counts by state.
 func (m *Manager) Stats() Stats {
 	st := Stats{
-		Spawns:             m.spawns.Load(),
-		SpawnFailures:      m.spawnFailures.Load(),
+		Spawns:             m.counts.spawns.Load(),
+		SpawnFailures:      m.counts.spawnFailures.Load(),
 		Exits:              make(map[ExitReason]uint64, len(ExitReasons)),
 		ByState:            make(map[State]int, len(States)),
-		InvalidLines:       m.invalidLines.Load(),
-		OversizeLines:      m.oversizeLines.Load(),
-		UnmatchedResponses: m.unmatched.Load(),
+		InvalidLines:       m.counts.invalidLines.Load(),
+		OversizeLines:      m.counts.oversizeLines.Load(),
+		UnmatchedResponses: m.counts.unmatched.Load(),
 		EventsDropped:      m.events.Dropped(),
-		OrphansReaped:      m.orphansReaped.Load(),
+		OrphansReaped:      m.counts.orphansReaped.Load(),
 		Subscribers:        m.events.Subscribers(),
 		SubscriberBytes:    m.events.Bytes(),
 		MaxWorkers:         m.cfg.MaxWorkers,
 		LimitHits:          make(map[string]uint64, numLimits),
-		LeftoversKilled:    m.leftoversKilled.Load(),
-		StderrLinesDropped: m.stderrDropped.Load(),
+		LeftoversKilled:    m.counts.leftoversKilled.Load(),
+		StderrLinesDropped: m.counts.stderrDropped.Load(),
 		UIDsExhausted:      m.iso.exhausted.Load(),
-		AgentEventsSkipped: m.agentSkipped.Load(),
+		AgentEventsSkipped: m.counts.agentSkipped.Load(),
 		BudgetsExceeded:    make(map[string]uint64, len(BudgetNames)),
 	}
 	for i, name := range BudgetNames {
-		st.BudgetsExceeded[name] = m.budgetHits[i].Load()
+		st.BudgetsExceeded[name] = m.counts.budgetHits[i].Load()
 	}
 	if m.iso.pool != nil {
 		st.UIDsInUse = m.iso.pool.InUse()
 	}
 	for i, name := range LimitNames {
-		st.LimitHits[name] = m.limitHits[i].Load()
+		st.LimitHits[name] = m.counts.limitHits[i].Load()
 	}
 	for r, i := range exitReasonIndex {
-		st.Exits[r] = m.exits[i].Load()
+		st.Exits[r] = m.counts.exits[i].Load()
 	}
 	for _, s := range States {
 		st.ByState[s] = 0
 	}
 	now := m.now()
 	m.mu.Lock()
-	for w := range m.live { // counts only: no snapshot copies, no sort
+	for w := range m.pool.live { // counts only: no snapshot copies, no sort
 		s, _ := w.status(now)
 		st.ByState[s]++
 	}
-	for _, s := range m.sessions {
+	for _, s := range m.pool.sessions {
 		// A respawned worker that has lived a minute ends the loop (its
 		// next crash starts the count again).
 		if s.crashes >= CrashLoopCrashes && (s.w == nil || now.Sub(s.w.startedAt) <= time.Minute) {

@@ -211,7 +211,7 @@ func (p *platform) reapOrphans() {
 		}
 		var ws unix.WaitStatus
 		if got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); err == nil && got == pid {
-			p.m.orphansReaped.Add(1)
+			p.m.counts.orphansReaped.Add(1)
 		}
 	}
 }

@@ -133,7 +133,7 @@ func (w *worker) follows(c *cmdState, err error) bool {
 // then ends c's span with the whole run's cost and reports it to OnRun.
 // res is the command's result as reported at its response.
 func (m *Manager) followRun(w *worker, c *cmdState, res RPCResult, start time.Time) {
-	defer m.runWG.Done()
+	defer m.wait.runs.Done()
 	startWait := time.NewTimer(m.cfg.RunStartWait)
 	defer startWait.Stop()
 	bound := time.NewTimer(m.cfg.MaxRunDuration - time.Since(start))

@@ -78,7 +78,7 @@ func (l *stderrLines) emit(truncated bool) {
 	}
 	now := time.Now()
 	if !l.allow(now) {
-		l.w.m.stderrDropped.Add(1)
+		l.w.m.counts.stderrDropped.Add(1)
 		return
 	}
 	w := l.w

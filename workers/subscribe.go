@@ -30,7 +30,7 @@ func (m *Manager) Subscribe(key string, buffer int) (*Subscription, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
+	if m.pool.closed {
 		return nil, ErrClosed
 	}
 	sub := m.sessionLocked(key).events.Subscribe(buffer)

@@ -174,7 +174,7 @@ func (w *worker) call(ctx context.Context, obj map[string]json.RawMessage, c *cm
 		w.lastActive = w.m.now()
 		w.mu.Unlock()
 	}
-	id := "ws-" + strconv.FormatUint(w.m.reqSeq.Add(1), 10)
+	id := "ws-" + strconv.FormatUint(w.m.pool.reqSeq.Add(1), 10)
 	origID, hadID := obj["id"]
 	obj["id"] = json.RawMessage(strconv.Quote(id))
 	line, err := json.Marshal(obj)
@@ -281,7 +281,7 @@ type lineHeader struct {
 // start runs the worker's I/O and wait goroutines; call it once the worker
 // is registered with the manager.
 func (w *worker) start() {
-	w.m.wg.Add(1)
+	w.m.wait.workers.Add(1)
 	go w.readStdout()
 	go w.readStderr()
 	go w.wait()
@@ -296,7 +296,7 @@ func (w *worker) readStdout() {
 	for {
 		line, oversize, err := lr.Next()
 		if oversize {
-			n := w.m.oversizeLines.Add(1)
+			n := w.m.counts.oversizeLines.Add(1)
 			w.m.logLimited(n, "worker printed a line over the size limit; skipped", "worker", w.id, "key", w.key, "limit", w.m.cfg.MaxLineBytes)
 		} else if len(bytes.TrimSpace(line)) > 0 {
 			w.handleLine(line, lr.Owned())
@@ -333,7 +333,7 @@ func (w *worker) handleLine(line []byte, owned bool) {
 		err = json.Unmarshal(line, &hdr)
 	}
 	if err != nil {
-		n := w.m.invalidLines.Add(1)
+		n := w.m.counts.invalidLines.Add(1)
 		w.m.logLimited(n, "worker printed a line that is not a JSON object; skipped", "worker", w.id, "key", w.key, "line", wire.Truncate(line, 200))
 		return
 	}
@@ -356,7 +356,7 @@ func (w *worker) handleLine(line []byte, owned bool) {
 			return
 		}
 		w.mu.Unlock()
-		w.m.unmatched.Add(1)
+		w.m.counts.unmatched.Add(1)
 	} else {
 		switch hdr.Type {
 		case "agent_end":
@@ -412,7 +412,7 @@ func (w *worker) readStderr() {
 // wait reaps the process, fails pending calls, hands the session back to the
 // manager, then makes sure nothing of the worker's tree is left.
 func (w *worker) wait() {
-	defer w.m.wg.Done()
+	defer w.m.wait.workers.Done()
 	waitErr := w.cmd.Wait()
 	w.m.plat.forget(w.pid)
 	// Decide at once whether this was asked for: a stop, eviction or reap
