@@ -118,12 +118,12 @@ type AgentSnapshot struct {
 	// "spend"; "" when none).
 	OverBudget string
 	// LastTools are this worker's last finished tool calls (at most
-	// LastToolsKept), oldest first.
+	// 5), oldest first.
 	LastTools []ToolSummary
 }
 
-// LastToolsKept is how many finished tool calls each worker remembers.
-const LastToolsKept = 5
+// lastToolsKept is how many finished tool calls each worker remembers.
+const lastToolsKept = 5
 
 // Budget names (BudgetError.Budget, Stats.BudgetsExceeded).
 const (
@@ -335,7 +335,7 @@ func (w *worker) reportToolCall(tc *ToolCall) {
 		sum.CPU, sum.HasCost = tc.Cost.CPU(), true
 	}
 	w.agentMu.Lock()
-	if len(w.agent.last) == LastToolsKept {
+	if len(w.agent.last) == lastToolsKept {
 		w.agent.last = slices.Delete(w.agent.last, 0, 1)
 	}
 	w.agent.last = append(w.agent.last, sum)

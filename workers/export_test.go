@@ -36,3 +36,8 @@ func NewWithClock(cfg Config, c *FakeClock) (*Manager, error) { return newWithCl
 
 // ReapNow runs one pass of the reaper at the Manager's clock's time.
 func ReapNow(m *Manager) { m.reapOnce(m.now()) }
+
+// Unexported names the external tests check against.
+const CrashLoopCrashes = crashLoopCrashes
+
+var FormatByteSize = formatByteSize

@@ -79,7 +79,7 @@ type LimitError struct {
 func (e *LimitError) Error() string {
 	var lim, used string
 	if e.Limit == LimitMemory {
-		lim, used = FormatByteSize(e.Max), FormatByteSize(e.Used)
+		lim, used = formatByteSize(e.Max), formatByteSize(e.Used)
 	} else {
 		lim, used = strconv.FormatInt(e.Max, 10), strconv.FormatInt(e.Used, 10)
 	}
@@ -150,8 +150,8 @@ func ParseByteSize(s string) (int64, error) {
 	return int64(v), nil
 }
 
-// FormatByteSize formats n bytes with a binary unit, e.g. "512MiB".
-func FormatByteSize(n int64) string {
+// formatByteSize formats n bytes with a binary unit, e.g. "512MiB".
+func formatByteSize(n int64) string {
 	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
 	v := float64(n)
 	u := 0
@@ -165,8 +165,8 @@ func FormatByteSize(n int64) string {
 	return strconv.FormatFloat(v, 'f', 1, 64) + units[u]
 }
 
-// MaxCPUCores bounds CPU limits (cgroup quotas are int64 µs per period).
-const MaxCPUCores = 1 << 20
+// maxCPUCores bounds CPU limits (cgroup quotas are int64 µs per period).
+const maxCPUCores = 1 << 20
 
 // ParseCPUCores parses a CPU bandwidth limit in cores, e.g. "0.5" or "2";
 // "0" means no limit. Values must be at least 0.01 cores.
@@ -187,8 +187,8 @@ func checkCPU(f float64) error {
 		return errors.New("negative")
 	case f > 0 && f < 0.01:
 		return errors.New("below 0.01 cores")
-	case f > MaxCPUCores:
-		return fmt.Errorf("above %d cores", MaxCPUCores)
+	case f > maxCPUCores:
+		return fmt.Errorf("above %d cores", maxCPUCores)
 	}
 	return nil
 }

@@ -1,8 +1,6 @@
 package workers
 
 import (
-	"fmt"
-
 	"github.com/workerscope/workerscope/workers/internal/fanout"
 )
 
@@ -50,36 +48,3 @@ func (sub *Subscription) Close() { sub.sub.Close() }
 // publish delivers ev to every subscriber of the session without
 // blocking (fanout.Topic.Publish).
 func (s *session) publish(ev Event) { s.events.Publish(ev, len(ev.Data)) }
-
-// describeByte shows a printable ASCII byte quoted ('/') and any other as
-// hex (0x00, 0xC3): a byte of a multi-byte character printed as a
-// character of its own would name one the client never sent.
-func describeByte(c byte) string {
-	if c >= 0x20 && c < 0x7f {
-		return fmt.Sprintf("%q", c)
-	}
-	return fmt.Sprintf("0x%02X", c)
-}
-
-// MaxKeyLen is the longest session key accepted.
-const MaxKeyLen = 128
-
-// ErrBadKey reports a session key outside the accepted alphabet or length.
-var ErrBadKey = fmt.Errorf("workers: session key must be 1–%d characters of [A-Za-z0-9._-]", MaxKeyLen)
-
-// ValidateKey checks a session key: 1–128 characters of [A-Za-z0-9._-].
-func ValidateKey(key string) error {
-	if len(key) == 0 || len(key) > MaxKeyLen {
-		return fmt.Errorf("%w (got %d characters)", ErrBadKey, len(key))
-	}
-	for i := 0; i < len(key); i++ {
-		c := key[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("%w (byte %d is %s)", ErrBadKey, i, describeByte(c))
-		}
-	}
-	if key == "." || key == ".." {
-		return fmt.Errorf("%w (%q is reserved)", ErrBadKey, key)
-	}
-	return nil
-}

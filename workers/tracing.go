@@ -116,9 +116,9 @@ type CommandSummary struct {
 	EndedAt time.Time
 }
 
-// LastCommandsKept is how many finished commands each worker remembers
+// lastCommandsKept is how many finished commands each worker remembers
 // for WorkerSnapshot.LastCommands.
-const LastCommandsKept = 5
+const lastCommandsKept = 5
 
 // Phases of a command (cmdState.phase).
 const (
@@ -269,9 +269,9 @@ func (w *worker) remember(r RPCResult, traceID string) {
 		s.CPU, s.HasCost = cost.CPU(), true
 	}
 	w.mu.Lock()
-	if len(w.last) == LastCommandsKept {
+	if len(w.last) == lastCommandsKept {
 		copy(w.last, w.last[1:])
-		w.last = w.last[:LastCommandsKept-1]
+		w.last = w.last[:lastCommandsKept-1]
 	}
 	w.last = append(w.last, s)
 	w.mu.Unlock()

@@ -84,7 +84,7 @@ type WorkerSnapshot struct {
 	// Sandboxed is true when the worker was started under Landlock.
 	Sandboxed bool
 	// LastCommands are the worker's last finished commands (at most
-	// LastCommandsKept), oldest first.
+	// 5), oldest first.
 	LastCommands []CommandSummary
 	// Agent is the session's agent activity (model calls, tokens, spend)
 	// and this worker's last tool calls; nil when it has none.
@@ -115,7 +115,7 @@ type Stats struct {
 	SubscriberBytes int64
 	// MaxWorkers is the configured pool limit.
 	MaxWorkers int
-	// CrashLooping is the number of sessions whose last CrashLoopCrashes
+	// CrashLooping is the number of sessions whose last 3
 	// or more workers in a row crashed (each within a minute of its
 	// start, else the count restarts): they respawn only after a back-off.
 	CrashLooping int
@@ -142,9 +142,9 @@ type Stats struct {
 	BudgetsExceeded map[string]uint64
 }
 
-// CrashLoopCrashes is how many consecutive crashes make a session count as
+// crashLoopCrashes is how many consecutive crashes make a session count as
 // crash-looping in Stats.
-const CrashLoopCrashes = 3
+const crashLoopCrashes = 3
 
 // Event is one line a worker printed that was not a response to a pending
 // command, or a lifecycle event the manager adds (see Lifecycle).
