@@ -25,7 +25,8 @@ const shimShell = "/bin/sh"
 // limitsPlatform is the Linux side of worker limits.
 type limitsPlatform struct {
 	layout cgroup.Layout
-	plan   *cgroup.Plan // nil: workers get no cgroups
+	plan   *cgroup.Plan  // nil: workers get no cgroups
+	limits cgroup.Limits // each worker cgroup's
 	// watch is the watchdog's scanner, used by the limit loop only.
 	watch *procfs.Scanner
 	roots []procfs.Root
@@ -45,6 +46,7 @@ func (p *platform) setupLimits(cfg *Config) (LimitsInfo, error) {
 		return li, err
 	}
 	p.lim.plan = plan
+	p.lim.limits = cgroup.Limits{MemoryBytes: cfg.MemoryMax, Pids: cfg.PidsMax, CPUCores: cfg.CPUMax}
 	if li.Enforcement[LimitMemory] == string(TierWatchdog) || li.Enforcement[LimitPids] == string(TierWatchdog) {
 		p.lim.watch = procfs.NewScanner("", MarkerEnv)
 		p.lim.watch.SkipForeign = true
@@ -167,8 +169,7 @@ func (p *platform) prepare(id string, cmd *exec.Cmd) (*workerCgroup, error) {
 	if cmd.Err != nil {
 		return nil, cmd.Err
 	}
-	cg, err := plan.Create("workerscope-"+id, cgroup.Limits{
-		MemoryBytes: p.m.cfg.MemoryMax, Pids: p.m.cfg.PidsMax, CPUCores: p.m.cfg.CPUMax})
+	cg, err := plan.Create("workerscope-"+id, p.lim.limits)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +187,7 @@ func (p *platform) release(cg *workerCgroup) {
 		return
 	}
 	if err := cg.Remove(); err != nil {
-		p.m.log.Error("cannot remove worker cgroup", "cgroup", cg.Name, "err", err)
+		p.log.Error("cannot remove worker cgroup", "cgroup", cg.Name, "err", err)
 	}
 }
 
@@ -260,7 +261,7 @@ func (p *platform) recoverInstance(inst string) (killed []int, groups int) {
 	for _, lo := range cgroup.FindLeftovers(p.lim.layout.Bases(), "workerscope-"+inst+"-") {
 		killed = append(killed, lo.PIDs()...)
 		if err := lo.Remove(); err != nil {
-			p.m.log.Warn("cannot remove leftover cgroup", "cgroup", lo.Name, "err", err)
+			p.log.Warn("cannot remove leftover cgroup", "cgroup", lo.Name, "err", err)
 		} else {
 			groups++
 		}

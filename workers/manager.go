@@ -105,7 +105,7 @@ func newWithClock(cfg Config, now func() time.Time) (*Manager, error) {
 	m.pool.sessions = make(map[string]*session)
 	m.pool.live = make(map[*worker]struct{})
 	m.pool.byID = make(map[string]*worker)
-	plat, err := newPlatform(m, !cfg.DisableSubreaper)
+	plat, err := newPlatform(m.log, &m.counts.orphansReaped, !cfg.DisableSubreaper)
 	if err != nil {
 		return nil, err
 	}

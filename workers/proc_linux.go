@@ -4,11 +4,13 @@ package workers
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,7 +27,8 @@ const (
 // platform holds the Linux process hygiene: a spawner thread for the
 // parent-death signal, the subreaper, tree signalling and orphan reaping.
 type platform struct {
-	m *Manager
+	log           *slog.Logger
+	orphansReaped *atomic.Uint64 // the Manager's count
 
 	// spawn requests run on one locked OS thread: PR_SET_PDEATHSIG fires
 	// when the thread that forked the child exits, and Go may retire
@@ -51,19 +54,20 @@ type spawnRequest struct {
 	err chan error
 }
 
-func newPlatform(m *Manager, subreaper bool) (*platform, error) {
+func newPlatform(log *slog.Logger, orphansReaped *atomic.Uint64, subreaper bool) (*platform, error) {
 	p := &platform{
-		m:         m,
-		spawnReq:  make(chan spawnRequest),
-		spawnDone: make(chan struct{}),
-		scanner:   procfs.NewScanner("", MarkerEnv),
-		pids:      make(map[int]bool),
-		ownPGRP:   syscall.Getpgrp(),
-		self:      os.Getpid(),
+		log:           log,
+		orphansReaped: orphansReaped,
+		spawnReq:      make(chan spawnRequest),
+		spawnDone:     make(chan struct{}),
+		scanner:       procfs.NewScanner("", MarkerEnv),
+		pids:          make(map[int]bool),
+		ownPGRP:       syscall.Getpgrp(),
+		self:          os.Getpid(),
 	}
 	if subreaper {
 		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-			m.log.Warn("cannot become child subreaper; orphaned descendants go to init", "err", err)
+			log.Warn("cannot become child subreaper; orphaned descendants go to init", "err", err)
 		} else {
 			p.subreaper = true
 		}
@@ -146,7 +150,7 @@ func (p *platform) signalTree(w *worker, sig syscall.Signal) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.scanner.Scan(); err != nil {
-		p.m.log.Error("cannot scan /proc to stop a worker's tree", "worker", w.id, "err", err)
+		p.log.Error("cannot scan /proc to stop a worker's tree", "worker", w.id, "err", err)
 		return 0
 	}
 	trees := p.scanner.Attribute([]procfs.Root{root}, w.startTicks, nil)
@@ -211,7 +215,7 @@ func (p *platform) reapOrphans() {
 		}
 		var ws unix.WaitStatus
 		if got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); err == nil && got == pid {
-			p.m.counts.orphansReaped.Add(1)
+			p.orphansReaped.Add(1)
 		}
 	}
 }

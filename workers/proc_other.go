@@ -4,7 +4,9 @@ package workers
 
 import (
 	"errors"
+	"log/slog"
 	"os/exec"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -16,14 +18,14 @@ const (
 // platform on non-Linux Unix systems: process groups only. There is no
 // parent-death signal, no subreaper and no /proc tree walk, so descendants
 // that leave the worker's process group are not found.
-type platform struct{ m *Manager }
+type platform struct{}
 
-func newPlatform(m *Manager, _ bool) (*platform, error) {
+func newPlatform(log *slog.Logger, _ *atomic.Uint64, _ bool) (*platform, error) {
 	if err := platformSupported(); err != nil {
 		return nil, err
 	}
-	m.log.Warn("process-tree tracking is Linux-only here; stopping signals process groups only")
-	return &platform{m: m}, nil
+	log.Warn("process-tree tracking is Linux-only here; stopping signals process groups only")
+	return &platform{}, nil
 }
 
 func (p *platform) start(cmd *exec.Cmd, _ *workerCgroup) error {
