@@ -1,13 +1,17 @@
 // Package workers supervises long-lived JSON-lines RPC worker processes
 // (such as `pi --mode rpc`), one per session key.
 //
-// A Manager spawns a worker on the first command for a key, routes each
-// command's correlated response back to its caller and every other line to
-// the session's event subscribers, stops idle workers after a TTL, and
-// kills each worker's whole process tree when it stops: its process group,
-// descendants found by ancestry, and re-parented descendants found by the
-// inherited WORKERSCOPE_WORKER_ID environment marker. It has no HTTP and no
-// telemetry inside; Snapshot and Stats feed both.
+// A Manager spawns a worker on the first command for a key (Send), routes
+// each command's correlated response back to its caller and every other
+// line to the session's event subscribers (Subscribe), stops idle workers
+// after a TTL, and kills each worker's whole process tree when it stops
+// (Stop, Close): its process group, descendants found by ancestry, and
+// re-parented descendants found by the inherited WORKERSCOPE_WORKER_ID
+// environment marker. Workers can be bounded (Config.MemoryMax, PidsMax,
+// CPUMax: cgroups or a watchdog), isolated (Config.WorkerUIDs, Sandbox),
+// and measured (Cost per command, ModelCall and ToolCall per agent step).
+// It has no HTTP and no telemetry inside; Snapshot and Stats, and the
+// Config callbacks (OnRPC, Tracer, OnLifecycle, ...) feed both.
 //
 // It must not import OpenTelemetry, net/http or anything under telemetry/:
 // data flows one way, workers → telemetry/sampler → consumers. Its only
@@ -15,6 +19,35 @@
 // internal/procfs, internal/cgroup, internal/proflabel and internal/sandbox
 // (worker uids and the Landlock helper, isolation.go).
 //
-// Lock order: Manager.mu before worker.mu, and Manager.mu before
-// session.subMu; no lock is held across I/O to a worker.
+// # Layout
+//
+// The Manager holds one value per concern; logic that needs none of its
+// private state lives in a sub-package under workers/internal/, which
+// never imports workers:
+//
+//   - the pool and routing, the core: manager.go (Manager, Send, Snapshot,
+//     Stats), session.go (sessions, acquire, eviction, back-off),
+//     spawn.go, worker.go (one process: its pipes, calls, read loops),
+//     stop.go (terminate, sweep, Stop, Close), reaper.go (idle workers,
+//     unused sessions; the loop type the watchdog shares);
+//   - event fan-out with its byte budgets: subscribe.go over
+//     internal/fanout; lifecycle.go (the events the Manager adds);
+//   - the line protocol: internal/wire (line reader, stderr tail, command
+//     parsing), stderr.go (OnStderr's lines and rate);
+//   - command runs and their cost: tracing.go (CommandTracer, Cost),
+//     runs.go (runs followed past the response), cost_*.go (tree readings)
+//     over internal/cost;
+//   - agent events and budgets: agent.go over internal/agentev;
+//   - limits and enforcement tiers: limits.go (names, parsing),
+//     limits_*.go (cgroups, tier selection), enforce.go (the watchdog);
+//   - isolation: isolation.go (uids, directories, sandbox);
+//   - leftovers of dead instances: recovery.go, flock_*.go;
+//   - the platform: proc_*.go (spawner, tree signalling, orphan reaping).
+//
+// # Lock order
+//
+// Manager.mu (the pool) → worker.mu → cmdState.mu → worker.agentMu, and
+// Manager.mu → a session's fanout.Topic → the fanout.Hub → a fanout.Sub.
+// A session's agentev.Account, worker.agentMu and the platform's lock are
+// leaves. No lock is held across I/O to a worker.
 package workers
