@@ -12,14 +12,18 @@
 // and measured (Cost per command, ModelCall and ToolCall per agent step).
 // It has no HTTP and no telemetry inside; Snapshot and Stats, and the
 // Config callbacks (OnRPC, Tracer, OnLifecycle, ...) feed both.
+// ExampleManager embeds one in a program.
 //
 // It must not import OpenTelemetry, net/http or anything under telemetry/:
 // data flows one way, workers → telemetry/sampler → consumers. Its only
 // project imports are its own sub-packages under workers/internal/,
 // internal/procfs, internal/cgroup, internal/proflabel and internal/sandbox
 // (worker uids and the Landlock helper, isolation.go).
+package workers
+
+// For maintainers (not part of the package documentation):
 //
-// # Layout
+// Layout.
 //
 // The Manager holds one value per concern; logic that needs none of its
 // private state lives in a sub-package under workers/internal/, which
@@ -44,10 +48,9 @@
 //   - leftovers of dead instances: recovery.go, flock_*.go;
 //   - the platform: proc_*.go (spawner, tree signalling, orphan reaping).
 //
-// # Lock order
+// Lock order.
 //
 // Manager.mu (the pool) → worker.mu → cmdState.mu → worker.agentMu, and
 // Manager.mu → a session's fanout.Topic → the fanout.Hub → a fanout.Sub.
 // A session's agentev.Account, worker.agentMu and the platform's lock are
 // leaves. No lock is held across I/O to a worker.
-package workers

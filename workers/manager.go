@@ -34,7 +34,7 @@ type Manager struct {
 	events   *fanout.Hub[Event] // every session's subscribers and their byte budget (subscribe.go)
 	limits   limiter            // the enforcement tier and its watchdog (enforce.go)
 	iso      isolation          // worker uids, directories and sandbox (isolation.go)
-	recovery recovery           // this instance's lock, dead instances' leftovers (enforce.go)
+	recovery recovery           // this instance's lock, dead instances' leftovers (recovery.go)
 	reaper   loop               // idle workers, unused sessions, orphans (reaper.go)
 	wait     struct {
 		workers sync.WaitGroup // one per worker, until its tree is gone
