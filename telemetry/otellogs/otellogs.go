@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
-	"sync/atomic"
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -202,26 +201,4 @@ func levelWord(w string) (log.Severity, bool) {
 		return log.SeverityFatal, true
 	}
 	return 0, false
-}
-
-// Hook lets the Manager be built with OnStderr and OnLifecycle before the
-// Logger exists: until Attach, nothing is emitted.
-type Hook struct{ l atomic.Pointer[Logger] }
-
-// Attach makes h forward to l.
-func (h *Hook) Attach(l *Logger) { h.l.Store(l) }
-
-// OnStderr forwards to Logger.Stderr. Use it as workers.Config.OnStderr.
-func (h *Hook) OnStderr(ctx context.Context, line workers.StderrLine) {
-	if l := h.l.Load(); l != nil {
-		l.Stderr(ctx, line)
-	}
-}
-
-// OnLifecycle forwards to Logger.Lifecycle. Use it as
-// workers.Config.OnLifecycle.
-func (h *Hook) OnLifecycle(ev workers.Event) {
-	if l := h.l.Load(); l != nil {
-		l.Lifecycle(ev)
-	}
 }

@@ -51,17 +51,15 @@ func attrs(r sdklog.Record) map[string]string {
 func TestStderrRecord(t *testing.T) {
 	exp := &testutil.LogExporter{}
 	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(sdklog.NewSimpleProcessor(exp)))
-	var h otellogs.Hook
-	h.OnStderr(context.Background(), workers.StderrLine{Line: []byte("before attach")})
-	h.Attach(otellogs.New(otellogs.Options{LoggerProvider: lp}))
+	h := otellogs.New(otellogs.Options{LoggerProvider: lp})
 	tp := sdktrace.NewTracerProvider()
 	ctx, span := tp.Tracer("t").Start(context.Background(), "prompt")
 	now := time.Now()
-	h.OnStderr(ctx, workers.StderrLine{WorkerID: "w1-1", Key: "alice", PID: 42, Line: []byte("level=warn slow \xff"), Time: now, Truncated: true})
+	h.Stderr(ctx, workers.StderrLine{WorkerID: "w1-1", Key: "alice", PID: 42, Line: []byte("level=warn slow \xff"), Time: now, Truncated: true})
 	span.End()
-	h.OnLifecycle(workers.Event{Key: "alice", WorkerID: "w1-1", Type: "worker_exit",
+	h.Lifecycle(workers.Event{Key: "alice", WorkerID: "w1-1", Type: "worker_exit",
 		Data: []byte(`{"type":"worker_exit","reason":"crashed","status":"exit status 2","stderr_tail":"boom"}`)})
-	h.OnLifecycle(workers.Event{Type: "message_update"})
+	h.Lifecycle(workers.Event{Type: "message_update"})
 	recs := exp.Records()
 	if len(recs) != 2 {
 		t.Fatalf("%d records, want 2", len(recs))

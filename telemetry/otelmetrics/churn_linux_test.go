@@ -27,7 +27,7 @@ func TestChurnLeavesNothingBehind(t *testing.T) {
 		cycles = 1000 // the full 10,000 run without -race: make churn
 	}
 	m := testutil.NewDemoManager(t, func(c *workers.Config) { c.MaxWorkers = 64; c.StopGrace = time.Second })
-	pipe := startLocal(t, m, nil, nil)
+	pipe := startLocal(t, m, nil)
 	sampler, reader := pipe.sampler, pipe.reader
 	fds := func() int {
 		n, _ := procfs.NewReader("").CountFDs(os.Getpid())

@@ -16,6 +16,12 @@ const (
 // ValueType is the number type an instrument records.
 type ValueType string
 
+// Observable reports whether k is read by a callback at collection (else
+// it is recorded as things happen).
+func (k Kind) Observable() bool {
+	return k == ObservableCounter || k == ObservableUpDownCounter || k == ObservableGauge
+}
+
 // Value types.
 const (
 	Int64   ValueType = "int64"

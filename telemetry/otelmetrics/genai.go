@@ -115,8 +115,8 @@ func (g *genaiAttrs) tool(name string) *toolAttrs {
 // RecordModelCall records one model call: its input and output tokens,
 // its duration and its cost. A call the run ended before its end
 // (Incomplete) has no usage and no duration of its own and is not
-// recorded. Use it as workers.Config.OnModelCall (through Hook).
-func (m *Metrics) RecordModelCall(c workers.ModelCall) {
+// recorded. Use it as workers.Config.OnModelCall.
+func (m *Recorder) RecordModelCall(c workers.ModelCall) {
 	if c.Incomplete {
 		return
 	}
@@ -125,7 +125,7 @@ func (m *Metrics) RecordModelCall(c workers.ModelCall) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	in := &m.inst
+	in := &m.in
 	in.tokenUsage.Record(ctx, c.Usage.Input+c.Usage.CacheRead+c.Usage.CacheWrite, a.in)
 	in.tokenUsage.Record(ctx, c.Usage.Output, a.out)
 	dur := a.dur
@@ -140,8 +140,8 @@ func (m *Metrics) RecordModelCall(c workers.ModelCall) {
 
 // RecordToolCall records one tool call: its duration and, when measured,
 // the CPU its worker's tree used meanwhile. Use it as
-// workers.Config.OnToolCall (through Hook).
-func (m *Metrics) RecordToolCall(c workers.ToolCall) {
+// workers.Config.OnToolCall.
+func (m *Recorder) RecordToolCall(c workers.ToolCall) {
 	a := m.genai.tool(c.Name)
 	opt := a.ok
 	if c.IsError {
@@ -151,9 +151,9 @@ func (m *Metrics) RecordToolCall(c workers.ToolCall) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	m.inst.toolDuration.Record(ctx, c.End.Sub(c.Start).Seconds(), opt)
+	m.in.toolDuration.Record(ctx, c.End.Sub(c.Start).Seconds(), opt)
 	if c.Cost != nil {
-		m.inst.toolCPU.Record(ctx, c.Cost.CPU().Seconds(), opt)
+		m.in.toolCPU.Record(ctx, c.Cost.CPU().Seconds(), opt)
 	}
 }
 
@@ -168,19 +168,5 @@ func (m *Metrics) observeSession(o metric.Observer, ag *workers.AgentSnapshot, a
 	}
 	if b := m.opts.SessionSpendBudgetUSD; b > 0 {
 		o.ObserveFloat64(in.budgetUtil, ag.Usage.CostUSD/b, a.budUSD)
-	}
-}
-
-// OnModelCall records c. Use it as workers.Config.OnModelCall.
-func (h *Hook) OnModelCall(c workers.ModelCall) {
-	if m := h.m.Load(); m != nil {
-		m.RecordModelCall(c)
-	}
-}
-
-// OnToolCall records c. Use it as workers.Config.OnToolCall.
-func (h *Hook) OnToolCall(c workers.ToolCall) {
-	if m := h.m.Load(); m != nil {
-		m.RecordToolCall(c)
 	}
 }

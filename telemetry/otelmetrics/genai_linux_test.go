@@ -22,12 +22,12 @@ import (
 // name; the session's totals and its share of the spend budget are
 // observed per worker; tool names past the cap fall into _OTHER.
 func TestGenAIMetricsFromRealRun(t *testing.T) {
-	hook := &Hook{}
+	l := newLocal(t)
 	m := testutil.NewDemoManager(t, func(c *workers.Config) {
-		c.OnModelCall, c.OnToolCall = hook.OnModelCall, hook.OnToolCall
+		c.OnModelCall, c.OnToolCall = l.recorder.RecordModelCall, l.recorder.RecordToolCall
 		c.SessionSpendBudgetUSD = 1
 	})
-	l := startLocal(t, m, hook, func(o *MetricsOptions) { o.SessionSpendBudgetUSD = 1 })
+	l.observe(t, m, func(o *MetricsOptions) { o.SessionSpendBudgetUSD = 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	sub, err := m.Subscribe("g", 0)
@@ -95,7 +95,7 @@ func TestGenAIMetricsFromRealRun(t *testing.T) {
 
 	// The tool-name cap.
 	for i := 0; i < maxTools+3; i++ {
-		l.metrics.RecordToolCall(workers.ToolCall{Name: fmt.Sprintf("t%d", i), End: time.Now()})
+		l.recorder.RecordToolCall(workers.ToolCall{Name: fmt.Sprintf("t%d", i), End: time.Now()})
 	}
 	rm = metricdata.ResourceMetrics{}
 	if err := l.reader.Collect(ctx, &rm); err != nil {

@@ -90,53 +90,74 @@ func sumKind(monotonic bool) Kind {
 	return ObservableUpDownCounter
 }
 
-// local is one test pipeline: a sampler over a Manager of demo workers
-// and the instruments on a MeterProvider read by hand.
+// local is one test pipeline: the instruments on a MeterProvider read by
+// hand, a Recorder the Manager reports to, and (after observe) a sampler
+// over the Manager feeding the observable instruments.
 type local struct {
-	metrics *Metrics
-	sampler *sampler.Sampler
-	reader  *sdkmetric.ManualReader
+	mp       *sdkmetric.MeterProvider
+	recorder *Recorder
+	metrics  *Metrics
+	sampler  *sampler.Sampler
+	reader   *sdkmetric.ManualReader
 }
 
-// startLocal builds the pipeline as cmd/workerscope wires it, with a
-// manual reader (plus the Go runtime producer and instruments) instead of
-// an exporter.
-func startLocal(t *testing.T, m *workers.Manager, hook *Hook, mut func(*MetricsOptions)) local {
+// newLocal builds the pipeline's first half as cmd/workerscope does,
+// before the Manager: a manual reader (plus the Go runtime producer and
+// instruments) instead of an exporter, and the Recorder.
+func newLocal(t *testing.T) *local {
 	t.Helper()
-	ps, err := sampler.NewProcessSampler()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if hook == nil {
-		hook = &Hook{}
-	}
-	s, err := sampler.New(m, sampler.Options{Process: ps, MinInterval: time.Millisecond, OnPass: hook.OnPass})
-	if err != nil {
-		t.Fatal(err)
-	}
 	reader := sdkmetric.NewManualReader(sdkmetric.WithProducer(otelruntime.NewProducer()))
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
 	if err := otelruntime.Start(otelruntime.WithMeterProvider(mp)); err != nil {
 		t.Fatal(err)
 	}
-	opts := MetricsOptions{Sampler: s, Stats: m}
-	if mut != nil {
-		mut(&opts)
-	}
-	mm, err := NewMetrics(mp.Meter("test"), opts)
+	rec, err := NewRecorder(mp.Meter("test"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	hook.Attach(mm)
-	return local{mm, s, reader}
+	return &local{mp: mp, recorder: rec, reader: reader}
+}
+
+// wire makes the Manager report to the Recorder, as cmd/workerscope does.
+func (l *local) wire(c *workers.Config) {
+	c.OnRPC, c.OnRun = l.recorder.RecordRPC, l.recorder.RecordRun
+	c.OnModelCall, c.OnToolCall = l.recorder.RecordModelCall, l.recorder.RecordToolCall
+}
+
+// observe builds the second half over m: the sampler, then the
+// observable instruments reading it.
+func (l *local) observe(t *testing.T, m *workers.Manager, mut func(*MetricsOptions)) *local {
+	t.Helper()
+	ps, err := sampler.NewProcessSampler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.sampler, err = sampler.New(m, sampler.Options{Process: ps, MinInterval: time.Millisecond, OnPass: l.recorder.RecordSamplerPass})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := MetricsOptions{Sampler: l.sampler, Stats: m}
+	if mut != nil {
+		mut(&opts)
+	}
+	if l.metrics, err = NewMetrics(l.mp.Meter("test"), opts); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// startLocal is the whole pipeline over m, with a Recorder m does not
+// report to.
+func startLocal(t *testing.T, m *workers.Manager, mut func(*MetricsOptions)) *local {
+	t.Helper()
+	return newLocal(t).observe(t, m, mut)
 }
 
 func TestInstrumentsFromRealWorkers(t *testing.T) {
-	hook := &Hook{}
+	l := newLocal(t)
 	m := testutil.NewDemoManager(t, func(c *workers.Config) {
-		c.OnRPC, c.OnRun = hook.OnRPC, hook.OnRun
-		c.OnModelCall, c.OnToolCall = hook.OnModelCall, hook.OnToolCall
+		l.wire(c)
 		c.SessionTokenBudget, c.SessionSpendBudgetUSD = 1e6, 100
 		// Limits far above what the test uses, enforced by the watchdog.
 		c.MemoryMax, c.PidsMax, c.CPUMax, c.Cgroups = 4<<30, 4096, 4, workers.CgroupsOff
@@ -145,7 +166,7 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 	if err := gauges.Register("watched_files", "{file}", "Files watched.", func() int64 { return 42 }); err != nil {
 		t.Fatal(err)
 	}
-	reader := startLocal(t, m, hook, func(o *MetricsOptions) {
+	reader := l.observe(t, m, func(o *MetricsOptions) {
 		o.Gauges = gauges
 		o.SSEClients = func() int64 { return 3 }
 		o.Limits = m.Limits
@@ -288,7 +309,7 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 
 func TestDropWorkerKeyAndSeriesCap(t *testing.T) {
 	m := testutil.NewDemoManager(t)
-	reader := startLocal(t, m, nil, func(o *MetricsOptions) { o.DropWorkerKey = true; o.MaxWorkerSeries = 1 }).reader
+	reader := startLocal(t, m, func(o *MetricsOptions) { o.DropWorkerKey = true; o.MaxWorkerSeries = 1 }).reader
 	testutil.MustSend(t, m, "a", `{"type":"get_state"}`)
 	testutil.MustSend(t, m, "b", `{"type":"get_state"}`)
 	got := collect(t, reader)

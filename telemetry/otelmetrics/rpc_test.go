@@ -63,8 +63,8 @@ func hasExemplar(p metricdata.HistogramDataPoint[float64], sc trace.SpanContext)
 // error.type when the worker exited during it.
 func TestRecordRPCCostAndExemplar(t *testing.T) {
 	m := testutil.NewDemoManager(t)
-	l := startLocal(t, m, nil, nil)
-	reader, mm := l.reader, l.metrics
+	l := startLocal(t, m, nil)
+	reader, mm := l.reader, l.recorder
 
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })

@@ -259,19 +259,3 @@ func Middleware(h http.Handler) http.Handler {
 		h.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
-
-// Hook lets the Manager be built with a CommandTracer before the Tracer
-// exists (the TracerProvider is built after the Manager): until Attach,
-// commands get no span.
-type Hook struct{ t atomic.Pointer[Tracer] }
-
-// Attach makes h forward to t.
-func (h *Hook) Attach(t *Tracer) { h.t.Store(t) }
-
-// StartCommand implements workers.CommandTracer.
-func (h *Hook) StartCommand(ctx context.Context, key, typ string) (context.Context, workers.CommandSpan) {
-	if t := h.t.Load(); t != nil {
-		return t.StartCommand(ctx, key, typ)
-	}
-	return ctx, nil
-}

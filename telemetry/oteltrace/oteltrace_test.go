@@ -177,19 +177,3 @@ func TestMiddlewareParent(t *testing.T) {
 		t.Error("a request without traceparent got a parent")
 	}
 }
-
-// TestHookBeforeAttach: no tracer yet, no span, no panic.
-func TestHookBeforeAttach(t *testing.T) {
-	var h oteltrace.Hook
-	ctx := context.Background()
-	if got, span := h.StartCommand(ctx, "k", "x"); got != ctx || span != nil {
-		t.Error("a detached hook made a span")
-	}
-	tr, rec := newTracer(t, oteltrace.Options{})
-	h.Attach(tr)
-	_, span := h.StartCommand(ctx, "k", "x")
-	span.End(workers.RPCResult{})
-	if len(rec.Ended()) != 1 {
-		t.Error("attached hook made no span")
-	}
-}
