@@ -41,8 +41,8 @@ func TestParseConfigGenAI(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.SessionTokenBudget != tt.tokens || c.SessionSpendBudgetUSD != tt.usd || c.CaptureAgentContent != tt.content {
-				t.Errorf("budgets %d, %g, content %v; want %d, %g, %v", c.SessionTokenBudget, c.SessionSpendBudgetUSD, c.CaptureAgentContent, tt.tokens, tt.usd, tt.content)
+			if c.Worker.SessionTokenBudget != tt.tokens || c.Worker.SessionSpendBudgetUSD != tt.usd || c.Worker.CaptureAgentContent != tt.content {
+				t.Errorf("budgets %d, %g, content %v; want %d, %g, %v", c.Worker.SessionTokenBudget, c.Worker.SessionSpendBudgetUSD, c.Worker.CaptureAgentContent, tt.tokens, tt.usd, tt.content)
 			}
 		})
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -165,8 +164,9 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 	}
 	srv, limited := httpapi.NewHTTPServer(handler, ln, httpapi.ServerOptions{MaxConns: maxConns(cfg), Logger: log})
 	printBanner(stdout, cfg, version, ln.Addr().String())
-	log.Info("started", "listen", ln.Addr().String(), "worker", workerLabel(cfg), "idle_ttl", cfg.IdleTTL,
-		"max_workers", cfg.MaxWorkers, "max_conns", limited.Stats().Max, "stop_grace", cfg.StopGrace, "demo_load", cfg.DemoLoad,
+	w := mgr.Config() // defaults filled in
+	log.Info("started", "listen", ln.Addr().String(), "worker", workerLabel(cfg), "idle_ttl", w.IdleTTL,
+		"max_workers", w.MaxWorkers, "max_conns", limited.Stats().Max, "stop_grace", w.StopGrace, "demo_load", cfg.DemoLoad,
 		"otlp_endpoint", tel.provider.Endpoint, "otlp_protocol", tel.provider.Protocol,
 		"traces_endpoint", tel.provider.TracesEndpoint, "logs_endpoint", tel.provider.LogsEndpoint,
 		"service_name", tel.provider.ServiceName, "service_instance_id", tel.provider.InstanceID)
@@ -248,49 +248,16 @@ func maxConns(cfg *config) int {
 	if cfg.MaxConns > 0 {
 		return cfg.MaxConns
 	}
-	return httpapi.MaxConnsFor(nofileLimit(), 128+fdsPerWorker*cfg.MaxWorkers)
+	return httpapi.MaxConnsFor(nofileLimit(), 128+fdsPerWorker*cfg.Worker.MaxWorkers)
 }
 
-// newManager is the supervisor as the flags configure it.
+// newManager is the supervisor as the settings configure it, reporting
+// to tel.
 func newManager(cfg *config, tel *telemetryStack, log *slog.Logger) (*workers.Manager, error) {
-	wcfg := workers.Config{
-		DisableCommandCost:    cfg.NoCommandCost,
-		RunCommands:           cfg.RunCommands,
-		MaxRunDuration:        cmp.Or(cfg.MaxRunDuration, -1),
-		Command:               cfg.WorkerCmd,
-		IdleTTL:               cfg.IdleTTL,
-		MaxWorkers:            cfg.MaxWorkers,
-		StopGrace:             cfg.StopGrace,
-		MaxLineBytes:          cfg.MaxLineBytes,
-		SubscriberBufferBytes: cfg.SubscriberBufferBytes,
-		SubscriberBytesBudget: cfg.SubscriberBytesBudget,
-		MemoryMax:             cfg.MemoryMax,
-		PidsMax:               cfg.PidsMax,
-		CPUMax:                cfg.CPUMax,
-		Cgroups:               cfg.Cgroups,
-		RuntimeDir:            cfg.RuntimeDir,
-		WorkerUIDs:            cfg.WorkerUIDs,
-		WorkerDirRoot:         cfg.WorkerDirRoot,
-		Sandbox:               cfg.Sandbox,
-		SandboxReadOnly:       cfg.SandboxRO,
-		SandboxReadWrite:      cfg.SandboxRW,
-		AllowConnectPorts:     cfg.AllowPorts,
-		AllowBindPorts:        cfg.AllowBindPorts,
-		DenyPorts:             listenPort(cfg.Listen),
-		Logger:                log,
-		EnvDrop:               workerEnvDrop(),
-
-		CaptureAgentContent:   cfg.CaptureAgentContent,
-		SessionTokenBudget:    cfg.SessionTokenBudget,
-		SessionSpendBudgetUSD: cfg.SessionSpendBudgetUSD,
-	}
-	tel.wire(&wcfg)
-	if cfg.IdleTTL == 0 {
-		wcfg.IdleTTL = -1 // 0 on the command line means never
-	}
-	if cfg.StopGrace == 0 {
-		wcfg.StopGrace = -1 // 0 on the command line means SIGKILL at once
-	}
+	wcfg := cfg.Worker
+	wcfg.DenyPorts = listenPort(cfg.Listen)
+	wcfg.Logger = log
+	wcfg.EnvDrop = workerEnvDrop()
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("locate own binary (demo worker, sandbox helper): %w", err)
@@ -300,6 +267,7 @@ func newManager(cfg *config, tel *telemetryStack, log *slog.Logger) (*workers.Ma
 	if cfg.DemoWorker {
 		wcfg.Command = []string{exe, "demo-worker"}
 	}
+	tel.wire(&wcfg)
 	return workers.New(wcfg)
 }
 
@@ -335,7 +303,7 @@ func workerLabel(cfg *config) string {
 	if cfg.DemoWorker {
 		return "demo worker"
 	}
-	return fmt.Sprintf("%q", cfg.WorkerCmd)
+	return fmt.Sprintf("%q", cfg.Worker.Command)
 }
 
 // shutdown stops, in order: new requests and event streams, the HTTP
@@ -343,7 +311,7 @@ func workerLabel(cfg *config) string {
 // profile upload, so the workers' exits are in the last export. Budget:
 // the stop grace plus a few seconds.
 func shutdown(cfg *config, log *slog.Logger, api *httpapi.Server, srv *http.Server, mgr *workers.Manager, tel *telemetryStack) {
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.StopGrace+5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), max(mgr.Config().StopGrace, 0)+5*time.Second)
 	defer cancel()
 	api.Shutdown()
 	httpCtx, cancelHTTP := context.WithTimeout(ctx, 2*time.Second)

@@ -42,7 +42,7 @@ func newStack(t *testing.T) (*httptest.Server, *workers.Manager) {
 func newStackEnv(t *testing.T, env map[string]string) (*httptest.Server, *workers.Manager) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg := &config{MaxWorkers: 64, Getenv: func(k string) string { return env[k] }}
+	cfg := &config{Worker: workers.Config{MaxWorkers: 64}, Getenv: func(k string) string { return env[k] }}
 	tel, err := startTelemetry(context.Background(), cfg, "test", log, log)
 	if err != nil {
 		t.Fatal(err)
@@ -211,7 +211,7 @@ func TestSpanProfiles(t *testing.T) {
 			env["PYROSCOPE_PROFILE_TYPES"] = "cpu"
 		}
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
-		cfg := &config{MaxWorkers: 8, Getenv: func(k string) string { return env[k] }, PyroscopeServer: env["PYROSCOPE_SERVER_ADDRESS"]}
+		cfg := &config{Worker: workers.Config{MaxWorkers: 8}, Getenv: func(k string) string { return env[k] }, PyroscopeServer: env["PYROSCOPE_SERVER_ADDRESS"]}
 		tel, err := startTelemetry(context.Background(), cfg, "test", log, log)
 		if err != nil {
 			t.Fatal(err)

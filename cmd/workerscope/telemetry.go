@@ -76,7 +76,7 @@ func startTelemetry(ctx context.Context, cfg *config, version string, log, sdkLo
 // again still stopping (an evicted tree that ignores SIGTERM stays until
 // --stop-grace), at least 2,000. The SDK's per-instrument limit leaves
 // room for two series per worker (cpu.mode) and the pool-wide ones.
-func workerSeries(cfg *config) int { return max(2*cfg.MaxWorkers, 2000) }
+func workerSeries(cfg *config) int { return max(2*cfg.Worker.MaxWorkers, 2000) }
 
 // start builds what comes after the provider.
 func (t *telemetryStack) start(cfg *config, version string, log *slog.Logger) error {
@@ -158,8 +158,8 @@ func (t *telemetryStack) observe(cfg *config, mgr *workers.Manager, o observed, 
 		Started:               o.started,
 		Gauges:                o.gauges,
 		Logger:                log,
-		SessionTokenBudget:    cfg.SessionTokenBudget,
-		SessionSpendBudgetUSD: cfg.SessionSpendBudgetUSD,
+		SessionTokenBudget:    cfg.Worker.SessionTokenBudget,
+		SessionSpendBudgetUSD: cfg.Worker.SessionSpendBudgetUSD,
 	})
 	return err
 }
@@ -227,8 +227,8 @@ func (t *telemetryStack) shutdown(ctx context.Context) error {
 // agentName is gen_ai.agent.name on invoke_agent spans: the worker
 // program's name ("pi"), or demo-worker.
 func agentName(cfg *config) string {
-	if cfg.DemoWorker || len(cfg.WorkerCmd) == 0 {
+	if cfg.DemoWorker || len(cfg.Worker.Command) == 0 {
 		return "demo-worker"
 	}
-	return filepath.Base(cfg.WorkerCmd[0])
+	return filepath.Base(cfg.Worker.Command[0])
 }
