@@ -10,35 +10,12 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
 
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/workers"
 )
 
 // ScopeName is the instrumentation scope of the records.
 const ScopeName = "github.com/workerscope/workerscope/telemetry/otellogs"
-
-// Attribute keys and event names of the records.
-const (
-	AttrWorkerID   = "worker.id"
-	AttrWorkerKey  = "worker.key"
-	AttrProcessPID = "process.pid"
-	// AttrIOStream is semconv's log.iostream ("stderr").
-	AttrIOStream = "log.iostream"
-	// AttrTruncated marks a line cut at workers.Config.StderrLineBytes.
-	AttrTruncated = "workerscope.log.truncated"
-	// AttrExitReason, AttrExitStatus and AttrStderrTail describe a
-	// worker_exit; AttrLimit a worker_limit.
-	AttrExitReason = "exit.reason"
-	AttrExitStatus = "workerscope.exit.status"
-	AttrStderrTail = "workerscope.stderr_tail"
-	AttrLimit      = "limit"
-	// AttrBudget names the budget of a budget_exceeded (tokens, spend).
-	AttrBudget = "workerscope.budget"
-
-	EventWorkerStart    = "workerscope.worker_start"
-	EventWorkerExit     = "workerscope.worker_exit"
-	EventWorkerLimit    = "workerscope.worker_limit"
-	EventBudgetExceeded = "workerscope.budget_exceeded"
-)
 
 // DefaultSeverity is the severity of a stderr line that names none: many
 // programs write ordinary progress to stderr, so INFO, not ERROR.
@@ -70,12 +47,12 @@ func New(opts Options) *Logger {
 }
 
 func (l *Logger) workerAttrs(r *log.Record, id, key string, pid int) {
-	r.AddAttributes(attribute.String(AttrWorkerID, id))
+	r.AddAttributes(attribute.String(attrkey.WorkerID, id))
 	if !l.dropKey {
-		r.AddAttributes(attribute.String(AttrWorkerKey, key))
+		r.AddAttributes(attribute.String(attrkey.WorkerKey, key))
 	}
 	if pid != 0 {
-		r.AddAttributes(attribute.Int(AttrProcessPID, pid))
+		r.AddAttributes(attribute.Int(attrkey.ProcessPID, pid))
 	}
 }
 
@@ -94,9 +71,9 @@ func (l *Logger) Stderr(ctx context.Context, line workers.StderrLine) {
 	}
 	r.SetBody(attribute.StringValue(string(body)))
 	l.workerAttrs(&r, line.WorkerID, line.Key, line.PID)
-	r.AddAttributes(attribute.String(AttrIOStream, "stderr"))
+	r.AddAttributes(attribute.String(attrkey.IOStream, "stderr"))
 	if line.Truncated {
-		r.AddAttributes(attribute.Bool(AttrTruncated, true))
+		r.AddAttributes(attribute.Bool(attrkey.Truncated, true))
 	}
 	l.log.Emit(ctx, r)
 }
@@ -130,18 +107,18 @@ func (l *Logger) Lifecycle(ev workers.Event) {
 			r.SetSeverity(log.SeverityWarn)
 		}
 		r.SetBody(attribute.StringValue("worker exited (" + f.Reason + ", " + f.Status + ")"))
-		r.AddAttributes(attribute.String(AttrExitReason, f.Reason), attribute.String(AttrExitStatus, f.Status))
+		r.AddAttributes(attribute.String(attrkey.ExitReason, f.Reason), attribute.String(attrkey.ExitStatus, f.Status))
 		if f.StderrTail != "" {
-			r.AddAttributes(attribute.String(AttrStderrTail, f.StderrTail))
+			r.AddAttributes(attribute.String(attrkey.StderrTail, f.StderrTail))
 		}
 	case "worker_limit":
 		r.SetSeverity(log.SeverityWarn)
 		r.SetBody(attribute.StringValue("worker hit its " + f.Limit + " limit (" + f.Action + ")"))
-		r.AddAttributes(attribute.String(AttrLimit, f.Limit))
+		r.AddAttributes(attribute.String(attrkey.Limit, f.Limit))
 	case "budget_exceeded":
 		r.SetSeverity(log.SeverityWarn)
 		r.SetBody(attribute.StringValue(f.Error + "; its run was aborted"))
-		r.AddAttributes(attribute.String(AttrBudget, f.Budget), attribute.String("error.type", workers.CodeBudgetExceeded))
+		r.AddAttributes(attribute.String(attrkey.Budget, f.Budget), attribute.String("error.type", workers.CodeBudgetExceeded))
 	default:
 		return
 	}

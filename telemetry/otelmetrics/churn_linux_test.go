@@ -14,6 +14,7 @@ import (
 
 	"github.com/workerscope/workerscope/internal/procfs"
 	"github.com/workerscope/workerscope/internal/testutil"
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/workers"
 )
 
@@ -120,7 +121,7 @@ func TestChurnLeavesNothingBehind(t *testing.T) {
 	}
 	for name, pts := range got {
 		for _, p := range pts {
-			if _, ok := p.attrs.Value(AttrWorkerID); ok {
+			if _, ok := p.attrs.Value(attrkey.WorkerID); ok {
 				t.Errorf("%s still has a per-worker series after churn", name)
 				break
 			}

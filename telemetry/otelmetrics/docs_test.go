@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/workers"
 )
 
@@ -82,19 +83,19 @@ func TestMetricsDocListsEveryAttributeValue(t *testing.T) {
 		meaning[strings.Trim(strings.TrimSpace(cells[0]), "`")] = cells[len(cells)-1]
 	}
 	values := map[string][]string{
-		AttrCPUMode:     {"user", "system"},
-		AttrFaultType:   {"major", "minor"},
-		AttrLineReason:  {"invalid", "oversize"},
-		AttrRPCMethod:   {otherMethod},
-		AttrErrorType:   workers.ErrorCodes,
-		AttrLimit:       workers.LimitNames,
-		AttrEnforcement: {string(workers.TierCgroup2), string(workers.TierCgroup1), string(workers.TierWatchdog), "none"},
+		attrkey.CPUMode:     {"user", "system"},
+		attrkey.FaultType:   {"major", "minor"},
+		attrkey.LineReason:  {"invalid", "oversize"},
+		attrkey.RPCMethod:   {otherMethod},
+		attrkey.ErrorType:   workers.ErrorCodes,
+		attrkey.Limit:       workers.LimitNames,
+		attrkey.Enforcement: {string(workers.TierCgroup2), string(workers.TierCgroup1), string(workers.TierWatchdog), "none"},
 	}
 	for _, s := range workers.States {
-		values[AttrWorkerState] = append(values[AttrWorkerState], string(s))
+		values[attrkey.WorkerState] = append(values[attrkey.WorkerState], string(s))
 	}
 	for _, r := range workers.ExitReasons {
-		values[AttrExitReason] = append(values[AttrExitReason], string(r))
+		values[attrkey.ExitReason] = append(values[attrkey.ExitReason], string(r))
 	}
 	for _, d := range Contract() {
 		for _, a := range d.Attributes {

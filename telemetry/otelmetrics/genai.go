@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/workers"
 )
 
@@ -51,26 +52,26 @@ type modelAttrs struct {
 type toolAttrs struct{ ok, failed metric.MeasurementOption }
 
 func newModelAttrs(provider, model string) *modelAttrs {
-	base := []attribute.KeyValue{attribute.String(AttrGenAIOperation, opChat),
-		attribute.String(AttrGenAIProvider, provider), attribute.String(AttrGenAIModel, model)}
+	base := []attribute.KeyValue{attribute.String(attrkey.GenAIOperation, opChat),
+		attribute.String(attrkey.GenAIProvider, provider), attribute.String(attrkey.GenAIModel, model)}
 	with := func(kv ...attribute.KeyValue) metric.MeasurementOption {
 		return metric.WithAttributeSet(attribute.NewSet(append(append([]attribute.KeyValue(nil), base...), kv...)...))
 	}
 	return &modelAttrs{
-		in:     with(attribute.String(AttrGenAITokenType, tokenInput)),
-		out:    with(attribute.String(AttrGenAITokenType, tokenOutput)),
+		in:     with(attribute.String(attrkey.GenAITokenType, tokenInput)),
+		out:    with(attribute.String(attrkey.GenAITokenType, tokenOutput)),
 		dur:    with(),
-		durErr: with(attribute.String(AttrErrorType, errorTypeModel)),
-		cost: metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrGenAIProvider, provider),
-			attribute.String(AttrGenAIModel, model))),
+		durErr: with(attribute.String(attrkey.ErrorType, errorTypeModel)),
+		cost: metric.WithAttributeSet(attribute.NewSet(attribute.String(attrkey.GenAIProvider, provider),
+			attribute.String(attrkey.GenAIModel, model))),
 	}
 }
 
 func newToolAttrs(name string) *toolAttrs {
-	kv := attribute.String(AttrGenAIToolName, name)
+	kv := attribute.String(attrkey.GenAIToolName, name)
 	return &toolAttrs{
 		ok:     metric.WithAttributeSet(attribute.NewSet(kv)),
-		failed: metric.WithAttributeSet(attribute.NewSet(kv, attribute.String(AttrErrorType, errorTypeTool))),
+		failed: metric.WithAttributeSet(attribute.NewSet(kv, attribute.String(attrkey.ErrorType, errorTypeTool))),
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/workerscope/workerscope/internal/testutil"
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/workers"
 )
 
@@ -51,10 +52,10 @@ func TestGenAIMetricsFromRealRun(t *testing.T) {
 		}
 		return findMetric(rm, MetricGenAIToolCPUTime) != nil && findMetric(rm, MetricSessionCost) != nil
 	})
-	model := []attribute.KeyValue{attribute.String(AttrGenAIOperation, "chat"), attribute.String(AttrGenAIProvider, "demo"), attribute.String(AttrGenAIModel, "demo-model")}
+	model := []attribute.KeyValue{attribute.String(attrkey.GenAIOperation, "chat"), attribute.String(attrkey.GenAIProvider, "demo"), attribute.String(attrkey.GenAIModel, "demo-model")}
 	tok := findMetric(rm, MetricGenAITokenUsage).Data.(metricdata.Histogram[int64])
 	for typ, want := range map[string]int64{"input": 3 * 800, "output": 3 * 30} {
-		set := attribute.NewSet(append(model, attribute.String(AttrGenAITokenType, typ))...)
+		set := attribute.NewSet(append(model, attribute.String(attrkey.GenAITokenType, typ))...)
 		found := false
 		for _, p := range tok.DataPoints {
 			if p.Attributes.Equals(&set) {
@@ -76,7 +77,7 @@ func TestGenAIMetricsFromRealRun(t *testing.T) {
 	if len(cost.DataPoints) != 1 || cost.DataPoints[0].Value != 3*0.125 || !cost.IsMonotonic {
 		t.Errorf("cost %+v, want $0.375", cost.DataPoints)
 	}
-	bash := attribute.String(AttrGenAIToolName, "bash")
+	bash := attribute.String(attrkey.GenAIToolName, "bash")
 	cpu := findMetric(rm, MetricGenAIToolCPUTime).Data.(metricdata.Histogram[float64])
 	if p, ok := pointFor(cpu.DataPoints, bash); !ok || p.Count != 2 || p.Sum < 0.3 || p.Sum > 0.5 {
 		t.Errorf("tool cpu %+v (found %v), want 2 calls of about 0.4 s together", p, ok)
@@ -102,7 +103,7 @@ func TestGenAIMetricsFromRealRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	td := findMetric(rm, MetricGenAIToolDuration).Data.(metricdata.Histogram[float64])
-	if p, ok := pointFor(td.DataPoints, attribute.String(AttrGenAIToolName, otherMethod)); !ok || p.Count != 4 || len(td.DataPoints) != maxTools+1 {
+	if p, ok := pointFor(td.DataPoints, attribute.String(attrkey.GenAIToolName, otherMethod)); !ok || p.Count != 4 || len(td.DataPoints) != maxTools+1 {
 		t.Errorf("%d tool series, _OTHER %+v; want %d and 4 calls in _OTHER", len(td.DataPoints), p, maxTools+1)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/telemetry/sampler"
 	"github.com/workerscope/workerscope/workers"
 )
@@ -128,8 +129,8 @@ type workerAttrs struct {
 func (m *Metrics) workerAttrsLocked(w *sampler.WorkerReport) *workerAttrs {
 	a := m.attrs[w.ID]
 	if a == nil || a.pid != w.PID || a.key != w.Key {
-		id, pid := attribute.String(AttrWorkerID, w.ID), attribute.Int(AttrProcessPID, w.PID)
-		key := attribute.String(AttrWorkerKey, w.Key)
+		id, pid := attribute.String(attrkey.WorkerID, w.ID), attribute.Int(attrkey.ProcessPID, w.PID)
+		key := attribute.String(attrkey.WorkerKey, w.Key)
 		if m.opts.DropWorkerKey {
 			key = id // a duplicate key collapses in the set
 		}
@@ -139,16 +140,16 @@ func (m *Metrics) workerAttrsLocked(w *sampler.WorkerReport) *workerAttrs {
 		a = &workerAttrs{
 			pid: w.PID, key: w.Key,
 			all:       with(),
-			user:      with(attribute.String(AttrCPUMode, "user")),
-			system:    with(attribute.String(AttrCPUMode, "system")),
-			major:     with(attribute.String(AttrFaultType, "major")),
-			minor:     with(attribute.String(AttrFaultType, "minor")),
+			user:      with(attribute.String(attrkey.CPUMode, "user")),
+			system:    with(attribute.String(attrkey.CPUMode, "system")),
+			major:     with(attribute.String(attrkey.FaultType, "major")),
+			minor:     with(attribute.String(attrkey.FaultType, "minor")),
 			set:       []attribute.KeyValue{id, pid, key},
 			state:     map[workers.State]metric.MeasurementOption{},
-			tokIn:     with(attribute.String(AttrGenAITokenType, tokenInput)),
-			tokOut:    with(attribute.String(AttrGenAITokenType, tokenOutput)),
-			budTokens: with(attribute.String(AttrBudget, workers.BudgetTokens)),
-			budUSD:    with(attribute.String(AttrBudget, workers.BudgetSpend)),
+			tokIn:     with(attribute.String(attrkey.GenAITokenType, tokenInput)),
+			tokOut:    with(attribute.String(attrkey.GenAITokenType, tokenOutput)),
+			budTokens: with(attribute.String(attrkey.Budget, workers.BudgetTokens)),
+			budUSD:    with(attribute.String(attrkey.Budget, workers.BudgetSpend)),
 		}
 		m.attrs[w.ID] = a
 	}
@@ -159,7 +160,7 @@ func (m *Metrics) workerAttrsLocked(w *sampler.WorkerReport) *workerAttrs {
 func (a *workerAttrs) stateOpt(s workers.State) metric.MeasurementOption {
 	opt, ok := a.state[s]
 	if !ok {
-		opt = metric.WithAttributeSet(attribute.NewSet(append(append([]attribute.KeyValue(nil), a.set...), attribute.String(AttrWorkerState, string(s)))...))
+		opt = metric.WithAttributeSet(attribute.NewSet(append(append([]attribute.KeyValue(nil), a.set...), attribute.String(attrkey.WorkerState, string(s)))...))
 		a.state[s] = opt
 	}
 	return opt
@@ -364,22 +365,22 @@ type fixedAttrs struct {
 
 func newFixedAttrs() fixedAttrs {
 	f := fixedAttrs{
-		user:     metric.WithAttributes(attribute.String(AttrCPUMode, "user")),
-		system:   metric.WithAttributes(attribute.String(AttrCPUMode, "system")),
-		invalid:  metric.WithAttributes(attribute.String(AttrLineReason, "invalid")),
-		oversize: metric.WithAttributes(attribute.String(AttrLineReason, "oversize")),
+		user:     metric.WithAttributes(attribute.String(attrkey.CPUMode, "user")),
+		system:   metric.WithAttributes(attribute.String(attrkey.CPUMode, "system")),
+		invalid:  metric.WithAttributes(attribute.String(attrkey.LineReason, "invalid")),
+		oversize: metric.WithAttributes(attribute.String(attrkey.LineReason, "oversize")),
 	}
 	for _, s := range workers.States {
-		f.states = append(f.states, metric.WithAttributes(attribute.String(AttrWorkerState, string(s))))
+		f.states = append(f.states, metric.WithAttributes(attribute.String(attrkey.WorkerState, string(s))))
 	}
 	for _, r := range workers.ExitReasons {
-		f.reasons = append(f.reasons, metric.WithAttributes(attribute.String(AttrExitReason, string(r))))
+		f.reasons = append(f.reasons, metric.WithAttributes(attribute.String(attrkey.ExitReason, string(r))))
 	}
 	for _, l := range workers.LimitNames {
-		f.limits = append(f.limits, metric.WithAttributes(attribute.String(AttrLimit, l)))
+		f.limits = append(f.limits, metric.WithAttributes(attribute.String(attrkey.Limit, l)))
 	}
 	for _, b := range workers.BudgetNames {
-		f.budgets = append(f.budgets, metric.WithAttributes(attribute.String(AttrBudget, b)))
+		f.budgets = append(f.budgets, metric.WithAttributes(attribute.String(attrkey.Budget, b)))
 	}
 	return f
 }
@@ -434,7 +435,7 @@ func (m *Metrics) observe(ctx context.Context, o metric.Observer) {
 	if m.opts.Limits != nil {
 		li := m.opts.Limits()
 		by := func(limit string) metric.MeasurementOption {
-			return metric.WithAttributes(attribute.String(AttrEnforcement, li.Enforcement[limit]))
+			return metric.WithAttributes(attribute.String(attrkey.Enforcement, li.Enforcement[limit]))
 		}
 		if li.MemoryMax > 0 {
 			o.ObserveInt64(in.memLimit, li.MemoryMax, by(workers.LimitMemory))

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/workerscope/workerscope/internal/testutil"
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/telemetry/sampler"
 	"github.com/workerscope/workerscope/workers"
 )
@@ -201,7 +202,7 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 				break
 			}
 		}
-		if !slices.Contains(def.Attributes, AttrWorkerID) {
+		if !slices.Contains(def.Attributes, attrkey.WorkerID) {
 			continue
 		}
 		for _, w := range ws {
@@ -210,20 +211,20 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 			}
 			found := 0
 			for _, p := range pts {
-				id, _ := p.attrs.Value(AttrWorkerID)
+				id, _ := p.attrs.Value(attrkey.WorkerID)
 				if id.AsString() != w.ID {
 					continue
 				}
 				found++
-				key, _ := p.attrs.Value(AttrWorkerKey)
-				pid, _ := p.attrs.Value(AttrProcessPID)
+				key, _ := p.attrs.Value(attrkey.WorkerKey)
+				pid, _ := p.attrs.Value(attrkey.ProcessPID)
 				if key.AsString() != w.Key || int(pid.AsInt64()) != w.PID {
 					t.Errorf("%s: attributes %v for worker %+v", def.Name, p.attrs.ToSlice(), w)
 				}
 			}
 			want := 1
-			if slices.Contains(def.Attributes, AttrCPUMode) || slices.Contains(def.Attributes, AttrFaultType) ||
-				slices.Contains(def.Attributes, AttrGenAITokenType) || def.Name == MetricSessionBudgetUsage {
+			if slices.Contains(def.Attributes, attrkey.CPUMode) || slices.Contains(def.Attributes, attrkey.FaultType) ||
+				slices.Contains(def.Attributes, attrkey.GenAITokenType) || def.Name == MetricSessionBudgetUsage {
 				want = 2
 			}
 			if found != want {
@@ -247,10 +248,10 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 	}
 	var workerErrors int
 	for _, p := range got[MetricRPCDuration] {
-		if e, ok := p.attrs.Value(AttrErrorType); ok && e.AsString() == workers.CodeWorkerError {
+		if e, ok := p.attrs.Value(attrkey.ErrorType); ok && e.AsString() == workers.CodeWorkerError {
 			workerErrors += int(p.value)
 		}
-		if _, ok := p.attrs.Value(AttrRPCMethod); !ok {
+		if _, ok := p.attrs.Value(attrkey.RPCMethod); !ok {
 			t.Errorf("rpc duration point without rpc.method: %v", p.attrs.ToSlice())
 		}
 	}
@@ -263,7 +264,7 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 	for name, want := range map[string]string{MetricWorkerMemoryLimit: "watchdog", MetricWorkerProcessesLimit: "watchdog", MetricWorkerCPULimit: "none"} {
 		if p := got[name]; len(p) != 1 || p[0].attrs.Len() != 1 {
 			t.Errorf("%s: %v", name, p)
-		} else if e, _ := p[0].attrs.Value(AttrEnforcement); e.AsString() != want {
+		} else if e, _ := p[0].attrs.Value(attrkey.Enforcement); e.AsString() != want {
 			t.Errorf("%s enforced by %q, want %q", name, e.AsString(), want)
 		}
 	}
@@ -272,7 +273,7 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 	}
 	// Memory held by alpha shows.
 	for _, p := range got[MetricWorkerMemoryUsage] {
-		if k, _ := p.attrs.Value(AttrWorkerKey); k.AsString() == "alpha" && p.value < 16<<20 {
+		if k, _ := p.attrs.Value(attrkey.WorkerKey); k.AsString() == "alpha" && p.value < 16<<20 {
 			t.Errorf("alpha RSS %v < 16 MiB held", p.value)
 		}
 	}
@@ -291,14 +292,14 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 	got = collect(t, reader)
 	for name, pts := range got {
 		for _, p := range pts {
-			if id, ok := p.attrs.Value(AttrWorkerID); ok && id.AsString() == betaID {
+			if id, ok := p.attrs.Value(attrkey.WorkerID); ok && id.AsString() == betaID {
 				t.Errorf("%s still reports stopped worker %s", name, betaID)
 			}
 		}
 	}
 	exits := 0.0
 	for _, p := range got[MetricExits] {
-		if r, _ := p.attrs.Value(AttrExitReason); r.AsString() == "stopped" {
+		if r, _ := p.attrs.Value(attrkey.ExitReason); r.AsString() == "stopped" {
 			exits = p.value
 		}
 	}
@@ -320,7 +321,7 @@ func TestDropWorkerKeyAndSeriesCap(t *testing.T) {
 		t.Fatalf("unobserved workers: %v, want 1", p)
 	}
 	for _, p := range got[MetricWorkerMemoryUsage] {
-		if _, ok := p.attrs.Value(AttrWorkerKey); ok {
+		if _, ok := p.attrs.Value(attrkey.WorkerKey); ok {
 			t.Fatal("worker.key present although dropped")
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/workers"
 )
 
@@ -43,7 +44,7 @@ func (m *Recorder) RecordRPC(r workers.RPCResult) {
 	method := m.methodAttr(r.Type)
 	opt := metric.WithAttributes(method)
 	if r.ErrorType != "" {
-		opt = metric.WithAttributes(method, attribute.String(AttrErrorType, r.ErrorType))
+		opt = metric.WithAttributes(method, attribute.String(attrkey.ErrorType, r.ErrorType))
 	}
 	ctx := r.Context
 	if ctx == nil {
@@ -67,9 +68,9 @@ func (m *Recorder) RecordRun(r workers.RPCResult) {
 	opt := metric.WithAttributes(method)
 	switch {
 	case r.Run.Budget != "":
-		opt = metric.WithAttributes(method, attribute.String(AttrErrorType, workers.CodeBudgetExceeded))
+		opt = metric.WithAttributes(method, attribute.String(attrkey.ErrorType, workers.CodeBudgetExceeded))
 	case r.Run.End == workers.RunEndWorkerExit:
-		opt = metric.WithAttributes(method, attribute.String(AttrErrorType, workers.CodeWorkerExit))
+		opt = metric.WithAttributes(method, attribute.String(attrkey.ErrorType, workers.CodeWorkerExit))
 	}
 	ctx := r.Context
 	if ctx == nil {
@@ -90,9 +91,9 @@ func (m *Recorder) methodAttr(typ string) attribute.KeyValue {
 		return kv
 	}
 	if typ == "" || len(m.commands) >= maxCommandTypes {
-		return attribute.String(AttrRPCMethod, otherMethod)
+		return attribute.String(attrkey.RPCMethod, otherMethod)
 	}
-	kv := attribute.String(AttrRPCMethod, typ)
+	kv := attribute.String(attrkey.RPCMethod, typ)
 	m.commands[typ] = kv
 	return kv
 }

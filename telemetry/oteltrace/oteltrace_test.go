@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/telemetry/oteltrace"
 	"github.com/workerscope/workerscope/workers"
 )
@@ -61,16 +62,16 @@ func TestSpanWithCost(t *testing.T) {
 	}
 	a := attrs(s)
 	for k, want := range map[attribute.Key]any{
-		oteltrace.AttrWorkerID: "w1-1", oteltrace.AttrWorkerKey: "alice", oteltrace.AttrProcessPID: int64(42),
-		oteltrace.AttrRPCMethod: "prompt", oteltrace.AttrCostCPU: 2.0, oteltrace.AttrCostCPUUser: 1.5,
-		oteltrace.AttrCostCPUSystem: 0.5, oteltrace.AttrCostMemPeak: int64(64 << 20), oteltrace.AttrCostProcesses: int64(2),
-		oteltrace.AttrCostShared: false, oteltrace.AttrEventsDropped: int64(3), oteltrace.AttrEvents: int64(5),
+		attrkey.WorkerID: "w1-1", attrkey.WorkerKey: "alice", attrkey.ProcessPID: int64(42),
+		attrkey.RPCMethod: "prompt", attrkey.CostCPU: 2.0, attrkey.CostCPUUser: 1.5,
+		attrkey.CostCPUSystem: 0.5, attrkey.CostMemPeak: int64(64 << 20), attrkey.CostProcesses: int64(2),
+		attrkey.CostShared: false, attrkey.EventsDropped: int64(3), attrkey.Events: int64(5),
 	} {
 		if got := a[k].AsInterface(); got != want {
 			t.Errorf("%s = %v (%T), want %v", k, got, got, want)
 		}
 	}
-	if _, ok := a[oteltrace.AttrErrorType]; ok {
+	if _, ok := a[attrkey.ErrorType]; ok {
 		t.Error("error.type on success")
 	}
 	if len(s.Events()) != 2 || s.Events()[0].Name != "message_update" {
@@ -103,21 +104,21 @@ func TestSpanRun(t *testing.T) {
 	for i, s := range ended[:2] {
 		a := attrs(s)
 		for k, want := range map[attribute.Key]any{
-			oteltrace.AttrRun: true, oteltrace.AttrCostCPU: 2.5, oteltrace.AttrEvents: int64(7),
-			oteltrace.AttrResponseTime: 0.01, oteltrace.AttrRunEnd: []string{"agent_end", "worker_exit"}[i],
+			attrkey.Run: true, attrkey.CostCPU: 2.5, attrkey.Events: int64(7),
+			attrkey.ResponseTime: 0.01, attrkey.RunEnd: []string{"agent_end", "worker_exit"}[i],
 		} {
 			if got := a[k].AsInterface(); got != want {
 				t.Errorf("span %d: %s = %v, want %v", i, k, got, want)
 			}
 		}
-		if failed := s.Status().Code == codes.Error && a[oteltrace.AttrErrorType].AsString() == "worker_exit"; failed != (i == 1) {
-			t.Errorf("span %d: status %v, error.type %v", i, s.Status(), a[oteltrace.AttrErrorType])
+		if failed := s.Status().Code == codes.Error && a[attrkey.ErrorType].AsString() == "worker_exit"; failed != (i == 1) {
+			t.Errorf("span %d: status %v, error.type %v", i, s.Status(), a[attrkey.ErrorType])
 		}
 	}
 	if !ended[2].EndTime().Equal(start.Add(20 * time.Millisecond)) {
 		t.Errorf("end %v, want the response's time %v", ended[2].EndTime(), start.Add(20*time.Millisecond))
 	}
-	if _, ok := attrs(ended[2])[oteltrace.AttrRun]; ok {
+	if _, ok := attrs(ended[2])[attrkey.Run]; ok {
 		t.Error("workerscope.run on a command without a run")
 	}
 }
@@ -135,13 +136,13 @@ func TestSpanFailure(t *testing.T) {
 	for _, s := range ended {
 		names = append(names, s.Name())
 		a := attrs(s)
-		if a[oteltrace.AttrErrorType].AsString() != "timeout" || s.Status().Code != codes.Error {
-			t.Errorf("%s: error.type %v status %v", s.Name(), a[oteltrace.AttrErrorType], s.Status())
+		if a[attrkey.ErrorType].AsString() != "timeout" || s.Status().Code != codes.Error {
+			t.Errorf("%s: error.type %v status %v", s.Name(), a[attrkey.ErrorType], s.Status())
 		}
-		if _, ok := a[oteltrace.AttrWorkerKey]; ok {
+		if _, ok := a[attrkey.WorkerKey]; ok {
 			t.Error("worker.key present with DropWorkerKey")
 		}
-		if _, ok := a[oteltrace.AttrCostCPU]; ok {
+		if _, ok := a[attrkey.CostCPU]; ok {
 			t.Error("cost attributes without a cost")
 		}
 	}
