@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/workerscope/workerscope/internal/sandbox"
-	"github.com/workerscope/workerscope/internal/testutil"
+	"github.com/workerscope/workerscope/workers/workerstest"
 
 	"github.com/workerscope/workerscope/httpapi"
 	"github.com/workerscope/workerscope/workers"
@@ -48,7 +48,7 @@ func newStackEnv(t *testing.T, env map[string]string) (*httptest.Server, *worker
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tel.shutdown(context.Background()) })
-	mgr := testutil.NewDemoManager(t, func(c *workers.Config) { c.Logger = log; tel.wire(c) })
+	mgr := workerstest.NewDemoManager(t, func(c *workers.Config) { c.Logger = log; tel.wire(c) })
 	api, err := httpapi.New(httpapi.Options{Token: testToken, Manager: mgr, Logger: log})
 	if err != nil {
 		t.Fatal(err)

@@ -54,7 +54,8 @@ type rule struct {
 	// direct: check the package's own imports, its tests' included,
 	// instead of its (non-test) closure.
 	direct bool
-	// testOnly: no package of the module may import it outside tests.
+	// testOnly: no package of the module may import it outside tests
+	// (packages that are themselves test-only may).
 	testOnly bool
 	// noSelector: qualified identifiers ("workers.Manager") the package's
 	// non-test files must not use (a promise about a type, not a package).
@@ -109,8 +110,9 @@ var rules = []rule{
 	{pkg: "internal/modelstub", says: "It imports only the standard library.", only: std},
 	{pkg: "internal/modelstub", says: "It is imported by _test files only.", testOnly: true},
 	{pkg: "internal/testutil", says: "It is imported by _test files only.", testOnly: true},
-	{pkg: "internal/testutil", says: "It may import workers, workers/demoworker and the OTel SDK (an in-memory log exporter), nothing of telemetry or httpapi.",
-		deny: cat(telemetry, []string{mod + "httpapi"})},
+	{pkg: "internal/testutil", says: "It may import internal/procfs and the OTel SDK (an in-memory log exporter), nothing of workers, telemetry or httpapi.",
+		deny: cat(telemetry, []string{mod + "httpapi", mod + "workers/..."}), onlyProject: []string{mod + "internal/testutil", mod + "internal/procfs"}},
+	{pkg: "workers/workerstest", says: "It is imported by _test files only.", testOnly: true},
 	{pkg: "internal/archtest", says: "It imports only the standard library.", only: std, direct: true},
 	{pkg: "internal/archtest", says: "Package archtest holds no code, only a test",
 		none: "it describes this test"},
@@ -206,7 +208,7 @@ func check(r rule, p *pkgInfo, pkgs map[string]*pkgInfo) []string {
 	}
 	if r.testOnly {
 		for _, q := range sortedKeys(pkgs) {
-			if q != p.ImportPath && strings.HasPrefix(q, mod) && slices.Contains(pkgs[q].Deps, p.ImportPath) {
+			if q != p.ImportPath && strings.HasPrefix(q, mod) && !isTestOnly(q) && slices.Contains(pkgs[q].Deps, p.ImportPath) {
 				bad = append(bad, fmt.Sprintf("imported outside tests by %s, which %q forbids: %s", q, r.says, strings.Join(chain(pkgs[q], p.ImportPath, pkgs, false), " → ")))
 			}
 		}
@@ -219,6 +221,11 @@ func check(r rule, p *pkgInfo, pkgs map[string]*pkgInfo) []string {
 		}
 	}
 	return bad
+}
+
+// isTestOnly reports whether a rule makes the package test-only.
+func isTestOnly(importPath string) bool {
+	return slices.ContainsFunc(rules, func(r rule) bool { return r.testOnly && mod+r.pkg == importPath })
 }
 
 // chain is the shortest import path from p to dep, both included (for a

@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/workerscope/workerscope/internal/procfs"
-	"github.com/workerscope/workerscope/internal/testutil"
 	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/workers"
+	"github.com/workerscope/workerscope/workers/workerstest"
 )
 
 // TestChurnLeavesNothingBehind runs 10,000 spawn/exit cycles through the
@@ -27,7 +27,7 @@ func TestChurnLeavesNothingBehind(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		cycles = 1000 // the full 10,000 run without -race: make churn
 	}
-	m := testutil.NewDemoManager(t, func(c *workers.Config) { c.MaxWorkers = 64; c.StopGrace = time.Second })
+	m := workerstest.NewDemoManager(t, func(c *workers.Config) { c.MaxWorkers = 64; c.StopGrace = time.Second })
 	pipe := startLocal(t, m, nil)
 	sampler, reader := pipe.sampler, pipe.reader
 	fds := func() int {

@@ -14,6 +14,7 @@ import (
 	"github.com/workerscope/workerscope/internal/testutil"
 	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/workers"
+	"github.com/workerscope/workerscope/workers/workerstest"
 )
 
 // TestGenAIMetricsFromRealRun: a real demo worker's agent run (two tool
@@ -24,7 +25,7 @@ import (
 // observed per worker; tool names past the cap fall into _OTHER.
 func TestGenAIMetricsFromRealRun(t *testing.T) {
 	l := newLocal(t)
-	m := testutil.NewDemoManager(t, func(c *workers.Config) {
+	m := workerstest.NewDemoManager(t, func(c *workers.Config) {
 		c.OnModelCall, c.OnToolCall = l.recorder.RecordModelCall, l.recorder.RecordToolCall
 		c.SessionSpendBudgetUSD = 1
 	})

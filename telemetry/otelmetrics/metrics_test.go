@@ -19,6 +19,7 @@ import (
 	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/telemetry/sampler"
 	"github.com/workerscope/workerscope/workers"
+	"github.com/workerscope/workerscope/workers/workerstest"
 )
 
 // collected maps metric name → data points' attribute sets and values.
@@ -157,7 +158,7 @@ func startLocal(t *testing.T, m *workers.Manager, mut func(*MetricsOptions)) *lo
 
 func TestInstrumentsFromRealWorkers(t *testing.T) {
 	l := newLocal(t)
-	m := testutil.NewDemoManager(t, func(c *workers.Config) {
+	m := workerstest.NewDemoManager(t, func(c *workers.Config) {
 		l.wire(c)
 		c.SessionTokenBudget, c.SessionSpendBudgetUSD = 1e6, 100
 		// Limits far above what the test uses, enforced by the watchdog.
@@ -173,14 +174,14 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 		o.Limits = m.Limits
 		o.SessionTokenBudget, o.SessionSpendBudgetUSD = 1e6, 100
 	}).reader
-	testutil.MustSend(t, m, "alpha", `{"type":"prompt","cpu_ms":100,"mem_mib":16,"events":1}`)
-	testutil.MustSend(t, m, "gamma", `{"type":"prompt","agent_events":true,"cpu_ms":50}`) // GenAI metrics
+	workerstest.MustSend(t, m, "alpha", `{"type":"prompt","cpu_ms":100,"mem_mib":16,"events":1}`)
+	workerstest.MustSend(t, m, "gamma", `{"type":"prompt","agent_events":true,"cpu_ms":50}`) // GenAI metrics
 	testutil.Eventually(t, 10*time.Second, "gamma's run to end", func() bool {
 		w, ok := workerByKey(m, "gamma")
 		return ok && w.Agent != nil && w.Agent.ModelCalls == 2 && w.State == workers.StateIdle
 	})
-	testutil.MustSend(t, m, "beta", `{"type":"get_state"}`)
-	testutil.MustSend(t, m, "beta", `{"type":"no_such_command"}`) // the demo worker answers success:false
+	workerstest.MustSend(t, m, "beta", `{"type":"get_state"}`)
+	workerstest.MustSend(t, m, "beta", `{"type":"no_such_command"}`) // the demo worker answers success:false
 	time.Sleep(300 * time.Millisecond)
 	burnSelf(200 * time.Millisecond) // so the supervisor's own CPU time is well above one clock tick
 
@@ -309,10 +310,10 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 }
 
 func TestDropWorkerKeyAndSeriesCap(t *testing.T) {
-	m := testutil.NewDemoManager(t)
+	m := workerstest.NewDemoManager(t)
 	reader := startLocal(t, m, func(o *MetricsOptions) { o.DropWorkerKey = true; o.MaxWorkerSeries = 1 }).reader
-	testutil.MustSend(t, m, "a", `{"type":"get_state"}`)
-	testutil.MustSend(t, m, "b", `{"type":"get_state"}`)
+	workerstest.MustSend(t, m, "a", `{"type":"get_state"}`)
+	workerstest.MustSend(t, m, "b", `{"type":"get_state"}`)
 	got := collect(t, reader)
 	if n := len(got[MetricWorkerMemoryUsage]); n != 1 {
 		t.Fatalf("series cap 1: %d points", n)

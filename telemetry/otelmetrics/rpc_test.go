@@ -14,9 +14,9 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/workerscope/workerscope/internal/testutil"
 	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/workers"
+	"github.com/workerscope/workerscope/workers/workerstest"
 )
 
 // histPoints are the data points of the named float64 histogram.
@@ -63,7 +63,7 @@ func hasExemplar(p metricdata.HistogramDataPoint[float64], sc trace.SpanContext)
 // histograms record a run's duration and cost, with worker_exit as
 // error.type when the worker exited during it.
 func TestRecordRPCCostAndExemplar(t *testing.T) {
-	m := testutil.NewDemoManager(t)
+	m := workerstest.NewDemoManager(t)
 	l := startLocal(t, m, nil)
 	reader, mm := l.reader, l.recorder
 

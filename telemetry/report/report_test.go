@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/workerscope/workerscope/internal/testutil"
 	"github.com/workerscope/workerscope/telemetry/otelmetrics"
 	"github.com/workerscope/workerscope/telemetry/sampler"
 	"github.com/workerscope/workerscope/workers"
+	"github.com/workerscope/workerscope/workers/workerstest"
 )
 
 func getJSON(t *testing.T, h http.Handler) map[string]any {
@@ -32,7 +32,7 @@ func getJSON(t *testing.T, h http.Handler) map[string]any {
 
 func TestReportJSONShapeAndDegradation(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(1000, 0)}
-	src := &testutil.StaticSource{WS: []workers.WorkerSnapshot{
+	src := &workerstest.StaticSource{WS: []workers.WorkerSnapshot{
 		{ID: "w-1", Key: "ok", PID: 11, State: workers.StateIdle, StartedAt: time.Unix(990, 0), Idle: 3 * time.Second, Requests: 4},
 		{ID: "w-2", Key: "broken", PID: 12, State: workers.StateIdle, StartedAt: time.Unix(990, 0), Zombie: true},
 	}}
@@ -114,7 +114,7 @@ func (failingTrees) SampleTrees([]workers.WorkerSnapshot, []sampler.TreeStat) er
 }
 
 func TestReportWholePassFailure(t *testing.T) {
-	src := &testutil.StaticSource{WS: []workers.WorkerSnapshot{{ID: "w-1", Key: "k", PID: 1}}}
+	src := &workerstest.StaticSource{WS: []workers.WorkerSnapshot{{ID: "w-1", Key: "k", PID: 1}}}
 	s, _ := sampler.New(src, sampler.Options{Process: failingTrees{}})
 	out := getJSON(t, JSON(JSONOptions{Sampler: s}))
 	if e, _ := out["error"].(string); !strings.Contains(e, "too many open files") {
@@ -127,7 +127,7 @@ func TestReportWholePassFailure(t *testing.T) {
 }
 
 func TestReportDoesNotWaitForever(t *testing.T) {
-	src := &testutil.StaticSource{WS: []workers.WorkerSnapshot{{ID: "w-1"}}}
+	src := &workerstest.StaticSource{WS: []workers.WorkerSnapshot{{ID: "w-1"}}}
 	trees := &fakeTrees{stats: map[string]sampler.TreeStat{}, block: make(chan struct{})}
 	s, _ := sampler.New(src, sampler.Options{Process: trees})
 	defer close(trees.block)
