@@ -104,7 +104,7 @@ func (s *commandSpan) ToolCall(c *workers.ToolCall) {
 	if c.Incomplete {
 		attrs = append(attrs, attribute.Bool(attrkey.GenAIIncomplete, true))
 	}
-	attrs = append(attrs, CostAttributes(c.Cost)...)
+	attrs = append(attrs, costAttributes(c.Cost)...)
 	if len(c.Args) > 0 {
 		attrs = append(attrs, semconv.GenAIToolCallArgumentsKey.String(truncate(string(c.Args), maxContent)))
 	}

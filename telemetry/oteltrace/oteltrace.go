@@ -15,14 +15,14 @@ import (
 	"github.com/workerscope/workerscope/workers"
 )
 
-// OtherMethod is the span name and rpc.method of command types past the
+// otherMethod is the span name and rpc.method of command types past the
 // cap (semconv's value for a method it cannot name).
-const OtherMethod = "_OTHER"
+const otherMethod = "_OTHER"
 
 // Defaults for zero Options fields.
 const (
-	DefaultMaxMethods = 64
-	DefaultMaxEvents  = 128
+	defaultMaxMethods = 64
+	defaultMaxEvents  = 128
 )
 
 // ScopeName is the instrumentation scope of the spans.
@@ -38,7 +38,7 @@ type Options struct {
 	// session keys may be user identifiers.
 	DropWorkerKey bool
 	// MaxMethods bounds the distinct span names (command types come from
-	// clients): past it, spans are named OtherMethod. Default 64.
+	// clients): past it, spans are named otherMethod. Default 64.
 	MaxMethods int
 	// MaxEvents caps the span events per span; the rest are counted in
 	// workerscope.events.dropped. Default 128.
@@ -63,10 +63,10 @@ type Tracer struct {
 // New returns a Tracer.
 func New(opts Options) *Tracer {
 	if opts.MaxMethods <= 0 {
-		opts.MaxMethods = DefaultMaxMethods
+		opts.MaxMethods = defaultMaxMethods
 	}
 	if opts.MaxEvents <= 0 {
-		opts.MaxEvents = DefaultMaxEvents
+		opts.MaxEvents = defaultMaxEvents
 	}
 	return &Tracer{
 		tracer:     opts.TracerProvider.Tracer(ScopeName, trace.WithInstrumentationVersion(opts.Version)),
@@ -86,7 +86,7 @@ func (t *Tracer) method(typ string) string {
 		return m
 	}
 	if typ == "" || len(t.methods) >= t.maxMethods {
-		return OtherMethod
+		return otherMethod
 	}
 	t.methods[typ] = typ
 	return typ
@@ -170,7 +170,7 @@ func (s *commandSpan) End(r workers.RPCResult) {
 	if d := s.dropped.Load(); d > 0 {
 		attrs = append(attrs, attribute.Int64(attrkey.EventsDropped, d))
 	}
-	attrs = append(attrs, CostAttributes(cost)...)
+	attrs = append(attrs, costAttributes(cost)...)
 	if r.ErrorType != "" {
 		attrs = append(attrs, attribute.String(attrkey.ErrorType, r.ErrorType))
 		desc := r.ErrorType
@@ -188,8 +188,8 @@ func (s *commandSpan) End(r workers.RPCResult) {
 // TraceID is the span's trace id, for the page's last commands.
 func (s *commandSpan) TraceID() string { return s.span.SpanContext().TraceID().String() }
 
-// CostAttributes are the cost attributes of c (none when nil).
-func CostAttributes(c *workers.Cost) []attribute.KeyValue {
+// costAttributes are the cost attributes of c (none when nil).
+func costAttributes(c *workers.Cost) []attribute.KeyValue {
 	if c == nil {
 		return nil
 	}
