@@ -174,6 +174,7 @@ func (t *telemetryStack) mount(api *httpapi.Server, d telemetryDeps) {
 		SSEClients: d.sseClients,
 		Limits:     d.mgr.Limits,
 		Isolation:  d.mgr.Isolation,
+		StderrTail: d.mgr.StderrTail,
 		Version:    d.version,
 		Started:    d.started,
 	}))
