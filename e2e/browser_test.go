@@ -561,6 +561,9 @@ func workerProcesses(prefix string) []int {
 	return out
 }
 
+// hostileStderr is a worker's stderr tail made of markup and script.
+const hostileStderr = "panic: <img src=x onerror=alert('stderr')>\n<script>alert('stderr2')</script>\n</pre><iframe src=\"javascript:alert(3)\">\n"
+
 // hostile is a report whose every string is markup or script.
 func hostileReport() map[string]any {
 	s := func(v string) *string { return &v }
@@ -580,8 +583,16 @@ func hostileReport() map[string]any {
 				"id": `"><svg onload=alert('id')>`, "key": `<img src=x onerror=alert('key')>`, "pid": 4242,
 				"state": `<b>stopping</b>`, "cpu_percent": f(12.5), "rss_bytes": 5 << 20, "vms_bytes": 900 << 20,
 				"threads": 6, "fds": 9, "processes": 2, "defunct": 1, "uptime_seconds": 95.0, "idle_seconds": 61.0,
-				"zombie": true, "requests": 3, "restarts": 1,
+				"zombie": true, "requests": 3, "restarts": 1, "memory_max": 8 << 20, "pids_max": 0, "cpu_max": 0.5,
+				"limit_hits": map[string]any{"memory": 2},
 				"error": s(`<img src=x onerror=alert(1)><script>alert(2)</script>`),
+				"last_commands": []map[string]any{
+					{"type": `<img src=x onerror=alert('type')>`, "duration_seconds": 0.25, "cpu_seconds": 0.125,
+						"error_type": `<script>alert('et')</script>`, "trace_id": `"><img src=x onerror=alert('trace')>`},
+				},
+				"agent": map[string]any{"total_tokens": 10, "cost_usd": 0.5, "model_calls": 1, "tool_calls": 1,
+					"over_budget": `<b>spend</b>`, "last_tools": []map[string]any{{"name": `<img src=x onerror=alert('tool')>`, "duration_seconds": 0.1}}},
+				"stderr_tail": hostileStderr,
 			},
 			{
 				"id": "w1-2", "key": `javascript:alert('k2')`, "pid": 4243, "state": "idle",
@@ -706,6 +717,65 @@ func TestMetricsPageRendersHostileStrings(t *testing.T) {
 		}
 	}
 	b.checkClean()
+
+	// The filter matches the hostile key as text.
+	b.do(chromedp.SendKeys(chromedp.CSS(`#filter`), "onerror=alert('key"))
+	b.waitJS(10*time.Second, "one row left by the filter", `document.querySelectorAll('#worker-rows tr[data-worker-id]').length === 1`)
+	if r := b.rows(); len(r) != 1 || r[0].Key != ws[0]["key"] {
+		t.Errorf("filtered rows %+v", r)
+	}
+	// The detail view of the hostile worker: its key, its commands, its
+	// agent's tools and its stderr tail, every one literal text.
+	b.do(chromedp.Click(chromedp.CSS(`#worker-rows tr[data-worker-id] td.who`)))
+	b.waitJS(10*time.Second, "the detail view with the stderr tail", `(() => { const d = document.getElementById('detail');
+		return !d.hidden && document.getElementById('detail-stderr').textContent.startsWith('panic: '); })()`)
+	got := eval[map[string]string](b, `({
+		title: document.getElementById('detail-title').textContent,
+		stderr: document.getElementById('detail-stderr').textContent,
+		commands: document.getElementById('detail-commands').tBodies[0].textContent,
+		agent: document.getElementById('detail-agent').textContent,
+		limits: document.getElementById('detail-limits').textContent,
+		hash: location.hash,
+	})`)
+	if got["title"] != ws[0]["key"] {
+		t.Errorf("detail title %q, want the literal key", got["title"])
+	}
+	if got["stderr"] != hostileStderr {
+		t.Errorf("detail stderr %q, want the literal %q", got["stderr"], hostileStderr)
+	}
+	for _, lit := range []string{`<img src=x onerror=alert('type')>`, `<script>alert('et')</script>`, `"><img src=x onerror=alert('trace')>`} {
+		if !strings.Contains(got["commands"], lit) {
+			t.Errorf("detail commands %q lack the literal %q", got["commands"], lit)
+		}
+	}
+	if !strings.Contains(got["agent"], `tool <img src=x onerror=alert('tool')>`) || !strings.Contains(got["agent"], `over its <b>spend</b> budget`) {
+		t.Errorf("detail agent %q", got["agent"])
+	}
+	if !strings.Contains(got["limits"], "8.0 MiB") || !strings.Contains(got["limits"], "memory 2") {
+		t.Errorf("detail limits %q", got["limits"])
+	}
+	if !strings.Contains(got["hash"], "worker=") || !strings.Contains(got["hash"], "q=") {
+		t.Errorf("URL fragment %q lacks the filter and the open worker", got["hash"])
+	}
+	counts = eval[map[string]int](b, `({
+		img: document.querySelectorAll('img').length,
+		iframe: document.querySelectorAll('iframe').length,
+		b: document.querySelectorAll('b').length,
+		script: document.querySelectorAll('script').length,
+		svg: document.querySelectorAll('svg:not(.spark)').length,
+		links: Array.from(document.querySelectorAll('a')).filter((a) => !/^api\//.test(a.getAttribute('href'))).length,
+	})`)
+	for k, v := range want {
+		if counts[k] != v {
+			t.Errorf("with the detail open: %d <%s> elements in the page, want %d", counts[k], k, v)
+		}
+	}
+	b.screenshot("hostile-detail.png")
+	b.checkClean()
+	b.do(chromedp.KeyEvent("\x1b")) // Escape closes it
+	b.waitJS(5*time.Second, "the detail view to close", `document.getElementById('detail').hidden && !/worker=/.test(location.hash)`)
+	eval[bool](b, `(() => { const f = document.getElementById('filter'); f.value = ''; return f.dispatchEvent(new Event('input')); })()`)
+	b.waitJS(10*time.Second, "both rows back", `document.querySelectorAll('#worker-rows tr[data-worker-id]').length === 2`)
 
 	// A failing server, then expired credentials, then recovery.
 	mode.Store("500")
