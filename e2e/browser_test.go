@@ -585,7 +585,7 @@ func hostileReport() map[string]any {
 				"threads": 6, "fds": 9, "processes": 2, "defunct": 1, "uptime_seconds": 95.0, "idle_seconds": 61.0,
 				"zombie": true, "requests": 3, "restarts": 1, "memory_max": 8 << 20, "pids_max": 0, "cpu_max": 0.5,
 				"limit_hits": map[string]any{"memory": 2},
-				"error": s(`<img src=x onerror=alert(1)><script>alert(2)</script>`),
+				"error":      s(`<img src=x onerror=alert(1)><script>alert(2)</script>`),
 				"last_commands": []map[string]any{
 					{"type": `<img src=x onerror=alert('type')>`, "duration_seconds": 0.25, "cpu_seconds": 0.125,
 						"error_type": `<script>alert('et')</script>`, "trace_id": `"><img src=x onerror=alert('trace')>`},
