@@ -435,11 +435,16 @@ func TestMetricsPageInBrowser(t *testing.T) {
 			rss && /% of 1\.0 GiB/.test(rss.textContent);
 	})()`)
 
-	// Each worker's last commands with their cost (the tree's CPU), as text.
+	// A worker's last commands with their cost (the tree's CPU), as text,
+	// in its detail view; Escape closes it.
+	b.do(chromedp.Click(chromedp.CSS(`#worker-rows tr[data-key="mem"] td.who`)))
 	b.waitJS(30*time.Second, "mem's last commands with their CPU cost", `(() => {
-		const last = document.querySelector('#worker-rows tr[data-key="mem"] td.who .last');
-		return last && [...last.querySelectorAll('.cmd')].some((c) => /^get_state .+ · cpu .+/.test(c.textContent));
+		const rows = document.querySelectorAll('#detail-commands tbody tr');
+		return !document.getElementById('detail').hidden && document.getElementById('detail-title').textContent === 'mem' &&
+			[...rows].some((tr) => tr.cells.length === 5 && tr.cells[0].textContent === 'get_state' && /\d/.test(tr.cells[2].textContent));
 	})()`)
+	b.do(chromedp.KeyEvent("\x1b"))
+	b.waitJS(5*time.Second, "the detail view to close", `document.getElementById('detail').hidden`)
 
 	// The zombie: flagged by attribute, class and visible text.
 	b.waitJS(30*time.Second, "stuck to be shown as a zombie", `document.querySelector('#worker-rows tr[data-key="stuck"][data-zombie="true"].zombie')`)
@@ -581,7 +586,7 @@ func hostileReport() map[string]any {
 		"workers": []map[string]any{
 			{
 				"id": `"><svg onload=alert('id')>`, "key": `<img src=x onerror=alert('key')>`, "pid": 4242,
-				"state": `<b>stopping</b>`, "cpu_percent": f(12.5), "rss_bytes": 5 << 20, "vms_bytes": 900 << 20,
+				"state": `<b>stopping</b>`, "cpu_percent": f(12.5), "rss_bytes": 7 << 20, "vms_bytes": 900 << 20,
 				"threads": 6, "fds": 9, "processes": 2, "defunct": 1, "uptime_seconds": 95.0, "idle_seconds": 61.0,
 				"zombie": true, "requests": 3, "restarts": 1, "memory_max": 8 << 20, "pids_max": 0, "cpu_max": 0.5,
 				"limit_hits": map[string]any{"memory": 2},
@@ -717,6 +722,24 @@ func TestMetricsPageRendersHostileStrings(t *testing.T) {
 		}
 	}
 	b.checkClean()
+
+	// The chips: only the worker at 87 % of its memory limit, then the
+	// zombies too (any chip matches); the counts are on the chips.
+	b.do(chromedp.Click(chromedp.CSS(`#chips [data-chip="limit"]`)))
+	if r := b.rows(); len(r) != 1 || r[0].ID != ws[0]["id"] {
+		t.Errorf("rows with the limit chip: %+v", r)
+	}
+	b.do(chromedp.Click(chromedp.CSS(`#chips [data-chip="zombie"]`)))
+	if r := b.rows(); len(r) != 1 || !strings.Contains(eval[string](b, `location.hash`), "only=zombie%2Climit") {
+		t.Errorf("rows with the limit and zombie chips: %d, hash %q", len(r), eval[string](b, `location.hash`))
+	}
+	if n := eval[string](b, `document.querySelector('#chips [data-chip="zombie"] .n').textContent`); n != "1" {
+		t.Errorf("zombie chip count %q", n)
+	}
+	b.do(chromedp.Click(chromedp.CSS(`#chips [data-chip="limit"]`)), chromedp.Click(chromedp.CSS(`#chips [data-chip="zombie"]`)))
+	if r := b.rows(); len(r) != 2 {
+		t.Errorf("rows with no chip: %d", len(r))
+	}
 
 	// The filter matches the hostile key as text.
 	b.do(chromedp.SendKeys(chromedp.CSS(`#filter`), "onerror=alert('key"))
