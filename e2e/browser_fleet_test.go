@@ -228,6 +228,11 @@ func TestMetricsPageAtFleetSize(t *testing.T) {
 	if rows := eval[int](b, `document.querySelectorAll('#worker-rows tr.w').length`); rows > 120 {
 		t.Errorf("%d rows in the DOM after scrolling", rows)
 	}
+	// The header sticks to the top of the scrolled table.
+	if off := eval[float64](b, `document.querySelector('#workers thead th').getBoundingClientRect().top -
+		document.getElementById('table-scroll').getBoundingClientRect().top`); off < -1 || off > 2 {
+		t.Errorf("header %.1f px from the top of the scrolled table; want it sticky", off)
+	}
 
 	// Chips: busy (3), then crashed too (any chip matches: 4).
 	b.do(chromedp.Click(chromedp.CSS(`#chips [data-chip="busy"]`)))

@@ -414,6 +414,11 @@ func TestMetricsPageInBrowser(t *testing.T) {
 	}
 	t.Cleanup(stopApp)
 
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("workerscope output:\n%s", tail(a.output(), 4000))
+		}
+	})
 	b := newBrowser(t, token)
 	b.do(chromedp.Navigate(a.url + "/metrics"))
 	b.waitJS(30*time.Second, "rows for busy, mem and stuck", `['busy','mem','stuck'].every((k) =>
