@@ -196,6 +196,7 @@ func (t *telemetryStack) mount(api *httpapi.Server, mgr *workers.Manager, o obse
 		SSEClients: o.sseClients,
 		Limits:     mgr.Limits,
 		Isolation:  mgr.Isolation,
+		StderrTail: mgr.StderrTail,
 		Version:    version,
 		Started:    o.started,
 	}))
