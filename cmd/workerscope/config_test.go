@@ -15,6 +15,7 @@ import (
 )
 
 func TestParseConfigDefaults(t *testing.T) {
+	t.Parallel()
 	c, err := parseConfig(nil, testutil.Env(), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -26,6 +27,7 @@ func TestParseConfigDefaults(t *testing.T) {
 }
 
 func TestParseConfigPrecedence(t *testing.T) {
+	t.Parallel()
 	env := testutil.Env("WORKERSCOPE_IDLE_TTL", "1m", "WORKERSCOPE_MAX_WORKERS", "9", "WORKERSCOPE_TOKEN", "0123456789abcdef-env",
 		"WORKERSCOPE_WORKER_CMD", `pi --mode rpc --append-system-prompt "be brief"`)
 	c, err := parseConfig([]string{"--idle-ttl", "2m"}, env, io.Discard)
@@ -50,6 +52,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 }
 
 func TestParseConfigErrorsNameTheSetting(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "empty")
 	os.WriteFile(empty, []byte("\n"), 0o600)
@@ -101,6 +104,7 @@ func TestParseConfigErrorsNameTheSetting(t *testing.T) {
 }
 
 func TestParseConfigLimits(t *testing.T) {
+	t.Parallel()
 	c, err := parseConfig([]string{"--worker-memory-max", "512MiB", "--worker-cpu-max", "0.5", "--cgroups", "off"},
 		testutil.Env("WORKERSCOPE_WORKER_PIDS_MAX", "40"), io.Discard)
 	if err != nil {
@@ -119,6 +123,7 @@ func TestParseConfigLimits(t *testing.T) {
 }
 
 func TestParseConfigIsolation(t *testing.T) {
+	t.Parallel()
 	c, err := parseConfig(nil, testutil.Env(), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -141,6 +146,7 @@ func TestParseConfigIsolation(t *testing.T) {
 }
 
 func TestPublicListenWithToken(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	f := filepath.Join(dir, "tok")
 	os.WriteFile(f, []byte("a-long-enough-token-123\n"), 0o600)
@@ -164,6 +170,7 @@ func TestPublicListenWithToken(t *testing.T) {
 }
 
 func TestSplitCommand(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in   string
 		want []string
@@ -187,6 +194,7 @@ func TestSplitCommand(t *testing.T) {
 }
 
 func TestIsLoopback(t *testing.T) {
+	t.Parallel()
 	for addr, want := range map[string]bool{
 		"127.0.0.1:1": true, "localhost:1": true, "[::1]:1": true, "127.1.2.3:1": true,
 		"0.0.0.0:1": false, ":1": false, "10.0.0.1:1": false, "[::]:1": false, "example.com:1": false,
@@ -198,6 +206,7 @@ func TestIsLoopback(t *testing.T) {
 }
 
 func TestVersionFlags(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}, {"-v"}, {"serve", "--version"}} {
 		var out, errOut strings.Builder
 		if code := run(args, testutil.Env(), &out, &errOut); code != 0 || strings.TrimSpace(out.String()) != buildVersion() {
@@ -209,6 +218,7 @@ func TestVersionFlags(t *testing.T) {
 // TestParseConfigHostileLoadSettings: the connection cap and subscriber
 // byte budgets (issue 13) parse, default and refuse bad values.
 func TestParseConfigHostileLoadSettings(t *testing.T) {
+	t.Parallel()
 	c, err := parseConfig(nil, testutil.Env(), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -240,6 +250,7 @@ func TestParseConfigHostileLoadSettings(t *testing.T) {
 // stand in for their variables unless those are set; an empty flag and a
 // credential that cannot be read are handled as documented.
 func TestCredentials(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	write := func(name, v string) string {
 		p := filepath.Join(dir, name)
@@ -303,6 +314,7 @@ func TestCredentials(t *testing.T) {
 // supervisor's settings, its token, the credentials directory and the
 // telemetry settings, and keeps the demo worker's own switches.
 func TestWorkersDoNotInheritSecrets(t *testing.T) {
+	t.Parallel()
 	drop := workerEnvDrop()
 	dropped := func(name string) bool {
 		for _, p := range drop {
@@ -328,6 +340,7 @@ func TestWorkersDoNotInheritSecrets(t *testing.T) {
 // TestBareBooleanFlags: a setting that takes true or false can be
 // given bare, like Go's boolean flags; an explicit value still works.
 func TestBareBooleanFlags(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		args  []string
 		check func(*config) bool
@@ -350,6 +363,7 @@ func TestBareBooleanFlags(t *testing.T) {
 // or "none" reaches workers.Config as the named value, not as the zero
 // that would mean workers' default.
 func TestZeroMeansNever(t *testing.T) {
+	t.Parallel()
 	c, err := parseConfig([]string{"--idle-ttl", "0", "--stop-grace", "0s", "--max-run-duration", "0", "--drain", "0"}, testutil.Env(), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -366,6 +380,7 @@ func TestZeroMeansNever(t *testing.T) {
 // TestErrorsJoined: every invalid setting is reported at once, each
 // naming its flag and variable.
 func TestErrorsJoined(t *testing.T) {
+	t.Parallel()
 	_, err := parseConfig([]string{"--idle-ttl", "soon", "--max-workers", "0", "--log-format", "xml"}, testutil.Env("WORKERSCOPE_CGROUPS", "maybe"), io.Discard)
 	for _, want := range []string{"--idle-ttl / WORKERSCOPE_IDLE_TTL", "--max-workers / WORKERSCOPE_MAX_WORKERS", "--log-format / WORKERSCOPE_LOG_FORMAT", "--cgroups / WORKERSCOPE_CGROUPS"} {
 		if err == nil || !strings.Contains(err.Error(), want) {

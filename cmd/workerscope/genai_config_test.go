@@ -11,6 +11,7 @@ import (
 // TestParseConfigGenAI: the session budgets and the GenAI content opt-in,
 // from flags and the environment; invalid values name their setting.
 func TestParseConfigGenAI(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name    string
 		args    []string

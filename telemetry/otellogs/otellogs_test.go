@@ -17,6 +17,7 @@ import (
 )
 
 func TestParseSeverity(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		line string
 		want log.Severity
@@ -49,6 +50,7 @@ func attrs(r sdklog.Record) map[string]string {
 // TestStderrRecord: a line becomes a record with the worker's attributes
 // and the trace of the command in flight.
 func TestStderrRecord(t *testing.T) {
+	t.Parallel()
 	exp := &testutil.LogExporter{}
 	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(sdklog.NewSimpleProcessor(exp)))
 	h := otellogs.New(otellogs.Options{LoggerProvider: lp})

@@ -13,6 +13,7 @@ import (
 // registered contract disagree on any metric's name, kind, value type,
 // unit, attributes or description.
 func TestMetricsDocMatchesContract(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile("../../docs/metrics.md")
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +67,7 @@ func TestMetricsDocMatchesContract(t *testing.T) {
 // TestMetricsDocListsEveryAttributeValue fails when an attribute value the
 // code can produce is missing from the attribute table of docs/metrics.md.
 func TestMetricsDocListsEveryAttributeValue(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile("../../docs/metrics.md")
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 // the OTel SDK's own records (component=otel) stay local; after the
 // LoggerProvider shut down, stderr only.
 func TestSlogTee(t *testing.T) {
+	t.Parallel()
 	var out bytes.Buffer
 	exp := &testutil.LogExporter{}
 	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(sdklog.NewSimpleProcessor(exp)))
@@ -82,6 +83,7 @@ func (textOnly) MarshalText() ([]byte, error) { return []byte("as text"), nil }
 // ("unhandled: (T) v", durations in integer nanoseconds) arrive as what
 // stderr shows, in records and in attributes of derived loggers.
 func TestSlogTeeTypedValues(t *testing.T) {
+	t.Parallel()
 	exp := &testutil.LogExporter{}
 	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(sdklog.NewSimpleProcessor(exp)))
 	t.Cleanup(func() { _ = lp.Shutdown(context.Background()) })

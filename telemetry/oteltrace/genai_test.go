@@ -24,6 +24,7 @@ import (
 // when the worker captured it; the session key as gen_ai.conversation.id
 // only when keys are exported; a budget abort is an error.
 func TestGenAISpans(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		dropKey bool
@@ -119,6 +120,7 @@ func TestGenAISpans(t *testing.T) {
 // TestRunWithoutStepsKeepsName: a run that streamed no model or tool
 // calls keeps its command's name.
 func TestRunWithoutStepsKeepsName(t *testing.T) {
+	t.Parallel()
 	tr, rec := newTracer(t, oteltrace.Options{AgentName: "pi"})
 	ctx, span := tr.StartCommand(context.Background(), "alice", "prompt")
 	span.End(workers.RPCResult{Type: "prompt", Context: ctx, Run: &workers.Run{End: workers.RunEndAgentEnd}})

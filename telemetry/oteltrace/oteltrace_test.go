@@ -39,6 +39,7 @@ func attrs(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
 // TestSpanWithCost: one command → one client span named after its type,
 // with the worker, the cost and capped events.
 func TestSpanWithCost(t *testing.T) {
+	t.Parallel()
 	tr, rec := newTracer(t, oteltrace.Options{MaxEvents: 2})
 	ctx, span := tr.StartCommand(context.Background(), "alice", "prompt")
 	if !trace.SpanContextFromContext(ctx).IsValid() {
@@ -87,6 +88,7 @@ func TestSpanWithCost(t *testing.T) {
 // by the worker's exit is an error; a command whose awaited run never
 // came ends at its response.
 func TestSpanRun(t *testing.T) {
+	t.Parallel()
 	tr, rec := newTracer(t, oteltrace.Options{})
 	start := time.Now().Add(-3 * time.Second)
 	for _, end := range []workers.RunEnd{workers.RunEndAgentEnd, workers.RunEndWorkerExit} {
@@ -126,6 +128,7 @@ func TestSpanRun(t *testing.T) {
 // TestSpanFailure: error.type and an error status; no cost, no worker key
 // when dropped; names bounded.
 func TestSpanFailure(t *testing.T) {
+	t.Parallel()
 	tr, rec := newTracer(t, oteltrace.Options{DropWorkerKey: true, MaxMethods: 2})
 	for i := 0; i < 4; i++ {
 		_, span := tr.StartCommand(context.Background(), "bob", fmt.Sprintf("t%d", i))
@@ -154,6 +157,7 @@ func TestSpanFailure(t *testing.T) {
 // TestMiddlewareParent: a traceparent on the request becomes the parent
 // of the command's span.
 func TestMiddlewareParent(t *testing.T) {
+	t.Parallel()
 	tr, rec := newTracer(t, oteltrace.Options{})
 	h := oteltrace.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, span := tr.StartCommand(r.Context(), "k", "get_state")

@@ -35,6 +35,7 @@ func getJSON(t *testing.T, h http.Handler) map[string]any {
 }
 
 func TestReportJSONShapeAndDegradation(t *testing.T) {
+	t.Parallel()
 	clock := &fakeClock{t: time.Unix(1000, 0)}
 	src := &workerstest.StaticSource{WS: []workers.WorkerSnapshot{
 		{ID: "w-1", Key: "ok", PID: 11, State: workers.StateIdle, StartedAt: time.Unix(990, 0), Idle: 3 * time.Second, Requests: 4},
@@ -118,6 +119,7 @@ func (failingTrees) SampleTrees([]workers.WorkerSnapshot, []sampler.TreeStat) er
 }
 
 func TestReportWholePassFailure(t *testing.T) {
+	t.Parallel()
 	src := &workerstest.StaticSource{WS: []workers.WorkerSnapshot{{ID: "w-1", Key: "k", PID: 1}}}
 	s, _ := sampler.New(src, sampler.Options{Process: failingTrees{}})
 	out := getJSON(t, JSON(JSONOptions{Sampler: s}))
@@ -131,6 +133,7 @@ func TestReportWholePassFailure(t *testing.T) {
 }
 
 func TestReportDoesNotWaitForever(t *testing.T) {
+	t.Parallel()
 	src := &workerstest.StaticSource{WS: []workers.WorkerSnapshot{{ID: "w-1"}}}
 	trees := &fakeTrees{stats: map[string]sampler.TreeStat{}, block: make(chan struct{})}
 	s, _ := sampler.New(src, sampler.Options{Process: trees})
@@ -144,6 +147,7 @@ func TestReportDoesNotWaitForever(t *testing.T) {
 }
 
 func TestWantsPrometheus(t *testing.T) {
+	t.Parallel()
 	tests := map[string]bool{
 		"":    false,
 		"*/*": false,
@@ -197,6 +201,7 @@ func fieldsHandler(t *testing.T) http.Handler {
 // TestReportFields: ?fields= keeps the listed worker fields (and id) in
 // entry order, the rest of the document whole; an unknown name is 400.
 func TestReportFields(t *testing.T) {
+	t.Parallel()
 	h := fieldsHandler(t)
 	rec := get(t, h, "/api/metrics?fields=key,cpu_percent,state,memory_max")
 	if rec.Code != 200 {
@@ -240,6 +245,7 @@ func TestReportFields(t *testing.T) {
 // TestReportOneWorker: ?worker=ID lists that worker alone, whole, with its
 // stderr tail as a JSON string; an unknown ID is 404.
 func TestReportOneWorker(t *testing.T) {
+	t.Parallel()
 	h := fieldsHandler(t)
 	rec := get(t, h, "/api/metrics?worker=w-2")
 	var out struct {
@@ -271,6 +277,7 @@ func TestReportOneWorker(t *testing.T) {
 // TestReportGzip: compressed when Accept-Encoding admits gzip, with Vary
 // either way, and the same document inside.
 func TestReportGzip(t *testing.T) {
+	t.Parallel()
 	h := fieldsHandler(t)
 	for _, tc := range []struct {
 		accept string
