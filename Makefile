@@ -19,7 +19,7 @@ JAEGER      = $(abspath $(JAEGER_BIN))/jaeger
 # Generated collector code is not ours to format.
 GOFILES   = $(shell find . -name '*.go' -not -path './deploy/otelcol/*' -not -path './.git/*')
 
-.PHONY: help build run test check fmt-check vet cross race fuzz churn soak bench capacity collector prometheus rules-test demo dashboards k8s-configmaps clean jaeger test-jaeger
+.PHONY: help build run test check fmt-check vet cross race fuzz churn soak bench capacity collector prometheus rules-test demo dashboards k8s-configmaps k8s-router clean jaeger test-jaeger
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -119,8 +119,11 @@ demo: build collector prometheus ## Prometheus (alert rules, http://127.0.0.1:90
 dashboards: ## regenerate deploy/grafana/workerscope.json from deploy/grafana/gen (commit the result)
 	$(GO) run ./deploy/grafana/gen -o deploy/grafana/workerscope.json
 
-k8s-configmaps: ## regenerate deploy/kubernetes/configmaps.yaml from the collector configs in deploy/ (commit the result)
+k8s-configmaps: ## regenerate deploy/kubernetes/base/configmaps.yaml from the collector configs in deploy/ (commit the result)
 	deploy/kubernetes/gen-configmaps.sh
+
+k8s-router: ## render deploy/nginx/workerscope.conf.tmpl into deploy/nginx/workerscope.conf and each kustomization's router config (commit the result)
+	$(GO) run ./deploy/kubernetes/gen-router
 
 clean:
 	rm -rf $(BIN)

@@ -414,6 +414,11 @@ func TestMetricsPageInBrowser(t *testing.T) {
 	}
 	t.Cleanup(stopApp)
 
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("workerscope output:\n%s", tail(a.output(), 4000))
+		}
+	})
 	b := newBrowser(t, token)
 	b.do(chromedp.Navigate(a.url + "/metrics"))
 	b.waitJS(30*time.Second, "rows for busy, mem and stuck", `['busy','mem','stuck'].every((k) =>
@@ -435,11 +440,16 @@ func TestMetricsPageInBrowser(t *testing.T) {
 			rss && /% of 1\.0 GiB/.test(rss.textContent);
 	})()`)
 
-	// Each worker's last commands with their cost (the tree's CPU), as text.
+	// A worker's last commands with their cost (the tree's CPU), as text,
+	// in its detail view; Escape closes it.
+	b.do(chromedp.Click(chromedp.CSS(`#worker-rows tr[data-key="mem"] td.who`)))
 	b.waitJS(30*time.Second, "mem's last commands with their CPU cost", `(() => {
-		const last = document.querySelector('#worker-rows tr[data-key="mem"] td.who .last');
-		return last && [...last.querySelectorAll('.cmd')].some((c) => /^get_state .+ · cpu .+/.test(c.textContent));
+		const rows = document.querySelectorAll('#detail-commands tbody tr');
+		return !document.getElementById('detail').hidden && document.getElementById('detail-title').textContent === 'mem' &&
+			[...rows].some((tr) => tr.cells.length === 5 && tr.cells[0].textContent === 'get_state' && /\d/.test(tr.cells[2].textContent));
 	})()`)
+	b.do(chromedp.KeyEvent("\x1b"))
+	b.waitJS(5*time.Second, "the detail view to close", `document.getElementById('detail').hidden`)
 
 	// The zombie: flagged by attribute, class and visible text.
 	b.waitJS(30*time.Second, "stuck to be shown as a zombie", `document.querySelector('#worker-rows tr[data-key="stuck"][data-zombie="true"].zombie')`)
@@ -561,6 +571,9 @@ func workerProcesses(prefix string) []int {
 	return out
 }
 
+// hostileStderr is a worker's stderr tail made of markup and script.
+const hostileStderr = "panic: <img src=x onerror=alert('stderr')>\n<script>alert('stderr2')</script>\n</pre><iframe src=\"javascript:alert(3)\">\n"
+
 // hostile is a report whose every string is markup or script.
 func hostileReport() map[string]any {
 	s := func(v string) *string { return &v }
@@ -578,10 +591,18 @@ func hostileReport() map[string]any {
 		"workers": []map[string]any{
 			{
 				"id": `"><svg onload=alert('id')>`, "key": `<img src=x onerror=alert('key')>`, "pid": 4242,
-				"state": `<b>stopping</b>`, "cpu_percent": f(12.5), "rss_bytes": 5 << 20, "vms_bytes": 900 << 20,
+				"state": `<b>stopping</b>`, "cpu_percent": f(12.5), "rss_bytes": 7 << 20, "vms_bytes": 900 << 20,
 				"threads": 6, "fds": 9, "processes": 2, "defunct": 1, "uptime_seconds": 95.0, "idle_seconds": 61.0,
-				"zombie": true, "requests": 3, "restarts": 1,
-				"error": s(`<img src=x onerror=alert(1)><script>alert(2)</script>`),
+				"zombie": true, "requests": 3, "restarts": 1, "memory_max": 8 << 20, "pids_max": 0, "cpu_max": 0.5,
+				"limit_hits": map[string]any{"memory": 2},
+				"error":      s(`<img src=x onerror=alert(1)><script>alert(2)</script>`),
+				"last_commands": []map[string]any{
+					{"type": `<img src=x onerror=alert('type')>`, "duration_seconds": 0.25, "cpu_seconds": 0.125,
+						"error_type": `<script>alert('et')</script>`, "trace_id": `"><img src=x onerror=alert('trace')>`},
+				},
+				"agent": map[string]any{"total_tokens": 10, "cost_usd": 0.5, "model_calls": 1, "tool_calls": 1,
+					"over_budget": `<b>spend</b>`, "last_tools": []map[string]any{{"name": `<img src=x onerror=alert('tool')>`, "duration_seconds": 0.1}}},
+				"stderr_tail": hostileStderr,
 			},
 			{
 				"id": "w1-2", "key": `javascript:alert('k2')`, "pid": 4243, "state": "idle",
@@ -706,6 +727,83 @@ func TestMetricsPageRendersHostileStrings(t *testing.T) {
 		}
 	}
 	b.checkClean()
+
+	// The chips: only the worker at 87 % of its memory limit, then the
+	// zombies too (any chip matches); the counts are on the chips.
+	b.do(chromedp.Click(chromedp.CSS(`#chips [data-chip="limit"]`)))
+	if r := b.rows(); len(r) != 1 || r[0].ID != ws[0]["id"] {
+		t.Errorf("rows with the limit chip: %+v", r)
+	}
+	b.do(chromedp.Click(chromedp.CSS(`#chips [data-chip="zombie"]`)))
+	if r := b.rows(); len(r) != 1 || !strings.Contains(eval[string](b, `location.hash`), "only=zombie%2Climit") {
+		t.Errorf("rows with the limit and zombie chips: %d, hash %q", len(r), eval[string](b, `location.hash`))
+	}
+	if n := eval[string](b, `document.querySelector('#chips [data-chip="zombie"] .n').textContent`); n != "1" {
+		t.Errorf("zombie chip count %q", n)
+	}
+	b.do(chromedp.Click(chromedp.CSS(`#chips [data-chip="limit"]`)), chromedp.Click(chromedp.CSS(`#chips [data-chip="zombie"]`)))
+	if r := b.rows(); len(r) != 2 {
+		t.Errorf("rows with no chip: %d", len(r))
+	}
+
+	// The filter matches the hostile key as text.
+	b.do(chromedp.SendKeys(chromedp.CSS(`#filter`), "onerror=alert('key"))
+	b.waitJS(10*time.Second, "one row left by the filter", `document.querySelectorAll('#worker-rows tr[data-worker-id]').length === 1`)
+	if r := b.rows(); len(r) != 1 || r[0].Key != ws[0]["key"] {
+		t.Errorf("filtered rows %+v", r)
+	}
+	// The detail view of the hostile worker: its key, its commands, its
+	// agent's tools and its stderr tail, every one literal text.
+	b.do(chromedp.Click(chromedp.CSS(`#worker-rows tr[data-worker-id] td.who`)))
+	b.waitJS(10*time.Second, "the detail view with the stderr tail", `(() => { const d = document.getElementById('detail');
+		return !d.hidden && document.getElementById('detail-stderr').textContent.startsWith('panic: '); })()`)
+	got := eval[map[string]string](b, `({
+		title: document.getElementById('detail-title').textContent,
+		stderr: document.getElementById('detail-stderr').textContent,
+		commands: document.getElementById('detail-commands').tBodies[0].textContent,
+		agent: document.getElementById('detail-agent').textContent,
+		limits: document.getElementById('detail-limits').textContent,
+		hash: location.hash,
+	})`)
+	if got["title"] != ws[0]["key"] {
+		t.Errorf("detail title %q, want the literal key", got["title"])
+	}
+	if got["stderr"] != hostileStderr {
+		t.Errorf("detail stderr %q, want the literal %q", got["stderr"], hostileStderr)
+	}
+	for _, lit := range []string{`<img src=x onerror=alert('type')>`, `<script>alert('et')</script>`, `"><img src=x onerror=alert('trace')>`} {
+		if !strings.Contains(got["commands"], lit) {
+			t.Errorf("detail commands %q lack the literal %q", got["commands"], lit)
+		}
+	}
+	if !strings.Contains(got["agent"], `tool <img src=x onerror=alert('tool')>`) || !strings.Contains(got["agent"], `over its <b>spend</b> budget`) {
+		t.Errorf("detail agent %q", got["agent"])
+	}
+	if !strings.Contains(got["limits"], "8.0 MiB") || !strings.Contains(got["limits"], "memory 2") {
+		t.Errorf("detail limits %q", got["limits"])
+	}
+	if !strings.Contains(got["hash"], "worker=") || !strings.Contains(got["hash"], "q=") {
+		t.Errorf("URL fragment %q lacks the filter and the open worker", got["hash"])
+	}
+	counts = eval[map[string]int](b, `({
+		img: document.querySelectorAll('img').length,
+		iframe: document.querySelectorAll('iframe').length,
+		b: document.querySelectorAll('b').length,
+		script: document.querySelectorAll('script').length,
+		svg: document.querySelectorAll('svg:not(.spark)').length,
+		links: Array.from(document.querySelectorAll('a')).filter((a) => !/^api\//.test(a.getAttribute('href'))).length,
+	})`)
+	for k, v := range want {
+		if counts[k] != v {
+			t.Errorf("with the detail open: %d <%s> elements in the page, want %d", counts[k], k, v)
+		}
+	}
+	b.screenshot("hostile-detail.png")
+	b.checkClean()
+	b.do(chromedp.KeyEvent("\x1b")) // Escape closes it
+	b.waitJS(5*time.Second, "the detail view to close", `document.getElementById('detail').hidden && !/worker=/.test(location.hash)`)
+	eval[bool](b, `(() => { const f = document.getElementById('filter'); f.value = ''; return f.dispatchEvent(new Event('input')); })()`)
+	b.waitJS(10*time.Second, "both rows back", `document.querySelectorAll('#worker-rows tr[data-worker-id]').length === 2`)
 
 	// A failing server, then expired credentials, then recovery.
 	mode.Store("500")

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/telemetry/otelmetrics"
 )
 
@@ -116,7 +117,7 @@ func TestCollectorEndToEnd(t *testing.T) {
 	// its attributes.
 	for _, w := range []workerInfo{cpuW, memW} {
 		for _, def := range otelmetrics.Contract() {
-			if !slices.Contains(def.Attributes, otelmetrics.AttrWorkerID) {
+			if !slices.Contains(def.Attributes, attrkey.WorkerID) {
 				continue
 			}
 			if strings.HasPrefix(def.Name, "workerscope.session.") {

@@ -28,7 +28,7 @@ import (
 )
 
 // TestKubeletPlaysTheManifest starts the binary the way the kubelet would
-// from deploy/kubernetes/workerscope.yaml: the container's args, its
+// from deploy/kubernetes/base/workerscope.yaml: the container's args, its
 // environment resolved as Kubernetes resolves it (secret and field
 // references, resource fields, $(VAR) expansion) and nothing else, its
 // securityContext's uid and gid, its volumes as fresh directories. It then
@@ -249,7 +249,7 @@ func TestKubeletPlaysTheManifest(t *testing.T) {
 // manifestStatefulSet decodes the StatefulSet of the shipped manifest.
 func manifestStatefulSet(t *testing.T) *appsv1.StatefulSet {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "kubernetes", "workerscope.yaml"))
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "kubernetes", "base", "workerscope.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +267,7 @@ func manifestStatefulSet(t *testing.T) *appsv1.StatefulSet {
 		}
 		return &sts
 	}
-	t.Fatal("no StatefulSet in deploy/kubernetes/workerscope.yaml")
+	t.Fatal("no StatefulSet in deploy/kubernetes/base/workerscope.yaml")
 	return nil
 }
 

@@ -63,11 +63,18 @@ func stripHashComments(s string) string {
 // nginx.conf).
 func startNginx(t *testing.T, upstreams []string) *nginxRouter {
 	t.Helper()
+	return startNginxSite(t, func(listen string) string { return renderNginxConf(t, listen, upstreams) })
+}
+
+// startNginxSite is startNginx with the site file given by the caller,
+// rendered for the listen address (host:port) nginx is to use.
+func startNginxSite(t *testing.T, siteFor func(listen string) string) *nginxRouter {
+	t.Helper()
 	bin := requiredTool(t, "WORKERSCOPE_NGINX", "nginx", "apt-get install nginx", "/usr/sbin/nginx")
 	dir := t.TempDir()
 	listen := freePort(t)
 	site := filepath.Join(dir, "workerscope.conf")
-	if err := os.WriteFile(site, []byte(renderNginxConf(t, listen, upstreams)), 0o644); err != nil {
+	if err := os.WriteFile(site, []byte(siteFor(listen)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	mainConf := fmt.Sprintf(`worker_processes 1;
@@ -122,16 +129,42 @@ http {
 // stopping one supervisor moves only its sessions, which respawn on their
 // new owner, leaving no worker process behind anywhere.
 func TestRoutingConsistentHashThroughNginx(t *testing.T) {
+	apps, upstreams := startRoutingInstances(t, routingInstances)
+	checkRoutingThroughNginx(t, apps, startNginx(t, upstreams))
+}
+
+// startRoutingInstances starts n supervisors on loopback ports and returns
+// them with their host:port.
+func startRoutingInstances(t *testing.T, n int) ([]*app, []string) {
+	t.Helper()
 	bin := workerscopeBinary(t)
-	apps := make([]*app, routingInstances)
-	upstreams := make([]string, routingInstances)
+	apps := make([]*app, n)
+	upstreams := make([]string, n)
 	for i := range apps {
 		// No collector here: OTLP export off (the fleet telemetry test covers it).
 		apps[i] = startAppBin(t, bin, []string{"OTEL_METRICS_EXPORTER=none"}, "--max-workers", "64", "--idle-ttl", "0")
 		upstreams[i] = strings.TrimPrefix(apps[i].url, "http://")
 	}
-	lb := startNginx(t, upstreams)
+	return apps, upstreams
+}
+
+// routingResult is what checkRoutingThroughNginx saw: sessions per
+// instance, and how many moved when it stopped one.
+type routingResult struct {
+	perInstance []int
+	moved       int
+}
+
+// checkRoutingThroughNginx: apps[i] is the i-th upstream of the config lb
+// serves (its /i/<i>/). 60 sessions stick to one worker each, on exactly
+// one instance; the per-instance endpoints reach their instance; an event
+// stream passes unbuffered; stopping instance 1 moves exactly its
+// sessions, which respawn on a survivor and stay there; every instance is
+// stopped at the end and no worker process remains.
+func checkRoutingThroughNginx(t *testing.T, apps []*app, lb *nginxRouter) routingResult {
+	t.Helper()
 	lbApp := &app{proc: lb.proc, url: lb.url} // app.do/rpc against nginx
+	instances := len(apps)
 
 	// The token is passed through: without it workerscope itself answers 401.
 	if resp, err := http.Post(lb.url+"/api/sessions/s00/rpc", "application/json", strings.NewReader(`{"type":"get_state"}`)); err != nil {
@@ -174,8 +207,8 @@ func TestRoutingConsistentHashThroughNginx(t *testing.T) {
 	// Each session lives on exactly one instance, the one whose worker
 	// answered, seen through that instance's /i/<n>/ endpoints.
 	owner := map[string]int{}
-	prefixes := make([]string, routingInstances)
-	perInstance := make([]int, routingInstances)
+	prefixes := make([]string, instances)
+	perInstance := make([]int, instances)
 	instanceWorkers := func(i int) map[string]workerInfo {
 		t.Helper()
 		return (&app{url: lb.url + fmt.Sprintf("/i/%d", i)}).workers(t)
@@ -280,9 +313,11 @@ func TestRoutingConsistentHashThroughNginx(t *testing.T) {
 	if len(moved) != perInstance[victim] {
 		t.Fatalf("%d sessions moved, instance %d owned %d", len(moved), victim, perInstance[victim])
 	}
-	if limit := sessions/routingInstances + sessions/6; len(moved) > limit {
-		t.Fatalf("%d of %d sessions moved when one of %d instances stopped (limit %d)", len(moved), sessions, routingInstances, limit)
+	if limit := sessions/instances + sessions/6; len(moved) > limit {
+		t.Fatalf("%d of %d sessions moved when one of %d instances stopped (limit %d)", len(moved), sessions, instances, limit)
 	}
+	result := routingResult{perInstance: perInstance, moved: len(moved)}
+	t.Logf("stopping instance %d of %d moved %d of %d sessions (all of its own, none of the others)", victim, instances, len(moved), sessions)
 	// The moved sessions respawned on a surviving instance and stay there.
 	for i := range apps {
 		if i == victim {
@@ -313,4 +348,5 @@ func TestRoutingConsistentHashThroughNginx(t *testing.T) {
 	waitFor(t, 10*time.Second, "every worker process of every instance to be gone", func() bool {
 		return len(workerMarkers(prefixes...)) == 0
 	})
+	return result
 }

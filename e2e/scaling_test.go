@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/telemetry/otelmetrics"
 )
 
@@ -22,13 +23,13 @@ func seriesCount(values map[string]int) (perWorker, perHost int, table []string)
 		n := 1
 		for _, a := range m.Attributes {
 			switch a {
-			case otelmetrics.AttrWorkerID, otelmetrics.AttrWorkerKey, otelmetrics.AttrProcessPID:
+			case attrkey.WorkerID, attrkey.WorkerKey, attrkey.ProcessPID:
 			default:
 				v, ok := values[a]
 				if !ok {
 					panic("no cardinality for attribute " + a)
 				}
-				if a == otelmetrics.AttrRPCMethod && strings.HasPrefix(m.Name, "workerscope.run.") {
+				if a == attrkey.RPCMethod && strings.HasPrefix(m.Name, "workerscope.run.") {
 					v = runMethods
 				}
 				n *= v
@@ -37,7 +38,7 @@ func seriesCount(values map[string]int) (perWorker, perHost int, table []string)
 		if m.Kind == otelmetrics.Histogram {
 			n *= len(m.Buckets) + 3
 		}
-		if slices.Contains(m.Attributes, otelmetrics.AttrWorkerID) {
+		if slices.Contains(m.Attributes, attrkey.WorkerID) {
 			perWorker += n
 		} else {
 			perHost += n
@@ -49,22 +50,22 @@ func seriesCount(values map[string]int) (perWorker, perHost int, table []string)
 
 // scalingValues: how many values each attribute takes at once (docs/scaling.md).
 var scalingValues = map[string]int{
-	otelmetrics.AttrCPUMode:     2, // user, system
-	otelmetrics.AttrFaultType:   2, // major, minor
-	otelmetrics.AttrWorkerState: 5, // on workerscope.workers; a worker's own state gauge: 1 at a time (below)
-	otelmetrics.AttrExitReason:  8,
-	otelmetrics.AttrLineReason:  2,
-	otelmetrics.AttrLimit:       3,
-	otelmetrics.AttrEnforcement: 1, // one enforcement per limit
-	otelmetrics.AttrRPCMethod:   3, // prompt, get_state, abort (pi has more; at most 65)
-	otelmetrics.AttrErrorType:   2, // success + one failure kind per method, typical
+	attrkey.CPUMode:     2, // user, system
+	attrkey.FaultType:   2, // major, minor
+	attrkey.WorkerState: 5, // on workerscope.workers; a worker's own state gauge: 1 at a time (below)
+	attrkey.ExitReason:  8,
+	attrkey.LineReason:  2,
+	attrkey.Limit:       3,
+	attrkey.Enforcement: 1, // one enforcement per limit
+	attrkey.RPCMethod:   3, // prompt, get_state, abort (pi has more; at most 65)
+	attrkey.ErrorType:   2, // success + one failure kind per method, typical
 	// agent runs (GenAI): one model of one provider per supervisor is typical; pi's four default tools
-	otelmetrics.AttrGenAIOperation: 1, // chat
-	otelmetrics.AttrGenAIProvider:  1,
-	otelmetrics.AttrGenAIModel:     1,
-	otelmetrics.AttrGenAITokenType: 2, // input, output
-	otelmetrics.AttrGenAIToolName:  4, // read, bash, edit, write
-	otelmetrics.AttrBudget:         2, // tokens, spend (both budgets set)
+	attrkey.GenAIOperation: 1, // chat
+	attrkey.GenAIProvider:  1,
+	attrkey.GenAIModel:     1,
+	attrkey.GenAITokenType: 2, // input, output
+	attrkey.GenAIToolName:  4, // read, bash, edit, write
+	attrkey.Budget:         2, // tokens, spend (both budgets set)
 }
 
 // runMethods is how many rpc.method values workerscope.run.* takes: the
@@ -77,7 +78,7 @@ func TestScalingSeriesFromContract(t *testing.T) {
 	// A worker's worker.state gauge has one series at a time.
 	vals := maps(scalingValues)
 	perWorkerAll, _, _ := seriesCount(vals)
-	vals[otelmetrics.AttrWorkerState] = 1
+	vals[attrkey.WorkerState] = 1
 	perWorker, _, _ := seriesCount(vals)
 	_, perHost, table := seriesCount(scalingValues)
 	// perWorkerAll counts the state gauge at 5; the difference is 4.

@@ -10,10 +10,10 @@ import (
 	"time"
 )
 
-// Defaults of ServerOptions.
+// Defaults of ServerOptions (the zero values).
 const (
-	DefaultIdleTimeout       = 60 * time.Second
-	DefaultReadHeaderTimeout = 10 * time.Second
+	defaultIdleTimeout       = 60 * time.Second
+	defaultReadHeaderTimeout = 10 * time.Second
 	// DefaultMaxConns is the connection cap when the fd limit is unknown
 	// or large: each open connection costs tens of kilobytes.
 	DefaultMaxConns = 4096
@@ -67,10 +67,10 @@ func NewHTTPServer(h http.Handler, ln net.Listener, o ServerOptions) (*http.Serv
 		o.MaxConns = DefaultMaxConns
 	}
 	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = DefaultIdleTimeout
+		o.IdleTimeout = defaultIdleTimeout
 	}
 	if o.ReadHeaderTimeout <= 0 {
-		o.ReadHeaderTimeout = DefaultReadHeaderTimeout
+		o.ReadHeaderTimeout = defaultReadHeaderTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/workerscope/workerscope/internal/testutil"
+	"github.com/workerscope/workerscope/workers/workerstest"
 
 	"github.com/workerscope/workerscope/httpapi"
 	"github.com/workerscope/workerscope/workers"
@@ -54,7 +54,7 @@ type setup struct {
 
 func newManager(t *testing.T, mod func(*workers.Config)) *workers.Manager {
 	t.Helper()
-	return testutil.NewDemoManager(t, func(c *workers.Config) { c.Logger = testLogger() }, mod)
+	return workerstest.NewDemoManager(t, func(c *workers.Config) { c.Logger = testLogger() }, mod)
 }
 
 func newEnv(t *testing.T, su setup) *env {

@@ -17,10 +17,10 @@ import (
 
 // Defaults for zero Options fields.
 const (
-	DefaultMaxBodyBytes      = 1 << 20
-	DefaultHeartbeatInterval = 15 * time.Second
-	DefaultRPCTimeout        = 5 * time.Minute
-	DefaultBodyTimeout       = 30 * time.Second
+	defaultMaxBodyBytes      = 1 << 20
+	defaultHeartbeatInterval = 15 * time.Second
+	defaultRPCTimeout        = 5 * time.Minute
+	defaultBodyTimeout       = 30 * time.Second
 )
 
 // sseWriteTimeout bounds one write (and flush) to an SSE client, so a
@@ -101,16 +101,16 @@ func New(opts Options) (*Server, error) {
 		opts.Logger = slog.Default()
 	}
 	if opts.MaxBodyBytes == 0 {
-		opts.MaxBodyBytes = DefaultMaxBodyBytes
+		opts.MaxBodyBytes = defaultMaxBodyBytes
 	}
 	if opts.HeartbeatInterval == 0 {
-		opts.HeartbeatInterval = DefaultHeartbeatInterval
+		opts.HeartbeatInterval = defaultHeartbeatInterval
 	}
 	if opts.RPCTimeout == 0 {
-		opts.RPCTimeout = DefaultRPCTimeout
+		opts.RPCTimeout = defaultRPCTimeout
 	}
 	if opts.BodyTimeout == 0 {
-		opts.BodyTimeout = DefaultBodyTimeout
+		opts.BodyTimeout = defaultBodyTimeout
 	}
 	s := &Server{
 		opts:      opts,

@@ -36,8 +36,10 @@ package workers
 //     unused sessions; the loop type the watchdog shares);
 //   - event fan-out with its byte budgets: subscribe.go over
 //     internal/fanout; lifecycle.go (the events the Manager adds);
+//   - configuration and results: config.go, never.go, types.go,
+//     errcode.go;
 //   - the line protocol: internal/wire (line reader, stderr tail, command
-//     parsing), stderr.go (OnStderr's lines and rate);
+//     parsing), stderr.go (OnStderr's lines and rate), stderrtail.go;
 //   - command runs and their cost: tracing.go (CommandTracer, Cost),
 //     runs.go (runs followed past the response), cost_*.go (tree readings)
 //     over internal/cost;

@@ -54,7 +54,7 @@ func (m *Manager) setupLimits() error {
 	m.limits.info = li
 	args := []any{"tier", li.Tier, "reason", li.Reason}
 	if li.MemoryMax > 0 {
-		args = append(args, "memory_max", formatByteSize(li.MemoryMax))
+		args = append(args, "memory_max", FormatByteSize(li.MemoryMax))
 	}
 	if li.PidsMax > 0 {
 		args = append(args, "pids_max", li.PidsMax)

@@ -39,5 +39,3 @@ func ReapNow(m *Manager) { m.reapOnce(m.now()) }
 
 // Unexported names the external tests check against.
 const CrashLoopCrashes = crashLoopCrashes
-
-var FormatByteSize = formatByteSize

@@ -79,7 +79,7 @@ type LimitError struct {
 func (e *LimitError) Error() string {
 	var lim, used string
 	if e.Limit == LimitMemory {
-		lim, used = formatByteSize(e.Max), formatByteSize(e.Used)
+		lim, used = FormatByteSize(e.Max), FormatByteSize(e.Used)
 	} else {
 		lim, used = strconv.FormatInt(e.Max, 10), strconv.FormatInt(e.Used, 10)
 	}
@@ -150,8 +150,8 @@ func ParseByteSize(s string) (int64, error) {
 	return int64(v), nil
 }
 
-// formatByteSize formats n bytes with a binary unit, e.g. "512MiB".
-func formatByteSize(n int64) string {
+// FormatByteSize formats n bytes with a binary unit, e.g. "512MiB".
+func FormatByteSize(n int64) string {
 	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
 	v := float64(n)
 	u := 0

@@ -15,31 +15,33 @@ import (
 )
 
 func TestParseConfigDefaults(t *testing.T) {
+	t.Parallel()
 	c, err := parseConfig(nil, testutil.Env(), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Listen != "127.0.0.1:7070" || !c.DemoWorker || !c.DemoLoad || c.IdleTTL != 10*time.Minute ||
-		c.MaxWorkers != 64 || c.StopGrace != 5*time.Second || c.TokenSource != "generated" || len(c.Token) < 16 {
+	if c.Listen != "127.0.0.1:7070" || !c.DemoWorker || !c.DemoLoad || c.Worker.IdleTTL != 10*time.Minute ||
+		c.Worker.MaxWorkers != 64 || c.Worker.StopGrace != 5*time.Second || c.TokenSource != "generated" || len(c.Token) < 16 {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
 
 func TestParseConfigPrecedence(t *testing.T) {
+	t.Parallel()
 	env := testutil.Env("WORKERSCOPE_IDLE_TTL", "1m", "WORKERSCOPE_MAX_WORKERS", "9", "WORKERSCOPE_TOKEN", "0123456789abcdef-env",
 		"WORKERSCOPE_WORKER_CMD", `pi --mode rpc --append-system-prompt "be brief"`)
 	c, err := parseConfig([]string{"--idle-ttl", "2m"}, env, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.IdleTTL != 2*time.Minute {
-		t.Errorf("flag should win over env: %s", c.IdleTTL)
+	if c.Worker.IdleTTL != 2*time.Minute {
+		t.Errorf("flag should win over env: %s", c.Worker.IdleTTL)
 	}
-	if c.MaxWorkers != 9 {
-		t.Errorf("env should win over default: %d", c.MaxWorkers)
+	if c.Worker.MaxWorkers != 9 {
+		t.Errorf("env should win over default: %d", c.Worker.MaxWorkers)
 	}
-	if want := []string{"pi", "--mode", "rpc", "--append-system-prompt", "be brief"}; !reflect.DeepEqual(c.WorkerCmd, want) {
-		t.Errorf("worker cmd %q", c.WorkerCmd)
+	if want := []string{"pi", "--mode", "rpc", "--append-system-prompt", "be brief"}; !reflect.DeepEqual(c.Worker.Command, want) {
+		t.Errorf("worker cmd %q", c.Worker.Command)
 	}
 	if c.DemoWorker || c.DemoLoad {
 		t.Error("demo load must default off with a real worker")
@@ -50,6 +52,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 }
 
 func TestParseConfigErrorsNameTheSetting(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "empty")
 	os.WriteFile(empty, []byte("\n"), 0o600)
@@ -101,30 +104,32 @@ func TestParseConfigErrorsNameTheSetting(t *testing.T) {
 }
 
 func TestParseConfigLimits(t *testing.T) {
+	t.Parallel()
 	c, err := parseConfig([]string{"--worker-memory-max", "512MiB", "--worker-cpu-max", "0.5", "--cgroups", "off"},
 		testutil.Env("WORKERSCOPE_WORKER_PIDS_MAX", "40"), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.MemoryMax != 512<<20 || c.PidsMax != 40 || c.CPUMax != 0.5 || c.Cgroups != workers.CgroupsOff {
-		t.Fatalf("limits %d %d %v %q", c.MemoryMax, c.PidsMax, c.CPUMax, c.Cgroups)
+	if c.Worker.MemoryMax != 512<<20 || c.Worker.PidsMax != 40 || c.Worker.CPUMax != 0.5 || c.Worker.Cgroups != workers.CgroupsOff {
+		t.Fatalf("limits %d %d %v %q", c.Worker.MemoryMax, c.Worker.PidsMax, c.Worker.CPUMax, c.Worker.Cgroups)
 	}
 	c, err = parseConfig(nil, testutil.Env(), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.MemoryMax != 0 || c.PidsMax != 0 || c.CPUMax != 0 || c.Cgroups != workers.CgroupsAuto {
-		t.Fatalf("default limits %d %d %v %q", c.MemoryMax, c.PidsMax, c.CPUMax, c.Cgroups)
+	if c.Worker.MemoryMax != 0 || c.Worker.PidsMax != 0 || c.Worker.CPUMax != 0 || c.Worker.Cgroups != workers.CgroupsAuto {
+		t.Fatalf("default limits %d %d %v %q", c.Worker.MemoryMax, c.Worker.PidsMax, c.Worker.CPUMax, c.Worker.Cgroups)
 	}
 }
 
 func TestParseConfigIsolation(t *testing.T) {
+	t.Parallel()
 	c, err := parseConfig(nil, testutil.Env(), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.WorkerUIDs.IsZero() || c.Sandbox != sandbox.ModeAuto || !reflect.DeepEqual(c.AllowPorts, []uint16{443, 80}) ||
-		c.AllowBindPorts != nil || c.WorkerDirRoot != "" {
+	if !c.Worker.WorkerUIDs.IsZero() || c.Worker.Sandbox != sandbox.ModeAuto || !reflect.DeepEqual(c.Worker.AllowConnectPorts, []uint16{443, 80}) ||
+		c.Worker.AllowBindPorts != nil || c.Worker.WorkerDirRoot != "" {
 		t.Fatalf("isolation defaults: %+v", c)
 	}
 	c, err = parseConfig([]string{"--worker-uids", "200000-200999", "--worker-sandbox", "required",
@@ -133,14 +138,15 @@ func TestParseConfigIsolation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.WorkerUIDs != (sandbox.UIDRange{First: 200000, Last: 200999}) || c.Sandbox != sandbox.ModeRequired ||
-		!reflect.DeepEqual(c.SandboxRO, []string{"/opt/tools", "/srv/ro"}) || !reflect.DeepEqual(c.SandboxRW, []string{"/srv/shared"}) ||
-		c.AllowPorts != nil || !reflect.DeepEqual(c.AllowBindPorts, []uint16{3000}) || c.WorkerDirRoot != "/var/lib/workerscope/workers" {
+	if c.Worker.WorkerUIDs != (sandbox.UIDRange{First: 200000, Last: 200999}) || c.Worker.Sandbox != sandbox.ModeRequired ||
+		!reflect.DeepEqual(c.Worker.SandboxReadOnly, []string{"/opt/tools", "/srv/ro"}) || !reflect.DeepEqual(c.Worker.SandboxReadWrite, []string{"/srv/shared"}) ||
+		c.Worker.AllowConnectPorts != nil || !reflect.DeepEqual(c.Worker.AllowBindPorts, []uint16{3000}) || c.Worker.WorkerDirRoot != "/var/lib/workerscope/workers" {
 		t.Fatalf("isolation settings: %+v", c)
 	}
 }
 
 func TestPublicListenWithToken(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	f := filepath.Join(dir, "tok")
 	os.WriteFile(f, []byte("a-long-enough-token-123\n"), 0o600)
@@ -164,6 +170,7 @@ func TestPublicListenWithToken(t *testing.T) {
 }
 
 func TestSplitCommand(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in   string
 		want []string
@@ -187,6 +194,7 @@ func TestSplitCommand(t *testing.T) {
 }
 
 func TestIsLoopback(t *testing.T) {
+	t.Parallel()
 	for addr, want := range map[string]bool{
 		"127.0.0.1:1": true, "localhost:1": true, "[::1]:1": true, "127.1.2.3:1": true,
 		"0.0.0.0:1": false, ":1": false, "10.0.0.1:1": false, "[::]:1": false, "example.com:1": false,
@@ -198,6 +206,7 @@ func TestIsLoopback(t *testing.T) {
 }
 
 func TestVersionFlags(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}, {"-v"}, {"serve", "--version"}} {
 		var out, errOut strings.Builder
 		if code := run(args, testutil.Env(), &out, &errOut); code != 0 || strings.TrimSpace(out.String()) != buildVersion() {
@@ -209,12 +218,13 @@ func TestVersionFlags(t *testing.T) {
 // TestParseConfigHostileLoadSettings: the connection cap and subscriber
 // byte budgets (issue 13) parse, default and refuse bad values.
 func TestParseConfigHostileLoadSettings(t *testing.T) {
+	t.Parallel()
 	c, err := parseConfig(nil, testutil.Env(), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.MaxConns != 0 || c.SubscriberBufferBytes != workers.DefaultSubscriberBufferBytes || c.SubscriberBytesBudget != workers.DefaultSubscriberBytesBudget {
-		t.Fatalf("defaults: max conns %d, buffer %d, budget %d", c.MaxConns, c.SubscriberBufferBytes, c.SubscriberBytesBudget)
+	if c.MaxConns != 0 || c.Worker.SubscriberBufferBytes != workers.DefaultSubscriberBufferBytes || c.Worker.SubscriberBytesBudget != workers.DefaultSubscriberBytesBudget {
+		t.Fatalf("defaults: max conns %d, buffer %d, budget %d", c.MaxConns, c.Worker.SubscriberBufferBytes, c.Worker.SubscriberBytesBudget)
 	}
 	if n := maxConns(c); n < 16 || n > 4096 {
 		t.Errorf("derived max conns %d", n)
@@ -224,8 +234,8 @@ func TestParseConfigHostileLoadSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.MaxConns != 500 || maxConns(c) != 500 || c.SubscriberBufferBytes != 4<<20 || c.SubscriberBytesBudget != 64<<20 {
-		t.Fatalf("set: %d %d %d", c.MaxConns, c.SubscriberBufferBytes, c.SubscriberBytesBudget)
+	if c.MaxConns != 500 || maxConns(c) != 500 || c.Worker.SubscriberBufferBytes != 4<<20 || c.Worker.SubscriberBytesBudget != 64<<20 {
+		t.Fatalf("set: %d %d %d", c.MaxConns, c.Worker.SubscriberBufferBytes, c.Worker.SubscriberBytesBudget)
 	}
 	for _, args := range [][]string{{"--max-conns", "3"}, {"--max-conns", "lots"}, {"--subscriber-buffer-bytes", "12"}, {"--subscriber-budget-bytes", "x"}} {
 		if _, err := parseConfig(args, testutil.Env(), io.Discard); err == nil || !strings.Contains(err.Error(), args[0]) {
@@ -240,6 +250,7 @@ func TestParseConfigHostileLoadSettings(t *testing.T) {
 // stand in for their variables unless those are set; an empty flag and a
 // credential that cannot be read are handled as documented.
 func TestCredentials(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	write := func(name, v string) string {
 		p := filepath.Join(dir, name)
@@ -303,6 +314,7 @@ func TestCredentials(t *testing.T) {
 // supervisor's settings, its token, the credentials directory and the
 // telemetry settings, and keeps the demo worker's own switches.
 func TestWorkersDoNotInheritSecrets(t *testing.T) {
+	t.Parallel()
 	drop := workerEnvDrop()
 	dropped := func(name string) bool {
 		for _, p := range drop {
@@ -328,6 +340,7 @@ func TestWorkersDoNotInheritSecrets(t *testing.T) {
 // TestBareBooleanFlags: a setting that takes true or false can be
 // given bare, like Go's boolean flags; an explicit value still works.
 func TestBareBooleanFlags(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		args  []string
 		check func(*config) bool
@@ -335,13 +348,43 @@ func TestBareBooleanFlags(t *testing.T) {
 		{[]string{"--log-otlp"}, func(c *config) bool { return c.LogOTLP }},
 		{[]string{"--log-otlp=false"}, func(c *config) bool { return !c.LogOTLP }},
 		{[]string{"--demo-load=true", "--worker-cmd", "sh"}, func(c *config) bool { return c.DemoLoad }},
-		{[]string{"--command-cost=false"}, func(c *config) bool { return c.NoCommandCost }},
+		{[]string{"--command-cost=false"}, func(c *config) bool { return c.Worker.DisableCommandCost }},
 		{[]string{"--metrics-worker-key"}, func(c *config) bool { return !c.DropWorkerKey }},
 	}
 	for _, tt := range tests {
 		c, err := parseConfig(tt.args, testutil.Env(), io.Discard)
 		if err != nil || !tt.check(c) {
 			t.Errorf("%q: %+v %v", tt.args, c, err)
+		}
+	}
+}
+
+// TestZeroMeansNever: a 0 on the command line that the docs call "never"
+// or "none" reaches workers.Config as the named value, not as the zero
+// that would mean workers' default.
+func TestZeroMeansNever(t *testing.T) {
+	t.Parallel()
+	c, err := parseConfig([]string{"--idle-ttl", "0", "--stop-grace", "0s", "--max-run-duration", "0", "--drain", "0"}, testutil.Env(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Worker.IdleTTL != workers.Never || c.Worker.StopGrace != workers.Never || c.Worker.MaxRunDuration != workers.Never || c.Drain != 0 {
+		t.Fatalf("idle %v grace %v run %v drain %v", c.Worker.IdleTTL, c.Worker.StopGrace, c.Worker.MaxRunDuration, c.Drain)
+	}
+	c, err = parseConfig([]string{"--run-commands", ""}, testutil.Env(), io.Discard)
+	if err != nil || c.Worker.RunCommands == nil || len(c.Worker.RunCommands) != 0 {
+		t.Fatalf("an empty --run-commands must mean none, not the default: %q %v", c.Worker.RunCommands, err)
+	}
+}
+
+// TestErrorsJoined: every invalid setting is reported at once, each
+// naming its flag and variable.
+func TestErrorsJoined(t *testing.T) {
+	t.Parallel()
+	_, err := parseConfig([]string{"--idle-ttl", "soon", "--max-workers", "0", "--log-format", "xml"}, testutil.Env("WORKERSCOPE_CGROUPS", "maybe"), io.Discard)
+	for _, want := range []string{"--idle-ttl / WORKERSCOPE_IDLE_TTL", "--max-workers / WORKERSCOPE_MAX_WORKERS", "--log-format / WORKERSCOPE_LOG_FORMAT", "--cgroups / WORKERSCOPE_CGROUPS"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want it to name %s", err, want)
 		}
 	}
 }

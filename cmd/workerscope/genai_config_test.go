@@ -11,6 +11,7 @@ import (
 // TestParseConfigGenAI: the session budgets and the GenAI content opt-in,
 // from flags and the environment; invalid values name their setting.
 func TestParseConfigGenAI(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name    string
 		args    []string
@@ -41,8 +42,8 @@ func TestParseConfigGenAI(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.SessionTokenBudget != tt.tokens || c.SessionSpendBudgetUSD != tt.usd || c.CaptureAgentContent != tt.content {
-				t.Errorf("budgets %d, %g, content %v; want %d, %g, %v", c.SessionTokenBudget, c.SessionSpendBudgetUSD, c.CaptureAgentContent, tt.tokens, tt.usd, tt.content)
+			if c.Worker.SessionTokenBudget != tt.tokens || c.Worker.SessionSpendBudgetUSD != tt.usd || c.Worker.CaptureAgentContent != tt.content {
+				t.Errorf("budgets %d, %g, content %v; want %d, %g, %v", c.Worker.SessionTokenBudget, c.Worker.SessionSpendBudgetUSD, c.Worker.CaptureAgentContent, tt.tokens, tt.usd, tt.content)
 			}
 		})
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -20,8 +19,6 @@ import (
 
 	"github.com/workerscope/workerscope/httpapi"
 	"github.com/workerscope/workerscope/internal/sandbox"
-	"github.com/workerscope/workerscope/telemetry/otellogs"
-	"github.com/workerscope/workerscope/telemetry/otelmetrics"
 	"github.com/workerscope/workerscope/telemetry/otelsetup"
 	"github.com/workerscope/workerscope/telemetry/oteltrace"
 	"github.com/workerscope/workerscope/workers"
@@ -88,29 +85,25 @@ func buildVersion() string {
 	return "dev"
 }
 
-func newLogger(cfg *config, w io.Writer, bridge *otelsetup.SlogBridge) *slog.Logger {
+// logHandler is the handler of the supervisor's own log lines on w.
+func logHandler(cfg *config, w io.Writer) slog.Handler {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
-	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if cfg.LogFormat == "json" {
-		h = slog.NewJSONHandler(w, opts)
+		return slog.NewJSONHandler(w, opts)
 	}
-	if bridge != nil {
-		h = bridge.Tee(h)
-	}
-	return slog.New(h)
+	return slog.NewTextHandler(w, opts)
 }
 
 // serve runs until SIGINT or SIGTERM, then shuts down within the stop grace
-// plus a few seconds. It builds the supervisor, the API and the telemetry
-// in that order, serves, and stops them in reverse.
+// plus a few seconds. It builds in the order the data flows: telemetry
+// (provider, profiling, what the supervisor reports to), the supervisor
+// reporting to it, the API, the sampler and instruments reading the
+// supervisor, then the listener; it stops them in reverse.
 func serve(cfg *config, stdout, stderr io.Writer) error {
 	started := time.Now()
 	version := buildVersion()
-	var bridge *otelsetup.SlogBridge // --log-otlp: attached once the LoggerProvider exists
-	if cfg.LogOTLP {
-		bridge = &otelsetup.SlogBridge{}
-	}
-	log := newLogger(cfg, stderr, bridge)
+	stderrLog := logHandler(cfg, stderr)
+	log := slog.New(stderrLog)
 	slog.SetDefault(log)
 	// Workers run model-chosen commands: before any of them exists, close
 	// the supervisor's memory and environment to them (docs/security.md).
@@ -119,29 +112,31 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 	} else {
 		log.Info("supervisor "+state, "credentials", cfg.Credentials)
 	}
-
-	// The instruments, the tracer and the logger do not exist yet.
-	hooks := managerHooks{rpc: &otelmetrics.Hook{}, trace: &oteltrace.Hook{}, logs: &otellogs.Hook{}}
-	mgr, err := newManager(cfg, hooks, log.With("component", "workers"))
+	if err := exporterEnv(cfg.Getenv); err != nil {
+		return err
+	}
+	tel, err := startTelemetry(context.Background(), cfg, version, log.With("component", "telemetry"), log.With("component", "otel"))
 	if err != nil {
+		return err
+	}
+	if cfg.LogOTLP {
+		// From here the supervisor's own records are exported too, up to
+		// the telemetry's shutdown (its last export flushes them).
+		log = slog.New(otelsetup.NewSlogTee(stderrLog, tel.provider.LoggerProvider, version))
+		slog.SetDefault(log)
+	}
+	mgr, err := newManager(cfg, tel, log.With("component", "workers"))
+	if err != nil {
+		abortStart(tel, nil)
 		return err
 	}
 	api, err := httpapi.New(httpapi.Options{Token: cfg.Token, Manager: mgr, Logger: log.With("component", "http"), Version: version})
 	if err != nil {
-		_ = mgr.Close(context.Background())
+		abortStart(tel, mgr)
 		return err
 	}
-	if err := exporterEnv(cfg.Getenv); err != nil {
-		_ = mgr.Close(context.Background())
-		return err
-	}
-	deps := telemetryDeps{mgr: mgr, hook: hooks.rpc, traceHook: hooks.trace, logHook: hooks.logs, sseClients: api.SSEClients, started: started, version: version, sdkLog: log.With("component", "otel")}
-	tel, err := startTelemetry(context.Background(), cfg, deps, log.With("component", "telemetry"))
-	if err != nil {
-		_ = mgr.Close(context.Background())
-		return err
-	}
-	if err := tel.startProfiling(cfg, version, log.With("component", "profiling")); err != nil {
+	obs := observed{sseClients: api.SSEClients, started: started}
+	if err := tel.observe(cfg, mgr, obs, log.With("component", "telemetry")); err != nil {
 		abortStart(tel, mgr)
 		return err
 	}
@@ -149,12 +144,7 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 	if removed := scrubSecrets(); len(removed) > 0 {
 		log.Info("secrets removed from the supervisor's environment", "vars", removed)
 	}
-	tel.mount(api, deps)
-	if bridge != nil {
-		// Records up to the telemetry's shutdown are exported (its last
-		// export flushes them); later ones go to stderr only.
-		bridge.Attach(tel.provider.LoggerProvider, version)
-	}
+	tel.mount(api, mgr, obs, version)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -174,8 +164,9 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 	}
 	srv, limited := httpapi.NewHTTPServer(handler, ln, httpapi.ServerOptions{MaxConns: maxConns(cfg), Logger: log})
 	printBanner(stdout, cfg, version, ln.Addr().String())
-	log.Info("started", "listen", ln.Addr().String(), "worker", workerLabel(cfg), "idle_ttl", cfg.IdleTTL,
-		"max_workers", cfg.MaxWorkers, "max_conns", limited.Stats().Max, "stop_grace", cfg.StopGrace, "demo_load", cfg.DemoLoad,
+	w := mgr.Config() // defaults filled in
+	log.Info("started", "listen", ln.Addr().String(), "worker", workerLabel(cfg), "idle_ttl", w.IdleTTL,
+		"max_workers", w.MaxWorkers, "max_conns", limited.Stats().Max, "stop_grace", w.StopGrace, "demo_load", cfg.DemoLoad,
 		"otlp_endpoint", tel.provider.Endpoint, "otlp_protocol", tel.provider.Protocol,
 		"traces_endpoint", tel.provider.TracesEndpoint, "logs_endpoint", tel.provider.LogsEndpoint,
 		"service_name", tel.provider.ServiceName, "service_instance_id", tel.provider.InstanceID)
@@ -233,12 +224,15 @@ func drain(cfg *config, log *slog.Logger, api *httpapi.Server, sig os.Signal, si
 // timeout).
 const startAbortBudget = time.Second
 
-// abortStart undoes a start-up that failed after the telemetry started.
+// abortStart undoes a start-up that failed after the telemetry started
+// (mgr nil: before the supervisor did).
 func abortStart(tel *telemetryStack, mgr *workers.Manager) {
 	ctx, cancel := context.WithTimeout(context.Background(), startAbortBudget)
 	defer cancel()
+	if mgr != nil {
+		_ = mgr.Close(ctx)
+	}
 	_ = tel.shutdown(ctx)
-	_ = mgr.Close(ctx)
 }
 
 // fdsPerWorker is a generous count of the descriptors one worker costs the
@@ -254,65 +248,16 @@ func maxConns(cfg *config) int {
 	if cfg.MaxConns > 0 {
 		return cfg.MaxConns
 	}
-	return httpapi.MaxConnsFor(nofileLimit(), 128+fdsPerWorker*cfg.MaxWorkers)
+	return httpapi.MaxConnsFor(nofileLimit(), 128+fdsPerWorker*cfg.Worker.MaxWorkers)
 }
 
-// managerHooks are the telemetry the Manager calls, attached once the
-// telemetry exists.
-type managerHooks struct {
-	rpc   *otelmetrics.Hook
-	trace *oteltrace.Hook
-	logs  *otellogs.Hook
-}
-
-// newManager is the supervisor as the flags configure it.
-func newManager(cfg *config, hooks managerHooks, log *slog.Logger) (*workers.Manager, error) {
-	wcfg := workers.Config{
-		OnRPC:  hooks.rpc.OnRPC,
-		OnRun:  hooks.rpc.OnRun,
-		Tracer: hooks.trace,
-
-		DisableCommandCost:    cfg.NoCommandCost,
-		RunCommands:           cfg.RunCommands,
-		MaxRunDuration:        cmp.Or(cfg.MaxRunDuration, -1),
-		Command:               cfg.WorkerCmd,
-		IdleTTL:               cfg.IdleTTL,
-		MaxWorkers:            cfg.MaxWorkers,
-		StopGrace:             cfg.StopGrace,
-		MaxLineBytes:          cfg.MaxLineBytes,
-		SubscriberBufferBytes: cfg.SubscriberBufferBytes,
-		SubscriberBytesBudget: cfg.SubscriberBytesBudget,
-		MemoryMax:             cfg.MemoryMax,
-		PidsMax:               cfg.PidsMax,
-		CPUMax:                cfg.CPUMax,
-		Cgroups:               cfg.Cgroups,
-		RuntimeDir:            cfg.RuntimeDir,
-		WorkerUIDs:            cfg.WorkerUIDs,
-		WorkerDirRoot:         cfg.WorkerDirRoot,
-		Sandbox:               cfg.Sandbox,
-		SandboxReadOnly:       cfg.SandboxRO,
-		SandboxReadWrite:      cfg.SandboxRW,
-		AllowConnectPorts:     cfg.AllowPorts,
-		AllowBindPorts:        cfg.AllowBindPorts,
-		DenyPorts:             listenPort(cfg.Listen),
-		Logger:                log,
-		EnvDrop:               workerEnvDrop(),
-
-		OnModelCall:           hooks.rpc.OnModelCall,
-		OnToolCall:            hooks.rpc.OnToolCall,
-		CaptureAgentContent:   cfg.CaptureAgentContent,
-		SessionTokenBudget:    cfg.SessionTokenBudget,
-		SessionSpendBudgetUSD: cfg.SessionSpendBudgetUSD,
-	}
-	if otelsetup.LogsEnabled(cfg.Getenv) {
-		wcfg.OnStderr, wcfg.OnLifecycle = hooks.logs.OnStderr, hooks.logs.OnLifecycle
-	}
-	if cfg.IdleTTL == 0 {
-		wcfg.IdleTTL = -1 // 0 on the command line means never
-	}
-	if cfg.StopGrace == 0 {
-		wcfg.StopGrace = -1 // 0 on the command line means SIGKILL at once
-	}
+// newManager is the supervisor as the settings configure it, reporting
+// to tel.
+func newManager(cfg *config, tel *telemetryStack, log *slog.Logger) (*workers.Manager, error) {
+	wcfg := cfg.Worker
+	wcfg.DenyPorts = listenPort(cfg.Listen)
+	wcfg.Logger = log
+	wcfg.EnvDrop = workerEnvDrop()
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("locate own binary (demo worker, sandbox helper): %w", err)
@@ -322,6 +267,7 @@ func newManager(cfg *config, hooks managerHooks, log *slog.Logger) (*workers.Man
 	if cfg.DemoWorker {
 		wcfg.Command = []string{exe, "demo-worker"}
 	}
+	tel.wire(&wcfg)
 	return workers.New(wcfg)
 }
 
@@ -357,7 +303,7 @@ func workerLabel(cfg *config) string {
 	if cfg.DemoWorker {
 		return "demo worker"
 	}
-	return fmt.Sprintf("%q", cfg.WorkerCmd)
+	return fmt.Sprintf("%q", cfg.Worker.Command)
 }
 
 // shutdown stops, in order: new requests and event streams, the HTTP
@@ -365,7 +311,7 @@ func workerLabel(cfg *config) string {
 // profile upload, so the workers' exits are in the last export. Budget:
 // the stop grace plus a few seconds.
 func shutdown(cfg *config, log *slog.Logger, api *httpapi.Server, srv *http.Server, mgr *workers.Manager, tel *telemetryStack) {
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.StopGrace+5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), max(mgr.Config().StopGrace, 0)+5*time.Second)
 	defer cancel()
 	api.Shutdown()
 	httpCtx, cancelHTTP := context.WithTimeout(ctx, 2*time.Second)

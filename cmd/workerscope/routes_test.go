@@ -16,11 +16,9 @@ import (
 	"time"
 
 	"github.com/workerscope/workerscope/internal/sandbox"
-	"github.com/workerscope/workerscope/internal/testutil"
+	"github.com/workerscope/workerscope/workers/workerstest"
 
 	"github.com/workerscope/workerscope/httpapi"
-	"github.com/workerscope/workerscope/telemetry/otelmetrics"
-	"github.com/workerscope/workerscope/telemetry/oteltrace"
 	"github.com/workerscope/workerscope/workers"
 	"github.com/workerscope/workerscope/workers/demoworker"
 )
@@ -44,22 +42,22 @@ func newStack(t *testing.T) (*httptest.Server, *workers.Manager) {
 func newStackEnv(t *testing.T, env map[string]string) (*httptest.Server, *workers.Manager) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	mgr := testutil.NewDemoManager(t, func(c *workers.Config) { c.Logger = log })
-	api, err := httpapi.New(httpapi.Options{Token: testToken, Manager: mgr, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &config{MaxWorkers: 64, Getenv: func(k string) string { return env[k] }}
-	deps := telemetryDeps{mgr: mgr, hook: &otelmetrics.Hook{}, sseClients: api.SSEClients, started: time.Now(), version: "test"}
-	tel, err := startTelemetry(context.Background(), cfg, deps, log)
+	cfg := &config{Worker: workers.Config{MaxWorkers: 64}, Getenv: func(k string) string { return env[k] }}
+	tel, err := startTelemetry(context.Background(), cfg, "test", log, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tel.shutdown(context.Background()) })
-	if err := tel.startProfiling(cfg, "test", log); err != nil {
+	mgr := workerstest.NewDemoManager(t, func(c *workers.Config) { c.Logger = log; tel.wire(c) })
+	api, err := httpapi.New(httpapi.Options{Token: testToken, Manager: mgr, Logger: log})
+	if err != nil {
 		t.Fatal(err)
 	}
-	tel.mount(api, deps)
+	obs := observed{sseClients: api.SSEClients, started: time.Now()}
+	if err := tel.observe(cfg, mgr, obs, log); err != nil {
+		t.Fatal(err)
+	}
+	tel.mount(api, mgr, obs, "test")
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
 	return srv, mgr
@@ -213,17 +211,14 @@ func TestSpanProfiles(t *testing.T) {
 			env["PYROSCOPE_PROFILE_TYPES"] = "cpu"
 		}
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
-		cfg := &config{MaxWorkers: 8, Getenv: func(k string) string { return env[k] }, PyroscopeServer: env["PYROSCOPE_SERVER_ADDRESS"]}
-		mgr := testutil.NewDemoManager(t, func(c *workers.Config) { c.Logger = log })
-		deps := telemetryDeps{mgr: mgr, hook: &otelmetrics.Hook{}, traceHook: &oteltrace.Hook{}, started: time.Now(), version: "test"}
-		tel, err := startTelemetry(context.Background(), cfg, deps, log)
+		cfg := &config{Worker: workers.Config{MaxWorkers: 8}, Getenv: func(k string) string { return env[k] }, PyroscopeServer: env["PYROSCOPE_SERVER_ADDRESS"]}
+		tel, err := startTelemetry(context.Background(), cfg, "test", log, log)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := tel.startProfiling(cfg, "test", log); err != nil {
-			t.Fatal(err)
-		}
-		ctx, span := deps.traceHook.StartCommand(context.Background(), "alice", "prompt")
+		var wcfg workers.Config
+		tel.wire(&wcfg)
+		ctx, span := wcfg.Tracer.StartCommand(context.Background(), "alice", "prompt")
 		spanID, labelled := pprof.Label(ctx, "span_id")
 		span.End(workers.RPCResult{Key: "alice", Type: "prompt"})
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second) // nothing listens at the endpoint

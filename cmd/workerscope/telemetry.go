@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
-	"sync/atomic"
 	"time"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -26,111 +25,148 @@ import (
 	"github.com/workerscope/workerscope/workers"
 )
 
-// telemetryStack is the measuring side of the supervisor: one sampler
-// feeding the OTel instruments (exported over OTLP and shown in Prometheus
-// format) and the JSON report, plus continuous profiling.
+// telemetryStack is the measuring side of the supervisor, built in the
+// order the data flows: the provider (exporters and readers) and
+// profiling first; then what the Manager reports to as things happen (the
+// Recorder's instruments, the command tracer, the worker-log emitter);
+// then, once the Manager exists, the sampler reading it and the
+// observable instruments reading the sampler (observe).
 type telemetryStack struct {
-	sampler  *sampler.Sampler
 	provider *otelsetup.Provider
-	metrics  *otelmetrics.Metrics
 	prom     http.Handler // Prometheus exposition of the same instruments
-	profiler atomic.Pointer[profiling.Profiler]
-
-	traceHook *oteltrace.Hook   // the Manager's Tracer, when tracing is wired
-	traceOpts oteltrace.Options // what it was built with
+	profiler *profiling.Profiler
+	recorder *otelmetrics.Recorder
+	tracer   *oteltrace.Tracer // nil: commands get no span
+	logs     *otellogs.Logger  // nil: worker logs are not exported
+	// Set by observe.
+	sampler *sampler.Sampler
+	metrics *otelmetrics.Metrics
 }
 
-// telemetryDeps are the values the stack reads from the rest of serve,
-// each wired once here.
-type telemetryDeps struct {
-	mgr        *workers.Manager
-	hook       *otelmetrics.Hook // the Manager's OnRPC, set before it was created
-	traceHook  *oteltrace.Hook   // the Manager's Tracer (nil: none)
-	logHook    *otellogs.Hook    // the Manager's OnStderr and OnLifecycle (nil: none)
-	sseClients func() int64
-	gauges     *otelmetrics.Gauges // an embedding application's own gauges; nil for none
-	started    time.Time
-	version    string
-	sdkLog     *slog.Logger // the OTel SDK's own lines (component=otel); nil: the telemetry's logger
-}
-
-// startTelemetry builds sampler → provider → instruments, in that order,
-// and attaches the hook.
-func startTelemetry(ctx context.Context, cfg *config, d telemetryDeps, log *slog.Logger) (*telemetryStack, error) {
+// startTelemetry builds provider → profiling → recorder, tracer and
+// worker-log emitter. log is the telemetry's logger, sdkLog takes the
+// OTel SDK's own lines (component=otel).
+func startTelemetry(ctx context.Context, cfg *config, version string, log, sdkLog *slog.Logger) (*telemetryStack, error) {
 	t := &telemetryStack{}
-	var err error
-	t.sampler, err = sampler.New(d.mgr, sampler.Options{OnPass: d.hook.OnPass})
-	if err != nil {
-		return nil, err
-	}
 	promReader, promHandler, err := otelsetup.NewPrometheus()
 	if err != nil {
 		return nil, err
 	}
 	t.prom = promHandler
-	// Live workers plus as many again still stopping (an evicted tree that
-	// ignores SIGTERM stays until --stop-grace) and at least 2,000; the
-	// SDK's per-instrument limit leaves room for two series per worker
-	// (cpu.mode) and the pool-wide ones.
-	workerSeries := max(2*cfg.MaxWorkers, 2000)
 	t.provider, err = otelsetup.NewProvider(ctx, otelsetup.ProviderOptions{
-		Version:          d.version,
+		Version:          version,
 		Getenv:           cfg.Getenv,
 		Readers:          []sdkmetric.Reader{promReader},
-		CardinalityLimit: 2*workerSeries + 96,
+		CardinalityLimit: 2*workerSeries(cfg) + 96,
 		RuntimeMetrics:   true,
 		Logger:           log,
-		SDKLogger:        d.sdkLog,
+		SDKLogger:        sdkLog,
 	})
 	if err != nil {
 		return nil, err
 	}
-	t.metrics, err = otelmetrics.NewMetrics(t.provider.Meter, otelmetrics.MetricsOptions{
-		Sampler:               t.sampler,
-		Stats:                 d.mgr,
-		DropWorkerKey:         cfg.DropWorkerKey,
-		MaxWorkerSeries:       workerSeries,
-		SSEClients:            d.sseClients,
-		ExportErrors:          t.provider.ExportErrors,
-		ProfilingUploadErrors: func() uint64 { return t.profiler.Load().UploadErrors() },
-		Limits:                d.mgr.Limits,
-		Started:               d.started,
-		Gauges:                d.gauges,
-		Logger:                log,
-		SessionTokenBudget:    cfg.SessionTokenBudget,
-		SessionSpendBudgetUSD: cfg.SessionSpendBudgetUSD,
-	})
-	if err != nil {
-		_ = t.provider.Shutdown(ctx)
+	if err := t.start(cfg, version, log); err != nil {
+		abortStart(t, nil)
 		return nil, err
-	}
-	d.hook.Attach(t.metrics)
-	// With no span exporter (OTEL_TRACES_EXPORTER=none, or the SDK
-	// disabled) commands get no span at all: exemplars and last_commands'
-	// trace ids would name traces nobody can look up.
-	if d.traceHook != nil && t.provider.Tracing {
-		t.traceHook = d.traceHook
-		t.traceOpts = oteltrace.Options{
-			TracerProvider: t.provider.TracerProvider,
-			Version:        d.version,
-			DropWorkerKey:  cfg.DropWorkerKey,
-			AgentName:      agentName(cfg),
-		}
-		d.traceHook.Attach(oteltrace.New(t.traceOpts))
-	}
-	if d.logHook != nil {
-		d.logHook.Attach(otellogs.New(otellogs.Options{
-			LoggerProvider: t.provider.LoggerProvider,
-			Version:        d.version,
-			DropWorkerKey:  cfg.DropWorkerKey,
-		}))
 	}
 	return t, nil
 }
 
+// workerSeries is the per-worker series cap: live workers plus as many
+// again still stopping (an evicted tree that ignores SIGTERM stays until
+// --stop-grace), at least 2,000. The SDK's per-instrument limit leaves
+// room for two series per worker (cpu.mode) and the pool-wide ones.
+func workerSeries(cfg *config) int { return max(2*cfg.Worker.MaxWorkers, 2000) }
+
+// start builds what comes after the provider.
+func (t *telemetryStack) start(cfg *config, version string, log *slog.Logger) error {
+	var err error
+	if t.profiler, err = startProfiling(cfg, t.provider, version, log.With("component", "profiling")); err != nil {
+		return err
+	}
+	if t.recorder, err = otelmetrics.NewRecorder(t.provider.Meter); err != nil {
+		return err
+	}
+	// With no span exporter (OTEL_TRACES_EXPORTER=none, or the SDK
+	// disabled) commands get no span at all: exemplars and last_commands'
+	// trace ids would name traces nobody can look up.
+	if t.provider.Tracing {
+		opts := oteltrace.Options{
+			TracerProvider: t.provider.TracerProvider,
+			Version:        version,
+			DropWorkerKey:  cfg.DropWorkerKey,
+			AgentName:      agentName(cfg),
+		}
+		if t.profiler.Enabled() {
+			// Span profiles: CPU samples taken while a command's span is
+			// open carry its span id, so Grafana links a slow span to its
+			// flame graph (the span gets a pyroscope.profile.id attribute).
+			opts.TracerProvider = otelpyroscope.NewTracerProvider(opts.TracerProvider)
+			log.Info("span profiles on: the supervisor's CPU profiles carry the span ids of the commands it handles")
+		}
+		t.tracer = oteltrace.New(opts)
+	}
+	if otelsetup.LogsEnabled(cfg.Getenv) {
+		t.logs = otellogs.New(otellogs.Options{
+			LoggerProvider: t.provider.LoggerProvider,
+			Version:        version,
+			DropWorkerKey:  cfg.DropWorkerKey,
+		})
+	}
+	return nil
+}
+
+// wire makes the Manager report to the telemetry: commands, runs, model
+// and tool calls to the Recorder, commands to the tracer, stderr lines and
+// lifecycle events to the worker-log emitter.
+func (t *telemetryStack) wire(c *workers.Config) {
+	c.OnRPC, c.OnRun = t.recorder.RecordRPC, t.recorder.RecordRun
+	c.OnModelCall, c.OnToolCall = t.recorder.RecordModelCall, t.recorder.RecordToolCall
+	if t.tracer != nil {
+		c.Tracer = t.tracer
+	}
+	if t.logs != nil {
+		c.OnStderr, c.OnLifecycle = t.logs.Stderr, t.logs.Lifecycle
+	}
+}
+
+// observed are the sources the observable instruments read besides the
+// Manager.
+type observed struct {
+	sseClients func() int64
+	gauges     *otelmetrics.Gauges // an embedding application's own gauges; nil for none
+	started    time.Time
+}
+
+// observe builds the sampler over mgr and the observable instruments
+// reading it.
+func (t *telemetryStack) observe(cfg *config, mgr *workers.Manager, o observed, log *slog.Logger) error {
+	var err error
+	t.sampler, err = sampler.New(mgr, sampler.Options{OnPass: t.recorder.RecordSamplerPass})
+	if err != nil {
+		return err
+	}
+	t.metrics, err = otelmetrics.NewMetrics(t.provider.Meter, otelmetrics.MetricsOptions{
+		Sampler:               t.sampler,
+		Stats:                 mgr,
+		DropWorkerKey:         cfg.DropWorkerKey,
+		MaxWorkerSeries:       workerSeries(cfg),
+		SSEClients:            o.sseClients,
+		ExportErrors:          t.provider.ExportErrors,
+		ProfilingUploadErrors: t.profiler.UploadErrors,
+		Limits:                mgr.Limits,
+		Started:               o.started,
+		Gauges:                o.gauges,
+		Logger:                log,
+		SessionTokenBudget:    cfg.Worker.SessionTokenBudget,
+		SessionSpendBudgetUSD: cfg.Worker.SessionSpendBudgetUSD,
+	})
+	return err
+}
+
 // startProfiling starts Pyroscope (off without a server address), tagged
 // with the same service name and instance id as the metrics.
-func (t *telemetryStack) startProfiling(cfg *config, version string, log *slog.Logger) error {
+func startProfiling(cfg *config, provider *otelsetup.Provider, version string, log *slog.Logger) (*profiling.Profiler, error) {
 	// --pyroscope-server and --pyroscope-app are resolved already (a flag
 	// given empty wins over the variable): profiling reads them as such.
 	getenv := func(k string) string {
@@ -142,40 +178,27 @@ func (t *telemetryStack) startProfiling(cfg *config, version string, log *slog.L
 		}
 		return cfg.Getenv(k)
 	}
-	prof, err := profiling.Start(profiling.Options{
+	return profiling.Start(profiling.Options{
 		Getenv:                 getenv,
-		DefaultApplicationName: t.provider.ServiceName,
+		DefaultApplicationName: provider.ServiceName,
 		Version:                version,
-		InstanceID:             t.provider.InstanceID,
+		InstanceID:             provider.InstanceID,
 		Logger:                 log,
 	})
-	if err != nil {
-		return err
-	}
-	t.profiler.Store(prof)
-	if prof.Enabled() && t.traceHook != nil && t.provider.Tracing {
-		// Span profiles: CPU samples taken while a command's span is open
-		// carry its span id, so Grafana links a slow span to its flame
-		// graph (the span gets a pyroscope.profile.id attribute).
-		opts := t.traceOpts
-		opts.TracerProvider = otelpyroscope.NewTracerProvider(opts.TracerProvider)
-		t.traceHook.Attach(oteltrace.New(opts))
-		log.Info("span profiles on: the supervisor's CPU profiles carry the span ids of the commands it handles")
-	}
-	return nil
 }
 
 // mount registers the telemetry routes on the API's mux, behind its
 // authentication.
-func (t *telemetryStack) mount(api *httpapi.Server, d telemetryDeps) {
+func (t *telemetryStack) mount(api *httpapi.Server, mgr *workers.Manager, o observed, version string) {
 	api.Handle("GET /api/metrics", report.JSON(report.JSONOptions{
 		Sampler:    t.sampler,
-		Gauges:     d.gauges,
-		SSEClients: d.sseClients,
-		Limits:     d.mgr.Limits,
-		Isolation:  d.mgr.Isolation,
-		Version:    d.version,
-		Started:    d.started,
+		Gauges:     o.gauges,
+		SSEClients: o.sseClients,
+		Limits:     mgr.Limits,
+		Isolation:  mgr.Isolation,
+		StderrTail: mgr.StderrTail,
+		Version:    version,
+		Started:    o.started,
 	}))
 	api.Handle("/api/debug/pprof/", report.Pprof())
 	prom := t.prom
@@ -191,7 +214,7 @@ func (t *telemetryStack) mount(api *httpapi.Server, d telemetryDeps) {
 // bounded wait (ctx).
 func (t *telemetryStack) shutdown(ctx context.Context) error {
 	profErr := make(chan error, 1)
-	go func() { profErr <- t.profiler.Load().Stop(ctx) }()
+	go func() { profErr <- t.profiler.Stop(ctx) }()
 	var errs []error
 	if err := t.provider.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("telemetry: %w", err))
@@ -205,8 +228,8 @@ func (t *telemetryStack) shutdown(ctx context.Context) error {
 // agentName is gen_ai.agent.name on invoke_agent spans: the worker
 // program's name ("pi"), or demo-worker.
 func agentName(cfg *config) string {
-	if cfg.DemoWorker || len(cfg.WorkerCmd) == 0 {
+	if cfg.DemoWorker || len(cfg.Worker.Command) == 0 {
 		return "demo-worker"
 	}
-	return filepath.Base(cfg.WorkerCmd[0])
+	return filepath.Base(cfg.Worker.Command[0])
 }

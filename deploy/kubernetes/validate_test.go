@@ -2,22 +2,28 @@ package kubernetes_test
 
 import (
 	"fmt"
+	"maps"
 	"os"
+	"path"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/workerscope/workerscope/deploy/kubernetes/render"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
 
-// objects are the manifests of this directory, decoded strictly into the
-// k8s.io/api types: an unknown or misspelt field, a wrong type or a
-// duplicate key fails (no cluster runs here, so this is the check).
+// objects are the objects a kustomization of this directory renders (with
+// kustomize's own Go module, as `kubectl apply -k` would), decoded
+// strictly into the k8s.io/api types: an unknown or misspelt field, a
+// wrong type or a duplicate key fails (no cluster runs here, so this is
+// the check).
 type objects struct {
+	namespaces   map[string]*corev1.Namespace
 	services     map[string]*corev1.Service
 	statefulSets map[string]*appsv1.StatefulSet
 	deployments  map[string]*appsv1.Deployment
@@ -25,85 +31,116 @@ type objects struct {
 	secrets      map[string]*corev1.Secret
 }
 
-var docSep = regexp.MustCompile(`(?m)^---\s*$`)
+// root is the repository root, seen from this directory.
+const root = "../.."
 
-func load(t *testing.T) *objects {
+// targets: every kustomization of this directory.
+var targets = []string{render.KubeDir, render.BaseDir, render.OverlaysDir + "/scale-5"}
+
+func load(t *testing.T, target string) *objects {
+	t.Helper()
+	stream, err := render.Kustomize(root, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return decode(t, target, stream)
+}
+
+func decode(t *testing.T, target string, stream []byte) *objects {
 	t.Helper()
 	o := &objects{
-		services: map[string]*corev1.Service{}, statefulSets: map[string]*appsv1.StatefulSet{},
+		namespaces: map[string]*corev1.Namespace{},
+		services:   map[string]*corev1.Service{}, statefulSets: map[string]*appsv1.StatefulSet{},
 		deployments: map[string]*appsv1.Deployment{}, configMaps: map[string]*corev1.ConfigMap{},
 		secrets: map[string]*corev1.Secret{},
 	}
-	files, err := filepath.Glob("*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no manifests: %v", err)
-	}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
+	for i, doc := range render.Documents(stream) {
+		where := fmt.Sprintf("%s document %d", target, i)
+		var meta struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
 		}
-		for i, doc := range docSep.Split(string(b), -1) {
-			if strings.TrimSpace(stripComments(doc)) == "" {
-				continue
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatalf("%s: %v", where, err)
+		}
+		strict := func(into any) {
+			if err := yaml.UnmarshalStrict([]byte(doc), into); err != nil {
+				t.Fatalf("%s (%s): %v", where, meta.Kind, err)
 			}
-			where := fmt.Sprintf("%s document %d", f, i)
-			var meta struct {
-				APIVersion string `json:"apiVersion"`
-				Kind       string `json:"kind"`
-			}
-			if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
-				t.Fatalf("%s: %v", where, err)
-			}
-			strict := func(into any) {
-				if err := yaml.UnmarshalStrict([]byte(doc), into); err != nil {
-					t.Fatalf("%s (%s): %v", where, meta.Kind, err)
-				}
-			}
-			switch meta.APIVersion + " " + meta.Kind {
-			case "v1 Service":
-				var x corev1.Service
-				strict(&x)
-				o.services[x.Name] = &x
-			case "apps/v1 StatefulSet":
-				var x appsv1.StatefulSet
-				strict(&x)
-				o.statefulSets[x.Name] = &x
-			case "apps/v1 Deployment":
-				var x appsv1.Deployment
-				strict(&x)
-				o.deployments[x.Name] = &x
-			case "v1 ConfigMap":
-				var x corev1.ConfigMap
-				strict(&x)
-				o.configMaps[x.Name] = &x
-			case "v1 Secret":
-				var x corev1.Secret
-				strict(&x)
-				o.secrets[x.Name] = &x
-			default:
-				t.Fatalf("%s: unexpected %s %s (add it to this test)", where, meta.APIVersion, meta.Kind)
-			}
+		}
+		switch meta.APIVersion + " " + meta.Kind {
+		case "v1 Namespace":
+			var x corev1.Namespace
+			strict(&x)
+			o.namespaces[x.Name] = &x
+		case "v1 Service":
+			var x corev1.Service
+			strict(&x)
+			o.services[x.Name] = &x
+		case "apps/v1 StatefulSet":
+			var x appsv1.StatefulSet
+			strict(&x)
+			o.statefulSets[x.Name] = &x
+		case "apps/v1 Deployment":
+			var x appsv1.Deployment
+			strict(&x)
+			o.deployments[x.Name] = &x
+		case "v1 ConfigMap":
+			var x corev1.ConfigMap
+			strict(&x)
+			o.configMaps[x.Name] = &x
+		case "v1 Secret":
+			var x corev1.Secret
+			strict(&x)
+			o.secrets[x.Name] = &x
+		default:
+			t.Fatalf("%s: unexpected %s %s (add it to this test)", where, meta.APIVersion, meta.Kind)
 		}
 	}
 	return o
 }
 
-func stripComments(doc string) string {
-	var b strings.Builder
-	for _, l := range strings.Split(doc, "\n") {
-		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
-			b.WriteString(l + "\n")
+func TestManifestsDecodeStrictly(t *testing.T) {
+	for _, target := range targets {
+		o := load(t, target)
+		if len(o.namespaces) != 1 || len(o.statefulSets) != 1 || len(o.deployments) != 2 || len(o.services) != 3 || len(o.configMaps) != 3 || len(o.secrets) != 2 {
+			t.Fatalf("%s: %d Namespaces, %d StatefulSets, %d Deployments, %d Services, %d ConfigMaps, %d Secrets", target,
+				len(o.namespaces), len(o.statefulSets), len(o.deployments), len(o.services), len(o.configMaps), len(o.secrets))
+		}
+		for _, m := range []map[string]metav1.Object{objs(o.services), objs(o.statefulSets), objs(o.deployments), objs(o.configMaps), objs(o.secrets)} {
+			for name, x := range m {
+				if _, ok := o.namespaces[x.GetNamespace()]; !ok {
+					t.Errorf("%s: %s is in namespace %q, not the kustomization's %v", target, name, x.GetNamespace(), slices.Collect(maps.Keys(o.namespaces)))
+				}
+				if x.GetLabels()["app.kubernetes.io/part-of"] != "workerscope" {
+					t.Errorf("%s: %s has no label app.kubernetes.io/part-of=workerscope", target, name)
+				}
+			}
 		}
 	}
-	return b.String()
 }
 
-func TestManifestsDecodeStrictly(t *testing.T) {
-	o := load(t)
-	if len(o.statefulSets) != 1 || len(o.deployments) != 1 || len(o.services) != 2 || len(o.configMaps) != 2 || len(o.secrets) != 2 {
-		t.Fatalf("objects: %d StatefulSets, %d Deployments, %d Services, %d ConfigMaps, %d Secrets",
-			len(o.statefulSets), len(o.deployments), len(o.services), len(o.configMaps), len(o.secrets))
+func objs[T metav1.Object](m map[string]T) map[string]metav1.Object {
+	out := map[string]metav1.Object{}
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// deploy/kubernetes (what `kubectl apply -k deploy/kubernetes` applies) is
+// the base, object for object.
+func TestTopLevelIsTheBase(t *testing.T) {
+	top, err := render.Kustomize(root, render.KubeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := render.Kustomize(root, render.BaseDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(top) != string(base) {
+		t.Fatal("deploy/kubernetes renders differently from deploy/kubernetes/base")
 	}
 }
 
@@ -117,7 +154,12 @@ func TestStrictDecodingRejectsUnknownFields(t *testing.T) {
 }
 
 func TestWorkerscopeStatefulSet(t *testing.T) {
-	o := load(t)
+	for _, target := range targets {
+		t.Run(path.Base(target), func(t *testing.T) { checkWorkerscope(t, load(t, target)) })
+	}
+}
+
+func checkWorkerscope(t *testing.T, o *objects) {
 	ss := o.statefulSets["workerscope"]
 	if ss == nil {
 		t.Fatal("no StatefulSet workerscope")
@@ -165,7 +207,7 @@ func TestWorkerscopeStatefulSet(t *testing.T) {
 }
 
 func TestGatewayDeployment(t *testing.T) {
-	o := load(t)
+	o := load(t, render.KubeDir)
 	d := o.deployments["otel-gateway"]
 	if d == nil {
 		t.Fatal("no Deployment otel-gateway")
@@ -188,7 +230,7 @@ func TestGatewayDeployment(t *testing.T) {
 // The ConfigMaps carry exactly the collector configs that
 // TestCollectorConfigsValidate (e2e/) validates with the real collector.
 func TestConfigMapsMatchDeployConfigs(t *testing.T) {
-	o := load(t)
+	o := load(t, render.KubeDir)
 	want := map[string]map[string]string{
 		"otel-agent":   {"otel-collector.yaml": "otel-collector.yaml", "gateway.yaml": "backends/gateway.yaml"},
 		"otel-gateway": {"otel-collector-gateway.yaml": "otel-collector-gateway.yaml", "grafana-cloud.yaml": "gateway/grafana-cloud.yaml", "honeycomb.yaml": "gateway/honeycomb.yaml"},
@@ -241,8 +283,17 @@ func checkPod(t *testing.T, o *objects, what string, pod *corev1.PodSpec) {
 	vols := map[string]bool{}
 	for _, v := range pod.Volumes {
 		vols[v.Name] = true
-		if v.ConfigMap != nil && o.configMaps[v.ConfigMap.Name] == nil {
-			t.Errorf("%s: volume %s uses ConfigMap %s, not defined here", what, v.Name, v.ConfigMap.Name)
+		if v.ConfigMap != nil {
+			cm := o.configMaps[v.ConfigMap.Name]
+			if cm == nil {
+				t.Errorf("%s: volume %s uses ConfigMap %s, not defined here", what, v.Name, v.ConfigMap.Name)
+				continue
+			}
+			for _, it := range v.ConfigMap.Items {
+				if _, ok := cm.Data[it.Key]; !ok {
+					t.Errorf("%s: volume %s uses key %s of ConfigMap %s, which has none", what, v.Name, it.Key, cm.Name)
+				}
+			}
 		}
 	}
 	all := append(slices.Clone(pod.InitContainers), pod.Containers...)
@@ -258,8 +309,8 @@ func checkPod(t *testing.T, o *objects, what string, pod *corev1.PodSpec) {
 				s := o.secrets[ref.Name]
 				if s == nil {
 					t.Errorf("%s/%s: %s from unknown Secret %s", what, c.Name, e.Name, ref.Name)
-				} else if _, ok := s.StringData[ref.Key]; !ok {
-					t.Errorf("%s/%s: %s from Secret %s key %s, which the example lacks", what, c.Name, e.Name, ref.Name, ref.Key)
+				} else if _, ok := s.Data[ref.Key]; !ok {
+					t.Errorf("%s/%s: %s from Secret %s key %s, which its secretGenerator's example lacks", what, c.Name, e.Name, ref.Name, ref.Key)
 				}
 			}
 		}

@@ -27,6 +27,9 @@ var (
 	otel      = []string{"go.opentelemetry.io/..."}
 	netHTTP   = []string{"net/http/..."}
 	telemetry = []string{mod + "telemetry/..."}
+	// the telemetry packages but the attribute keys (telemetry/attrkey)
+	otherTelemetry = []string{mod + "telemetry/otelmetrics", mod + "telemetry/otelsetup", mod + "telemetry/oteltrace",
+		mod + "telemetry/otellogs", mod + "telemetry/sampler", mod + "telemetry/report", mod + "telemetry/profiling", mod + "telemetry/webui"}
 	// "any exporter": the OTel exporters, the gRPC that OTLP rides on and
 	// the Prometheus client the Prometheus exporter serves through.
 	exporters = []string{"go.opentelemetry.io/otel/exporters/...", "google.golang.org/grpc/...", "github.com/prometheus/client_golang/..."}
@@ -51,7 +54,8 @@ type rule struct {
 	// direct: check the package's own imports, its tests' included,
 	// instead of its (non-test) closure.
 	direct bool
-	// testOnly: no package of the module may import it outside tests.
+	// testOnly: no package of the module may import it outside tests
+	// (packages that are themselves test-only may).
 	testOnly bool
 	// noSelector: qualified identifiers ("workers.Manager") the package's
 	// non-test files must not use (a promise about a type, not a package).
@@ -80,10 +84,11 @@ var rules = []rule{
 	{pkg: "telemetry/sampler", says: "must not import OpenTelemetry or net/http", deny: cat(otel, netHTTP)},
 	{pkg: "telemetry/otelmetrics", says: "It must not import net/http, the OTel SDK set-up (telemetry/otelsetup) or any exporter",
 		deny: cat(netHTTP, []string{mod + "telemetry/otelsetup"}, exporters)},
-	{pkg: "telemetry/oteltrace", says: "it must not import the OTel SDK set-up (telemetry/otelsetup), any exporter, httpapi or the other telemetry packages",
-		deny: cat(telemetry, exporters, []string{mod + "httpapi"})},
-	{pkg: "telemetry/otellogs", says: "it must not import the OTel SDK set-up (telemetry/otelsetup), any exporter, httpapi or the other telemetry packages",
-		deny: cat(telemetry, exporters, []string{mod + "httpapi"})},
+	{pkg: "telemetry/oteltrace", says: "it must not import the OTel SDK set-up (telemetry/otelsetup), any exporter, httpapi or the other telemetry packages but the attribute keys (telemetry/attrkey)",
+		deny: cat(otherTelemetry, exporters, []string{mod + "httpapi"})},
+	{pkg: "telemetry/otellogs", says: "it must not import the OTel SDK set-up (telemetry/otelsetup), any exporter, httpapi or the other telemetry packages but the attribute keys (telemetry/attrkey)",
+		deny: cat(otherTelemetry, exporters, []string{mod + "httpapi"})},
+	{pkg: "telemetry/attrkey", says: "It is a leaf: it imports nothing.", only: std, direct: true},
 	{pkg: "telemetry/otelsetup", says: "It knows nothing of workers or of what is measured",
 		deny: []string{mod + "workers/...", mod + "telemetry/sampler", mod + "telemetry/otelmetrics"}},
 	{pkg: "telemetry/report", says: "It must not import workers' Manager or httpapi.",
@@ -109,13 +114,14 @@ var rules = []rule{
 	{pkg: "internal/modelstub", says: "It imports only the standard library.", only: std},
 	{pkg: "internal/modelstub", says: "It is imported by _test files only.", testOnly: true},
 	{pkg: "internal/testutil", says: "It is imported by _test files only.", testOnly: true},
-	{pkg: "internal/testutil", says: "It may import workers, workers/demoworker and the OTel SDK (an in-memory log exporter), nothing of telemetry or httpapi.",
-		deny: cat(telemetry, []string{mod + "httpapi"})},
+	{pkg: "internal/testutil", says: "It may import internal/procfs and the OTel SDK (an in-memory log exporter), nothing of workers, telemetry or httpapi.",
+		deny: cat(telemetry, []string{mod + "httpapi", mod + "workers/..."}), onlyProject: []string{mod + "internal/testutil", mod + "internal/procfs"}},
+	{pkg: "workers/workerstest", says: "It is imported by _test files only.", testOnly: true},
 	{pkg: "internal/archtest", says: "It imports only the standard library.", only: std, direct: true},
 	{pkg: "internal/archtest", says: "Package archtest holds no code, only a test",
 		none: "it describes this test"},
-	{pkg: "e2e", says: "imports nothing of the project but the metric contract (telemetry/otelmetrics)",
-		direct: true, onlyProject: []string{mod + "e2e", mod + "telemetry/otelmetrics", mod + "telemetry/webui", mod + "internal/modelstub"}},
+	{pkg: "e2e", says: "imports nothing of the project but the metric contract (telemetry/otelmetrics and its attribute keys, telemetry/attrkey)",
+		direct: true, onlyProject: []string{mod + "e2e", mod + "telemetry/otelmetrics", mod + "telemetry/attrkey", mod + "telemetry/webui", mod + "internal/modelstub", mod + "deploy/kubernetes/render"}},
 	{pkg: "deploy/grafana/gen", says: "It imports the grafana-foundation-sdk only",
 		direct: true, only: []string{"github.com/grafana/grafana-foundation-sdk/..."}},
 	{pkg: "cmd/workerscope", says: "It is the only place that imports every package",
@@ -206,7 +212,7 @@ func check(r rule, p *pkgInfo, pkgs map[string]*pkgInfo) []string {
 	}
 	if r.testOnly {
 		for _, q := range sortedKeys(pkgs) {
-			if q != p.ImportPath && strings.HasPrefix(q, mod) && slices.Contains(pkgs[q].Deps, p.ImportPath) {
+			if q != p.ImportPath && strings.HasPrefix(q, mod) && !isTestOnly(q) && slices.Contains(pkgs[q].Deps, p.ImportPath) {
 				bad = append(bad, fmt.Sprintf("imported outside tests by %s, which %q forbids: %s", q, r.says, strings.Join(chain(pkgs[q], p.ImportPath, pkgs, false), " → ")))
 			}
 		}
@@ -219,6 +225,11 @@ func check(r rule, p *pkgInfo, pkgs map[string]*pkgInfo) []string {
 		}
 	}
 	return bad
+}
+
+// isTestOnly reports whether a rule makes the package test-only.
+func isTestOnly(importPath string) bool {
+	return slices.ContainsFunc(rules, func(r rule) bool { return r.testOnly && mod+r.pkg == importPath })
 }
 
 // chain is the shortest import path from p to dep, both included (for a

@@ -6,6 +6,7 @@ import (
 )
 
 func TestParseStat(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		line    string

@@ -7,6 +7,7 @@ import (
 )
 
 func TestParseUIDRange(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in   string
 		want UIDRange
@@ -38,6 +39,7 @@ func TestParseUIDRange(t *testing.T) {
 }
 
 func TestUIDRangeOverlaps(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		a, b UIDRange
 		want bool
@@ -54,6 +56,7 @@ func TestUIDRangeOverlaps(t *testing.T) {
 }
 
 func TestUIDPool(t *testing.T) {
+	t.Parallel()
 	p := NewUIDPool(UIDRange{100, 102})
 	var got []uint32
 	for range 3 {
@@ -84,6 +87,7 @@ func TestUIDPool(t *testing.T) {
 }
 
 func TestParsePortsAndMode(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in   string
 		want []uint16

@@ -9,5 +9,6 @@
 // is called (workers.Config.StderrRate, StderrLineBytes). It reads
 // workers' types and writes to an OTel log.LoggerProvider; it must not
 // import the OTel SDK set-up (telemetry/otelsetup), any exporter, httpapi
-// or the other telemetry packages.
+// or the other telemetry packages but the attribute keys
+// (telemetry/attrkey).
 package otellogs

@@ -4,41 +4,17 @@ import (
 	"bytes"
 	"context"
 	"strings"
-	"sync/atomic"
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
 
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/workers"
 )
 
 // ScopeName is the instrumentation scope of the records.
 const ScopeName = "github.com/workerscope/workerscope/telemetry/otellogs"
-
-// Attribute keys and event names of the records.
-const (
-	AttrWorkerID   = "worker.id"
-	AttrWorkerKey  = "worker.key"
-	AttrProcessPID = "process.pid"
-	// AttrIOStream is semconv's log.iostream ("stderr").
-	AttrIOStream = "log.iostream"
-	// AttrTruncated marks a line cut at workers.Config.StderrLineBytes.
-	AttrTruncated = "workerscope.log.truncated"
-	// AttrExitReason, AttrExitStatus and AttrStderrTail describe a
-	// worker_exit; AttrLimit a worker_limit.
-	AttrExitReason = "exit.reason"
-	AttrExitStatus = "workerscope.exit.status"
-	AttrStderrTail = "workerscope.stderr_tail"
-	AttrLimit      = "limit"
-	// AttrBudget names the budget of a budget_exceeded (tokens, spend).
-	AttrBudget = "workerscope.budget"
-
-	EventWorkerStart    = "workerscope.worker_start"
-	EventWorkerExit     = "workerscope.worker_exit"
-	EventWorkerLimit    = "workerscope.worker_limit"
-	EventBudgetExceeded = "workerscope.budget_exceeded"
-)
 
 // DefaultSeverity is the severity of a stderr line that names none: many
 // programs write ordinary progress to stderr, so INFO, not ERROR.
@@ -70,12 +46,12 @@ func New(opts Options) *Logger {
 }
 
 func (l *Logger) workerAttrs(r *log.Record, id, key string, pid int) {
-	r.AddAttributes(attribute.String(AttrWorkerID, id))
+	r.AddAttributes(attribute.String(attrkey.WorkerID, id))
 	if !l.dropKey {
-		r.AddAttributes(attribute.String(AttrWorkerKey, key))
+		r.AddAttributes(attribute.String(attrkey.WorkerKey, key))
 	}
 	if pid != 0 {
-		r.AddAttributes(attribute.Int(AttrProcessPID, pid))
+		r.AddAttributes(attribute.Int(attrkey.ProcessPID, pid))
 	}
 }
 
@@ -94,9 +70,9 @@ func (l *Logger) Stderr(ctx context.Context, line workers.StderrLine) {
 	}
 	r.SetBody(attribute.StringValue(string(body)))
 	l.workerAttrs(&r, line.WorkerID, line.Key, line.PID)
-	r.AddAttributes(attribute.String(AttrIOStream, "stderr"))
+	r.AddAttributes(attribute.String(attrkey.IOStream, "stderr"))
 	if line.Truncated {
-		r.AddAttributes(attribute.Bool(AttrTruncated, true))
+		r.AddAttributes(attribute.Bool(attrkey.Truncated, true))
 	}
 	l.log.Emit(ctx, r)
 }
@@ -120,21 +96,21 @@ func (l *Logger) Lifecycle(ev workers.Lifecycle) {
 		}
 		reason := string(ev.Reason)
 		r.SetBody(attribute.StringValue("worker exited (" + reason + ", " + ev.Status + ")"))
-		r.AddAttributes(attribute.String(AttrExitReason, reason), attribute.String(AttrExitStatus, ev.Status))
+		r.AddAttributes(attribute.String(attrkey.ExitReason, reason), attribute.String(attrkey.ExitStatus, ev.Status))
 		if ev.StderrTail != "" {
-			r.AddAttributes(attribute.String(AttrStderrTail, ev.StderrTail))
+			r.AddAttributes(attribute.String(attrkey.StderrTail, ev.StderrTail))
 		}
 	case workers.LifecycleWorkerLimit:
 		r.SetSeverity(log.SeverityWarn)
 		r.SetBody(attribute.StringValue("worker hit its " + ev.Limit + " limit (" + ev.Action + ")"))
-		r.AddAttributes(attribute.String(AttrLimit, ev.Limit))
+		r.AddAttributes(attribute.String(attrkey.Limit, ev.Limit))
 	case workers.LifecycleBudgetExceeded:
 		if ev.Budget == nil {
 			return
 		}
 		r.SetSeverity(log.SeverityWarn)
 		r.SetBody(attribute.StringValue(ev.Budget.Error() + "; its run was aborted"))
-		r.AddAttributes(attribute.String(AttrBudget, ev.Budget.Budget), attribute.String("error.type", workers.CodeBudgetExceeded))
+		r.AddAttributes(attribute.String(attrkey.Budget, ev.Budget.Budget), attribute.String("error.type", workers.CodeBudgetExceeded))
 	default:
 		return
 	}
@@ -194,26 +170,4 @@ func levelWord(w string) (log.Severity, bool) {
 		return log.SeverityFatal, true
 	}
 	return 0, false
-}
-
-// Hook lets the Manager be built with OnStderr and OnLifecycle before the
-// Logger exists: until Attach, nothing is emitted.
-type Hook struct{ l atomic.Pointer[Logger] }
-
-// Attach makes h forward to l.
-func (h *Hook) Attach(l *Logger) { h.l.Store(l) }
-
-// OnStderr forwards to Logger.Stderr. Use it as workers.Config.OnStderr.
-func (h *Hook) OnStderr(ctx context.Context, line workers.StderrLine) {
-	if l := h.l.Load(); l != nil {
-		l.Stderr(ctx, line)
-	}
-}
-
-// OnLifecycle forwards to Logger.Lifecycle. Use it as
-// workers.Config.OnLifecycle.
-func (h *Hook) OnLifecycle(ev workers.Lifecycle) {
-	if l := h.l.Load(); l != nil {
-		l.Lifecycle(ev)
-	}
 }

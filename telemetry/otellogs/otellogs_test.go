@@ -17,6 +17,7 @@ import (
 )
 
 func TestParseSeverity(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		line string
 		want log.Severity
@@ -49,19 +50,18 @@ func attrs(r sdklog.Record) map[string]string {
 // TestStderrRecord: a line becomes a record with the worker's attributes
 // and the trace of the command in flight.
 func TestStderrRecord(t *testing.T) {
+	t.Parallel()
 	exp := &testutil.LogExporter{}
 	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(sdklog.NewSimpleProcessor(exp)))
-	var h otellogs.Hook
-	h.OnStderr(context.Background(), workers.StderrLine{Line: []byte("before attach")})
-	h.Attach(otellogs.New(otellogs.Options{LoggerProvider: lp}))
+	h := otellogs.New(otellogs.Options{LoggerProvider: lp})
 	tp := sdktrace.NewTracerProvider()
 	ctx, span := tp.Tracer("t").Start(context.Background(), "prompt")
 	now := time.Now()
-	h.OnStderr(ctx, workers.StderrLine{WorkerID: "w1-1", Key: "alice", PID: 42, Line: []byte("level=warn slow \xff"), Time: now, Truncated: true})
+	h.Stderr(ctx, workers.StderrLine{WorkerID: "w1-1", Key: "alice", PID: 42, Line: []byte("level=warn slow \xff"), Time: now, Truncated: true})
 	span.End()
-	h.OnLifecycle(workers.Lifecycle{Key: "alice", WorkerID: "w1-1", Type: workers.LifecycleWorkerExit,
+	h.Lifecycle(workers.Lifecycle{Key: "alice", WorkerID: "w1-1", Type: workers.LifecycleWorkerExit,
 		Reason: workers.ExitCrashed, Status: "exit status 2", StderrTail: "boom"})
-	h.OnLifecycle(workers.Lifecycle{Type: "message_update"})
+	h.Lifecycle(workers.Lifecycle{Type: "message_update"})
 	recs := exp.Records()
 	if len(recs) != 2 {
 		t.Fatalf("%d records, want 2", len(recs))

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/workerscope/workerscope/internal/testutil"
 	"github.com/workerscope/workerscope/telemetry/sampler"
+	"github.com/workerscope/workerscope/workers/workerstest"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -73,8 +73,8 @@ func processCPU() time.Duration {
 // one whole export cycle (a fresh sampling pass included).
 func exportPipeline(tb testing.TB, n int) (*sdkmetric.MeterProvider, *sampler.Sampler, *otlpSink) {
 	tb.Helper()
-	ws := testutil.IdleSleepers(tb, n)
-	src := &testutil.StaticSource{WS: ws}
+	ws := workerstest.IdleSleepers(tb, n)
+	src := &workerstest.StaticSource{WS: ws}
 	sink, addr := startSink(tb)
 	s, err := sampler.New(src, sampler.Options{MinInterval: time.Nanosecond})
 	if err != nil {

@@ -13,8 +13,9 @@ import (
 	"time"
 
 	"github.com/workerscope/workerscope/internal/procfs"
-	"github.com/workerscope/workerscope/internal/testutil"
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/workers"
+	"github.com/workerscope/workerscope/workers/workerstest"
 )
 
 // TestChurnLeavesNothingBehind runs 10,000 spawn/exit cycles through the
@@ -26,8 +27,8 @@ func TestChurnLeavesNothingBehind(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		cycles = 1000 // the full 10,000 run without -race: make churn
 	}
-	m := testutil.NewDemoManager(t, func(c *workers.Config) { c.MaxWorkers = 64; c.StopGrace = time.Second })
-	pipe := startLocal(t, m, nil, nil)
+	m := workerstest.NewDemoManager(t, func(c *workers.Config) { c.MaxWorkers = 64; c.StopGrace = time.Second })
+	pipe := startLocal(t, m, nil)
 	sampler, reader := pipe.sampler, pipe.reader
 	fds := func() int {
 		n, _ := procfs.NewReader("").CountFDs(os.Getpid())
@@ -120,7 +121,7 @@ func TestChurnLeavesNothingBehind(t *testing.T) {
 	}
 	for name, pts := range got {
 		for _, p := range pts {
-			if _, ok := p.attrs.Value(AttrWorkerID); ok {
+			if _, ok := p.attrs.Value(attrkey.WorkerID); ok {
 				t.Errorf("%s still has a per-worker series after churn", name)
 				break
 			}

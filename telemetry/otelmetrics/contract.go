@@ -1,5 +1,7 @@
 package otelmetrics
 
+import "github.com/workerscope/workerscope/telemetry/attrkey"
+
 // Kind is an instrument kind as the metric contract names it. Counters are
 // monotonic; UpDownCounters and Gauges are not.
 type Kind string
@@ -15,6 +17,12 @@ const (
 
 // ValueType is the number type an instrument records.
 type ValueType string
+
+// Observable reports whether k is read by a callback at collection (else
+// it is recorded as things happen).
+func (k Kind) Observable() bool {
+	return k == ObservableCounter || k == ObservableUpDownCounter || k == ObservableGauge
+}
 
 // Value types.
 const (
@@ -38,30 +46,6 @@ type MetricDef struct {
 	// Buckets are a histogram's explicit bucket boundaries.
 	Buckets []float64
 }
-
-// Attribute keys.
-const (
-	AttrWorkerID    = "worker.id"
-	AttrWorkerKey   = "worker.key"
-	AttrProcessPID  = "process.pid"
-	AttrCPUMode     = "cpu.mode"
-	AttrFaultType   = "type"
-	AttrWorkerState = "worker.state"
-	AttrExitReason  = "exit.reason"
-	AttrRPCMethod   = "rpc.method"
-	AttrErrorType   = "error.type"
-	AttrLineReason  = "reason"
-	AttrLimit       = "limit"
-	AttrEnforcement = "enforcement"
-	// GenAI attributes (the OpenTelemetry GenAI semantic conventions, as
-	// of semconv v1.41.0) and the budget's name.
-	AttrGenAIOperation = "gen_ai.operation.name"
-	AttrGenAIProvider  = "gen_ai.provider.name"
-	AttrGenAIModel     = "gen_ai.request.model"
-	AttrGenAITokenType = "gen_ai.token.type"
-	AttrGenAIToolName  = "gen_ai.tool.name"
-	AttrBudget         = "workerscope.budget"
-)
 
 // Metric names. Per-worker usage sums the worker's whole process tree, so
 // it lives in the product's namespace with semconv's shapes; process.* is
@@ -123,7 +107,7 @@ const (
 	MetricProcessUptime         = "process.uptime"
 )
 
-var perWorker = []string{AttrWorkerID, AttrWorkerKey, AttrProcessPID}
+var perWorker = []string{attrkey.WorkerID, attrkey.WorkerKey, attrkey.ProcessPID}
 
 func withAttr(extra ...string) []string {
 	return append(append([]string(nil), perWorker...), extra...)
@@ -134,9 +118,9 @@ func withAttr(extra ...string) []string {
 // and the application gauges of Gauges come on top).
 func Contract() []MetricDef {
 	return []MetricDef{
-		{Name: MetricWorkerCPUTime, Kind: ObservableCounter, Value: Float64, Unit: "s", Attributes: withAttr(AttrCPUMode),
+		{Name: MetricWorkerCPUTime, Kind: ObservableCounter, Value: Float64, Unit: "s", Attributes: withAttr(attrkey.CPUMode),
 			Description: "CPU time of the worker's process tree, including descendants that exited; cpu.mode is user or system."},
-		{Name: MetricWorkerCPUUtilization, Kind: ObservableGauge, Value: Float64, Unit: "1", Attributes: withAttr(AttrCPUMode),
+		{Name: MetricWorkerCPUUtilization, Kind: ObservableGauge, Value: Float64, Unit: "1", Attributes: withAttr(attrkey.CPUMode),
 			Description: "CPU time of the tree over the last sampling window divided by the window and by the CPUs available (0..1 per mode)."},
 		{Name: MetricWorkerMemoryUsage, Kind: ObservableUpDownCounter, Value: Int64, Unit: "By", Attributes: withAttr(),
 			Description: "Resident set size summed over the tree's processes (shared pages count once per process, as in top)."},
@@ -148,13 +132,13 @@ func Contract() []MetricDef {
 			Description: "Open file descriptors in the tree."},
 		{Name: MetricWorkerUptime, Kind: ObservableGauge, Value: Float64, Unit: "s", Attributes: withAttr(),
 			Description: "Time since the worker was spawned."},
-		{Name: MetricWorkerPagingFaults, Kind: ObservableCounter, Value: Int64, Unit: "{fault}", Attributes: withAttr(AttrFaultType),
+		{Name: MetricWorkerPagingFaults, Kind: ObservableCounter, Value: Int64, Unit: "{fault}", Attributes: withAttr(attrkey.FaultType),
 			Description: "Page faults of the tree, including descendants that exited; type is major (needed I/O) or minor."},
 		{Name: MetricWorkerIdleTime, Kind: ObservableGauge, Value: Float64, Unit: "s", Attributes: withAttr(),
 			Description: "Time since the worker's last user-initiated command was sent or answered."},
 		{Name: MetricWorkerZombie, Kind: ObservableGauge, Value: Int64, Unit: "{worker}", Attributes: withAttr(),
 			Description: "1 when the worker is alive, not running, and idle for longer than the reap TTL (the reaper failed or a stop is stuck), else 0."},
-		{Name: MetricWorkerState, Kind: ObservableGauge, Value: Int64, Unit: "{worker}", Attributes: withAttr(AttrWorkerState),
+		{Name: MetricWorkerState, Kind: ObservableGauge, Value: Int64, Unit: "{worker}", Attributes: withAttr(attrkey.WorkerState),
 			Description: "1 for the worker's current state (starting, idle, running, stopping); one series per worker at a time."},
 		{Name: MetricWorkerProcesses, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{process}", Attributes: withAttr(),
 			Description: "Processes in the worker's tree, re-parented descendants included."},
@@ -162,7 +146,7 @@ func Contract() []MetricDef {
 			Description: "Defunct (state Z, exited but not reaped) processes in the tree."},
 		{Name: MetricWorkerRequests, Kind: ObservableCounter, Value: Int64, Unit: "{request}", Attributes: withAttr(),
 			Description: "Commands sent to this worker."},
-		{Name: MetricWorkers, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{worker}", Attributes: []string{AttrWorkerState},
+		{Name: MetricWorkers, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{worker}", Attributes: []string{attrkey.WorkerState},
 			Description: "Live workers by state: starting, idle, running, stopping, exited."},
 		{Name: MetricWorkersLimit, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{worker}",
 			Description: "The pool's limit on live workers (--max-workers)."},
@@ -172,20 +156,20 @@ func Contract() []MetricDef {
 			Description: "Workers spawned."},
 		{Name: MetricSpawnFailures, Kind: ObservableCounter, Value: Int64, Unit: "{failure}",
 			Description: "Worker spawns that failed (command not found, pipes, ...)."},
-		{Name: MetricExits, Kind: ObservableCounter, Value: Int64, Unit: "{worker}", Attributes: []string{AttrExitReason},
+		{Name: MetricExits, Kind: ObservableCounter, Value: Int64, Unit: "{worker}", Attributes: []string{attrkey.ExitReason},
 			Description: "Workers that ended, by exit.reason: idle_reaped, stopped, crashed, killed, limit, memory_limit, oom_killed, pids_limit."},
 		{Name: MetricCrashLooping, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{session}",
 			Description: "Sessions whose last 3 or more workers in a row crashed within a minute of their start (they respawn after a back-off)."},
-		{Name: MetricRPCDuration, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{AttrRPCMethod, AttrErrorType},
+		{Name: MetricRPCDuration, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{attrkey.RPCMethod, attrkey.ErrorType},
 			Description: "Time from a command's arrival to its response, by rpc.method (the command type; at most 64 distinct, then _OTHER) and error.type (only on failures); exemplars link to the command's span.",
 			Buckets:     []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}},
-		{Name: MetricRPCCPUTime, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{AttrRPCMethod, AttrErrorType},
+		{Name: MetricRPCCPUTime, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{attrkey.RPCMethod, attrkey.ErrorType},
 			Description: "CPU time (user + system) the worker's whole process tree used during a command, to its response (workerscope.run.cpu_time covers a run that follows), exited children included, by rpc.method and error.type (only on failures); Linux only. Concurrent commands on one worker each record the whole tree's.",
 			Buckets:     []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}},
-		{Name: MetricRunDuration, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{AttrRPCMethod, AttrErrorType},
+		{Name: MetricRunDuration, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{attrkey.RPCMethod, attrkey.ErrorType},
 			Description: "Time from the arrival of a command whose response was followed by a streamed run (pi's prompt: agent_start to agent_end) to the run's end, by rpc.method and error.type (worker_exit when the worker exited during the run); exemplars link to the command's span.",
 			Buckets:     []float64{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600}},
-		{Name: MetricRunCPUTime, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{AttrRPCMethod, AttrErrorType},
+		{Name: MetricRunCPUTime, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{attrkey.RPCMethod, attrkey.ErrorType},
 			Description: "CPU time (user + system) the worker's whole process tree used during a command and the streamed run that followed it, exited children included, by rpc.method and error.type (worker_exit when the worker exited during the run); Linux only. Concurrent commands on one worker each record the whole tree's.",
 			Buckets:     []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}},
 		{Name: MetricLogRecordsDropped, Kind: ObservableCounter, Value: Int64, Unit: "{record}",
@@ -197,7 +181,7 @@ func Contract() []MetricDef {
 			Buckets:     []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}},
 		{Name: MetricSamplerErrors, Kind: ObservableCounter, Value: Int64, Unit: "{error}",
 			Description: "Worker measurements that failed (the worker's usage values are then missing from that pass)."},
-		{Name: MetricLinesSkipped, Kind: ObservableCounter, Value: Int64, Unit: "{line}", Attributes: []string{AttrLineReason},
+		{Name: MetricLinesSkipped, Kind: ObservableCounter, Value: Int64, Unit: "{line}", Attributes: []string{attrkey.LineReason},
 			Description: "Worker output lines skipped, by reason: invalid (not a JSON object) or oversize."},
 		{Name: MetricEventsDropped, Kind: ObservableCounter, Value: Int64, Unit: "{event}",
 			Description: "Events lost by subscribers that fell behind."},
@@ -207,39 +191,39 @@ func Contract() []MetricDef {
 			Description: "Failed OTLP metric exports (a backend sees them once an export succeeds again)."},
 		{Name: MetricProfilingUploadErrors, Kind: ObservableCounter, Value: Int64, Unit: "{error}",
 			Description: "Failed or dropped Pyroscope profile uploads."},
-		{Name: MetricLimitHits, Kind: ObservableCounter, Value: Int64, Unit: "{event}", Attributes: []string{AttrLimit},
+		{Name: MetricLimitHits, Kind: ObservableCounter, Value: Int64, Unit: "{event}", Attributes: []string{attrkey.Limit},
 			Description: "Limit events by limit: memory (OOM kills in a worker's cgroup and watchdog stops), pids (forks refused at pids.max and watchdog stops), cpu (periods in which a worker's cgroup was throttled)."},
-		{Name: MetricWorkerMemoryLimit, Kind: ObservableUpDownCounter, Value: Int64, Unit: "By", Attributes: []string{AttrEnforcement},
+		{Name: MetricWorkerMemoryLimit, Kind: ObservableUpDownCounter, Value: Int64, Unit: "By", Attributes: []string{attrkey.Enforcement},
 			Description: "Memory limit of each worker's whole tree (--worker-memory-max), reported when set, with what enforces it."},
-		{Name: MetricWorkerProcessesLimit, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{process}", Attributes: []string{AttrEnforcement},
+		{Name: MetricWorkerProcessesLimit, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{process}", Attributes: []string{attrkey.Enforcement},
 			Description: "Limit on processes and threads in each worker's tree (--worker-pids-max), reported when set, with what enforces it."},
-		{Name: MetricWorkerCPULimit, Kind: ObservableGauge, Value: Float64, Unit: "{cpu}", Attributes: []string{AttrEnforcement},
+		{Name: MetricWorkerCPULimit, Kind: ObservableGauge, Value: Float64, Unit: "{cpu}", Attributes: []string{attrkey.Enforcement},
 			Description: "CPU bandwidth limit of each worker's tree in cores (--worker-cpu-max), reported when set, with what enforces it."},
-		{Name: MetricGenAITokenUsage, Kind: Histogram, Value: Int64, Unit: "{token}", Attributes: []string{AttrGenAIOperation, AttrGenAIProvider, AttrGenAIModel, AttrGenAITokenType},
+		{Name: MetricGenAITokenUsage, Kind: Histogram, Value: Int64, Unit: "{token}", Attributes: []string{attrkey.GenAIOperation, attrkey.GenAIProvider, attrkey.GenAIModel, attrkey.GenAITokenType},
 			Description: "Tokens one model call of an agent run used, by gen_ai.token.type (input, cached input included; output), provider and model as the agent reported them (at most 64 provider-model pairs, then _OTHER).",
 			Buckets:     []float64{1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864}},
-		{Name: MetricGenAIOpDuration, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{AttrGenAIOperation, AttrGenAIProvider, AttrGenAIModel, AttrErrorType},
+		{Name: MetricGenAIOpDuration, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{attrkey.GenAIOperation, attrkey.GenAIProvider, attrkey.GenAIModel, attrkey.ErrorType},
 			Description: "Time of one model call of an agent run, from its message_start to its message_end as the supervisor saw them; error.type model_error when it ended with an error.",
 			Buckets:     []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92}},
-		{Name: MetricGenAICost, Kind: Counter, Value: Float64, Unit: "{USD}", Attributes: []string{AttrGenAIProvider, AttrGenAIModel},
+		{Name: MetricGenAICost, Kind: Counter, Value: Float64, Unit: "{USD}", Attributes: []string{attrkey.GenAIProvider, attrkey.GenAIModel},
 			Description: "US dollars the model calls of agent runs cost, as the agent reported them (pi's usage.cost.total), by provider and model."},
-		{Name: MetricGenAIToolDuration, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{AttrGenAIToolName, AttrErrorType},
+		{Name: MetricGenAIToolDuration, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{attrkey.GenAIToolName, attrkey.ErrorType},
 			Description: "Time of one tool call of an agent run, from its tool_execution_start to its tool_execution_end, by gen_ai.tool.name (at most 32 distinct, then _OTHER) and error.type (tool_error when it failed).",
 			Buckets:     []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}},
-		{Name: MetricGenAIToolCPUTime, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{AttrGenAIToolName, AttrErrorType},
+		{Name: MetricGenAIToolCPUTime, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{attrkey.GenAIToolName, attrkey.ErrorType},
 			Description: "CPU time (user + system) the worker's whole process tree used during one tool call of an agent run, exited children included, by gen_ai.tool.name and error.type; Linux only.",
 			Buckets:     []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900}},
 		{Name: MetricGenAIEventsSkipped, Kind: ObservableCounter, Value: Int64, Unit: "{event}",
 			Description: "Agent events (message_*, tool_execution_*) that did not decode, and ends without a start, skipped."},
-		{Name: MetricBudgetsExceeded, Kind: ObservableCounter, Value: Int64, Unit: "{session}", Attributes: []string{AttrBudget},
+		{Name: MetricBudgetsExceeded, Kind: ObservableCounter, Value: Int64, Unit: "{session}", Attributes: []string{attrkey.Budget},
 			Description: "Sessions that went past their budget (workerscope.budget: tokens or spend) and had their run aborted."},
 		{Name: MetricSessionCost, Kind: ObservableGauge, Value: Float64, Unit: "{USD}", Attributes: withAttr(),
 			Description: "US dollars the worker's session has spent on model calls so far (across the session's workers, since it began or was reset: a gauge, as a respawned worker starts from its session's total)."},
-		{Name: MetricSessionTokens, Kind: ObservableGauge, Value: Int64, Unit: "{token}", Attributes: withAttr(AttrGenAITokenType),
+		{Name: MetricSessionTokens, Kind: ObservableGauge, Value: Int64, Unit: "{token}", Attributes: withAttr(attrkey.GenAITokenType),
 			Description: "Tokens the worker's session has used so far, by gen_ai.token.type (input, cached input included; output)."},
-		{Name: MetricSessionBudgetUsage, Kind: ObservableGauge, Value: Float64, Unit: "1", Attributes: withAttr(AttrBudget),
+		{Name: MetricSessionBudgetUsage, Kind: ObservableGauge, Value: Float64, Unit: "1", Attributes: withAttr(attrkey.Budget),
 			Description: "The share of its budget (workerscope.budget: tokens or spend) the worker's session has used; reported when the budget is set (1 and more: past it)."},
-		{Name: MetricProcessCPUTime, Kind: ObservableCounter, Value: Float64, Unit: "s", Attributes: []string{AttrCPUMode},
+		{Name: MetricProcessCPUTime, Kind: ObservableCounter, Value: Float64, Unit: "s", Attributes: []string{attrkey.CPUMode},
 			Description: "CPU time of the supervisor process itself; cpu.mode is user or system."},
 		{Name: MetricProcessMemoryUsage, Kind: ObservableUpDownCounter, Value: Int64, Unit: "By",
 			Description: "Resident set size of the supervisor process."},

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/workers"
 )
 
@@ -12,6 +13,7 @@ import (
 // registered contract disagree on any metric's name, kind, value type,
 // unit, attributes or description.
 func TestMetricsDocMatchesContract(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile("../../docs/metrics.md")
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +67,7 @@ func TestMetricsDocMatchesContract(t *testing.T) {
 // TestMetricsDocListsEveryAttributeValue fails when an attribute value the
 // code can produce is missing from the attribute table of docs/metrics.md.
 func TestMetricsDocListsEveryAttributeValue(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile("../../docs/metrics.md")
 	if err != nil {
 		t.Fatal(err)
@@ -82,19 +85,19 @@ func TestMetricsDocListsEveryAttributeValue(t *testing.T) {
 		meaning[strings.Trim(strings.TrimSpace(cells[0]), "`")] = cells[len(cells)-1]
 	}
 	values := map[string][]string{
-		AttrCPUMode:     {"user", "system"},
-		AttrFaultType:   {"major", "minor"},
-		AttrLineReason:  {"invalid", "oversize"},
-		AttrRPCMethod:   {otherMethod},
-		AttrErrorType:   workers.ErrorCodes,
-		AttrLimit:       workers.LimitNames,
-		AttrEnforcement: {string(workers.TierCgroup2), string(workers.TierCgroup1), string(workers.TierWatchdog), "none"},
+		attrkey.CPUMode:     {"user", "system"},
+		attrkey.FaultType:   {"major", "minor"},
+		attrkey.LineReason:  {"invalid", "oversize"},
+		attrkey.RPCMethod:   {otherMethod},
+		attrkey.ErrorType:   workers.ErrorCodes,
+		attrkey.Limit:       workers.LimitNames,
+		attrkey.Enforcement: {string(workers.TierCgroup2), string(workers.TierCgroup1), string(workers.TierWatchdog), "none"},
 	}
 	for _, s := range workers.States {
-		values[AttrWorkerState] = append(values[AttrWorkerState], string(s))
+		values[attrkey.WorkerState] = append(values[attrkey.WorkerState], string(s))
 	}
 	for _, r := range workers.ExitReasons {
-		values[AttrExitReason] = append(values[AttrExitReason], string(r))
+		values[attrkey.ExitReason] = append(values[attrkey.ExitReason], string(r))
 	}
 	for _, d := range Contract() {
 		for _, a := range d.Attributes {

@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/workers"
 )
 
@@ -51,26 +52,26 @@ type modelAttrs struct {
 type toolAttrs struct{ ok, failed metric.MeasurementOption }
 
 func newModelAttrs(provider, model string) *modelAttrs {
-	base := []attribute.KeyValue{attribute.String(AttrGenAIOperation, opChat),
-		attribute.String(AttrGenAIProvider, provider), attribute.String(AttrGenAIModel, model)}
+	base := []attribute.KeyValue{attribute.String(attrkey.GenAIOperation, opChat),
+		attribute.String(attrkey.GenAIProvider, provider), attribute.String(attrkey.GenAIModel, model)}
 	with := func(kv ...attribute.KeyValue) metric.MeasurementOption {
 		return metric.WithAttributeSet(attribute.NewSet(append(append([]attribute.KeyValue(nil), base...), kv...)...))
 	}
 	return &modelAttrs{
-		in:     with(attribute.String(AttrGenAITokenType, tokenInput)),
-		out:    with(attribute.String(AttrGenAITokenType, tokenOutput)),
+		in:     with(attribute.String(attrkey.GenAITokenType, tokenInput)),
+		out:    with(attribute.String(attrkey.GenAITokenType, tokenOutput)),
 		dur:    with(),
-		durErr: with(attribute.String(AttrErrorType, errorTypeModel)),
-		cost: metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrGenAIProvider, provider),
-			attribute.String(AttrGenAIModel, model))),
+		durErr: with(attribute.String(attrkey.ErrorType, errorTypeModel)),
+		cost: metric.WithAttributeSet(attribute.NewSet(attribute.String(attrkey.GenAIProvider, provider),
+			attribute.String(attrkey.GenAIModel, model))),
 	}
 }
 
 func newToolAttrs(name string) *toolAttrs {
-	kv := attribute.String(AttrGenAIToolName, name)
+	kv := attribute.String(attrkey.GenAIToolName, name)
 	return &toolAttrs{
 		ok:     metric.WithAttributeSet(attribute.NewSet(kv)),
-		failed: metric.WithAttributeSet(attribute.NewSet(kv, attribute.String(AttrErrorType, errorTypeTool))),
+		failed: metric.WithAttributeSet(attribute.NewSet(kv, attribute.String(attrkey.ErrorType, errorTypeTool))),
 	}
 }
 
@@ -115,8 +116,8 @@ func (g *genaiAttrs) tool(name string) *toolAttrs {
 // RecordModelCall records one model call: its input and output tokens,
 // its duration and its cost. A call the run ended before its end
 // (Incomplete) has no usage and no duration of its own and is not
-// recorded. Use it as workers.Config.OnModelCall (through Hook).
-func (m *Metrics) RecordModelCall(c workers.ModelCall) {
+// recorded. Use it as workers.Config.OnModelCall.
+func (m *Recorder) RecordModelCall(c workers.ModelCall) {
 	if c.Incomplete {
 		return
 	}
@@ -125,7 +126,7 @@ func (m *Metrics) RecordModelCall(c workers.ModelCall) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	in := &m.inst
+	in := &m.in
 	in.tokenUsage.Record(ctx, c.Usage.Input+c.Usage.CacheRead+c.Usage.CacheWrite, a.in)
 	in.tokenUsage.Record(ctx, c.Usage.Output, a.out)
 	dur := a.dur
@@ -140,8 +141,8 @@ func (m *Metrics) RecordModelCall(c workers.ModelCall) {
 
 // RecordToolCall records one tool call: its duration and, when measured,
 // the CPU its worker's tree used meanwhile. Use it as
-// workers.Config.OnToolCall (through Hook).
-func (m *Metrics) RecordToolCall(c workers.ToolCall) {
+// workers.Config.OnToolCall.
+func (m *Recorder) RecordToolCall(c workers.ToolCall) {
 	a := m.genai.tool(c.Name)
 	opt := a.ok
 	if c.IsError {
@@ -151,9 +152,9 @@ func (m *Metrics) RecordToolCall(c workers.ToolCall) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	m.inst.toolDuration.Record(ctx, c.End.Sub(c.Start).Seconds(), opt)
+	m.in.toolDuration.Record(ctx, c.End.Sub(c.Start).Seconds(), opt)
 	if c.Cost != nil {
-		m.inst.toolCPU.Record(ctx, c.Cost.CPU().Seconds(), opt)
+		m.in.toolCPU.Record(ctx, c.Cost.CPU().Seconds(), opt)
 	}
 }
 
@@ -168,19 +169,5 @@ func (m *Metrics) observeSession(o metric.Observer, ag *workers.AgentSnapshot, a
 	}
 	if b := m.opts.SessionSpendBudgetUSD; b > 0 {
 		o.ObserveFloat64(in.budgetUtil, ag.Usage.CostUSD/b, a.budUSD)
-	}
-}
-
-// OnModelCall records c. Use it as workers.Config.OnModelCall.
-func (h *Hook) OnModelCall(c workers.ModelCall) {
-	if m := h.m.Load(); m != nil {
-		m.RecordModelCall(c)
-	}
-}
-
-// OnToolCall records c. Use it as workers.Config.OnToolCall.
-func (h *Hook) OnToolCall(c workers.ToolCall) {
-	if m := h.m.Load(); m != nil {
-		m.RecordToolCall(c)
 	}
 }

@@ -12,7 +12,9 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/workerscope/workerscope/internal/testutil"
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/workers"
+	"github.com/workerscope/workerscope/workers/workerstest"
 )
 
 // TestGenAIMetricsFromRealRun: a real demo worker's agent run (two tool
@@ -22,12 +24,12 @@ import (
 // name; the session's totals and its share of the spend budget are
 // observed per worker; tool names past the cap fall into _OTHER.
 func TestGenAIMetricsFromRealRun(t *testing.T) {
-	hook := &Hook{}
-	m := testutil.NewDemoManager(t, func(c *workers.Config) {
-		c.OnModelCall, c.OnToolCall = hook.OnModelCall, hook.OnToolCall
+	l := newLocal(t)
+	m := workerstest.NewDemoManager(t, func(c *workers.Config) {
+		c.OnModelCall, c.OnToolCall = l.recorder.RecordModelCall, l.recorder.RecordToolCall
 		c.SessionSpendBudgetUSD = 1
 	})
-	l := startLocal(t, m, hook, func(o *MetricsOptions) { o.SessionSpendBudgetUSD = 1 })
+	l.observe(t, m, func(o *MetricsOptions) { o.SessionSpendBudgetUSD = 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	sub, err := m.Subscribe("g", 0)
@@ -51,10 +53,10 @@ func TestGenAIMetricsFromRealRun(t *testing.T) {
 		}
 		return findMetric(rm, MetricGenAIToolCPUTime) != nil && findMetric(rm, MetricSessionCost) != nil
 	})
-	model := []attribute.KeyValue{attribute.String(AttrGenAIOperation, "chat"), attribute.String(AttrGenAIProvider, "demo"), attribute.String(AttrGenAIModel, "demo-model")}
+	model := []attribute.KeyValue{attribute.String(attrkey.GenAIOperation, "chat"), attribute.String(attrkey.GenAIProvider, "demo"), attribute.String(attrkey.GenAIModel, "demo-model")}
 	tok := findMetric(rm, MetricGenAITokenUsage).Data.(metricdata.Histogram[int64])
 	for typ, want := range map[string]int64{"input": 3 * 800, "output": 3 * 30} {
-		set := attribute.NewSet(append(model, attribute.String(AttrGenAITokenType, typ))...)
+		set := attribute.NewSet(append(model, attribute.String(attrkey.GenAITokenType, typ))...)
 		found := false
 		for _, p := range tok.DataPoints {
 			if p.Attributes.Equals(&set) {
@@ -76,7 +78,7 @@ func TestGenAIMetricsFromRealRun(t *testing.T) {
 	if len(cost.DataPoints) != 1 || cost.DataPoints[0].Value != 3*0.125 || !cost.IsMonotonic {
 		t.Errorf("cost %+v, want $0.375", cost.DataPoints)
 	}
-	bash := attribute.String(AttrGenAIToolName, "bash")
+	bash := attribute.String(attrkey.GenAIToolName, "bash")
 	cpu := findMetric(rm, MetricGenAIToolCPUTime).Data.(metricdata.Histogram[float64])
 	if p, ok := pointFor(cpu.DataPoints, bash); !ok || p.Count != 2 || p.Sum < 0.3 || p.Sum > 0.5 {
 		t.Errorf("tool cpu %+v (found %v), want 2 calls of about 0.4 s together", p, ok)
@@ -95,14 +97,14 @@ func TestGenAIMetricsFromRealRun(t *testing.T) {
 
 	// The tool-name cap.
 	for i := 0; i < maxTools+3; i++ {
-		l.metrics.RecordToolCall(workers.ToolCall{Name: fmt.Sprintf("t%d", i), End: time.Now()})
+		l.recorder.RecordToolCall(workers.ToolCall{Name: fmt.Sprintf("t%d", i), End: time.Now()})
 	}
 	rm = metricdata.ResourceMetrics{}
 	if err := l.reader.Collect(ctx, &rm); err != nil {
 		t.Fatal(err)
 	}
 	td := findMetric(rm, MetricGenAIToolDuration).Data.(metricdata.Histogram[float64])
-	if p, ok := pointFor(td.DataPoints, attribute.String(AttrGenAIToolName, otherMethod)); !ok || p.Count != 4 || len(td.DataPoints) != maxTools+1 {
+	if p, ok := pointFor(td.DataPoints, attribute.String(attrkey.GenAIToolName, otherMethod)); !ok || p.Count != 4 || len(td.DataPoints) != maxTools+1 {
 		t.Errorf("%d tool series, _OTHER %+v; want %d and 4 calls in _OTHER", len(td.DataPoints), p, maxTools+1)
 	}
 }

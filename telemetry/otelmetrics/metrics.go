@@ -6,46 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/telemetry/sampler"
 	"github.com/workerscope/workerscope/workers"
 )
-
-// Hook forwards events to the instruments once they exist, so it can be
-// set as workers.Config.OnRPC and sampler.Options.OnPass before the
-// Manager and the Sampler (which the instruments read) are created. Events
-// before Attach are dropped.
-type Hook struct{ m atomic.Pointer[Metrics] }
-
-// OnRPC records r. Use it as workers.Config.OnRPC.
-func (h *Hook) OnRPC(r workers.RPCResult) {
-	if m := h.m.Load(); m != nil {
-		m.RecordRPC(r)
-	}
-}
-
-// OnPass records one sampling pass. Use it as sampler.Options.OnPass.
-func (h *Hook) OnPass(took time.Duration, _ int) {
-	if m := h.m.Load(); m != nil {
-		m.RecordSamplerPass(took.Seconds())
-	}
-}
-
-// OnRun records the run that followed a command. Use it as
-// workers.Config.OnRun.
-func (h *Hook) OnRun(r workers.RPCResult) {
-	if m := h.m.Load(); m != nil {
-		m.RecordRun(r)
-	}
-}
-
-// Attach makes h forward to m.
-func (h *Hook) Attach(m *Metrics) { h.m.Store(m) }
 
 // StatsSource is the supervisor's counters. *workers.Manager implements it.
 type StatsSource interface {
@@ -88,17 +57,13 @@ type MetricsOptions struct {
 	SessionSpendBudgetUSD float64
 }
 
-// Metrics holds the registered instruments.
+// Metrics holds the observable instruments and their one callback: what
+// the sampler and the Manager's counters say at each collection.
 type Metrics struct {
 	opts  MetricsOptions
 	reg   metric.Registration
-	inst  instruments
+	inst  observables
 	fixed fixedAttrs
-
-	cmdMu    sync.Mutex
-	commands map[string]attribute.KeyValue // bounded set of command types seen
-
-	genai genaiAttrs // bounded sets of models and tools seen (genai.go)
 
 	// attribute sets per worker, built once per worker lifetime: building
 	// and sorting the sets per worker per collection was a fifth of the
@@ -112,8 +77,8 @@ type Metrics struct {
 	warned     bool // the cap was logged
 }
 
-// instruments are the contract's instruments, by role.
-type instruments struct {
+// observables are the contract's observable instruments, by role.
+type observables struct {
 	cpuTime, cpuUtil, uptime, idle                                    metric.Float64Observable
 	memUsage, memVirtual, threads, fds, faults, zombie, state         metric.Int64Observable
 	procs, defunct, requests                                          metric.Int64Observable
@@ -124,17 +89,23 @@ type instruments struct {
 	cpuLimit                                                          metric.Float64Observable
 	selfCPU, selfUptime                                               metric.Float64Observable
 	selfMem, selfVirtual, selfThreads, selfFDs                        metric.Int64Observable
-	rpcDuration, rpcCPUTime, samplerDuration                          metric.Float64Histogram
-	runDuration, runCPUTime                                           metric.Float64Histogram
-	observables                                                       []metric.Observable
+	all                                                               []metric.Observable
 
 	// GenAI (genai.go)
-	tokenUsage                        metric.Int64Histogram
-	opDuration, toolDuration, toolCPU metric.Float64Histogram
-	cost                              metric.Float64Counter
-	agentSkipped, budgetsExceeded     metric.Int64Observable
-	sessionTokens                     metric.Int64Observable
-	sessionCost, budgetUtil           metric.Float64Observable
+	agentSkipped, budgetsExceeded metric.Int64Observable
+	sessionTokens                 metric.Int64Observable
+	sessionCost, budgetUtil       metric.Float64Observable
+}
+
+// recorded are the contract's synchronous instruments, by role: what
+// happens between collections (commands, runs, model and tool calls,
+// sampling passes).
+type recorded struct {
+	rpcDuration, rpcCPUTime, samplerDuration metric.Float64Histogram
+	runDuration, runCPUTime                  metric.Float64Histogram
+	tokenUsage                               metric.Int64Histogram
+	opDuration, toolDuration, toolCPU        metric.Float64Histogram
+	cost                                     metric.Float64Counter
 }
 
 const maxCommandTypes = 64
@@ -158,8 +129,8 @@ type workerAttrs struct {
 func (m *Metrics) workerAttrsLocked(w *sampler.WorkerReport) *workerAttrs {
 	a := m.attrs[w.ID]
 	if a == nil || a.pid != w.PID || a.key != w.Key {
-		id, pid := attribute.String(AttrWorkerID, w.ID), attribute.Int(AttrProcessPID, w.PID)
-		key := attribute.String(AttrWorkerKey, w.Key)
+		id, pid := attribute.String(attrkey.WorkerID, w.ID), attribute.Int(attrkey.ProcessPID, w.PID)
+		key := attribute.String(attrkey.WorkerKey, w.Key)
 		if m.opts.DropWorkerKey {
 			key = id // a duplicate key collapses in the set
 		}
@@ -169,16 +140,16 @@ func (m *Metrics) workerAttrsLocked(w *sampler.WorkerReport) *workerAttrs {
 		a = &workerAttrs{
 			pid: w.PID, key: w.Key,
 			all:       with(),
-			user:      with(attribute.String(AttrCPUMode, "user")),
-			system:    with(attribute.String(AttrCPUMode, "system")),
-			major:     with(attribute.String(AttrFaultType, "major")),
-			minor:     with(attribute.String(AttrFaultType, "minor")),
+			user:      with(attribute.String(attrkey.CPUMode, "user")),
+			system:    with(attribute.String(attrkey.CPUMode, "system")),
+			major:     with(attribute.String(attrkey.FaultType, "major")),
+			minor:     with(attribute.String(attrkey.FaultType, "minor")),
 			set:       []attribute.KeyValue{id, pid, key},
 			state:     map[workers.State]metric.MeasurementOption{},
-			tokIn:     with(attribute.String(AttrGenAITokenType, tokenInput)),
-			tokOut:    with(attribute.String(AttrGenAITokenType, tokenOutput)),
-			budTokens: with(attribute.String(AttrBudget, workers.BudgetTokens)),
-			budUSD:    with(attribute.String(AttrBudget, workers.BudgetSpend)),
+			tokIn:     with(attribute.String(attrkey.GenAITokenType, tokenInput)),
+			tokOut:    with(attribute.String(attrkey.GenAITokenType, tokenOutput)),
+			budTokens: with(attribute.String(attrkey.Budget, workers.BudgetTokens)),
+			budUSD:    with(attribute.String(attrkey.Budget, workers.BudgetSpend)),
 		}
 		m.attrs[w.ID] = a
 	}
@@ -189,7 +160,7 @@ func (m *Metrics) workerAttrsLocked(w *sampler.WorkerReport) *workerAttrs {
 func (a *workerAttrs) stateOpt(s workers.State) metric.MeasurementOption {
 	opt, ok := a.state[s]
 	if !ok {
-		opt = metric.WithAttributeSet(attribute.NewSet(append(append([]attribute.KeyValue(nil), a.set...), attribute.String(AttrWorkerState, string(s)))...))
+		opt = metric.WithAttributeSet(attribute.NewSet(append(append([]attribute.KeyValue(nil), a.set...), attribute.String(attrkey.WorkerState, string(s)))...))
 		a.state[s] = opt
 	}
 	return opt
@@ -221,107 +192,135 @@ func register(meter metric.Meter, d MetricDef) (any, error) {
 	return nil, fmt.Errorf("otelmetrics: %s: no instrument for kind %s of %s", d.Name, d.Kind, d.Value)
 }
 
-// registerAll registers every instrument of the contract and hands each
-// to its role by name.
-func registerAll(meter metric.Meter) (instruments, error) {
-	created := map[string]any{}
-	var in instruments
-	var errs []error
-	for _, d := range Contract() {
-		inst, err := register(meter, d)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		created[d.Name] = inst
-		if o, ok := inst.(metric.Observable); ok {
-			in.observables = append(in.observables, o)
-		}
-	}
-	take := func(name string, dst any) {
-		inst, ok := created[name]
-		if !ok {
-			errs = append(errs, fmt.Errorf("otelmetrics: %s is not in the contract", name))
-			return
-		}
-		var fit bool
-		switch p := dst.(type) {
-		case *metric.Float64Observable:
-			*p, fit = inst.(metric.Float64Observable)
-		case *metric.Int64Observable:
-			*p, fit = inst.(metric.Int64Observable)
-		case *metric.Float64Histogram:
-			*p, fit = inst.(metric.Float64Histogram)
-		case *metric.Int64Histogram:
-			*p, fit = inst.(metric.Int64Histogram)
-		case *metric.Float64Counter:
-			*p, fit = inst.(metric.Float64Counter)
-		}
-		if !fit {
-			errs = append(errs, fmt.Errorf("otelmetrics: %s is a %T in the contract, used as %T", name, inst, dst))
-		}
-	}
-	take(MetricWorkerCPUTime, &in.cpuTime)
-	take(MetricWorkerCPUUtilization, &in.cpuUtil)
-	take(MetricWorkerMemoryUsage, &in.memUsage)
-	take(MetricWorkerMemoryVirtual, &in.memVirtual)
-	take(MetricWorkerThreadCount, &in.threads)
-	take(MetricWorkerFDCount, &in.fds)
-	take(MetricWorkerUptime, &in.uptime)
-	take(MetricWorkerPagingFaults, &in.faults)
-	take(MetricWorkerIdleTime, &in.idle)
-	take(MetricWorkerZombie, &in.zombie)
-	take(MetricWorkerState, &in.state)
-	take(MetricWorkerProcesses, &in.procs)
-	take(MetricWorkerDefunct, &in.defunct)
-	take(MetricWorkerRequests, &in.requests)
-	take(MetricWorkers, &in.pool)
-	take(MetricWorkersLimit, &in.poolLimit)
-	take(MetricWorkersUnobserved, &in.unobserved)
-	take(MetricSpawns, &in.spawns)
-	take(MetricSpawnFailures, &in.spawnFailures)
-	take(MetricExits, &in.exits)
-	take(MetricCrashLooping, &in.crashLooping)
-	take(MetricRPCDuration, &in.rpcDuration)
-	take(MetricRPCCPUTime, &in.rpcCPUTime)
-	take(MetricRunDuration, &in.runDuration)
-	take(MetricRunCPUTime, &in.runCPUTime)
-	take(MetricLogRecordsDropped, &in.logRecordsDropped)
-	take(MetricSSEClients, &in.sse)
-	take(MetricSamplerDuration, &in.samplerDuration)
-	take(MetricSamplerErrors, &in.samplerErrors)
-	take(MetricLinesSkipped, &in.linesSkipped)
-	take(MetricEventsDropped, &in.eventsDropped)
-	take(MetricOrphansReaped, &in.orphans)
-	take(MetricExportErrors, &in.exportErrors)
-	take(MetricProfilingUploadErrors, &in.profilingErrors)
-	take(MetricLimitHits, &in.limitHits)
-	take(MetricWorkerMemoryLimit, &in.memLimit)
-	take(MetricWorkerProcessesLimit, &in.procLimit)
-	take(MetricWorkerCPULimit, &in.cpuLimit)
-	take(MetricGenAITokenUsage, &in.tokenUsage)
-	take(MetricGenAIOpDuration, &in.opDuration)
-	take(MetricGenAICost, &in.cost)
-	take(MetricGenAIToolDuration, &in.toolDuration)
-	take(MetricGenAIToolCPUTime, &in.toolCPU)
-	take(MetricGenAIEventsSkipped, &in.agentSkipped)
-	take(MetricBudgetsExceeded, &in.budgetsExceeded)
-	take(MetricSessionCost, &in.sessionCost)
-	take(MetricSessionTokens, &in.sessionTokens)
-	take(MetricSessionBudgetUsage, &in.budgetUtil)
-	take(MetricProcessCPUTime, &in.selfCPU)
-	take(MetricProcessMemoryUsage, &in.selfMem)
-	take(MetricProcessMemoryVirtual, &in.selfVirtual)
-	take(MetricProcessThreadCount, &in.selfThreads)
-	take(MetricProcessFDCount, &in.selfFDs)
-	take(MetricProcessUptime, &in.selfUptime)
-	return in, errors.Join(errs...)
+// registry creates the contract's instruments of one side, synchronous
+// or observable, each as the Go type its role is declared with.
+type registry struct {
+	meter       metric.Meter
+	observable  bool                 // the side: observable kinds, or the others
+	defs        map[string]MetricDef // the contract's metrics of this side
+	taken       map[string]bool
+	observables []metric.Observable
+	errs        []error
 }
 
-// NewMetrics registers every instrument of the contract on meter: all the
-// observable ones with ONE callback that reads the shared Report (the SDK
-// binds With…Callback options to the first instrument of a name only, and
-// one callback means one sampling pass per collection).
+func newRegistry(meter metric.Meter, observable bool) *registry {
+	r := &registry{meter: meter, observable: observable, defs: map[string]MetricDef{}, taken: map[string]bool{}}
+	for _, d := range Contract() {
+		if d.Kind.Observable() == observable {
+			r.defs[d.Name] = d
+		}
+	}
+	return r
+}
+
+// take registers the contract's metric name on r's meter into *dst; the
+// contract's Kind and Value must give dst's type.
+func take[T any](r *registry, name string, dst *T) {
+	d, ok := r.defs[name]
+	if !ok {
+		r.errs = append(r.errs, fmt.Errorf("otelmetrics: %s is not an instrument of this side of the contract", name))
+		return
+	}
+	inst, err := register(r.meter, d)
+	if err != nil {
+		r.errs = append(r.errs, err)
+		return
+	}
+	if *dst, ok = inst.(T); !ok {
+		r.errs = append(r.errs, fmt.Errorf("otelmetrics: %s is a %T in the contract, used as %T", name, inst, *dst))
+		return
+	}
+	r.taken[name] = true
+	if o, ok := inst.(metric.Observable); ok {
+		r.observables = append(r.observables, o)
+	}
+}
+
+// err reports every failed registration and every metric of r's side of
+// the contract that no role took.
+func (r *registry) err() error {
+	for name := range r.defs {
+		if !r.taken[name] {
+			r.errs = append(r.errs, fmt.Errorf("otelmetrics: %s is in the contract but no instrument records it", name))
+		}
+	}
+	return errors.Join(r.errs...)
+}
+
+// registerObservables registers the contract's observable instruments.
+func registerObservables(meter metric.Meter) (observables, error) {
+	r := newRegistry(meter, true)
+	var in observables
+	take(r, MetricWorkerCPUTime, &in.cpuTime)
+	take(r, MetricWorkerCPUUtilization, &in.cpuUtil)
+	take(r, MetricWorkerMemoryUsage, &in.memUsage)
+	take(r, MetricWorkerMemoryVirtual, &in.memVirtual)
+	take(r, MetricWorkerThreadCount, &in.threads)
+	take(r, MetricWorkerFDCount, &in.fds)
+	take(r, MetricWorkerUptime, &in.uptime)
+	take(r, MetricWorkerPagingFaults, &in.faults)
+	take(r, MetricWorkerIdleTime, &in.idle)
+	take(r, MetricWorkerZombie, &in.zombie)
+	take(r, MetricWorkerState, &in.state)
+	take(r, MetricWorkerProcesses, &in.procs)
+	take(r, MetricWorkerDefunct, &in.defunct)
+	take(r, MetricWorkerRequests, &in.requests)
+	take(r, MetricWorkers, &in.pool)
+	take(r, MetricWorkersLimit, &in.poolLimit)
+	take(r, MetricWorkersUnobserved, &in.unobserved)
+	take(r, MetricSpawns, &in.spawns)
+	take(r, MetricSpawnFailures, &in.spawnFailures)
+	take(r, MetricExits, &in.exits)
+	take(r, MetricCrashLooping, &in.crashLooping)
+	take(r, MetricLogRecordsDropped, &in.logRecordsDropped)
+	take(r, MetricSSEClients, &in.sse)
+	take(r, MetricSamplerErrors, &in.samplerErrors)
+	take(r, MetricLinesSkipped, &in.linesSkipped)
+	take(r, MetricEventsDropped, &in.eventsDropped)
+	take(r, MetricOrphansReaped, &in.orphans)
+	take(r, MetricExportErrors, &in.exportErrors)
+	take(r, MetricProfilingUploadErrors, &in.profilingErrors)
+	take(r, MetricLimitHits, &in.limitHits)
+	take(r, MetricWorkerMemoryLimit, &in.memLimit)
+	take(r, MetricWorkerProcessesLimit, &in.procLimit)
+	take(r, MetricWorkerCPULimit, &in.cpuLimit)
+	take(r, MetricGenAIEventsSkipped, &in.agentSkipped)
+	take(r, MetricBudgetsExceeded, &in.budgetsExceeded)
+	take(r, MetricSessionCost, &in.sessionCost)
+	take(r, MetricSessionTokens, &in.sessionTokens)
+	take(r, MetricSessionBudgetUsage, &in.budgetUtil)
+	take(r, MetricProcessCPUTime, &in.selfCPU)
+	take(r, MetricProcessMemoryUsage, &in.selfMem)
+	take(r, MetricProcessMemoryVirtual, &in.selfVirtual)
+	take(r, MetricProcessThreadCount, &in.selfThreads)
+	take(r, MetricProcessFDCount, &in.selfFDs)
+	take(r, MetricProcessUptime, &in.selfUptime)
+	in.all = r.observables
+	return in, r.err()
+}
+
+// registerRecorded registers the contract's synchronous instruments.
+func registerRecorded(meter metric.Meter) (recorded, error) {
+	r := newRegistry(meter, false)
+	var in recorded
+	take(r, MetricRPCDuration, &in.rpcDuration)
+	take(r, MetricRPCCPUTime, &in.rpcCPUTime)
+	take(r, MetricRunDuration, &in.runDuration)
+	take(r, MetricRunCPUTime, &in.runCPUTime)
+	take(r, MetricSamplerDuration, &in.samplerDuration)
+	take(r, MetricGenAITokenUsage, &in.tokenUsage)
+	take(r, MetricGenAIOpDuration, &in.opDuration)
+	take(r, MetricGenAICost, &in.cost)
+	take(r, MetricGenAIToolDuration, &in.toolDuration)
+	take(r, MetricGenAIToolCPUTime, &in.toolCPU)
+	return in, r.err()
+}
+
+// NewMetrics registers the contract's observable instruments on meter,
+// all with ONE callback that reads the shared Report (the SDK binds
+// With…Callback options to the first instrument of a name only, and one
+// callback means one sampling pass per collection). The synchronous ones
+// are the Recorder's.
 func NewMetrics(meter metric.Meter, opts MetricsOptions) (*Metrics, error) {
 	if opts.Sampler == nil || opts.Stats == nil {
 		return nil, errors.New("otelmetrics: MetricsOptions needs Sampler and Stats")
@@ -335,7 +334,7 @@ func NewMetrics(meter metric.Meter, opts MetricsOptions) (*Metrics, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	in, err := registerAll(meter)
+	in, err := registerObservables(meter)
 	if err != nil {
 		return nil, err
 	}
@@ -343,13 +342,12 @@ func NewMetrics(meter metric.Meter, opts MetricsOptions) (*Metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Metrics{opts: opts, inst: in, fixed: newFixedAttrs(), commands: make(map[string]attribute.KeyValue), attrs: make(map[string]*workerAttrs),
-		genai: newGenAIAttrs()}
+	m := &Metrics{opts: opts, inst: in, fixed: newFixedAttrs(), attrs: make(map[string]*workerAttrs)}
 	m.reg, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		m.observe(ctx, o)
 		extra(o)
 		return nil
-	}, append(in.observables, extraInstruments...)...)
+	}, append(in.all, extraInstruments...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -367,22 +365,22 @@ type fixedAttrs struct {
 
 func newFixedAttrs() fixedAttrs {
 	f := fixedAttrs{
-		user:     metric.WithAttributes(attribute.String(AttrCPUMode, "user")),
-		system:   metric.WithAttributes(attribute.String(AttrCPUMode, "system")),
-		invalid:  metric.WithAttributes(attribute.String(AttrLineReason, "invalid")),
-		oversize: metric.WithAttributes(attribute.String(AttrLineReason, "oversize")),
+		user:     metric.WithAttributes(attribute.String(attrkey.CPUMode, "user")),
+		system:   metric.WithAttributes(attribute.String(attrkey.CPUMode, "system")),
+		invalid:  metric.WithAttributes(attribute.String(attrkey.LineReason, "invalid")),
+		oversize: metric.WithAttributes(attribute.String(attrkey.LineReason, "oversize")),
 	}
 	for _, s := range workers.States {
-		f.states = append(f.states, metric.WithAttributes(attribute.String(AttrWorkerState, string(s))))
+		f.states = append(f.states, metric.WithAttributes(attribute.String(attrkey.WorkerState, string(s))))
 	}
 	for _, r := range workers.ExitReasons {
-		f.reasons = append(f.reasons, metric.WithAttributes(attribute.String(AttrExitReason, string(r))))
+		f.reasons = append(f.reasons, metric.WithAttributes(attribute.String(attrkey.ExitReason, string(r))))
 	}
 	for _, l := range workers.LimitNames {
-		f.limits = append(f.limits, metric.WithAttributes(attribute.String(AttrLimit, l)))
+		f.limits = append(f.limits, metric.WithAttributes(attribute.String(attrkey.Limit, l)))
 	}
 	for _, b := range workers.BudgetNames {
-		f.budgets = append(f.budgets, metric.WithAttributes(attribute.String(AttrBudget, b)))
+		f.budgets = append(f.budgets, metric.WithAttributes(attribute.String(attrkey.Budget, b)))
 	}
 	return f
 }
@@ -437,7 +435,7 @@ func (m *Metrics) observe(ctx context.Context, o metric.Observer) {
 	if m.opts.Limits != nil {
 		li := m.opts.Limits()
 		by := func(limit string) metric.MeasurementOption {
-			return metric.WithAttributes(attribute.String(AttrEnforcement, li.Enforcement[limit]))
+			return metric.WithAttributes(attribute.String(attrkey.Enforcement, li.Enforcement[limit]))
 		}
 		if li.MemoryMax > 0 {
 			o.ObserveInt64(in.memLimit, li.MemoryMax, by(workers.LimitMemory))
@@ -521,73 +519,6 @@ func callUint(f func() uint64) uint64 {
 		return 0
 	}
 	return f()
-}
-
-// RecordRPC records one finished command: its duration, and the CPU its
-// worker's tree used when measured. It records with the command's context,
-// so that a sampled span becomes the duration's exemplar. Use it as
-// workers.Config.OnRPC.
-func (m *Metrics) RecordRPC(r workers.RPCResult) {
-	method := m.methodAttr(r.Type)
-	opt := metric.WithAttributes(method)
-	if r.ErrorType != "" {
-		opt = metric.WithAttributes(method, attribute.String(AttrErrorType, r.ErrorType))
-	}
-	ctx := r.Context
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	m.inst.rpcDuration.Record(ctx, r.Duration.Seconds(), opt)
-	if r.Cost != nil {
-		m.inst.rpcCPUTime.Record(ctx, r.Cost.CPU().Seconds(), opt)
-	}
-}
-
-// RecordRun records the streamed run that followed a command (r.Run; a
-// result without one is ignored): its duration from the command's arrival
-// and the CPU its worker's tree used meanwhile. Use it as
-// workers.Config.OnRun.
-func (m *Metrics) RecordRun(r workers.RPCResult) {
-	if r.Run == nil {
-		return
-	}
-	method := m.methodAttr(r.Type)
-	opt := metric.WithAttributes(method)
-	switch {
-	case r.Run.Budget != "":
-		opt = metric.WithAttributes(method, attribute.String(AttrErrorType, workers.CodeBudgetExceeded))
-	case r.Run.End == workers.RunEndWorkerExit:
-		opt = metric.WithAttributes(method, attribute.String(AttrErrorType, workers.CodeWorkerExit))
-	}
-	ctx := r.Context
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	m.inst.runDuration.Record(ctx, r.Run.Duration.Seconds(), opt)
-	if r.Run.Cost != nil {
-		m.inst.runCPUTime.Record(ctx, r.Run.Cost.CPU().Seconds(), opt)
-	}
-}
-
-// methodAttr bounds rpc.method: command types come from clients, so only
-// the first maxCommandTypes distinct ones get a series.
-func (m *Metrics) methodAttr(typ string) attribute.KeyValue {
-	m.cmdMu.Lock()
-	defer m.cmdMu.Unlock()
-	if kv, ok := m.commands[typ]; ok {
-		return kv
-	}
-	if typ == "" || len(m.commands) >= maxCommandTypes {
-		return attribute.String(AttrRPCMethod, otherMethod)
-	}
-	kv := attribute.String(AttrRPCMethod, typ)
-	m.commands[typ] = kv
-	return kv
-}
-
-// RecordSamplerPass records one sampling pass (see Hook.OnPass).
-func (m *Metrics) RecordSamplerPass(d float64) {
-	m.inst.samplerDuration.Record(context.Background(), d)
 }
 
 // Close unregisters the callback.

@@ -16,8 +16,10 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/workerscope/workerscope/internal/testutil"
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/telemetry/sampler"
 	"github.com/workerscope/workerscope/workers"
+	"github.com/workerscope/workerscope/workers/workerstest"
 )
 
 // collected maps metric name → data points' attribute sets and values.
@@ -90,53 +92,74 @@ func sumKind(monotonic bool) Kind {
 	return ObservableUpDownCounter
 }
 
-// local is one test pipeline: a sampler over a Manager of demo workers
-// and the instruments on a MeterProvider read by hand.
+// local is one test pipeline: the instruments on a MeterProvider read by
+// hand, a Recorder the Manager reports to, and (after observe) a sampler
+// over the Manager feeding the observable instruments.
 type local struct {
-	metrics *Metrics
-	sampler *sampler.Sampler
-	reader  *sdkmetric.ManualReader
+	mp       *sdkmetric.MeterProvider
+	recorder *Recorder
+	metrics  *Metrics
+	sampler  *sampler.Sampler
+	reader   *sdkmetric.ManualReader
 }
 
-// startLocal builds the pipeline as cmd/workerscope wires it, with a
-// manual reader (plus the Go runtime producer and instruments) instead of
-// an exporter.
-func startLocal(t *testing.T, m *workers.Manager, hook *Hook, mut func(*MetricsOptions)) local {
+// newLocal builds the pipeline's first half as cmd/workerscope does,
+// before the Manager: a manual reader (plus the Go runtime producer and
+// instruments) instead of an exporter, and the Recorder.
+func newLocal(t *testing.T) *local {
 	t.Helper()
-	ps, err := sampler.NewProcessSampler()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if hook == nil {
-		hook = &Hook{}
-	}
-	s, err := sampler.New(m, sampler.Options{Process: ps, MinInterval: time.Millisecond, OnPass: hook.OnPass})
-	if err != nil {
-		t.Fatal(err)
-	}
 	reader := sdkmetric.NewManualReader(sdkmetric.WithProducer(otelruntime.NewProducer()))
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
 	if err := otelruntime.Start(otelruntime.WithMeterProvider(mp)); err != nil {
 		t.Fatal(err)
 	}
-	opts := MetricsOptions{Sampler: s, Stats: m}
-	if mut != nil {
-		mut(&opts)
-	}
-	mm, err := NewMetrics(mp.Meter("test"), opts)
+	rec, err := NewRecorder(mp.Meter("test"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	hook.Attach(mm)
-	return local{mm, s, reader}
+	return &local{mp: mp, recorder: rec, reader: reader}
+}
+
+// wire makes the Manager report to the Recorder, as cmd/workerscope does.
+func (l *local) wire(c *workers.Config) {
+	c.OnRPC, c.OnRun = l.recorder.RecordRPC, l.recorder.RecordRun
+	c.OnModelCall, c.OnToolCall = l.recorder.RecordModelCall, l.recorder.RecordToolCall
+}
+
+// observe builds the second half over m: the sampler, then the
+// observable instruments reading it.
+func (l *local) observe(t *testing.T, m *workers.Manager, mut func(*MetricsOptions)) *local {
+	t.Helper()
+	ps, err := sampler.NewProcessSampler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.sampler, err = sampler.New(m, sampler.Options{Process: ps, MinInterval: time.Millisecond, OnPass: l.recorder.RecordSamplerPass})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := MetricsOptions{Sampler: l.sampler, Stats: m}
+	if mut != nil {
+		mut(&opts)
+	}
+	if l.metrics, err = NewMetrics(l.mp.Meter("test"), opts); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// startLocal is the whole pipeline over m, with a Recorder m does not
+// report to.
+func startLocal(t *testing.T, m *workers.Manager, mut func(*MetricsOptions)) *local {
+	t.Helper()
+	return newLocal(t).observe(t, m, mut)
 }
 
 func TestInstrumentsFromRealWorkers(t *testing.T) {
-	hook := &Hook{}
-	m := testutil.NewDemoManager(t, func(c *workers.Config) {
-		c.OnRPC, c.OnRun = hook.OnRPC, hook.OnRun
-		c.OnModelCall, c.OnToolCall = hook.OnModelCall, hook.OnToolCall
+	l := newLocal(t)
+	m := workerstest.NewDemoManager(t, func(c *workers.Config) {
+		l.wire(c)
 		c.SessionTokenBudget, c.SessionSpendBudgetUSD = 1e6, 100
 		// Limits far above what the test uses, enforced by the watchdog.
 		c.MemoryMax, c.PidsMax, c.CPUMax, c.Cgroups = 4<<30, 4096, 4, workers.CgroupsOff
@@ -145,20 +168,20 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 	if err := gauges.Register("watched_files", "{file}", "Files watched.", func() int64 { return 42 }); err != nil {
 		t.Fatal(err)
 	}
-	reader := startLocal(t, m, hook, func(o *MetricsOptions) {
+	reader := l.observe(t, m, func(o *MetricsOptions) {
 		o.Gauges = gauges
 		o.SSEClients = func() int64 { return 3 }
 		o.Limits = m.Limits
 		o.SessionTokenBudget, o.SessionSpendBudgetUSD = 1e6, 100
 	}).reader
-	testutil.MustSend(t, m, "alpha", `{"type":"prompt","cpu_ms":100,"mem_mib":16,"events":1}`)
-	testutil.MustSend(t, m, "gamma", `{"type":"prompt","agent_events":true,"cpu_ms":50}`) // GenAI metrics
+	workerstest.MustSend(t, m, "alpha", `{"type":"prompt","cpu_ms":100,"mem_mib":16,"events":1}`)
+	workerstest.MustSend(t, m, "gamma", `{"type":"prompt","agent_events":true,"cpu_ms":50}`) // GenAI metrics
 	testutil.Eventually(t, 10*time.Second, "gamma's run to end", func() bool {
 		w, ok := workerByKey(m, "gamma")
 		return ok && w.Agent != nil && w.Agent.ModelCalls == 2 && w.State == workers.StateIdle
 	})
-	testutil.MustSend(t, m, "beta", `{"type":"get_state"}`)
-	testutil.MustSend(t, m, "beta", `{"type":"no_such_command"}`) // the demo worker answers success:false
+	workerstest.MustSend(t, m, "beta", `{"type":"get_state"}`)
+	workerstest.MustSend(t, m, "beta", `{"type":"no_such_command"}`) // the demo worker answers success:false
 	time.Sleep(300 * time.Millisecond)
 	burnSelf(200 * time.Millisecond) // so the supervisor's own CPU time is well above one clock tick
 
@@ -180,7 +203,7 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 				break
 			}
 		}
-		if !slices.Contains(def.Attributes, AttrWorkerID) {
+		if !slices.Contains(def.Attributes, attrkey.WorkerID) {
 			continue
 		}
 		for _, w := range ws {
@@ -189,20 +212,20 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 			}
 			found := 0
 			for _, p := range pts {
-				id, _ := p.attrs.Value(AttrWorkerID)
+				id, _ := p.attrs.Value(attrkey.WorkerID)
 				if id.AsString() != w.ID {
 					continue
 				}
 				found++
-				key, _ := p.attrs.Value(AttrWorkerKey)
-				pid, _ := p.attrs.Value(AttrProcessPID)
+				key, _ := p.attrs.Value(attrkey.WorkerKey)
+				pid, _ := p.attrs.Value(attrkey.ProcessPID)
 				if key.AsString() != w.Key || int(pid.AsInt64()) != w.PID {
 					t.Errorf("%s: attributes %v for worker %+v", def.Name, p.attrs.ToSlice(), w)
 				}
 			}
 			want := 1
-			if slices.Contains(def.Attributes, AttrCPUMode) || slices.Contains(def.Attributes, AttrFaultType) ||
-				slices.Contains(def.Attributes, AttrGenAITokenType) || def.Name == MetricSessionBudgetUsage {
+			if slices.Contains(def.Attributes, attrkey.CPUMode) || slices.Contains(def.Attributes, attrkey.FaultType) ||
+				slices.Contains(def.Attributes, attrkey.GenAITokenType) || def.Name == MetricSessionBudgetUsage {
 				want = 2
 			}
 			if found != want {
@@ -226,10 +249,10 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 	}
 	var workerErrors int
 	for _, p := range got[MetricRPCDuration] {
-		if e, ok := p.attrs.Value(AttrErrorType); ok && e.AsString() == workers.CodeWorkerError {
+		if e, ok := p.attrs.Value(attrkey.ErrorType); ok && e.AsString() == workers.CodeWorkerError {
 			workerErrors += int(p.value)
 		}
-		if _, ok := p.attrs.Value(AttrRPCMethod); !ok {
+		if _, ok := p.attrs.Value(attrkey.RPCMethod); !ok {
 			t.Errorf("rpc duration point without rpc.method: %v", p.attrs.ToSlice())
 		}
 	}
@@ -242,7 +265,7 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 	for name, want := range map[string]string{MetricWorkerMemoryLimit: "watchdog", MetricWorkerProcessesLimit: "watchdog", MetricWorkerCPULimit: "none"} {
 		if p := got[name]; len(p) != 1 || p[0].attrs.Len() != 1 {
 			t.Errorf("%s: %v", name, p)
-		} else if e, _ := p[0].attrs.Value(AttrEnforcement); e.AsString() != want {
+		} else if e, _ := p[0].attrs.Value(attrkey.Enforcement); e.AsString() != want {
 			t.Errorf("%s enforced by %q, want %q", name, e.AsString(), want)
 		}
 	}
@@ -251,7 +274,7 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 	}
 	// Memory held by alpha shows.
 	for _, p := range got[MetricWorkerMemoryUsage] {
-		if k, _ := p.attrs.Value(AttrWorkerKey); k.AsString() == "alpha" && p.value < 16<<20 {
+		if k, _ := p.attrs.Value(attrkey.WorkerKey); k.AsString() == "alpha" && p.value < 16<<20 {
 			t.Errorf("alpha RSS %v < 16 MiB held", p.value)
 		}
 	}
@@ -270,14 +293,14 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 	got = collect(t, reader)
 	for name, pts := range got {
 		for _, p := range pts {
-			if id, ok := p.attrs.Value(AttrWorkerID); ok && id.AsString() == betaID {
+			if id, ok := p.attrs.Value(attrkey.WorkerID); ok && id.AsString() == betaID {
 				t.Errorf("%s still reports stopped worker %s", name, betaID)
 			}
 		}
 	}
 	exits := 0.0
 	for _, p := range got[MetricExits] {
-		if r, _ := p.attrs.Value(AttrExitReason); r.AsString() == "stopped" {
+		if r, _ := p.attrs.Value(attrkey.ExitReason); r.AsString() == "stopped" {
 			exits = p.value
 		}
 	}
@@ -287,10 +310,10 @@ func TestInstrumentsFromRealWorkers(t *testing.T) {
 }
 
 func TestDropWorkerKeyAndSeriesCap(t *testing.T) {
-	m := testutil.NewDemoManager(t)
-	reader := startLocal(t, m, nil, func(o *MetricsOptions) { o.DropWorkerKey = true; o.MaxWorkerSeries = 1 }).reader
-	testutil.MustSend(t, m, "a", `{"type":"get_state"}`)
-	testutil.MustSend(t, m, "b", `{"type":"get_state"}`)
+	m := workerstest.NewDemoManager(t)
+	reader := startLocal(t, m, func(o *MetricsOptions) { o.DropWorkerKey = true; o.MaxWorkerSeries = 1 }).reader
+	workerstest.MustSend(t, m, "a", `{"type":"get_state"}`)
+	workerstest.MustSend(t, m, "b", `{"type":"get_state"}`)
 	got := collect(t, reader)
 	if n := len(got[MetricWorkerMemoryUsage]); n != 1 {
 		t.Fatalf("series cap 1: %d points", n)
@@ -299,7 +322,7 @@ func TestDropWorkerKeyAndSeriesCap(t *testing.T) {
 		t.Fatalf("unobserved workers: %v, want 1", p)
 	}
 	for _, p := range got[MetricWorkerMemoryUsage] {
-		if _, ok := p.attrs.Value(AttrWorkerKey); ok {
+		if _, ok := p.attrs.Value(attrkey.WorkerKey); ok {
 			t.Fatal("worker.key present although dropped")
 		}
 	}

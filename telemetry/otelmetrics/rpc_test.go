@@ -14,8 +14,9 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/workerscope/workerscope/internal/testutil"
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/workers"
+	"github.com/workerscope/workerscope/workers/workerstest"
 )
 
 // histPoints are the data points of the named float64 histogram.
@@ -62,9 +63,9 @@ func hasExemplar(p metricdata.HistogramDataPoint[float64], sc trace.SpanContext)
 // histograms record a run's duration and cost, with worker_exit as
 // error.type when the worker exited during it.
 func TestRecordRPCCostAndExemplar(t *testing.T) {
-	m := testutil.NewDemoManager(t)
-	l := startLocal(t, m, nil, nil)
-	reader, mm := l.reader, l.metrics
+	m := workerstest.NewDemoManager(t)
+	l := startLocal(t, m, nil)
+	reader, mm := l.reader, l.recorder
 
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
@@ -83,10 +84,10 @@ func TestRecordRPCCostAndExemplar(t *testing.T) {
 	mm.RecordRun(workers.RPCResult{Type: "prompt", Context: ctx,
 		Run: &workers.Run{Duration: time.Second, End: workers.RunEndAgentEnd, Budget: workers.BudgetSpend}})
 
-	prompt := attribute.String(AttrRPCMethod, "prompt")
-	getState := attribute.String(AttrRPCMethod, "get_state")
-	timeout := attribute.String(AttrErrorType, workers.CodeTimeout)
-	exit := attribute.String(AttrErrorType, workers.CodeWorkerExit)
+	prompt := attribute.String(attrkey.RPCMethod, "prompt")
+	getState := attribute.String(attrkey.RPCMethod, "get_state")
+	timeout := attribute.String(attrkey.ErrorType, workers.CodeTimeout)
+	exit := attribute.String(attrkey.ErrorType, workers.CodeWorkerExit)
 
 	cpu := histPoints(t, reader, MetricRPCCPUTime)
 	if p, ok := pointFor(cpu, prompt); !ok || p.Count != 1 || p.Sum != 2.0 {
@@ -115,7 +116,7 @@ func TestRecordRPCCostAndExemplar(t *testing.T) {
 	if p, ok := pointFor(runDur, prompt, exit); !ok || p.Count != 1 {
 		t.Errorf("run.duration{prompt, worker_exit}: %+v (found %v)", p, ok)
 	}
-	if p, ok := pointFor(runDur, prompt, attribute.String(AttrErrorType, workers.CodeBudgetExceeded)); !ok || p.Count != 1 {
+	if p, ok := pointFor(runDur, prompt, attribute.String(attrkey.ErrorType, workers.CodeBudgetExceeded)); !ok || p.Count != 1 {
 		t.Errorf("run.duration{prompt, budget_exceeded}: %+v (found %v)", p, ok)
 	}
 	runCPU := histPoints(t, reader, MetricRunCPUTime)

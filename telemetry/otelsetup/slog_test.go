@@ -17,30 +17,28 @@ import (
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 )
 
-// TestSlogBridge: with the bridge attached, the supervisor's records go to
-// stderr and to OTLP, with the attributes and groups of derived loggers
-// made before the attach, at the primary's level; the OTel SDK's own
-// records (component=otel) stay local; before the attach and after the
-// detach, stderr only.
-func TestSlogBridge(t *testing.T) {
+// TestSlogTee: the supervisor's records go to stderr and to OTLP, with
+// the attributes and groups of derived loggers, at the primary's level;
+// the OTel SDK's own records (component=otel) stay local; after the
+// LoggerProvider shut down, stderr only.
+func TestSlogTee(t *testing.T) {
+	t.Parallel()
 	var out bytes.Buffer
-	var b SlogBridge
-	log := slog.New(b.Tee(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	exp := &testutil.LogExporter{}
+	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(sdklog.NewSimpleProcessor(exp)))
+	log := slog.New(NewSlogTee(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelInfo}), lp, "v1"))
 	workers := log.With("component", "workers").WithGroup("w")
 	otelLog := log.With("component", "otel")
 
-	log.Info("before attach")
-	exp := &testutil.LogExporter{}
-	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(sdklog.NewSimpleProcessor(exp)))
-	t.Cleanup(func() { _ = lp.Shutdown(context.Background()) })
-	b.Attach(lp, "v1")
 	workers.Warn("worker crashed", "pid", 42)
 	workers.Debug("below the level")
 	otelLog.Error("export failed")
-	b.Detach()
-	log.Info("after detach")
+	if err := lp.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	log.Info("after shutdown")
 
-	for _, want := range []string{"before attach", "worker crashed", "export failed", "after detach"} {
+	for _, want := range []string{"worker crashed", "export failed", "after shutdown"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("stderr lacks %q:\n%s", want, out.String())
 		}
@@ -81,16 +79,15 @@ type textOnly struct{}
 
 func (textOnly) MarshalText() ([]byte, error) { return []byte("as text"), nil }
 
-// TestSlogBridgeTypedValues: values the otelslog bridge would mangle
+// TestSlogTeeTypedValues: values the otelslog bridge would mangle
 // ("unhandled: (T) v", durations in integer nanoseconds) arrive as what
 // stderr shows, in records and in attributes of derived loggers.
-func TestSlogBridgeTypedValues(t *testing.T) {
-	var b SlogBridge
+func TestSlogTeeTypedValues(t *testing.T) {
+	t.Parallel()
 	exp := &testutil.LogExporter{}
 	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(sdklog.NewSimpleProcessor(exp)))
 	t.Cleanup(func() { _ = lp.Shutdown(context.Background()) })
-	b.Attach(lp, "v1")
-	log := slog.New(b.Tee(slog.NewTextHandler(io.Discard, nil))).With("grace", 5*time.Second)
+	log := slog.New(NewSlogTee(slog.NewTextHandler(io.Discard, nil), lp, "v1")).With("grace", 5*time.Second)
 	log.Info("worker exited",
 		"reason", exitReason("idle_reaped"),
 		"tier", level(2),

@@ -12,9 +12,9 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
-	"github.com/workerscope/workerscope/internal/testutil"
 	"github.com/workerscope/workerscope/telemetry/oteltrace"
 	"github.com/workerscope/workerscope/workers"
+	"github.com/workerscope/workerscope/workers/workerstest"
 )
 
 func selfCPU() time.Duration {
@@ -35,7 +35,7 @@ func BenchmarkCommandOverhead(b *testing.B) {
 		cost, trace bool
 	}{{"bare", false, false}, {"cost", true, false}, {"cost+span", true, true}} {
 		b.Run(v.name, func(b *testing.B) {
-			m := testutil.NewDemoManager(b, func(c *workers.Config) {
+			m := workerstest.NewDemoManager(b, func(c *workers.Config) {
 				if v.cost {
 					c.OnRPC = func(workers.RPCResult) {}
 				}
@@ -90,7 +90,7 @@ func BenchmarkAgentEventOverhead(b *testing.B) {
 	}{{"stream", false, false}, {"agent", true, false}, {"agent+toolcost", true, true}} {
 		b.Run(v.name, func(b *testing.B) {
 			var models, tools int
-			m := testutil.NewDemoManager(b, func(c *workers.Config) {
+			m := workerstest.NewDemoManager(b, func(c *workers.Config) {
 				tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 				b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 				c.Tracer = oteltrace.New(oteltrace.Options{TracerProvider: tp, AgentName: "demo-worker"})

@@ -10,5 +10,5 @@
 // embedding program). It reads workers' types and writes to an OTel
 // trace.TracerProvider; it must not import the OTel SDK set-up
 // (telemetry/otelsetup), any exporter, httpapi or the other telemetry
-// packages.
+// packages but the attribute keys (telemetry/attrkey).
 package oteltrace

@@ -8,6 +8,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.41.0" // the last semconv release whose Go package has the GenAI attributes
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/workers"
 )
 
@@ -19,24 +20,6 @@ import (
 // per tool call. Attribute names follow the OpenTelemetry GenAI semantic
 // conventions as of semconv v1.41.0 (the last release whose Go package
 // carries them; v1.42 moved GenAI out), plus workerscope's own for cost.
-const (
-	// AttrGenAICost is a model call's (or, on invoke_agent, the run's)
-	// cost in US dollars, as the agent reported it.
-	AttrGenAICost = "workerscope.gen_ai.usage.cost_usd"
-	// AttrGenAIIncomplete is true on a step the run ended before its end
-	// event (its duration is up to the run's end, its usage unknown).
-	AttrGenAIIncomplete = "workerscope.gen_ai.incomplete"
-	// AttrGenAIModelCalls and AttrGenAIToolCalls count a run's steps, on
-	// its invoke_agent span.
-	AttrGenAIModelCalls = "workerscope.gen_ai.model_calls"
-	AttrGenAIToolCalls  = "workerscope.gen_ai.tool_calls"
-	// AttrGenAIContent is a model call's output content as the agent sent
-	// it (pi's content array), only with content capture on.
-	AttrGenAIContent = "workerscope.gen_ai.output.content"
-	// AttrBudget names the session budget that aborted a run (tokens,
-	// spend), with error.type budget_exceeded.
-	AttrBudget = "workerscope.budget"
-)
 
 // Error types of GenAI spans.
 const (
@@ -83,7 +66,7 @@ func (s *commandSpan) ModelCall(c *workers.ModelCall) {
 		semconv.GenAIRequestModelKey.String(c.Model),
 	}
 	if c.Incomplete {
-		attrs = append(attrs, attribute.Bool(AttrGenAIIncomplete, true))
+		attrs = append(attrs, attribute.Bool(attrkey.GenAIIncomplete, true))
 	} else {
 		attrs = append(attrs, usageAttributes(c.Usage)...)
 	}
@@ -91,12 +74,12 @@ func (s *commandSpan) ModelCall(c *workers.ModelCall) {
 		attrs = append(attrs, semconv.GenAIResponseFinishReasonsKey.StringSlice([]string{c.StopReason}))
 	}
 	if len(c.Content) > 0 {
-		attrs = append(attrs, attribute.String(AttrGenAIContent, truncate(string(c.Content), maxContent)))
+		attrs = append(attrs, attribute.String(attrkey.GenAIContent, truncate(string(c.Content), maxContent)))
 	}
 	_, sp := s.t.tracer.Start(s.ctx, name, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithTimestamp(c.Start), trace.WithAttributes(attrs...))
 	if c.StopReason == "error" {
-		sp.SetAttributes(attribute.String(AttrErrorType, ErrorTypeModel))
+		sp.SetAttributes(attribute.String(attrkey.ErrorType, ErrorTypeModel))
 		sp.SetStatus(codes.Error, "the model call ended with an error")
 	}
 	sp.End(trace.WithTimestamp(c.End))
@@ -119,9 +102,9 @@ func (s *commandSpan) ToolCall(c *workers.ToolCall) {
 		semconv.GenAIToolCallIDKey.String(c.ID),
 	}
 	if c.Incomplete {
-		attrs = append(attrs, attribute.Bool(AttrGenAIIncomplete, true))
+		attrs = append(attrs, attribute.Bool(attrkey.GenAIIncomplete, true))
 	}
-	attrs = append(attrs, CostAttributes(c.Cost)...)
+	attrs = append(attrs, costAttributes(c.Cost)...)
 	if len(c.Args) > 0 {
 		attrs = append(attrs, semconv.GenAIToolCallArgumentsKey.String(truncate(string(c.Args), maxContent)))
 	}
@@ -131,7 +114,7 @@ func (s *commandSpan) ToolCall(c *workers.ToolCall) {
 	_, sp := s.t.tracer.Start(s.ctx, name, trace.WithSpanKind(trace.SpanKindInternal),
 		trace.WithTimestamp(c.Start), trace.WithAttributes(attrs...))
 	if c.IsError {
-		sp.SetAttributes(attribute.String(AttrErrorType, ErrorTypeTool))
+		sp.SetAttributes(attribute.String(attrkey.ErrorType, ErrorTypeTool))
 		sp.SetStatus(codes.Error, "the tool call failed")
 	}
 	sp.End(trace.WithTimestamp(c.End))
@@ -153,7 +136,7 @@ func (s *commandSpan) agentAttributes(attrs []attribute.KeyValue) []attribute.Ke
 	}
 	s.span.SetName(name)
 	attrs = append(attrs, semconv.GenAIOperationNameInvokeAgent,
-		attribute.Int(AttrGenAIModelCalls, a.calls), attribute.Int(AttrGenAIToolCalls, a.tools))
+		attribute.Int(attrkey.GenAIModelCalls, a.calls), attribute.Int(attrkey.GenAIToolCalls, a.tools))
 	if !s.t.dropKey {
 		attrs = append(attrs, semconv.GenAIConversationID(s.key))
 	}
@@ -172,7 +155,7 @@ func usageAttributes(u workers.Usage) []attribute.KeyValue {
 		semconv.GenAIUsageOutputTokens(int(u.Output)),
 		semconv.GenAIUsageCacheReadInputTokens(int(u.CacheRead)),
 		semconv.GenAIUsageCacheCreationInputTokens(int(u.CacheWrite)),
-		attribute.Float64(AttrGenAICost, u.CostUSD),
+		attribute.Float64(attrkey.GenAICost, u.CostUSD),
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/telemetry/oteltrace"
 	"github.com/workerscope/workerscope/workers"
 )
@@ -23,6 +24,7 @@ import (
 // when the worker captured it; the session key as gen_ai.conversation.id
 // only when keys are exported; a budget abort is an error.
 func TestGenAISpans(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		dropKey bool
@@ -77,19 +79,19 @@ func TestGenAISpans(t *testing.T) {
 				"gen_ai.operation.name": "chat", "gen_ai.provider.name": "scripted", "gen_ai.request.model": "m1",
 				"gen_ai.usage.input_tokens": int64(155), "gen_ai.usage.output_tokens": int64(20),
 				"gen_ai.usage.cache_read.input_tokens": int64(50), "gen_ai.usage.cache_creation.input_tokens": int64(5),
-				oteltrace.AttrGenAICost: 0.25, "gen_ai.response.finish_reasons": []string{"toolUse"},
+				attrkey.GenAICost: 0.25, "gen_ai.response.finish_reasons": []string{"toolUse"},
 			})
 			wantAttrs(t, exec, map[string]any{
 				"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "bash", "gen_ai.tool.call.id": "call_1",
-				oteltrace.AttrCostCPU: 1.0, oteltrace.AttrCostMemPeak: int64(1 << 20), oteltrace.AttrErrorType: oteltrace.ErrorTypeTool,
+				attrkey.CostCPU: 1.0, attrkey.CostMemPeak: int64(1 << 20), attrkey.ErrorType: oteltrace.ErrorTypeTool,
 			})
 			if exec.Status().Code != codes.Error || !exec.StartTime().Equal(tool.Start) || !exec.EndTime().Equal(tool.End) {
 				t.Errorf("tool span status %v, %s…%s", exec.Status(), exec.StartTime(), exec.EndTime())
 			}
 			wantAttrs(t, root, map[string]any{
 				"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "pi", "gen_ai.usage.input_tokens": int64(165),
-				"gen_ai.usage.output_tokens": int64(25), oteltrace.AttrGenAICost: 0.75, oteltrace.AttrGenAIModelCalls: int64(2),
-				oteltrace.AttrGenAIToolCalls: int64(1), oteltrace.AttrRPCMethod: "prompt",
+				"gen_ai.usage.output_tokens": int64(25), attrkey.GenAICost: 0.75, attrkey.GenAIModelCalls: int64(2),
+				attrkey.GenAIToolCalls: int64(1), attrkey.RPCMethod: "prompt",
 			})
 			ra := attrs(root)
 			if _, has := ra["gen_ai.conversation.id"]; has == tc.dropKey {
@@ -97,14 +99,14 @@ func TestGenAISpans(t *testing.T) {
 			}
 			for _, s := range ended[:2] {
 				a := attrs(s)
-				for _, k := range []attribute.Key{oteltrace.AttrGenAIContent, "gen_ai.tool.call.arguments", "gen_ai.tool.call.result"} {
-					if v, ok := a[k]; ok != (tc.content && (s == chat) == (k == oteltrace.AttrGenAIContent)) {
+				for _, k := range []attribute.Key{attrkey.GenAIContent, "gen_ai.tool.call.arguments", "gen_ai.tool.call.result"} {
+					if v, ok := a[k]; ok != (tc.content && (s == chat) == (k == attrkey.GenAIContent)) {
 						t.Errorf("%s: %s = %v present %v, want content only when captured", s.Name(), k, v, ok)
 					}
 				}
 			}
 			if tc.budget != "" {
-				wantAttrs(t, root, map[string]any{oteltrace.AttrErrorType: workers.CodeBudgetExceeded, oteltrace.AttrBudget: tc.budget})
+				wantAttrs(t, root, map[string]any{attrkey.ErrorType: workers.CodeBudgetExceeded, attrkey.Budget: tc.budget})
 				if root.Status().Code != codes.Error {
 					t.Error("a run aborted for its budget without an error status")
 				}
@@ -118,6 +120,7 @@ func TestGenAISpans(t *testing.T) {
 // TestRunWithoutStepsKeepsName: a run that streamed no model or tool
 // calls keeps its command's name.
 func TestRunWithoutStepsKeepsName(t *testing.T) {
+	t.Parallel()
 	tr, rec := newTracer(t, oteltrace.Options{AgentName: "pi"})
 	ctx, span := tr.StartCommand(context.Background(), "alice", "prompt")
 	span.End(workers.RPCResult{Type: "prompt", Context: ctx, Run: &workers.Run{End: workers.RunEndAgentEnd}})

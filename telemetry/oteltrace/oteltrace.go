@@ -11,45 +11,18 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/workers"
 )
 
-// Span attribute keys. worker.id, worker.key, process.pid, rpc.method and
-// error.type are the metrics' attributes; the cost attributes are
-// workerscope's own.
-const (
-	AttrWorkerID      = "worker.id"
-	AttrWorkerKey     = "worker.key"
-	AttrProcessPID    = "process.pid"
-	AttrRPCMethod     = "rpc.method"
-	AttrErrorType     = "error.type"
-	AttrCostCPU       = "workerscope.cost.cpu_time"
-	AttrCostCPUUser   = "workerscope.cost.cpu_time.user"
-	AttrCostCPUSystem = "workerscope.cost.cpu_time.system"
-	AttrCostMemPeak   = "workerscope.cost.memory.peak"
-	AttrCostProcesses = "workerscope.cost.processes"
-	AttrCostShared    = "workerscope.cost.shared"
-	AttrEvents        = "workerscope.events"
-	AttrEventsDropped = "workerscope.events.dropped"
-	// AttrRun is true on the span of a command whose response was followed
-	// by a streamed run (pi's prompt): the span and its cost cover the run.
-	AttrRun = "workerscope.run"
-	// AttrRunEnd says how the run ended: agent_end, worker_exit or
-	// max_duration.
-	AttrRunEnd = "workerscope.run.end"
-	// AttrResponseTime is the time from the command's arrival to its
-	// response, in seconds, on a run's span (whose duration is the run's).
-	AttrResponseTime = "workerscope.response_time"
-)
-
-// OtherMethod is the span name and rpc.method of command types past the
+// otherMethod is the span name and rpc.method of command types past the
 // cap (semconv's value for a method it cannot name).
-const OtherMethod = "_OTHER"
+const otherMethod = "_OTHER"
 
 // Defaults for zero Options fields.
 const (
-	DefaultMaxMethods = 64
-	DefaultMaxEvents  = 128
+	defaultMaxMethods = 64
+	defaultMaxEvents  = 128
 )
 
 // ScopeName is the instrumentation scope of the spans.
@@ -65,7 +38,7 @@ type Options struct {
 	// session keys may be user identifiers.
 	DropWorkerKey bool
 	// MaxMethods bounds the distinct span names (command types come from
-	// clients): past it, spans are named OtherMethod. Default 64.
+	// clients): past it, spans are named otherMethod. Default 64.
 	MaxMethods int
 	// MaxEvents caps the span events per span; the rest are counted in
 	// workerscope.events.dropped. Default 128.
@@ -90,10 +63,10 @@ type Tracer struct {
 // New returns a Tracer.
 func New(opts Options) *Tracer {
 	if opts.MaxMethods <= 0 {
-		opts.MaxMethods = DefaultMaxMethods
+		opts.MaxMethods = defaultMaxMethods
 	}
 	if opts.MaxEvents <= 0 {
-		opts.MaxEvents = DefaultMaxEvents
+		opts.MaxEvents = defaultMaxEvents
 	}
 	return &Tracer{
 		tracer:     opts.TracerProvider.Tracer(ScopeName, trace.WithInstrumentationVersion(opts.Version)),
@@ -113,7 +86,7 @@ func (t *Tracer) method(typ string) string {
 		return m
 	}
 	if typ == "" || len(t.methods) >= t.maxMethods {
-		return OtherMethod
+		return otherMethod
 	}
 	t.methods[typ] = typ
 	return typ
@@ -125,9 +98,9 @@ func (t *Tracer) method(typ string) string {
 func (t *Tracer) StartCommand(ctx context.Context, key, typ string) (context.Context, workers.CommandSpan) {
 	name := t.method(typ)
 	attrs := make([]attribute.KeyValue, 0, 2)
-	attrs = append(attrs, attribute.String(AttrRPCMethod, name))
+	attrs = append(attrs, attribute.String(attrkey.RPCMethod, name))
 	if !t.dropKey {
-		attrs = append(attrs, attribute.String(AttrWorkerKey, key))
+		attrs = append(attrs, attribute.String(attrkey.WorkerKey, key))
 	}
 	ctx, span := t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
 	if !span.IsRecording() {
@@ -171,21 +144,21 @@ func (s *commandSpan) Event(ev workers.Event) {
 func (s *commandSpan) End(r workers.RPCResult) {
 	attrs := make([]attribute.KeyValue, 0, 16)
 	if r.WorkerID != "" {
-		attrs = append(attrs, attribute.String(AttrWorkerID, r.WorkerID), attribute.Int(AttrProcessPID, r.PID))
+		attrs = append(attrs, attribute.String(attrkey.WorkerID, r.WorkerID), attribute.Int(attrkey.ProcessPID, r.PID))
 	}
 	events, cost := r.Events, r.Cost
 	var end []trace.SpanEndOption
 	if r.Run != nil {
 		events, cost = r.Run.Events, r.Run.Cost
-		attrs = append(attrs, attribute.Bool(AttrRun, true), attribute.String(AttrRunEnd, string(r.Run.End)),
-			attribute.Float64(AttrResponseTime, r.Duration.Seconds()))
+		attrs = append(attrs, attribute.Bool(attrkey.Run, true), attribute.String(attrkey.RunEnd, string(r.Run.End)),
+			attribute.Float64(attrkey.ResponseTime, r.Duration.Seconds()))
 		attrs = s.agentAttributes(attrs)
 		switch {
 		case r.Run.Budget != "" && r.ErrorType == "":
-			attrs = append(attrs, attribute.String(AttrErrorType, workers.CodeBudgetExceeded), attribute.String(AttrBudget, r.Run.Budget))
+			attrs = append(attrs, attribute.String(attrkey.ErrorType, workers.CodeBudgetExceeded), attribute.String(attrkey.Budget, r.Run.Budget))
 			s.span.SetStatus(codes.Error, "the session went past its "+r.Run.Budget+" budget: the run was aborted")
 		case r.Run.End == workers.RunEndWorkerExit && r.ErrorType == "":
-			attrs = append(attrs, attribute.String(AttrErrorType, workers.CodeWorkerExit))
+			attrs = append(attrs, attribute.String(attrkey.ErrorType, workers.CodeWorkerExit))
 			s.span.SetStatus(codes.Error, "the worker exited during the run")
 		}
 	} else if !r.Start.IsZero() {
@@ -193,13 +166,13 @@ func (s *commandSpan) End(r workers.RPCResult) {
 		// came): the span still ends at the response.
 		end = append(end, trace.WithTimestamp(r.Start.Add(r.Duration)))
 	}
-	attrs = append(attrs, attribute.Int(AttrEvents, events))
+	attrs = append(attrs, attribute.Int(attrkey.Events, events))
 	if d := s.dropped.Load(); d > 0 {
-		attrs = append(attrs, attribute.Int64(AttrEventsDropped, d))
+		attrs = append(attrs, attribute.Int64(attrkey.EventsDropped, d))
 	}
-	attrs = append(attrs, CostAttributes(cost)...)
+	attrs = append(attrs, costAttributes(cost)...)
 	if r.ErrorType != "" {
-		attrs = append(attrs, attribute.String(AttrErrorType, r.ErrorType))
+		attrs = append(attrs, attribute.String(attrkey.ErrorType, r.ErrorType))
 		desc := r.ErrorType
 		if r.Err != nil {
 			desc = truncate(r.Err.Error(), 512)
@@ -215,18 +188,18 @@ func (s *commandSpan) End(r workers.RPCResult) {
 // TraceID is the span's trace id, for the page's last commands.
 func (s *commandSpan) TraceID() string { return s.span.SpanContext().TraceID().String() }
 
-// CostAttributes are the cost attributes of c (none when nil).
-func CostAttributes(c *workers.Cost) []attribute.KeyValue {
+// costAttributes are the cost attributes of c (none when nil).
+func costAttributes(c *workers.Cost) []attribute.KeyValue {
 	if c == nil {
 		return nil
 	}
 	return []attribute.KeyValue{
-		attribute.Float64(AttrCostCPU, c.CPU().Seconds()),
-		attribute.Float64(AttrCostCPUUser, c.CPUUser.Seconds()),
-		attribute.Float64(AttrCostCPUSystem, c.CPUSystem.Seconds()),
-		attribute.Int64(AttrCostMemPeak, c.MemoryPeak),
-		attribute.Int(AttrCostProcesses, c.Processes),
-		attribute.Bool(AttrCostShared, c.Shared),
+		attribute.Float64(attrkey.CostCPU, c.CPU().Seconds()),
+		attribute.Float64(attrkey.CostCPUUser, c.CPUUser.Seconds()),
+		attribute.Float64(attrkey.CostCPUSystem, c.CPUSystem.Seconds()),
+		attribute.Int64(attrkey.CostMemPeak, c.MemoryPeak),
+		attribute.Int(attrkey.CostProcesses, c.Processes),
+		attribute.Bool(attrkey.CostShared, c.Shared),
 	}
 }
 
@@ -258,20 +231,4 @@ func Middleware(h http.Handler) http.Handler {
 		ctx := prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 		h.ServeHTTP(w, r.WithContext(ctx))
 	})
-}
-
-// Hook lets the Manager be built with a CommandTracer before the Tracer
-// exists (the TracerProvider is built after the Manager): until Attach,
-// commands get no span.
-type Hook struct{ t atomic.Pointer[Tracer] }
-
-// Attach makes h forward to t.
-func (h *Hook) Attach(t *Tracer) { h.t.Store(t) }
-
-// StartCommand implements workers.CommandTracer.
-func (h *Hook) StartCommand(ctx context.Context, key, typ string) (context.Context, workers.CommandSpan) {
-	if t := h.t.Load(); t != nil {
-		return t.StartCommand(ctx, key, typ)
-	}
-	return ctx, nil
 }

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/telemetry/oteltrace"
 	"github.com/workerscope/workerscope/workers"
 )
@@ -38,6 +39,7 @@ func attrs(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
 // TestSpanWithCost: one command → one client span named after its type,
 // with the worker, the cost and capped events.
 func TestSpanWithCost(t *testing.T) {
+	t.Parallel()
 	tr, rec := newTracer(t, oteltrace.Options{MaxEvents: 2})
 	ctx, span := tr.StartCommand(context.Background(), "alice", "prompt")
 	if !trace.SpanContextFromContext(ctx).IsValid() {
@@ -61,16 +63,16 @@ func TestSpanWithCost(t *testing.T) {
 	}
 	a := attrs(s)
 	for k, want := range map[attribute.Key]any{
-		oteltrace.AttrWorkerID: "w1-1", oteltrace.AttrWorkerKey: "alice", oteltrace.AttrProcessPID: int64(42),
-		oteltrace.AttrRPCMethod: "prompt", oteltrace.AttrCostCPU: 2.0, oteltrace.AttrCostCPUUser: 1.5,
-		oteltrace.AttrCostCPUSystem: 0.5, oteltrace.AttrCostMemPeak: int64(64 << 20), oteltrace.AttrCostProcesses: int64(2),
-		oteltrace.AttrCostShared: false, oteltrace.AttrEventsDropped: int64(3), oteltrace.AttrEvents: int64(5),
+		attrkey.WorkerID: "w1-1", attrkey.WorkerKey: "alice", attrkey.ProcessPID: int64(42),
+		attrkey.RPCMethod: "prompt", attrkey.CostCPU: 2.0, attrkey.CostCPUUser: 1.5,
+		attrkey.CostCPUSystem: 0.5, attrkey.CostMemPeak: int64(64 << 20), attrkey.CostProcesses: int64(2),
+		attrkey.CostShared: false, attrkey.EventsDropped: int64(3), attrkey.Events: int64(5),
 	} {
 		if got := a[k].AsInterface(); got != want {
 			t.Errorf("%s = %v (%T), want %v", k, got, got, want)
 		}
 	}
-	if _, ok := a[oteltrace.AttrErrorType]; ok {
+	if _, ok := a[attrkey.ErrorType]; ok {
 		t.Error("error.type on success")
 	}
 	if len(s.Events()) != 2 || s.Events()[0].Name != "message_update" {
@@ -86,6 +88,7 @@ func TestSpanWithCost(t *testing.T) {
 // by the worker's exit is an error; a command whose awaited run never
 // came ends at its response.
 func TestSpanRun(t *testing.T) {
+	t.Parallel()
 	tr, rec := newTracer(t, oteltrace.Options{})
 	start := time.Now().Add(-3 * time.Second)
 	for _, end := range []workers.RunEnd{workers.RunEndAgentEnd, workers.RunEndWorkerExit} {
@@ -103,21 +106,21 @@ func TestSpanRun(t *testing.T) {
 	for i, s := range ended[:2] {
 		a := attrs(s)
 		for k, want := range map[attribute.Key]any{
-			oteltrace.AttrRun: true, oteltrace.AttrCostCPU: 2.5, oteltrace.AttrEvents: int64(7),
-			oteltrace.AttrResponseTime: 0.01, oteltrace.AttrRunEnd: []string{"agent_end", "worker_exit"}[i],
+			attrkey.Run: true, attrkey.CostCPU: 2.5, attrkey.Events: int64(7),
+			attrkey.ResponseTime: 0.01, attrkey.RunEnd: []string{"agent_end", "worker_exit"}[i],
 		} {
 			if got := a[k].AsInterface(); got != want {
 				t.Errorf("span %d: %s = %v, want %v", i, k, got, want)
 			}
 		}
-		if failed := s.Status().Code == codes.Error && a[oteltrace.AttrErrorType].AsString() == "worker_exit"; failed != (i == 1) {
-			t.Errorf("span %d: status %v, error.type %v", i, s.Status(), a[oteltrace.AttrErrorType])
+		if failed := s.Status().Code == codes.Error && a[attrkey.ErrorType].AsString() == "worker_exit"; failed != (i == 1) {
+			t.Errorf("span %d: status %v, error.type %v", i, s.Status(), a[attrkey.ErrorType])
 		}
 	}
 	if !ended[2].EndTime().Equal(start.Add(20 * time.Millisecond)) {
 		t.Errorf("end %v, want the response's time %v", ended[2].EndTime(), start.Add(20*time.Millisecond))
 	}
-	if _, ok := attrs(ended[2])[oteltrace.AttrRun]; ok {
+	if _, ok := attrs(ended[2])[attrkey.Run]; ok {
 		t.Error("workerscope.run on a command without a run")
 	}
 }
@@ -125,6 +128,7 @@ func TestSpanRun(t *testing.T) {
 // TestSpanFailure: error.type and an error status; no cost, no worker key
 // when dropped; names bounded.
 func TestSpanFailure(t *testing.T) {
+	t.Parallel()
 	tr, rec := newTracer(t, oteltrace.Options{DropWorkerKey: true, MaxMethods: 2})
 	for i := 0; i < 4; i++ {
 		_, span := tr.StartCommand(context.Background(), "bob", fmt.Sprintf("t%d", i))
@@ -135,13 +139,13 @@ func TestSpanFailure(t *testing.T) {
 	for _, s := range ended {
 		names = append(names, s.Name())
 		a := attrs(s)
-		if a[oteltrace.AttrErrorType].AsString() != "timeout" || s.Status().Code != codes.Error {
-			t.Errorf("%s: error.type %v status %v", s.Name(), a[oteltrace.AttrErrorType], s.Status())
+		if a[attrkey.ErrorType].AsString() != "timeout" || s.Status().Code != codes.Error {
+			t.Errorf("%s: error.type %v status %v", s.Name(), a[attrkey.ErrorType], s.Status())
 		}
-		if _, ok := a[oteltrace.AttrWorkerKey]; ok {
+		if _, ok := a[attrkey.WorkerKey]; ok {
 			t.Error("worker.key present with DropWorkerKey")
 		}
-		if _, ok := a[oteltrace.AttrCostCPU]; ok {
+		if _, ok := a[attrkey.CostCPU]; ok {
 			t.Error("cost attributes without a cost")
 		}
 	}
@@ -153,6 +157,7 @@ func TestSpanFailure(t *testing.T) {
 // TestMiddlewareParent: a traceparent on the request becomes the parent
 // of the command's span.
 func TestMiddlewareParent(t *testing.T) {
+	t.Parallel()
 	tr, rec := newTracer(t, oteltrace.Options{})
 	h := oteltrace.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, span := tr.StartCommand(r.Context(), "k", "get_state")
@@ -175,21 +180,5 @@ func TestMiddlewareParent(t *testing.T) {
 	}
 	if ended[1].Parent().IsValid() {
 		t.Error("a request without traceparent got a parent")
-	}
-}
-
-// TestHookBeforeAttach: no tracer yet, no span, no panic.
-func TestHookBeforeAttach(t *testing.T) {
-	var h oteltrace.Hook
-	ctx := context.Background()
-	if got, span := h.StartCommand(ctx, "k", "x"); got != ctx || span != nil {
-		t.Error("a detached hook made a span")
-	}
-	tr, rec := newTracer(t, oteltrace.Options{})
-	h.Attach(tr)
-	_, span := h.StartCommand(ctx, "k", "x")
-	span.End(workers.RPCResult{})
-	if len(rec.Ended()) != 1 {
-		t.Error("attached hook made no span")
 	}
 }

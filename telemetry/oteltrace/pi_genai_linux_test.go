@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/workerscope/workerscope/internal/modelstub"
+	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/telemetry/oteltrace"
 	"github.com/workerscope/workerscope/workers"
 )
@@ -209,7 +210,7 @@ func TestRealPiGenAISpans(t *testing.T) {
 			"gen_ai.usage.input_tokens": int64(c.u.Prompt), "gen_ai.usage.output_tokens": int64(c.u.Completion),
 			"gen_ai.usage.cache_read.input_tokens": int64(c.u.Cached), "gen_ai.response.finish_reasons": []string{c.f},
 		})
-		got := attrs(c.s)[oteltrace.AttrGenAICost].AsFloat64()
+		got := attrs(c.s)[attrkey.GenAICost].AsFloat64()
 		if want := piPrice.Cost(c.u); math.Abs(got-want) > 1e-12 {
 			t.Errorf("chat %d cost $%g, want $%g (the scripted usage at models.json's price)", i, got, want)
 		}
@@ -219,7 +220,7 @@ func TestRealPiGenAISpans(t *testing.T) {
 		t.Error("tool arguments recorded without the content opt-in")
 	}
 	burnCPU := readStatCPU(t, stat)
-	toolCPU := time.Duration(attrs(tool)[oteltrace.AttrCostCPU].AsFloat64() * float64(time.Second))
+	toolCPU := time.Duration(attrs(tool)[attrkey.CostCPU].AsFloat64() * float64(time.Second))
 	// The tree's CPU over the tool's interval: the burn, plus what pi
 	// itself did meanwhile (start the shell, wait); clock ticks (10 ms)
 	// on each reading.
@@ -234,9 +235,9 @@ func TestRealPiGenAISpans(t *testing.T) {
 	wantAttrs(t, root, map[string]any{
 		"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "pi", "gen_ai.conversation.id": "pi",
 		"gen_ai.usage.input_tokens": int64(u1.Prompt + u2.Prompt), "gen_ai.usage.output_tokens": int64(u1.Completion + u2.Completion),
-		oteltrace.AttrGenAIModelCalls: int64(2), oteltrace.AttrGenAIToolCalls: int64(1), oteltrace.AttrRPCMethod: "prompt",
+		attrkey.GenAIModelCalls: int64(2), attrkey.GenAIToolCalls: int64(1), attrkey.RPCMethod: "prompt",
 	})
-	if got := attrs(root)[oteltrace.AttrGenAICost].AsFloat64(); math.Abs(got-total) > 1e-12 {
+	if got := attrs(root)[attrkey.GenAICost].AsFloat64(); math.Abs(got-total) > 1e-12 {
 		t.Errorf("run cost $%g, want $%g", got, total)
 	}
 	if st := r.m.Stats(); st.AgentEventsSkipped != 0 {
@@ -262,7 +263,7 @@ func TestRealPiBudgetAborts(t *testing.T) {
 	if took > 30*time.Second {
 		t.Errorf("the run took %s: not aborted", took)
 	}
-	wantAttrs(t, root, map[string]any{oteltrace.AttrErrorType: workers.CodeBudgetExceeded, oteltrace.AttrBudget: workers.BudgetSpend})
+	wantAttrs(t, root, map[string]any{attrkey.ErrorType: workers.CodeBudgetExceeded, attrkey.Budget: workers.BudgetSpend})
 	if root.Status().Code != codes.Error {
 		t.Errorf("status %v", root.Status())
 	}

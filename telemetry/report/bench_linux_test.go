@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/workerscope/workerscope/internal/testutil"
 	"github.com/workerscope/workerscope/telemetry/sampler"
+	"github.com/workerscope/workerscope/workers/workerstest"
 )
 
 // BenchmarkAPIMetricsPollers measures GET /api/metrics latency at N = 500
@@ -20,8 +20,8 @@ import (
 // reports p50 and p99. The budget is p99 ≤ 20 ms.
 func BenchmarkAPIMetricsPollers(b *testing.B) {
 	const n, pollers = 500, 20
-	ws := testutil.IdleSleepers(b, n)
-	src := &testutil.StaticSource{WS: ws}
+	ws := workerstest.IdleSleepers(b, n)
+	src := &workerstest.StaticSource{WS: ws}
 	s, err := sampler.New(src, sampler.Options{})
 	if err != nil {
 		b.Fatal(err)

@@ -36,11 +36,21 @@ type JSONOptions struct {
 	// Wait bounds how long a request waits for a sampling pass in
 	// progress before answering from the previous report. Default 2s.
 	Wait time.Duration
+	// StderrTail returns the tail of a live worker's stderr
+	// (Manager.StderrTail), shown as stderr_tail in the one-worker view
+	// (?worker=ID); nil shows none.
+	StderrTail func(id string) (string, bool)
 }
 
-// ReportHandler serves GET /api/metrics: process health and one entry per
-// worker from the shared sample. Fields that could not be measured are
-// null with an "error"; the response itself does not fail.
+// JSON serves GET /api/metrics: process health and one entry per worker
+// from the shared sample. Fields that could not be measured are null with
+// an "error"; the response itself does not fail.
+//
+// Query parameters: fields=a,b,… keeps only those worker fields (id is
+// always kept; an unknown name is 400 bad_fields); worker=ID lists that
+// one worker alone, with its stderr_tail (404 not_found when the sample
+// has no such worker). The body is gzip-compressed when the client
+// accepts it (Accept-Encoding), and Vary: Accept-Encoding says so.
 func JSON(opts JSONOptions) http.Handler {
 	if opts.Started.IsZero() {
 		opts.Started = time.Now()
@@ -60,8 +70,18 @@ type reportHandler struct {
 	proc     processJSON
 	cacheFor *sampler.Report
 	cacheAt  time.Time
-	body     []byte
+	// bodies are the encoded reports of cacheFor by field selection
+	// (fieldSet.key), each with its gzip form once a client asked for it.
+	bodies map[string]*encoded
 }
+
+// encoded is one encoded report: plain, and gzip-compressed (lazily).
+type encoded struct {
+	plain, gz []byte
+}
+
+// maxCachedBodies bounds the cached field selections of one report.
+const maxCachedBodies = 8
 
 type processJSON struct {
 	Goroutines         int              `json:"goroutines"`
@@ -122,6 +142,9 @@ type usageJSON struct {
 	// Agent is the session's model usage and spend and the worker's last
 	// tool calls (absent when the session ran no agent steps).
 	Agent *agentJSON `json:"agent,omitempty"`
+	// StderrTail is the end of the worker's stderr, in the one-worker
+	// view (?worker=ID) only.
+	StderrTail *string `json:"stderr_tail,omitempty"`
 }
 
 type totalsJSON struct {
@@ -146,7 +169,7 @@ type reportJSON struct {
 	SampleSeconds float64                `json:"sample_duration_seconds"`
 	NumCPU        int                    `json:"num_cpu"`
 	Process       processJSON            `json:"process"`
-	Workers       []usageJSON            `json:"workers"`
+	Workers       json.Marshaler         `json:"workers"`
 	Totals        totalsJSON             `json:"totals"`
 	SamplerErrors uint64                 `json:"sampler_errors"`
 	Limits        *workers.LimitsInfo    `json:"limits"`
@@ -155,31 +178,120 @@ type reportJSON struct {
 }
 
 func (h *reportHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("Cache-Control", "no-store")
+	hd.Add("Vary", "Accept-Encoding")
+	q := r.URL.Query()
+	fields, err := parseFields(q["fields"])
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_fields", err.Error())
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Wait)
 	defer cancel()
 	rep := h.opts.Sampler.Report(ctx)
-	body := h.render(rep)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	gz := acceptsGzip(r.Header.Values("Accept-Encoding"))
+	var body []byte
+	if q.Has("worker") {
+		plain, ok := h.renderOne(rep, q.Get("worker"), fields)
+		if !ok {
+			writeError(w, http.StatusNotFound, "not_found", "no worker with that id in the sample")
+			return
+		}
+		body = plain
+		if gz {
+			body = gzipped(plain)
+		}
+	} else {
+		body = h.render(rep, fields, gz)
+	}
+	hd.Set("Content-Type", "application/json")
+	if gz {
+		hd.Set("Content-Encoding", "gzip")
+	}
+	hd.Set("Content-Length", strconv.Itoa(len(body)))
 	_, _ = w.Write(body)
 }
 
-// render encodes rep with fresh process health; the body is reused for
-// every request within a second of the same report, so twenty pollers cost
-// one encoding.
-func (h *reportHandler) render(rep *sampler.Report) []byte {
+// writeError writes the API's JSON error body.
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	b, _ := json.Marshal(struct {
+		Error string `json:"error"`
+		Code  string `json:"code"`
+	}{msg, code})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// render encodes rep with fresh process health, keeping only fields of
+// each worker; the body is reused for every request within a second of
+// the same report and the same fields, so twenty pollers cost one
+// encoding (and one compression).
+func (h *reportHandler) render(rep *sampler.Report, fields fieldSet, gz bool) []byte {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := time.Now()
-	if h.body != nil && rep == h.cacheFor && now.Sub(h.cacheAt) < time.Second {
-		return h.body
+	if rep != h.cacheFor || now.Sub(h.cacheAt) >= time.Second || len(h.bodies) >= maxCachedBodies {
+		clear(h.bodies)
+		h.cacheFor, h.cacheAt = rep, now
 	}
+	e := h.bodies[fields.key]
+	if e == nil {
+		out := h.report(now, rep, "")
+		out.Workers = selected{ws: out.Workers.(selected).ws, fields: fields}
+		e = &encoded{plain: encode(out)}
+		if h.bodies == nil {
+			h.bodies = map[string]*encoded{}
+		}
+		h.bodies[fields.key] = e
+	}
+	if !gz {
+		return e.plain
+	}
+	if e.gz == nil {
+		e.gz = gzipped(e.plain)
+	}
+	return e.gz
+}
+
+// renderOne encodes rep with only the worker id, and its stderr tail;
+// false when the sample has no such worker.
+func (h *reportHandler) renderOne(rep *sampler.Report, id string, fields fieldSet) ([]byte, bool) {
+	h.mu.Lock()
+	out := h.report(time.Now(), rep, id)
+	h.mu.Unlock()
+	ws := out.Workers.(selected).ws
+	if len(ws) != 1 {
+		return nil, false
+	}
+	if h.opts.StderrTail != nil {
+		if tail, ok := h.opts.StderrTail(id); ok {
+			ws[0].StderrTail = &tail
+		}
+	}
+	out.Workers = selected{ws: ws, fields: fields}
+	return encode(out), true
+}
+
+func encode(out reportJSON) []byte {
+	b, err := json.Marshal(out)
+	if err != nil {
+		b = []byte(`{"error":"cannot encode report"}`)
+	}
+	return append(b, '\n')
+}
+
+// report builds the document of rep (h.mu held): every worker, or only
+// the one with ID only when only != ""; the totals cover every worker.
+func (h *reportHandler) report(now time.Time, rep *sampler.Report, only string) reportJSON {
 	if now.Sub(h.procAt) >= time.Second {
 		h.proc = h.processHealth(now, rep)
 		h.procAt = now
 	}
-	out := reportJSON{Process: h.proc, Workers: []usageJSON{}, NumCPU: runtime.NumCPU()}
+	out := reportJSON{Process: h.proc, NumCPU: runtime.NumCPU()}
+	ws := []usageJSON{}
 	if h.opts.Limits != nil {
 		li := h.opts.Limits()
 		out.Limits = &li
@@ -198,20 +310,21 @@ func (h *reportHandler) render(rep *sampler.Report) []byte {
 			msg := rep.Err.Error()
 			out.Error = &msg
 		}
-		out.Workers = make([]usageJSON, len(rep.Workers))
+		if only == "" {
+			ws = make([]usageJSON, 0, len(rep.Workers))
+		}
 		for i := range rep.Workers {
-			out.Workers[i] = workerEntry(&rep.Workers[i], &out.Totals)
+			e := workerEntry(&rep.Workers[i], &out.Totals)
+			if only == "" || e.ID == only {
+				ws = append(ws, e)
+			}
 		}
 	} else {
 		msg := "no sample yet"
 		out.Error = &msg
 	}
-	b, err := json.Marshal(out)
-	if err != nil {
-		b = []byte(`{"error":"cannot encode report"}`)
-	}
-	h.body, h.cacheFor, h.cacheAt = append(b, '\n'), rep, now
-	return h.body
+	out.Workers = selected{ws: ws}
+	return out
 }
 
 func workerEntry(wr *sampler.WorkerReport, t *totalsJSON) usageJSON {

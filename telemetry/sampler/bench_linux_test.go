@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/workerscope/workerscope/internal/testutil"
+	"github.com/workerscope/workerscope/workers/workerstest"
 
 	"github.com/shirou/gopsutil/v4/process"
 
@@ -55,8 +55,8 @@ var benchSizes = []int{10, 100, 1000}
 func BenchmarkSamplerVsBaseline(b *testing.B) {
 	for _, n := range benchSizes {
 		b.Run("N="+strconv.Itoa(n), func(b *testing.B) {
-			ws := testutil.IdleSleepers(b, n)
-			src := &testutil.StaticSource{WS: ws}
+			ws := workerstest.IdleSleepers(b, n)
+			src := &workerstest.StaticSource{WS: ws}
 			s, err := New(src, Options{})
 			if err != nil {
 				b.Fatal(err)
@@ -93,8 +93,8 @@ func BenchmarkSamplerVsBaseline(b *testing.B) {
 func BenchmarkSamplerPass(b *testing.B) {
 	for _, n := range benchSizes {
 		b.Run("N="+strconv.Itoa(n), func(b *testing.B) {
-			ws := testutil.IdleSleepers(b, n)
-			s, _ := New(&testutil.StaticSource{WS: ws}, Options{})
+			ws := workerstest.IdleSleepers(b, n)
+			s, _ := New(&workerstest.StaticSource{WS: ws}, Options{})
 			s.sample()
 			b.ReportAllocs()
 			for b.Loop() {
@@ -109,7 +109,7 @@ func BenchmarkSamplerPass(b *testing.B) {
 func BenchmarkBaselineRead(b *testing.B) {
 	for _, n := range benchSizes {
 		b.Run("N="+strconv.Itoa(n), func(b *testing.B) {
-			ws := testutil.IdleSleepers(b, n)
+			ws := workerstest.IdleSleepers(b, n)
 			base := &baselineReader{buf: make([]byte, 4096)}
 			b.ReportAllocs()
 			for b.Loop() {
@@ -126,7 +126,7 @@ func BenchmarkBaselineRead(b *testing.B) {
 func BenchmarkGopsutilNaive(b *testing.B) {
 	for _, n := range []int{10, 100} {
 		b.Run("N="+strconv.Itoa(n), func(b *testing.B) {
-			ws := testutil.IdleSleepers(b, n)
+			ws := workerstest.IdleSleepers(b, n)
 			b.ReportAllocs()
 			for b.Loop() {
 				for _, w := range ws {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/workerscope/workerscope/internal/testutil"
+	"github.com/workerscope/workerscope/workers/workerstest"
 )
 
 // TestGopsutilSamplerContract runs the portable sampler (the default off
@@ -15,7 +16,7 @@ import (
 // PID, memory held, threads, fds and faults measured, CPU that never falls,
 // and a child counted while it lives.
 func TestGopsutilSamplerContract(t *testing.T) {
-	m := testutil.NewDemoManager(t)
+	m := workerstest.NewDemoManager(t)
 	s, err := New(m, Options{Process: NewGopsutilSampler(), MinInterval: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
@@ -34,8 +35,8 @@ func TestGopsutilSamplerContract(t *testing.T) {
 		t.Fatal("no worker k in the report")
 		return WorkerReport{}
 	}
-	testutil.MustSend(t, m, "k", `{"type":"prompt","mem_mib":64,"cpu_ms":200,"events":0}`)
-	testutil.WaitPromptDone(t, m, "k")
+	workerstest.MustSend(t, m, "k", `{"type":"prompt","mem_mib":64,"cpu_ms":200,"events":0}`)
+	workerstest.WaitPromptDone(t, m, "k")
 	w := sample()
 	if w.RSSBytes < 64<<20 || w.VMSBytes < w.RSSBytes || w.Threads < 1 || w.FDs < 3 || w.Processes != 1 || w.MinorFaults == 0 {
 		t.Fatalf("gopsutil tree: %+v", w.TreeStat)
@@ -53,7 +54,7 @@ func TestGopsutilSamplerContract(t *testing.T) {
 		t.Fatalf("CPU %.3f s, want the %.3f s ±%.3f read from /proc", cpu, want, tol)
 	}
 	last := w.CPUUser + w.CPUSystem
-	testutil.MustSend(t, m, "k", `{"type":"prompt","child_ms":1500,"child_cpu_ms":100,"events":0}`)
+	workerstest.MustSend(t, m, "k", `{"type":"prompt","child_ms":1500,"child_cpu_ms":100,"events":0}`)
 	testutil.Eventually(t, 10*time.Second, "the child in the tree", func() bool {
 		w := sample()
 		if cpu := w.CPUUser + w.CPUSystem; cpu < last {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/workerscope/workerscope/internal/testutil"
+	"github.com/workerscope/workerscope/workers/workerstest"
 
 	"github.com/workerscope/workerscope/workers"
 )
@@ -41,7 +41,7 @@ func (c *fakeClock) now() time.Time { return c.t }
 
 func TestSamplerCPUMath(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(1000, 0)}
-	src := &testutil.StaticSource{WS: []workers.WorkerSnapshot{{ID: "a", PID: 1, StartedAt: time.Unix(990, 0)}}}
+	src := &workerstest.StaticSource{WS: []workers.WorkerSnapshot{{ID: "a", PID: 1, StartedAt: time.Unix(990, 0)}}}
 	trees := &fakeTrees{stats: map[string]TreeStat{"a": {CPUUser: 2, CPUSystem: 1}}}
 	s, err := New(src, Options{Process: trees, Now: clock.now, MinInterval: time.Second})
 	if err != nil {
@@ -86,7 +86,7 @@ func TestSamplerCPUMath(t *testing.T) {
 
 func TestSamplerErrorDegradesOneWorker(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(1000, 0)}
-	src := &testutil.StaticSource{WS: []workers.WorkerSnapshot{{ID: "ok", StartedAt: time.Unix(999, 0)}, {ID: "bad", StartedAt: time.Unix(999, 0)}}}
+	src := &workerstest.StaticSource{WS: []workers.WorkerSnapshot{{ID: "ok", StartedAt: time.Unix(999, 0)}, {ID: "bad", StartedAt: time.Unix(999, 0)}}}
 	trees := &fakeTrees{stats: map[string]TreeStat{"ok": {CPUUser: 1, RSSBytes: 100}, "bad": {Err: errors.New("permission denied")}}}
 	s, _ := New(src, Options{Process: trees, Now: clock.now})
 	r := s.Report(context.Background())
@@ -102,7 +102,7 @@ func TestSamplerErrorDegradesOneWorker(t *testing.T) {
 }
 
 func TestSamplerSharesOnePassBetweenConcurrentCallers(t *testing.T) {
-	src := &testutil.StaticSource{WS: []workers.WorkerSnapshot{{ID: "a"}}}
+	src := &workerstest.StaticSource{WS: []workers.WorkerSnapshot{{ID: "a"}}}
 	trees := &fakeTrees{stats: map[string]TreeStat{}, block: make(chan struct{})}
 	s, _ := New(src, Options{Process: trees, MinInterval: time.Minute})
 	var wg sync.WaitGroup
@@ -125,7 +125,7 @@ func TestSamplerSharesOnePassBetweenConcurrentCallers(t *testing.T) {
 }
 
 func TestSamplerCallerDeadlineGetsPreviousReport(t *testing.T) {
-	src := &testutil.StaticSource{WS: []workers.WorkerSnapshot{{ID: "a"}}}
+	src := &workerstest.StaticSource{WS: []workers.WorkerSnapshot{{ID: "a"}}}
 	trees := &fakeTrees{stats: map[string]TreeStat{}}
 	clock := &fakeClock{t: time.Unix(1000, 0)}
 	s, _ := New(src, Options{Process: trees, Now: clock.now})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/workerscope/workerscope/internal/testutil"
 	"github.com/workerscope/workerscope/workers"
+	"github.com/workerscope/workerscope/workers/workerstest"
 )
 
 // TestEscapedDescendant: a descendant that scrubbed its environment,
@@ -21,7 +22,7 @@ import (
 // with the worker's stop; without cgroups it escapes both (the documented
 // limit of the watchdog tier).
 func TestEscapedDescendant(t *testing.T) {
-	cfg := testutil.DemoConfig(func(c *workers.Config) { c.Cgroups = workers.CgroupsRequired; c.StopGrace = time.Second })
+	cfg := workerstest.DemoConfig(func(c *workers.Config) { c.Cgroups = workers.CgroupsRequired; c.StopGrace = time.Second })
 	m, err := workers.New(cfg)
 	if err != nil {
 		t.Skipf("no per-worker cgroups on this machine: %v", err)
@@ -40,7 +41,7 @@ func TestEscapedDescendant(t *testing.T) {
 			PID int `json:"pid"`
 		} `json:"data"`
 	}
-	if err := json.Unmarshal(testutil.MustSend(t, m, "k", `{"type":"escape","ms":60000}`), &r); err != nil || r.Data.PID == 0 {
+	if err := json.Unmarshal(workerstest.MustSend(t, m, "k", `{"type":"escape","ms":60000}`), &r); err != nil || r.Data.PID == 0 {
 		t.Fatalf("escape: %v %+v", err, r)
 	}
 	escaped := r.Data.PID

@@ -14,6 +14,7 @@ import (
 	"github.com/workerscope/workerscope/internal/testutil"
 	"github.com/workerscope/workerscope/workers"
 	"github.com/workerscope/workerscope/workers/demoworker"
+	"github.com/workerscope/workerscope/workers/workerstest"
 )
 
 // TestTreeAcrossWorkerUIDs: the sampler measures a worker tree that runs
@@ -35,7 +36,7 @@ func TestTreeAcrossWorkerUIDs(t *testing.T) {
 			if mode == workers.CgroupsAuto {
 				first += 16
 			}
-			m := testutil.NewDemoManager(t, func(c *workers.Config) {
+			m := workerstest.NewDemoManager(t, func(c *workers.Config) {
 				c.Command, c.Env, c.SandboxHelper = []string{exe}, []string{demoworker.RoleEnv + "=worker"}, []string{exe}
 				c.WorkerUIDs = sandbox.UIDRange{First: first, Last: first + 3}
 				c.WorkerDirRoot = filepath.Join(testutil.PublicDir(t), "w")
@@ -47,7 +48,7 @@ func TestTreeAcrossWorkerUIDs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			testutil.MustSend(t, m, "k", `{"type":"prompt","cpu_ms":200,"child_ms":20000,"child_cpu_ms":100,"events":0}`)
+			workerstest.MustSend(t, m, "k", `{"type":"prompt","cpu_ms":200,"child_ms":20000,"child_cpu_ms":100,"events":0}`)
 			var last string
 			testutil.Eventually(t, 10*time.Second, "the isolated tree measured", func() bool {
 				for _, w := range s.Report(context.Background()).Workers {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/workerscope/workerscope/internal/testutil"
 	"github.com/workerscope/workerscope/workers"
+	"github.com/workerscope/workerscope/workers/workerstest"
 )
 
 // treeSample samples once, bypassing the cache, and returns key's report.
@@ -37,16 +38,16 @@ func cpuOf(w WorkerReport) float64 { return w.CPUUser + w.CPUSystem }
 // itself before and after (the child's time by then in the worker's
 // cutime/cstime).
 func TestTreeCPUIncludesExitedChildrenAndNeverFalls(t *testing.T) {
-	m := testutil.NewDemoManager(t)
+	m := workerstest.NewDemoManager(t)
 	s, err := New(m, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	testutil.MustSend(t, m, "k", `{"type":"get_state"}`)
+	workerstest.MustSend(t, m, "k", `{"type":"get_state"}`)
 	pid := m.Snapshot()[0].PID
 	before := cpuOf(treeSample(t, s, "k"))
 	truthBefore := testutil.ReadTreeCPU(t, pid)
-	testutil.MustSend(t, m, "k", `{"type":"prompt","cpu_ms":400,"child_cpu_ms":300,"events":2}`)
+	workerstest.MustSend(t, m, "k", `{"type":"prompt","cpu_ms":400,"child_cpu_ms":300,"events":2}`)
 	last := before
 	var maxProcs int
 	deadline := time.Now().Add(20 * time.Second)
@@ -69,8 +70,8 @@ func TestTreeCPUIncludesExitedChildrenAndNeverFalls(t *testing.T) {
 	// the child's time at its exit cannot hide the loss behind its
 	// never-falling clamp (the child may well outlive the first burn on a
 	// loaded machine).
-	testutil.MustSend(t, m, "k", `{"type":"prompt","cpu_ms":500,"events":1}`)
-	testutil.WaitPromptDone(t, m, "k")
+	workerstest.MustSend(t, m, "k", `{"type":"prompt","cpu_ms":500,"events":1}`)
+	workerstest.WaitPromptDone(t, m, "k")
 	w := treeSample(t, s, "k")
 	if cpuOf(w) < last {
 		t.Fatalf("tree CPU fell from %v to %v", last, cpuOf(w))
@@ -98,7 +99,7 @@ func streaming(t *testing.T, m *workers.Manager, key string) bool {
 			Streaming bool `json:"streaming"`
 		} `json:"data"`
 	}
-	if err := json.Unmarshal(testutil.MustSend(t, m, key, `{"type":"get_state"}`), &r); err != nil {
+	if err := json.Unmarshal(workerstest.MustSend(t, m, key, `{"type":"get_state"}`), &r); err != nil {
 		t.Fatal(err)
 	}
 	return r.Data.Streaming
@@ -108,11 +109,11 @@ func streaming(t *testing.T, m *workers.Manager, key string) bool {
 // and was re-parented away counts toward its worker, CPU included after it
 // exits and the supervisor reaps it.
 func TestTreeCountsReparentedOrphans(t *testing.T) {
-	m := testutil.NewDemoManager(t, func(c *workers.Config) { c.ReapInterval = 100 * time.Millisecond }) // reaps orphans often
+	m := workerstest.NewDemoManager(t, func(c *workers.Config) { c.ReapInterval = 100 * time.Millisecond }) // reaps orphans often
 	s, _ := New(m, Options{})
-	testutil.MustSend(t, m, "k", `{"type":"get_state"}`)
+	workerstest.MustSend(t, m, "k", `{"type":"get_state"}`)
 	before := cpuOf(treeSample(t, s, "k"))
-	testutil.MustSend(t, m, "k", `{"type":"prompt","child_orphan":true,"child_setsid":true,"child_cpu_ms":300,"child_ms":600,"events":0}`)
+	workerstest.MustSend(t, m, "k", `{"type":"prompt","child_orphan":true,"child_setsid":true,"child_cpu_ms":300,"child_ms":600,"events":0}`)
 	sawOrphan := false
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -134,14 +135,14 @@ func TestTreeCountsReparentedOrphans(t *testing.T) {
 }
 
 func TestTreeMemoryThreadsFDs(t *testing.T) {
-	m := testutil.NewDemoManager(t)
+	m := workerstest.NewDemoManager(t)
 	s, _ := New(m, Options{})
-	testutil.MustSend(t, m, "k", `{"type":"get_state"}`)
+	workerstest.MustSend(t, m, "k", `{"type":"get_state"}`)
 	base := treeSample(t, s, "k")
 	if base.Threads < 2 || base.FDs < 3 || base.VMSBytes <= base.RSSBytes || base.Processes != 1 || base.Defunct != 0 {
 		t.Fatalf("baseline %+v", base.TreeStat)
 	}
-	testutil.MustSend(t, m, "k", `{"type":"prompt","mem_mib":64,"events":0}`)
+	workerstest.MustSend(t, m, "k", `{"type":"prompt","mem_mib":64,"events":0}`)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		w := treeSample(t, s, "k")
@@ -156,11 +157,11 @@ func TestTreeMemoryThreadsFDs(t *testing.T) {
 }
 
 func TestTreeCachesArePruned(t *testing.T) {
-	m := testutil.NewDemoManager(t)
+	m := workerstest.NewDemoManager(t)
 	ps, _ := NewProcessSampler()
 	s, _ := New(m, Options{Process: ps})
 	for i := 0; i < 3; i++ {
-		testutil.MustSend(t, m, "k", `{"type":"prompt","child_ms":50,"events":0}`)
+		workerstest.MustSend(t, m, "k", `{"type":"prompt","child_ms":50,"events":0}`)
 		time.Sleep(100 * time.Millisecond)
 		treeSample(t, s, "k")
 		if err := m.Stop(context.Background(), "k"); err != nil {
@@ -181,17 +182,17 @@ func TestTreeCachesArePruned(t *testing.T) {
 // pages, so not one per 4 KiB page), and never fall when the child's
 // faults move into the worker's cminflt.
 func TestTreePageFaultsFollowTouchedMemory(t *testing.T) {
-	m := testutil.NewDemoManager(t)
+	m := workerstest.NewDemoManager(t)
 	s, _ := New(m, Options{MinInterval: time.Nanosecond})
-	testutil.MustSend(t, m, "k", `{"type":"get_state"}`)
+	workerstest.MustSend(t, m, "k", `{"type":"get_state"}`)
 	before := treeSample(t, s, "k")
-	testutil.MustSend(t, m, "k", `{"type":"prompt","mem_mib":32,"events":0}`)
-	testutil.WaitPromptDone(t, m, "k")
+	workerstest.MustSend(t, m, "k", `{"type":"prompt","mem_mib":32,"events":0}`)
+	workerstest.WaitPromptDone(t, m, "k")
 	after := treeSample(t, s, "k")
 	if got := int64(after.MinorFaults) - int64(before.MinorFaults); got < 16 {
 		t.Fatalf("minor faults rose by %d (from %d), want ≥ 16 for 32 MiB touched", got, before.MinorFaults)
 	}
-	testutil.MustSend(t, m, "k", `{"type":"prompt","child_ms":200,"child_cpu_ms":50,"events":0}`)
+	workerstest.MustSend(t, m, "k", `{"type":"prompt","child_ms":200,"child_cpu_ms":50,"events":0}`)
 	last, sawChild := after, false
 	deadline := time.Now().Add(20 * time.Second)
 	for {
