@@ -322,7 +322,7 @@ func (c *Config) setDefaults() {
 		c.RunStartWait = 5 * time.Second
 	}
 	if c.MaxRunDuration == 0 {
-		c.MaxRunDuration = time.Hour
+		c.MaxRunDuration = defaultMaxRunDuration
 	}
 	if c.StderrLineBytes == 0 {
 		c.StderrLineBytes = 8 << 10

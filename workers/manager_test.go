@@ -361,6 +361,44 @@ func TestRunningWorkerIsNeverZombie(t *testing.T) {
 	}
 }
 
+// TestQuietRunIsNotReaped: between agent_start and agent_end the agent
+// is at work even when it streams nothing (a long model call, a quiet
+// tool): the worker stays running past its idle TTL and is not reaped
+// mid-run. A run older than MaxRunDuration counts as stuck: idle again,
+// so the reaper can stop it.
+func TestQuietRunIsNotReaped(t *testing.T) {
+	cfg := demoConfig(t)
+	cfg.IdleTTL = time.Minute
+	cfg.MaxRunDuration = 10 * time.Minute
+	parallel(t, &cfg)
+	m, clock := newClockManager(t, cfg)
+	sub, err := m.Subscribe("k", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	send(t, m, "k", `{"type":"prompt","message":"think quietly","cpu_ms":8000,"events":0}`)
+	for ev := range sub.C {
+		if ev.Type == "agent_start" {
+			break
+		}
+	}
+	clock.Advance(2 * cfg.IdleTTL) // past the running window and the TTL, the run still going
+	workers.ReapNow(m)
+	if w, ok := snapshotOf(m, "k"); !ok || w.State != workers.StateRunning || w.Zombie {
+		t.Fatalf("a quiet run past the idle TTL: %+v (found %v), want running", w, ok)
+	}
+	clock.Advance(cfg.MaxRunDuration) // the run is now older than MaxRunDuration: stuck
+	if w, _ := snapshotOf(m, "k"); w.State != workers.StateIdle || !w.Zombie {
+		t.Fatalf("a run past MaxRunDuration: %+v, want idle and flagged", w)
+	}
+	workers.ReapNow(m)
+	testutil.Eventually(t, 10*time.Second, "the stuck run's worker reaped", func() bool { _, ok := snapshotOf(m, "k"); return !ok })
+	if n := m.Stats().Exits[workers.ExitIdleReaped]; n != 1 {
+		t.Fatalf("%d idle reaps, want 1", n)
+	}
+}
+
 // TestRunningWindow: a streamed event keeps a worker running for
 // RunningWindow, agent_end ends it at once.
 func TestRunningWindow(t *testing.T) {

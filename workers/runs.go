@@ -51,11 +51,11 @@ func (w *worker) activeByIDLocked(id string) *cmdState {
 // agentStartLocked gives a run that starts to the oldest command awaiting
 // one, else marks the oldest run command still in flight as having seen
 // it. The caller holds w.mu.
-func (w *worker) agentStartLocked() {
+func (w *worker) agentStartLocked(now time.Time) {
 	if w.inRun {
 		return
 	}
-	w.inRun = true
+	w.inRun, w.runStart = true, now
 	for _, c := range w.active {
 		if c.phase == phaseAwait {
 			c.phase = phaseRun

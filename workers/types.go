@@ -14,7 +14,7 @@ type State string
 const (
 	StateStarting State = "starting" // spawned, has not answered yet
 	StateIdle     State = "idle"     // alive, nothing in flight
-	StateRunning  State = "running"  // a command in flight or events streaming
+	StateRunning  State = "running"  // a command in flight, events streaming, or an agent run under way
 	StateStopping State = "stopping" // SIGTERM sent, waiting for exit
 	StateExited   State = "exited"
 )

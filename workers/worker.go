@@ -69,6 +69,7 @@ type worker struct {
 	// the command whose run it is (nil: none, e.g. a run the worker
 	// started on its own). See runs.go.
 	inRun    bool
+	runStart time.Time // when the streaming run's agent_start came
 	runOwner *cmdState
 	// spanBuf is the stdout reader's scratch for streamEvent.
 	spanBuf []CommandSpan
@@ -112,8 +113,24 @@ func (w *worker) stateLocked(now time.Time) State {
 		return StateStarting
 	case !w.lastEvent.IsZero() && now.Sub(w.lastEvent) < w.m.cfg.RunningWindow:
 		return StateRunning
+	case w.inRun && now.Sub(w.runStart) < w.runBound():
+		// Between agent_start and agent_end the agent is at work even
+		// when it streams nothing for a while (a model call, a quiet tool
+		// call): it must not be reaped as idle mid-run. A run older than
+		// the bound counts as stuck, idle again, so the reaper and the
+		// zombie flag can see it.
+		return StateRunning
 	}
 	return StateIdle
+}
+
+// runBound is how long a streaming run keeps its worker running:
+// MaxRunDuration, or its default when runs are not followed.
+func (w *worker) runBound() time.Duration {
+	if d := w.m.cfg.MaxRunDuration; d > 0 {
+		return d
+	}
+	return defaultMaxRunDuration
 }
 
 // status returns the worker's state and idle time at now.
@@ -363,7 +380,7 @@ func (w *worker) handleLine(line []byte, owned bool) {
 			w.lastEvent = time.Time{}
 		case "agent_start":
 			w.lastEvent = now
-			w.agentStartLocked()
+			w.agentStartLocked(now)
 		default:
 			w.lastEvent = now
 		}
