@@ -336,42 +336,68 @@ func (c *Config) setDefaults() {
 	c.setLimitDefaults()
 }
 
+// ConfigError is one invalid Config field, as New and Config.Validate
+// report them (joined: match with errors.As on each).
+type ConfigError struct {
+	// Field is the Config field's name, e.g. "MemoryMax".
+	Field string
+	Err   error
+}
+
+func (e *ConfigError) Error() string { return "workers: " + e.Field + ": " + e.Err.Error() }
+
+// Unwrap returns the reason.
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+func fieldErr(field, format string, args ...any) error {
+	return &ConfigError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// Validate reports every invalid field of c as New would (with the
+// defaults filled in), each a *ConfigError, joined; nil when New would
+// accept c (New can still fail on what only starting shows: cgroups,
+// Landlock, uids in use).
+func (c Config) Validate() error {
+	c.setDefaults()
+	return c.validate()
+}
+
 func (c *Config) validate() error {
 	var errs []error
 	if len(c.Command) == 0 || c.Command[0] == "" {
-		errs = append(errs, errors.New("workers: Command is empty"))
+		errs = append(errs, fieldErr("Command", "is empty"))
 	}
 	if c.MaxWorkers < 1 {
-		errs = append(errs, fmt.Errorf("workers: MaxWorkers must be ≥ 1, got %d", c.MaxWorkers))
+		errs = append(errs, fieldErr("MaxWorkers", "must be ≥ 1, got %d", c.MaxWorkers))
 	}
 	if c.MaxLineBytes < 1<<10 {
-		errs = append(errs, fmt.Errorf("workers: MaxLineBytes must be ≥ 1024, got %d", c.MaxLineBytes))
+		errs = append(errs, fieldErr("MaxLineBytes", "must be ≥ 1024, got %d", c.MaxLineBytes))
 	}
 	if c.EventBuffer < 1 {
-		errs = append(errs, fmt.Errorf("workers: EventBuffer must be ≥ 1, got %d", c.EventBuffer))
+		errs = append(errs, fieldErr("EventBuffer", "must be ≥ 1, got %d", c.EventBuffer))
 	}
 	for name, v := range map[string]int64{"SubscriberBufferBytes": c.SubscriberBufferBytes, "SubscriberBytesBudget": c.SubscriberBytesBudget} {
 		if v < 1<<10 {
-			errs = append(errs, fmt.Errorf("workers: %s must be ≥ 1024, got %d", name, v))
+			errs = append(errs, fieldErr(name, "must be ≥ 1024, got %d", v))
 		}
 	}
 	if c.StderrRate < 0 {
-		errs = append(errs, fmt.Errorf("workers: StderrRate must be > 0, got %g", c.StderrRate))
+		errs = append(errs, fieldErr("StderrRate", "must be > 0, got %g", c.StderrRate))
 	}
 	for name, v := range map[string]int{"MaxCommandBytes": c.MaxCommandBytes, "StderrTailBytes": c.StderrTailBytes,
 		"StderrLineBytes": c.StderrLineBytes, "StderrBurst": c.StderrBurst} {
 		if v < 1 {
-			errs = append(errs, fmt.Errorf("workers: %s must be ≥ 1, got %d", name, v))
+			errs = append(errs, fieldErr(name, "must be ≥ 1, got %d", v))
 		}
 	}
 	for name, d := range map[string]time.Duration{"RunningWindow": c.RunningWindow, "RestartBackoff": c.RestartBackoff,
 		"MaxRestartBackoff": c.MaxRestartBackoff, "ReapInterval": c.ReapInterval, "RunStartWait": c.RunStartWait} {
 		if d <= 0 {
-			errs = append(errs, fmt.Errorf("workers: %s must be > 0, got %s", name, d))
+			errs = append(errs, fieldErr(name, "must be > 0, got %s", d))
 		}
 	}
 	if c.SessionTokenBudget < 0 || !(c.SessionSpendBudgetUSD >= 0) {
-		errs = append(errs, fmt.Errorf("workers: SessionTokenBudget and SessionSpendBudgetUSD must be ≥ 0, got %d and %g", c.SessionTokenBudget, c.SessionSpendBudgetUSD))
+		errs = append(errs, fieldErr("SessionTokenBudget", "SessionTokenBudget and SessionSpendBudgetUSD must be ≥ 0, got %d and %g", c.SessionTokenBudget, c.SessionSpendBudgetUSD))
 	}
 	errs = append(errs, c.validateLimits()...)
 	errs = append(errs, c.validateIsolation()...)

@@ -72,36 +72,40 @@ func (c *Config) isolated() bool {
 func (c *Config) validateIsolation() []error {
 	var errs []error
 	if _, err := sandbox.ParseMode(string(c.Sandbox)); err != nil {
-		errs = append(errs, fmt.Errorf("workers: Sandbox: %w", err))
+		errs = append(errs, fieldErr("Sandbox", "%w", err))
 	}
 	if r := c.WorkerUIDs; !r.IsZero() {
 		if _, err := sandbox.ParseUIDRange(r.String()); err != nil {
-			errs = append(errs, fmt.Errorf("workers: WorkerUIDs: %w", err))
+			errs = append(errs, fieldErr("WorkerUIDs", "%w", err))
 		}
 		if uid := os.Geteuid(); uid >= 0 && (r.Contains(uint32(uid)) || r.Contains(uint32(os.Getuid()))) {
-			errs = append(errs, fmt.Errorf("workers: WorkerUIDs %s includes the supervisor's own uid %d", r, uid))
+			errs = append(errs, fieldErr("WorkerUIDs", "%s includes the supervisor's own uid %d", r, uid))
 		}
 		if gid := os.Getegid(); gid >= 0 && (r.Contains(uint32(gid)) || r.Contains(uint32(os.Getgid()))) {
-			errs = append(errs, fmt.Errorf("workers: WorkerUIDs %s includes the supervisor's own gid %d (each worker's gid is its uid)", r, gid))
+			errs = append(errs, fieldErr("WorkerUIDs", "%s includes the supervisor's own gid %d (each worker's gid is its uid)", r, gid))
 		}
 	}
 	if !c.isolated() {
 		return errs
 	}
 	if len(c.SandboxHelper) == 0 || c.SandboxHelper[0] == "" {
-		errs = append(errs, errors.New("workers: WorkerUIDs and Sandbox need SandboxHelper (a binary that runs sandbox.Main)"))
+		errs = append(errs, fieldErr("SandboxHelper", "WorkerUIDs and Sandbox need SandboxHelper (a binary that runs sandbox.Main)"))
 	}
 	if c.Dir != "" {
-		errs = append(errs, errors.New("workers: Dir cannot be combined with WorkerUIDs or Sandbox: each worker works in its own directory under WorkerDirRoot"))
+		errs = append(errs, fieldErr("Dir", "cannot be combined with WorkerUIDs or Sandbox: each worker works in its own directory under WorkerDirRoot"))
 	}
-	for _, p := range slices.Concat(c.SandboxReadOnly, c.SandboxReadWrite, []string{c.WorkerDirRoot}) {
-		if p != "" && !filepath.IsAbs(p) {
-			errs = append(errs, fmt.Errorf("workers: sandbox path %q is not absolute", p))
+	for field, paths := range map[string][]string{"SandboxReadOnly": c.SandboxReadOnly, "SandboxReadWrite": c.SandboxReadWrite, "WorkerDirRoot": {c.WorkerDirRoot}} {
+		for _, p := range paths {
+			if p != "" && !filepath.IsAbs(p) {
+				errs = append(errs, fieldErr(field, "path %q is not absolute", p))
+			}
 		}
 	}
 	for _, p := range c.DenyPorts {
-		if slices.Contains(c.AllowConnectPorts, p) || slices.Contains(c.AllowBindPorts, p) {
-			errs = append(errs, fmt.Errorf("workers: port %d must never be reachable from workers (the supervisor's own), but the sandbox's allowed ports include it", p))
+		for field, allowed := range map[string][]uint16{"AllowConnectPorts": c.AllowConnectPorts, "AllowBindPorts": c.AllowBindPorts} {
+			if slices.Contains(allowed, p) {
+				errs = append(errs, fieldErr(field, "port %d must never be reachable from workers (the supervisor's own: DenyPorts), but it is allowed", p))
+			}
 		}
 	}
 	return errs
@@ -126,20 +130,20 @@ func (m *Manager) setupIsolation() error {
 		helper, err = filepath.Abs(helper) // workers start in their own directory
 	}
 	if err != nil {
-		return fmt.Errorf("workers: SandboxHelper: %w", err)
+		return fieldErr("SandboxHelper", "%w", err)
 	}
 	iso.helperPath = helper
 	if !c.WorkerUIDs.IsZero() {
 		ptrace, err := sandbox.CheckIdentityCaps()
 		if err != nil {
-			return fmt.Errorf("workers: WorkerUIDs %s: %w", c.WorkerUIDs, err)
+			return fieldErr("WorkerUIDs", "%s: %w", c.WorkerUIDs, err)
 		}
 		if !ptrace {
 			reasons = append(reasons, "no CAP_SYS_PTRACE: markers of other uids unreadable, trees found by cgroup and uid")
 		}
 		for _, p := range []string{helper, m.commandPath()} {
 			if err := sandbox.OthersCanExec(p); err != nil {
-				return fmt.Errorf("workers: WorkerUIDs: %w", err)
+				return fieldErr("WorkerUIDs", "%w", err)
 			}
 		}
 		iso.pool = sandbox.NewUIDPool(c.WorkerUIDs)
@@ -184,11 +188,11 @@ func (m *Manager) setupIsolation() error {
 		root = filepath.Join(os.TempDir(), fmt.Sprintf("workerscope-workers-%d", os.Geteuid()))
 	}
 	if err := ensureDirRoot(root); err != nil {
-		return fmt.Errorf("workers: WorkerDirRoot: %w", err)
+		return fieldErr("WorkerDirRoot", "%w", err)
 	}
 	if iso.pool != nil {
 		if err := sandbox.OthersCanReach(root); err != nil {
-			return fmt.Errorf("workers: WorkerDirRoot %s: worker uids cannot reach it: %w", root, err)
+			return fieldErr("WorkerDirRoot", "%s: worker uids cannot reach it: %w", root, err)
 		}
 	}
 	iso.dirRoot, iso.info.DirRoot = root, root

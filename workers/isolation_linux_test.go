@@ -515,7 +515,7 @@ func TestIsolationRefusals(t *testing.T) {
 			c.Sandbox, c.AllowConnectPorts, c.DenyPorts = sandbox.ModeAuto, []uint16{443, 7070}, []uint16{7070}
 		}, "port 7070 must never be reachable"},
 		{"bad mode", func(c *workers.Config) { c.Sandbox = "strict" }, "invalid sandbox mode"},
-		{"Dir with isolation", func(c *workers.Config) { c.Sandbox, c.Dir = sandbox.ModeAuto, "/tmp" }, "Dir cannot be combined"},
+		{"Dir with isolation", func(c *workers.Config) { c.Sandbox, c.Dir = sandbox.ModeAuto, "/tmp" }, "Dir: cannot be combined"},
 		{"relative path", func(c *workers.Config) { c.Sandbox, c.SandboxReadOnly = sandbox.ModeAuto, []string{"opt"} }, "not absolute"},
 		{"reversed range", func(c *workers.Config) { c.WorkerUIDs = sandbox.UIDRange{First: 300, Last: 200} }, "reversed"},
 		{"unreachable worker binary", func(c *workers.Config) {

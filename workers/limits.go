@@ -220,21 +220,21 @@ func ParseCgroupMode(s string) (CgroupMode, error) {
 func (c *Config) validateLimits() []error {
 	var errs []error
 	if c.MemoryMax < 0 {
-		errs = append(errs, fmt.Errorf("workers: MemoryMax must be ≥ 0, got %d", c.MemoryMax))
+		errs = append(errs, fieldErr("MemoryMax", "must be ≥ 0, got %d", c.MemoryMax))
 	} else if c.MemoryMax > 0 && c.MemoryMax < 1<<20 {
-		errs = append(errs, fmt.Errorf("workers: MemoryMax must be 0 or ≥ 1MiB, got %d bytes", c.MemoryMax))
+		errs = append(errs, fieldErr("MemoryMax", "must be 0 or ≥ 1MiB, got %d bytes", c.MemoryMax))
 	}
 	if c.PidsMax < 0 {
-		errs = append(errs, fmt.Errorf("workers: PidsMax must be ≥ 0, got %d", c.PidsMax))
+		errs = append(errs, fieldErr("PidsMax", "must be ≥ 0, got %d", c.PidsMax))
 	}
 	if err := checkCPU(c.CPUMax); err != nil || math.IsNaN(c.CPUMax) {
-		errs = append(errs, fmt.Errorf("workers: CPUMax %v: invalid", c.CPUMax))
+		errs = append(errs, fieldErr("CPUMax", "%v: invalid", c.CPUMax))
 	}
 	if _, err := ParseCgroupMode(string(c.Cgroups)); err != nil {
-		errs = append(errs, fmt.Errorf("workers: Cgroups: %w", err))
+		errs = append(errs, fieldErr("Cgroups", "%w", err))
 	}
 	if c.WatchdogInterval <= 0 {
-		errs = append(errs, fmt.Errorf("workers: WatchdogInterval must be > 0, got %s", c.WatchdogInterval))
+		errs = append(errs, fieldErr("WatchdogInterval", "must be > 0, got %s", c.WatchdogInterval))
 	}
 	return errs
 }

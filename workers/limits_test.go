@@ -152,3 +152,30 @@ func TestExitErrorCarriesLimit(t *testing.T) {
 		t.Fatal("a crash matched ErrLimitExceeded")
 	}
 }
+
+// TestValidateNamesFields: Validate reports every invalid field at once,
+// each a *ConfigError naming its Config field, as New does.
+func TestValidateNamesFields(t *testing.T) {
+	t.Parallel()
+	cfg := workers.Config{Command: []string{"x"}, MemoryMax: 100, MaxLineBytes: 10, PidsMax: -1}
+	err := cfg.Validate()
+	got := map[string]bool{}
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var ce *workers.ConfigError
+		if !errors.As(e, &ce) {
+			t.Fatalf("%v is not a ConfigError", e)
+		}
+		got[ce.Field] = true
+	}
+	for _, f := range []string{"MemoryMax", "MaxLineBytes", "PidsMax"} {
+		if !got[f] {
+			t.Errorf("no error for %s in %v", f, err)
+		}
+	}
+	if _, err := workers.New(cfg); err == nil || !strings.Contains(err.Error(), "workers: MemoryMax: must be 0 or ≥ 1MiB") {
+		t.Errorf("New: %v", err)
+	}
+	if err := (workers.Config{Command: []string{"x"}}).Validate(); err != nil {
+		t.Errorf("a valid config: %v", err)
+	}
+}

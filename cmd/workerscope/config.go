@@ -68,13 +68,16 @@ type config struct {
 // caller names the flag and the variable).
 type setting struct {
 	flag, env, def, usage string
-	set                   func(c *config, v string) error
+	// field is the workers.Config field set fills ("" for the others):
+	// workers' validation of it is reported under this setting's name.
+	field string
+	set   func(c *config, v string) error
 }
 
 // settings are the rows of `workerscope serve`'s configuration, in the
 // order -help lists them.
 var settings = []setting{
-	{"listen", "WORKERSCOPE_LISTEN", "127.0.0.1:7070", "address to serve HTTP on (loopback unless a token is given)",
+	{"listen", "WORKERSCOPE_LISTEN", "127.0.0.1:7070", "address to serve HTTP on (loopback unless a token is given)", "",
 		func(c *config, v string) error {
 			if _, _, err := net.SplitHostPort(v); err != nil || v == "" {
 				return errors.New("want host:port, e.g. 127.0.0.1:7070 (empty would listen on every interface)")
@@ -82,9 +85,9 @@ var settings = []setting{
 			c.Listen = v
 			return nil
 		}},
-	{"token-file", "WORKERSCOPE_TOKEN_FILE", "", "file holding the API token (else WORKERSCOPE_TOKEN; else one is generated and printed)",
+	{"token-file", "WORKERSCOPE_TOKEN_FILE", "", "file holding the API token (else WORKERSCOPE_TOKEN; else one is generated and printed)", "",
 		nil}, // read with the token's other sources (readToken)
-	{"worker-cmd", "WORKERSCOPE_WORKER_CMD", "", `worker command line, e.g. "pi --mode rpc" (default: the built-in demo worker)`,
+	{"worker-cmd", "WORKERSCOPE_WORKER_CMD", "", `worker command line, e.g. "pi --mode rpc" (default: the built-in demo worker)`, "Command",
 		func(c *config, v string) error {
 			if strings.TrimSpace(v) == "" {
 				c.DemoWorker = true // the argv is this binary's, known at start (newManager)
@@ -97,38 +100,38 @@ var settings = []setting{
 			c.Worker.Command = argv
 			return err
 		}},
-	{"idle-ttl", "WORKERSCOPE_IDLE_TTL", "10m", "stop workers idle for longer than this (0 = never)",
+	{"idle-ttl", "WORKERSCOPE_IDLE_TTL", "10m", "stop workers idle for longer than this (0 = never)", "IdleTTL",
 		durationOr(func(c *config) *time.Duration { return &c.Worker.IdleTTL }, workers.Never)},
-	{"max-workers", "WORKERSCOPE_MAX_WORKERS", "64", "most live workers; when full the longest-idle one is evicted",
+	{"max-workers", "WORKERSCOPE_MAX_WORKERS", "64", "most live workers; when full the longest-idle one is evicted", "MaxWorkers",
 		integer(func(c *config) *int { return &c.Worker.MaxWorkers }, 1)},
-	{"stop-grace", "WORKERSCOPE_STOP_GRACE", "5s", "time between SIGTERM and SIGKILL when stopping a worker (0 = SIGKILL at once)",
+	{"stop-grace", "WORKERSCOPE_STOP_GRACE", "5s", "time between SIGTERM and SIGKILL when stopping a worker (0 = SIGKILL at once)", "StopGrace",
 		durationOr(func(c *config) *time.Duration { return &c.Worker.StopGrace }, workers.Never)},
-	{"drain", "WORKERSCOPE_DRAIN", "5s", "on SIGTERM or SIGINT, how long GET /readyz answers 503 while sessions and event streams are still served, before they end and the workers stop (0 = no drain; a second signal ends it early)",
+	{"drain", "WORKERSCOPE_DRAIN", "5s", "on SIGTERM or SIGINT, how long GET /readyz answers 503 while sessions and event streams are still served, before they end and the workers stop (0 = no drain; a second signal ends it early)", "",
 		durationOr(func(c *config) *time.Duration { return &c.Drain }, 0)},
-	{"max-conns", "WORKERSCOPE_MAX_CONNS", "auto", "most open HTTP connections; at the cap the longest-idle keep-alive connection is closed first (auto = from the open-file limit, see docs/configuration.md)",
+	{"max-conns", "WORKERSCOPE_MAX_CONNS", "auto", "most open HTTP connections; at the cap the longest-idle keep-alive connection is closed first (auto = from the open-file limit, see docs/configuration.md)", "",
 		func(c *config, v string) error {
 			if strings.EqualFold(v, "auto") || v == "" {
 				return nil
 			}
 			return integer(func(c *config) *int { return &c.MaxConns }, httpapi.MinMaxConns)(c, v)
 		}},
-	{"max-line-bytes", "WORKERSCOPE_MAX_LINE_BYTES", "16777216", "longest worker output line accepted, in bytes (longer ones are skipped and counted)",
-		integer(func(c *config) *int { return &c.Worker.MaxLineBytes }, 1024)},
-	{"subscriber-buffer-bytes", "WORKERSCOPE_SUBSCRIBER_BUFFER_BYTES", "32MiB", "most event data buffered for one event subscriber that falls behind; more is dropped and announced",
-		byteSize(func(c *config) *int64 { return &c.Worker.SubscriberBufferBytes }, 1024)},
-	{"subscriber-budget-bytes", "WORKERSCOPE_SUBSCRIBER_BUDGET_BYTES", "256MiB", "most event data buffered for all event subscribers together",
-		byteSize(func(c *config) *int64 { return &c.Worker.SubscriberBytesBudget }, 1024)},
-	{"worker-memory-max", "WORKERSCOPE_WORKER_MEMORY_MAX", "0", "memory limit of each worker's whole process tree, e.g. 512MiB or 2GiB (0 = none); see docs/limits.md",
+	{"max-line-bytes", "WORKERSCOPE_MAX_LINE_BYTES", "16777216", "longest worker output line accepted, in bytes (longer ones are skipped and counted)", "MaxLineBytes",
+		integer(func(c *config) *int { return &c.Worker.MaxLineBytes }, 1)},
+	{"subscriber-buffer-bytes", "WORKERSCOPE_SUBSCRIBER_BUFFER_BYTES", "32MiB", "most event data buffered for one event subscriber that falls behind; more is dropped and announced", "SubscriberBufferBytes",
+		byteSize(func(c *config) *int64 { return &c.Worker.SubscriberBufferBytes })},
+	{"subscriber-budget-bytes", "WORKERSCOPE_SUBSCRIBER_BUDGET_BYTES", "256MiB", "most event data buffered for all event subscribers together", "SubscriberBytesBudget",
+		byteSize(func(c *config) *int64 { return &c.Worker.SubscriberBytesBudget })},
+	{"worker-memory-max", "WORKERSCOPE_WORKER_MEMORY_MAX", "0", "memory limit of each worker's whole process tree, e.g. 512MiB or 2GiB (0 = none); see docs/limits.md", "MemoryMax",
 		func(c *config, v string) (err error) { c.Worker.MemoryMax, err = workers.ParseByteSize(v); return }},
-	{"worker-pids-max", "WORKERSCOPE_WORKER_PIDS_MAX", "0", "most processes and threads in each worker's tree (0 = none)",
+	{"worker-pids-max", "WORKERSCOPE_WORKER_PIDS_MAX", "0", "most processes and threads in each worker's tree (0 = none)", "PidsMax",
 		func(c *config, v string) (err error) { c.Worker.PidsMax, err = workers.ParsePidsMax(v); return }},
-	{"worker-cpu-max", "WORKERSCOPE_WORKER_CPU_MAX", "0", "CPU bandwidth of each worker's tree in cores, e.g. 0.5 or 2 (0 = none; needs cgroups)",
+	{"worker-cpu-max", "WORKERSCOPE_WORKER_CPU_MAX", "0", "CPU bandwidth of each worker's tree in cores, e.g. 0.5 or 2 (0 = none; needs cgroups)", "CPUMax",
 		func(c *config, v string) (err error) { c.Worker.CPUMax, err = workers.ParseCPUCores(v); return }},
-	{"cgroups", "WORKERSCOPE_CGROUPS", "auto", "enforce limits with per-worker cgroups: auto (when usable), off (supervisor watchdog only) or required (refuse to start without)",
+	{"cgroups", "WORKERSCOPE_CGROUPS", "auto", "enforce limits with per-worker cgroups: auto (when usable), off (supervisor watchdog only) or required (refuse to start without)", "Cgroups",
 		func(c *config, v string) (err error) { c.Worker.Cgroups, err = workers.ParseCgroupMode(v); return }},
-	{"worker-uids", "WORKERSCOPE_WORKER_UIDS", "", "run each worker tree as its own uid and gid from this range, e.g. 200000-200999 (needs root or CAP_SETUID, CAP_SETGID, CAP_CHOWN, CAP_KILL, CAP_DAC_OVERRIDE, CAP_FOWNER; see docs/security.md)",
+	{"worker-uids", "WORKERSCOPE_WORKER_UIDS", "", "run each worker tree as its own uid and gid from this range, e.g. 200000-200999 (needs root or CAP_SETUID, CAP_SETGID, CAP_CHOWN, CAP_KILL, CAP_DAC_OVERRIDE, CAP_FOWNER; see docs/security.md)", "WorkerUIDs",
 		func(c *config, v string) (err error) { c.Worker.WorkerUIDs, err = sandbox.ParseUIDRange(v); return }},
-	{"worker-dir-root", "WORKERSCOPE_WORKER_DIR_ROOT", "", "where each isolated worker gets its own directory: HOME, working directory and TMPDIR, removed when its tree is gone (default $TMPDIR/workerscope-workers-UID)",
+	{"worker-dir-root", "WORKERSCOPE_WORKER_DIR_ROOT", "", "where each isolated worker gets its own directory: HOME, working directory and TMPDIR, removed when its tree is gone (default $TMPDIR/workerscope-workers-UID)", "WorkerDirRoot",
 		func(c *config, v string) error {
 			if v == "" {
 				return nil
@@ -139,23 +142,23 @@ var settings = []setting{
 			c.Worker.WorkerDirRoot = filepath.Clean(v)
 			return nil
 		}},
-	{"worker-sandbox", "WORKERSCOPE_WORKER_SANDBOX", "auto", "confine each worker tree with Landlock: auto (when the kernel has it), off, or required (refuse to start without Landlock ABI 6)",
+	{"worker-sandbox", "WORKERSCOPE_WORKER_SANDBOX", "auto", "confine each worker tree with Landlock: auto (when the kernel has it), off, or required (refuse to start without Landlock ABI 6)", "Sandbox",
 		func(c *config, v string) (err error) { c.Worker.Sandbox, err = sandbox.ParseMode(v); return }},
-	{"worker-sandbox-ro", "WORKERSCOPE_WORKER_SANDBOX_RO", "", "comma-separated extra paths sandboxed workers may read and execute (beyond /usr, /etc, /proc, ... and the worker's own installation)",
+	{"worker-sandbox-ro", "WORKERSCOPE_WORKER_SANDBOX_RO", "", "comma-separated extra paths sandboxed workers may read and execute (beyond /usr, /etc, /proc, ... and the worker's own installation)", "SandboxReadOnly",
 		func(c *config, v string) (err error) { c.Worker.SandboxReadOnly, err = absPaths(v); return }},
-	{"worker-sandbox-rw", "WORKERSCOPE_WORKER_SANDBOX_RW", "", "comma-separated extra paths sandboxed workers may write (beyond their own directory)",
+	{"worker-sandbox-rw", "WORKERSCOPE_WORKER_SANDBOX_RW", "", "comma-separated extra paths sandboxed workers may write (beyond their own directory)", "SandboxReadWrite",
 		func(c *config, v string) (err error) { c.Worker.SandboxReadWrite, err = absPaths(v); return }},
-	{"worker-allow-ports", "WORKERSCOPE_WORKER_ALLOW_PORTS", "443,80", "TCP ports sandboxed workers may connect to (none = no TCP); never the API port",
+	{"worker-allow-ports", "WORKERSCOPE_WORKER_ALLOW_PORTS", "443,80", "TCP ports sandboxed workers may connect to (none = no TCP); never the API port", "AllowConnectPorts",
 		func(c *config, v string) (err error) { c.Worker.AllowConnectPorts, err = sandbox.ParsePorts(v); return }},
-	{"worker-allow-bind-ports", "WORKERSCOPE_WORKER_ALLOW_BIND_PORTS", "", "TCP ports sandboxed workers may bind (default none)",
+	{"worker-allow-bind-ports", "WORKERSCOPE_WORKER_ALLOW_BIND_PORTS", "", "TCP ports sandboxed workers may bind (default none)", "AllowBindPorts",
 		func(c *config, v string) (err error) { c.Worker.AllowBindPorts, err = sandbox.ParsePorts(v); return }},
-	{"demo-load", "WORKERSCOPE_DEMO_LOAD", "auto", "light synthetic traffic to a few sessions: true, false, or auto (on with the demo worker)",
+	{"demo-load", "WORKERSCOPE_DEMO_LOAD", "auto", "light synthetic traffic to a few sessions: true, false, or auto (on with the demo worker)", "",
 		nil}, // depends on worker-cmd (parseConfig)
-	{"metrics-worker-key", "WORKERSCOPE_METRICS_WORKER_KEY", "true", "put the session key on per-worker metrics as worker.key (false drops it)",
+	{"metrics-worker-key", "WORKERSCOPE_METRICS_WORKER_KEY", "true", "put the session key on per-worker metrics as worker.key (false drops it)", "",
 		boolean(func(c *config) *bool { return &c.DropWorkerKey }, true)},
-	{"command-cost", "WORKERSCOPE_COMMAND_COST", "true", "read each command's cost from its worker's tree at start and end (false saves ~100 µs of CPU per command)",
+	{"command-cost", "WORKERSCOPE_COMMAND_COST", "true", "read each command's cost from its worker's tree at start and end (false saves ~100 µs of CPU per command)", "DisableCommandCost",
 		boolean(func(c *config) *bool { return &c.Worker.DisableCommandCost }, true)},
-	{"run-commands", "WORKERSCOPE_RUN_COMMANDS", "prompt", "comma-separated command types whose response is followed by a streamed run (agent_start … agent_end) that their span and cost cover",
+	{"run-commands", "WORKERSCOPE_RUN_COMMANDS", "prompt", "comma-separated command types whose response is followed by a streamed run (agent_start … agent_end) that their span and cost cover", "RunCommands",
 		func(c *config, v string) error {
 			c.Worker.RunCommands = []string{} // empty means none, not the default
 			for typ := range strings.SplitSeq(v, ",") {
@@ -165,20 +168,20 @@ var settings = []setting{
 			}
 			return nil
 		}},
-	{"max-run-duration", "WORKERSCOPE_MAX_RUN_DURATION", "1h", "longest a run is followed after its command's arrival (0 = spans end at the response)",
+	{"max-run-duration", "WORKERSCOPE_MAX_RUN_DURATION", "1h", "longest a run is followed after its command's arrival (0 = spans end at the response)", "MaxRunDuration",
 		durationOr(func(c *config) *time.Duration { return &c.Worker.MaxRunDuration }, workers.Never)},
-	{"pyroscope-server", "PYROSCOPE_SERVER_ADDRESS", "", "Pyroscope server to ship profiles to (profiling is off without one)",
+	{"pyroscope-server", "PYROSCOPE_SERVER_ADDRESS", "", "Pyroscope server to ship profiles to (profiling is off without one)", "",
 		func(c *config, v string) error { c.PyroscopeServer = v; return nil }},
-	{"pyroscope-app", "PYROSCOPE_APPLICATION_NAME", "", "Pyroscope application name (default: the OTel service name)",
+	{"pyroscope-app", "PYROSCOPE_APPLICATION_NAME", "", "Pyroscope application name (default: the OTel service name)", "",
 		func(c *config, v string) error { c.PyroscopeApp = v; return nil }},
-	{"log-level", "WORKERSCOPE_LOG_LEVEL", "info", "debug, info, warn or error",
+	{"log-level", "WORKERSCOPE_LOG_LEVEL", "info", "debug, info, warn or error", "",
 		func(c *config, v string) error {
 			if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
 				return errors.New("want debug, info, warn or error")
 			}
 			return nil
 		}},
-	{"log-format", "WORKERSCOPE_LOG_FORMAT", "text", "text or json",
+	{"log-format", "WORKERSCOPE_LOG_FORMAT", "text", "text or json", "",
 		func(c *config, v string) error {
 			if v != "text" && v != "json" {
 				return errors.New("want text or json")
@@ -186,9 +189,9 @@ var settings = []setting{
 			c.LogFormat = v
 			return nil
 		}},
-	{"log-otlp", "WORKERSCOPE_LOG_OTLP", "false", "also send the supervisor's own log records as OTLP log records (with the worker logs; OTEL_LOGS_* settings)",
+	{"log-otlp", "WORKERSCOPE_LOG_OTLP", "false", "also send the supervisor's own log records as OTLP log records (with the worker logs; OTEL_LOGS_* settings)", "",
 		boolean(func(c *config) *bool { return &c.LogOTLP }, false)},
-	{"session-token-budget", "WORKERSCOPE_SESSION_TOKEN_BUDGET", "0", "most model tokens one session may use (pi's totalTokens, summed over its runs); past it the run is aborted and prompts are refused until DELETE /api/sessions/{key} (0 = no budget)",
+	{"session-token-budget", "WORKERSCOPE_SESSION_TOKEN_BUDGET", "0", "most model tokens one session may use (pi's totalTokens, summed over its runs); past it the run is aborted and prompts are refused until DELETE /api/sessions/{key} (0 = no budget)", "SessionTokenBudget",
 		func(c *config, v string) error {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || n < 0 {
@@ -197,7 +200,7 @@ var settings = []setting{
 			c.Worker.SessionTokenBudget = n
 			return nil
 		}},
-	{"session-spend-budget-usd", "WORKERSCOPE_SESSION_SPEND_BUDGET_USD", "0", "most US dollars of model calls one session may spend (pi's usage.cost.total), e.g. 2.50; as --session-token-budget (0 = no budget)",
+	{"session-spend-budget-usd", "WORKERSCOPE_SESSION_SPEND_BUDGET_USD", "0", "most US dollars of model calls one session may spend (pi's usage.cost.total), e.g. 2.50; as --session-token-budget (0 = no budget)", "SessionSpendBudgetUSD",
 		func(c *config, v string) error {
 			f, err := strconv.ParseFloat(strings.TrimPrefix(v, "$"), 64)
 			if err != nil || !(f >= 0) || math.IsInf(f, 0) {
@@ -225,7 +228,8 @@ func durationOr(at func(*config) *time.Duration, zero time.Duration) func(*confi
 	}
 }
 
-// integer parses an integer ≥ minimum into the field at.
+// integer parses an integer ≥ minimum into the field at (1 where 0
+// would mean workers' default; the range is workers' to check).
 func integer(at func(*config) *int, minimum int) func(*config, string) error {
 	return func(c *config, v string) error {
 		n, err := strconv.Atoi(v)
@@ -237,12 +241,13 @@ func integer(at func(*config) *int, minimum int) func(*config, string) error {
 	}
 }
 
-// byteSize parses a size ≥ minimum bytes into the field at.
-func byteSize(at func(*config) *int64, minimum int64) func(*config, string) error {
+// byteSize parses a size into the field at: not 0, which would mean
+// workers' default (its minimum is workers' to check).
+func byteSize(at func(*config) *int64) func(*config, string) error {
 	return func(c *config, v string) error {
 		n, err := workers.ParseByteSize(v)
-		if err != nil || n < minimum {
-			return fmt.Errorf("want a size ≥ %s, e.g. 32MiB", workers.FormatByteSize(minimum))
+		if err != nil || n < 1 {
+			return errors.New("want a size such as 32MiB")
 		}
 		*at(c) = n
 		return nil
@@ -359,14 +364,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		}
 		c.DemoLoad = b
 	}
-	for _, p := range listenPort(c.Listen) { // with :0, serve checks the port it got
-		if c.exposesAPIPort(p) {
-			errs = append(errs, fmt.Errorf("invalid %s: includes %d, the API port (--listen): workers must never reach it", labelOf("worker-allow-ports"), p))
-		}
-	}
-	if m := c.Worker.MemoryMax; m > 0 && m < 1<<20 {
-		errs = append(errs, fmt.Errorf("%s: %d bytes is below the smallest limit, 1MiB", labelOf("worker-memory-max"), m))
-	}
+	errs = append(errs, c.validateWorker(value)...)
 	// Read from the environment only.
 	if v := getenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"); v != "" {
 		b, err := strconv.ParseBool(v)
@@ -393,6 +391,36 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		c.Token, c.TokenSource = base64.RawURLEncoding.EncodeToString(b[:]), "generated"
 	}
 	return c, nil
+}
+
+// validateWorker runs workers' own validation of the settings, once, and
+// reports each invalid field under the setting that filled it.
+func (c *config) validateWorker(value map[string]string) []error {
+	wc := c.Worker
+	// What newManager adds once the binary's own path is known.
+	if c.DemoWorker {
+		wc.Command = []string{"workerscope", "demo-worker"}
+	}
+	wc.SandboxHelper = []string{"workerscope"}
+	// With --listen :0 serve checks the port it got (exposesAPIPort).
+	wc.DenyPorts = listenPort(c.Listen)
+	err := wc.Validate()
+	if err == nil {
+		return nil
+	}
+	var errs []error
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var ce *workers.ConfigError
+		if errors.As(e, &ce) {
+			if i := slices.IndexFunc(settings, func(s setting) bool { return s.field == ce.Field }); i >= 0 {
+				s := settings[i]
+				errs = append(errs, fmt.Errorf("invalid --%s / %s %q: %w", s.flag, s.env, value[s.flag], ce.Err))
+				continue
+			}
+		}
+		errs = append(errs, e)
+	}
+	return errs
 }
 
 // readToken finds the API token: --token-file on the command line, then
