@@ -38,9 +38,9 @@ build: ## build bin/workerscope
 run: build ## run workerscope with the demo worker on 127.0.0.1:7070
 	$(BIN)/workerscope $(ARGS)
 
-test: collector prometheus rules-test check ## the test command: builds the collector and Prometheus, then promtool rule tests, the deploy linters, gofmt check, go vet, govulncheck, race tests (end-to-end included), short fuzz runs
+test: collector prometheus rules-test lint-deploy check ## the test command: builds the collector and Prometheus, then promtool rule tests, the deploy linters (make lint-deploy), gofmt check, go vet, govulncheck, race tests (end-to-end included), short fuzz runs
 
-check: fmt-check vet cross race churn fuzz
+check: fmt-check vet vulncheck cross race churn fuzz
 
 fmt-check:
 	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
