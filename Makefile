@@ -129,8 +129,9 @@ test-jaeger: collector jaeger ## the GenAI trace end to end: the real pi, the co
 LINT_CACHE := $(HOME)/.cache/workerscope
 # grafana/dashboard-linter is not served by the module proxy: third_party/dashboard-linter is a
 # copy of its source at commit 1be3836 (before the Grafana v2 schema support) without the LogQL
-# rules, whose parser is Loki's AGPL module. Bump the suffix when the copy changes.
-DASHLINT_VERSION ?= 1be3836-1
+# rules (their parser is Loki's AGPL module) and on the flag package (WORKERSCOPE.md there).
+# Bump the suffix when the copy changes.
+DASHLINT_VERSION ?= 1be3836-2
 DASHLINT = $(LINT_CACHE)/dashboard-linter-$(DASHLINT_VERSION)/dashboard-linter
 KUBE_SCORE_VERSION ?= v1.20.0
 KUBE_SCORE = $(LINT_CACHE)/kube-score-$(KUBE_SCORE_VERSION)/kube-score
@@ -164,7 +165,7 @@ vulncheck: govulncheck vulndb ## govulncheck ./... against the offline database;
 
 dashboard-linter:
 	@if [ -x $(DASHLINT) ]; then exit 0; fi; \
-	echo "building dashboard-linter $(DASHLINT_VERSION) into $(dir $(DASHLINT)) (about 4 minutes cold)"; \
+	echo "building dashboard-linter $(DASHLINT_VERSION) into $(dir $(DASHLINT)) (about a minute cold)"; \
 	mkdir -p $(dir $(DASHLINT)) && cd third_party/dashboard-linter && \
 	GOWORK=off GOFLAGS=-mod=mod $(GO) build -trimpath -o $(DASHLINT).tmp . && mv $(DASHLINT).tmp $(DASHLINT)
 

@@ -1,180 +1,100 @@
+// Command dashboard-linter lints Grafana dashboards.
+//
+// workerscope's copy (see WORKERSCOPE.md): the upstream command line, on
+// the standard library's flag package instead of cobra and viper, without
+// --fix (it needed the conflate module; workerscope's dashboard is
+// generated, so fixes go into its generator). Same subcommands, flags and
+// output otherwise.
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path"
-	"strings"
-
-	"github.com/spf13/cobra"
-	"github.com/spf13/viper"
-	"github.com/zeitlinger/conflate"
 
 	"github.com/grafana/dashboard-linter/lint"
 )
 
-var lintStrictFlag bool
-var lintVerboseFlag bool
-var lintAutofixFlag bool
-var lintReadFromStdIn bool
-var lintConfigFlag string
+func usage() {
+	fmt.Fprintln(os.Stderr, `dashboard-linter: lint Grafana dashboards.
 
-// lintCmd represents the lint command
-var lintCmd = &cobra.Command{
-	Use:   "lint [dashboard.json]",
-	Short: "Lint a dashboard",
-	Long:  `Returns warnings or errors for dashboard which do not adhere to accepted standards`,
-	PreRun: func(cmd *cobra.Command, args []string) {
-		_ = viper.BindPFlags(cmd.PersistentFlags())
-	},
-	SilenceUsage: true,
-	Args:         cobra.RangeArgs(0, 1),
-	RunE: func(cmd *cobra.Command, args []string) error {
-		var buf []byte
-		var err error
-		var filename string
-
-		if lintReadFromStdIn {
-			if lintAutofixFlag {
-				return fmt.Errorf("can't read from stdin and autofix")
-			}
-
-			buf, err = io.ReadAll(os.Stdin)
-			if err != nil {
-				return fmt.Errorf("failed to read stdin: %v", err)
-			}
-		} else {
-			filename = args[0]
-			buf, err = os.ReadFile(filename)
-			if err != nil {
-				return fmt.Errorf("failed to read file %s: %v", filename, err)
-			}
-		}
-
-		dashboard, err := lint.NewDashboard(buf)
-		if err != nil {
-			return fmt.Errorf("failed to parse dashboard: %v", err)
-		}
-
-		// if no config flag was passed, set a default path of a .lint file in the dashboards directory
-		if lintConfigFlag == "" {
-			lintConfigFlag = path.Join(path.Dir(filename), ".lint")
-		}
-
-		config := lint.NewConfigurationFile()
-		if err := config.Load(lintConfigFlag); err != nil {
-			return fmt.Errorf("failed to load lint config: %v", err)
-		}
-		config.Verbose = lintVerboseFlag
-		config.Autofix = lintAutofixFlag
-
-		rules := lint.NewRuleSet()
-		results, err := rules.Lint([]lint.Dashboard{dashboard})
-		if err != nil {
-			return fmt.Errorf("failed to lint dashboard: %v", err)
-		}
-
-		if config.Autofix {
-			changes := results.AutoFix(&dashboard)
-			if changes > 0 {
-				err = write(dashboard, filename, buf)
-				if err != nil {
-					return err
-				}
-			}
-		}
-
-		results.Configure(config)
-		results.ReportByRule()
-
-		if lintStrictFlag && results.MaximumSeverity() >= lint.Warning {
-			return fmt.Errorf("there were linting errors, please see previous output")
-		}
-		return nil
-	},
-}
-
-func write(dashboard lint.Dashboard, filename string, old []byte) error {
-	newBytes, err := dashboard.Marshal()
-	if err != nil {
-		return err
-	}
-	c := conflate.New()
-	err = c.AddData(old, newBytes)
-	if err != nil {
-		return err
-	}
-	b, err := c.MarshalJSON()
-	if err != nil {
-		return err
-	}
-	json := strings.ReplaceAll(string(b), "\"options\": null,", "\"options\": [],")
-
-	return os.WriteFile(filename, []byte(json), 0600)
-}
-
-var rulesCmd = &cobra.Command{
-	Use:          "rules",
-	Short:        "Print documentation about each lint rule.",
-	SilenceUsage: true,
-	RunE: func(cmd *cobra.Command, args []string) error {
-		rules := lint.NewRuleSet()
-		for _, rule := range rules.Rules() {
-			_, _ = fmt.Fprintf(os.Stdout, "* `%s` - %s\n", rule.Name(), rule.Description())
-		}
-		return nil
-	},
-}
-
-func init() {
-	rootCmd.AddCommand(lintCmd)
-	rootCmd.AddCommand(rulesCmd)
-	lintCmd.Flags().BoolVar(
-		&lintStrictFlag,
-		"strict",
-		false,
-		"fail upon linting error or warning",
-	)
-	lintCmd.Flags().BoolVar(
-		&lintVerboseFlag,
-		"verbose",
-		false,
-		"show more information about linting",
-	)
-	lintCmd.Flags().BoolVar(
-		&lintAutofixFlag,
-		"fix",
-		false,
-		"automatically fix problems if possible",
-	)
-	lintCmd.Flags().StringVarP(
-		&lintConfigFlag,
-		"config",
-		"c",
-		"",
-		"path to a configuration file",
-	)
-	lintCmd.Flags().BoolVar(
-		&lintReadFromStdIn,
-		"stdin",
-		false,
-		"read from stdin",
-	)
-}
-
-var rootCmd = &cobra.Command{
-	Use:   "dashboard-linter",
-	Short: "A command-line application to lint Grafana dashboards.",
-	Run: func(cmd *cobra.Command, args []string) {
-		_ = cmd.Help()
-		os.Exit(0)
-	},
+  dashboard-linter lint [--strict] [--verbose] [--config .lint] [--stdin | dashboard.json]
+  dashboard-linter rules`)
+	os.Exit(2)
 }
 
 func main() {
-	if err := rootCmd.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	if len(os.Args) < 2 {
+		usage()
 	}
+	switch os.Args[1] {
+	case "rules":
+		rules := lint.NewRuleSet()
+		for _, rule := range rules.Rules() {
+			fmt.Printf("* `%s` - %s\n", rule.Name(), rule.Description())
+		}
+	case "lint":
+		if err := lintCmd(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	default:
+		usage()
+	}
+}
+
+func lintCmd(args []string) error {
+	fs := flag.NewFlagSet("lint", flag.ExitOnError)
+	strict := fs.Bool("strict", false, "fail upon linting error or warning")
+	verbose := fs.Bool("verbose", false, "show more information about linting")
+	configFile := fs.String("config", "", "path to a configuration file (default: .lint beside the dashboard)")
+	fs.StringVar(configFile, "c", "", "shorthand for --config")
+	stdin := fs.Bool("stdin", false, "read from stdin")
+	_ = fs.Parse(args)
+
+	var buf []byte
+	var err error
+	filename := ""
+	switch {
+	case *stdin && fs.NArg() == 0:
+		if buf, err = io.ReadAll(os.Stdin); err != nil {
+			return fmt.Errorf("failed to read stdin: %v", err)
+		}
+	case !*stdin && fs.NArg() == 1:
+		filename = fs.Arg(0)
+		if buf, err = os.ReadFile(filename); err != nil {
+			return fmt.Errorf("failed to read file %s: %v", filename, err)
+		}
+	default:
+		usage()
+	}
+
+	dashboard, err := lint.NewDashboard(buf)
+	if err != nil {
+		return fmt.Errorf("failed to parse dashboard: %v", err)
+	}
+	// if no config flag was passed, set a default path of a .lint file in the dashboards directory
+	if *configFile == "" {
+		*configFile = path.Join(path.Dir(filename), ".lint")
+	}
+	config := lint.NewConfigurationFile()
+	if err := config.Load(*configFile); err != nil {
+		return fmt.Errorf("failed to load lint config: %v", err)
+	}
+	config.Verbose = *verbose
+
+	rules := lint.NewRuleSet()
+	results, err := rules.Lint([]lint.Dashboard{dashboard})
+	if err != nil {
+		return fmt.Errorf("failed to lint dashboard: %v", err)
+	}
+	results.Configure(config)
+	results.ReportByRule()
+
+	if *strict && results.MaximumSeverity() >= lint.Warning {
+		return fmt.Errorf("there were linting errors, please see previous output")
+	}
+	return nil
 }
