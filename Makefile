@@ -1,5 +1,12 @@
 # workerscope — build, run and test. `make help` lists the targets.
 GO       ?= go
+# The approved Go for this module (go.mod's toolchain line): the go command fetches it from the
+# Go module proxy on first use (76 MB, about 10 s) and every build then recompiles the standard
+# library and the module cache once (about 5 minutes on 2 cores). A machine's own Go ignores the
+# toolchain line (GOTOOLCHAIN=local in its go.env), so the Makefile exports it; `make
+# GOTOOLCHAIN=local` uses the machine's Go.
+GOTOOLCHAIN := go1.27.3
+export GOTOOLCHAIN
 BIN      ?= bin
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
@@ -19,6 +26,7 @@ JAEGER      = $(abspath $(JAEGER_BIN))/jaeger
 # Generated collector code is not ours to format.
 GOFILES   = $(shell find . -name '*.go' -not -path './deploy/otelcol/*' -not -path './.git/*')
 
+.PHONY: lint-deploy lint-dashboard lint-k8s lint-systemd vulncheck kube-score dashboard-linter govulncheck vulndb
 .PHONY: help build run test check fmt-check vet cross race fuzz churn soak bench capacity collector prometheus rules-test demo dashboards k8s-configmaps k8s-router clean jaeger test-jaeger
 
 help: ## list targets
@@ -30,9 +38,9 @@ build: ## build bin/workerscope
 run: build ## run workerscope with the demo worker on 127.0.0.1:7070
 	$(BIN)/workerscope $(ARGS)
 
-test: collector prometheus rules-test check ## the test command: builds the collector and Prometheus, then promtool rule tests, gofmt check, go vet, race tests (end-to-end included), short fuzz runs
+test: collector prometheus rules-test lint-deploy check ## the test command: builds the collector and Prometheus, then promtool rule tests, the deploy linters (make lint-deploy), gofmt check, go vet, govulncheck, race tests (end-to-end included), short fuzz runs
 
-check: fmt-check vet cross race churn fuzz
+check: fmt-check vet vulncheck cross race churn fuzz
 
 fmt-check:
 	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -108,6 +116,79 @@ jaeger: ## build Jaeger v2 (cmd/jaeger of module v1.75.0) once into ~/.cache/wor
 test-jaeger: collector jaeger ## the GenAI trace end to end: the real pi, the collector and Jaeger (e2e TestJaeger*)
 	WORKERSCOPE_JAEGER_TEST=required WORKERSCOPE_JAEGER=$(JAEGER) WORKERSCOPE_OTELCOL=$(CURDIR)/$(BIN)/otelcol \
 		$(GO) test -race -count=1 -timeout 10m -run '^TestJaeger' -v ./e2e
+
+# The field's own linters on the deploy files (docs/deploy-linters.md), each built once per
+# machine into ~/.cache/workerscope/<tool>-<version> like Prometheus:
+#   dashboard-linter  deploy/grafana/workerscope.json, with deploy/grafana/.lint (its config:
+#                     the suppressed rules and why)
+#   kube-score        the kustomization of deploy/kubernetes and each overlay, rendered by
+#                     deploy/kubernetes/kustomize (the tests' renderer); deploy/kubernetes/.kube-score
+#                     lists the checks left out and why
+#   systemd-analyze   security --offline of deploy/systemd/*.service: exposure ≤ 3.0
+# `make check` also runs govulncheck against a database built offline from golang.org/x/vulndb.
+LINT_CACHE := $(HOME)/.cache/workerscope
+# grafana/dashboard-linter is not served by the module proxy: third_party/dashboard-linter is a
+# copy of its source at commit 1be3836 (before the Grafana v2 schema support) without the LogQL
+# rules (their parser is Loki's AGPL module) and on the flag package (WORKERSCOPE.md there).
+# Bump the suffix when the copy changes.
+DASHLINT_VERSION ?= 1be3836-2
+DASHLINT = $(LINT_CACHE)/dashboard-linter-$(DASHLINT_VERSION)/dashboard-linter
+KUBE_SCORE_VERSION ?= v1.20.0
+KUBE_SCORE = $(LINT_CACHE)/kube-score-$(KUBE_SCORE_VERSION)/kube-score
+GOVULNCHECK_VERSION ?= v1.9.0
+# Built with the module's Go: its type checker must read every file the build does.
+GOVULNCHECK = $(LINT_CACHE)/govulncheck-$(GOVULNCHECK_VERSION)-$(GOTOOLCHAIN)/govulncheck
+# The vulnerability database: data/osv/*.json of this golang.org/x/vulndb module version, indexed
+# by vulndb's own cmd/indexdb into index/ and ID/ (what `govulncheck -db file://` reads).
+VULNDB_VERSION ?= v0.0.0-20261105234957-e22db6528018
+VULNDB = $(LINT_CACHE)/vulndb-$(VULNDB_VERSION)
+KUBE_TARGETS = deploy/kubernetes deploy/kubernetes/overlays/scale-5
+SYSTEMD_UNITS = $(wildcard deploy/systemd/*.service)
+# 30 is an exposure of 3.0 (systemd-analyze's scale is 0–100 here).
+SYSTEMD_EXPOSURE_MAX ?= 30
+
+lint-deploy: lint-dashboard lint-k8s lint-systemd ## the field's linters on deploy/: dashboard-linter, kube-score, systemd-analyze security (tools built once into ~/.cache/workerscope)
+
+lint-dashboard: dashboard-linter
+	$(DASHLINT) lint --strict --config deploy/grafana/.lint deploy/grafana/workerscope.json
+
+lint-k8s: kube-score
+	@set -e; out=$$(mktemp); trap 'rm -f "$$out"' EXIT; for t in $(KUBE_TARGETS); do \
+		echo "kube-score $$t"; $(GO) run ./deploy/kubernetes/kustomize $$t > "$$out"; \
+		$(KUBE_SCORE) score --output-format ci $$(sed 's/#.*//' deploy/kubernetes/.kube-score) "$$out"; done
+
+lint-systemd:
+	systemd-analyze security --offline=true --threshold=$(SYSTEMD_EXPOSURE_MAX) $(SYSTEMD_UNITS)
+
+vulncheck: govulncheck vulndb ## govulncheck ./... against the offline database; fails on a called vulnerability
+	$(GOVULNCHECK) -db file://$(VULNDB) ./...
+
+dashboard-linter:
+	@if [ -x $(DASHLINT) ]; then exit 0; fi; \
+	echo "building dashboard-linter $(DASHLINT_VERSION) into $(dir $(DASHLINT)) (about a minute cold)"; \
+	mkdir -p $(dir $(DASHLINT)) && cd third_party/dashboard-linter && \
+	GOWORK=off GOFLAGS=-mod=mod $(GO) build -trimpath -o $(DASHLINT).tmp . && mv $(DASHLINT).tmp $(DASHLINT)
+
+kube-score:
+	@if [ -x $(KUBE_SCORE) ]; then exit 0; fi; \
+	echo "building kube-score $(KUBE_SCORE_VERSION) into $(dir $(KUBE_SCORE))"; \
+	mkdir -p $(dir $(KUBE_SCORE)) && cd /tmp && GOWORK=off GOFLAGS=-mod=mod GOBIN=$(dir $(KUBE_SCORE)) \
+		$(GO) install github.com/zegl/kube-score/cmd/kube-score@$(KUBE_SCORE_VERSION)
+
+govulncheck:
+	@if [ -x $(GOVULNCHECK) ]; then exit 0; fi; \
+	echo "building govulncheck $(GOVULNCHECK_VERSION) into $(dir $(GOVULNCHECK))"; \
+	mkdir -p $(dir $(GOVULNCHECK)) && cd /tmp && GOWORK=off GOFLAGS=-mod=mod GOBIN=$(dir $(GOVULNCHECK)) \
+		$(GO) install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION)
+
+vulndb:
+	@if [ -f $(VULNDB)/index/db.json ]; then exit 0; fi; \
+	echo "building the vulnerability database from golang.org/x/vulndb@$(VULNDB_VERSION) into $(VULNDB)"; \
+	set -e; cd /tmp; mkdir -p $(VULNDB).tmp; \
+	GOWORK=off GOFLAGS=-mod=mod GOBIN=$(VULNDB).tmp $(GO) install golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VERSION); \
+	src=$$(GOWORK=off GOFLAGS=-mod=mod $(GO) mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
+	rm -rf $(VULNDB).tmp/db; $(VULNDB).tmp/indexdb -vulns "$$src/data/osv" -out $(VULNDB).tmp/db; \
+	rm -rf $(VULNDB); mv $(VULNDB).tmp/db $(VULNDB); rm -rf $(VULNDB).tmp
 
 rules-test: prometheus ## promtool: check the alert rules and run their unit tests
 	$(PROMTOOL) check rules $(RULES) deploy/prometheus/testdata/*.rules.yaml

@@ -12,6 +12,8 @@ import (
 	"github.com/workerscope/workerscope/deploy/kubernetes/render"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -98,6 +100,10 @@ func routerOf(t *testing.T, stream []byte) (string, render.Fleet) {
 			into = &appsv1.Deployment{}
 		case "v1 ConfigMap":
 			into = &corev1.ConfigMap{}
+		case "policy/v1 PodDisruptionBudget":
+			into = &policyv1.PodDisruptionBudget{}
+		case "networking.k8s.io/v1 NetworkPolicy":
+			into = &networkingv1.NetworkPolicy{}
 		default:
 			t.Fatalf("unexpected %s %s in the kustomization", meta.APIVersion, meta.Kind)
 		}

@@ -160,7 +160,7 @@ func serve(cfg *config, stdout, stderr io.Writer) error {
 	}
 	handler := api.Handler()
 	if tel.provider.Tracing {
-		handler = oteltrace.Middleware(handler) // a caller's traceparent parents the command spans
+		handler = oteltrace.Middleware(handler, tel.provider.Propagator) // a caller's traceparent parents the command spans (OTEL_PROPAGATORS)
 	}
 	srv, limited := httpapi.NewHTTPServer(handler, ln, httpapi.ServerOptions{MaxConns: maxConns(cfg), Logger: log})
 	printBanner(stdout, cfg, version, ln.Addr().String())

@@ -13,6 +13,9 @@ import (
 	"github.com/workerscope/workerscope/deploy/kubernetes/render"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -29,6 +32,8 @@ type objects struct {
 	deployments  map[string]*appsv1.Deployment
 	configMaps   map[string]*corev1.ConfigMap
 	secrets      map[string]*corev1.Secret
+	pdbs         map[string]*policyv1.PodDisruptionBudget
+	netpols      map[string]*networkingv1.NetworkPolicy
 }
 
 // root is the repository root, seen from this directory.
@@ -52,7 +57,8 @@ func decode(t *testing.T, target string, stream []byte) *objects {
 		namespaces: map[string]*corev1.Namespace{},
 		services:   map[string]*corev1.Service{}, statefulSets: map[string]*appsv1.StatefulSet{},
 		deployments: map[string]*appsv1.Deployment{}, configMaps: map[string]*corev1.ConfigMap{},
-		secrets: map[string]*corev1.Secret{},
+		secrets: map[string]*corev1.Secret{}, pdbs: map[string]*policyv1.PodDisruptionBudget{},
+		netpols: map[string]*networkingv1.NetworkPolicy{},
 	}
 	for i, doc := range render.Documents(stream) {
 		where := fmt.Sprintf("%s document %d", target, i)
@@ -93,6 +99,14 @@ func decode(t *testing.T, target string, stream []byte) *objects {
 			var x corev1.Secret
 			strict(&x)
 			o.secrets[x.Name] = &x
+		case "policy/v1 PodDisruptionBudget":
+			var x policyv1.PodDisruptionBudget
+			strict(&x)
+			o.pdbs[x.Name] = &x
+		case "networking.k8s.io/v1 NetworkPolicy":
+			var x networkingv1.NetworkPolicy
+			strict(&x)
+			o.netpols[x.Name] = &x
 		default:
 			t.Fatalf("%s: unexpected %s %s (add it to this test)", where, meta.APIVersion, meta.Kind)
 		}
@@ -103,11 +117,12 @@ func decode(t *testing.T, target string, stream []byte) *objects {
 func TestManifestsDecodeStrictly(t *testing.T) {
 	for _, target := range targets {
 		o := load(t, target)
-		if len(o.namespaces) != 1 || len(o.statefulSets) != 1 || len(o.deployments) != 2 || len(o.services) != 3 || len(o.configMaps) != 3 || len(o.secrets) != 2 {
-			t.Fatalf("%s: %d Namespaces, %d StatefulSets, %d Deployments, %d Services, %d ConfigMaps, %d Secrets", target,
-				len(o.namespaces), len(o.statefulSets), len(o.deployments), len(o.services), len(o.configMaps), len(o.secrets))
+		if len(o.namespaces) != 1 || len(o.statefulSets) != 1 || len(o.deployments) != 2 || len(o.services) != 3 || len(o.configMaps) != 3 || len(o.secrets) != 2 ||
+			len(o.pdbs) != 3 || len(o.netpols) != 3 {
+			t.Fatalf("%s: %d Namespaces, %d StatefulSets, %d Deployments, %d Services, %d ConfigMaps, %d Secrets, %d PodDisruptionBudgets, %d NetworkPolicies", target,
+				len(o.namespaces), len(o.statefulSets), len(o.deployments), len(o.services), len(o.configMaps), len(o.secrets), len(o.pdbs), len(o.netpols))
 		}
-		for _, m := range []map[string]metav1.Object{objs(o.services), objs(o.statefulSets), objs(o.deployments), objs(o.configMaps), objs(o.secrets)} {
+		for _, m := range []map[string]metav1.Object{objs(o.services), objs(o.statefulSets), objs(o.deployments), objs(o.configMaps), objs(o.secrets), objs(o.pdbs), objs(o.netpols)} {
 			for name, x := range m {
 				if _, ok := o.namespaces[x.GetNamespace()]; !ok {
 					t.Errorf("%s: %s is in namespace %q, not the kustomization's %v", target, name, x.GetNamespace(), slices.Collect(maps.Keys(o.namespaces)))
@@ -327,6 +342,12 @@ func checkPod(t *testing.T, o *objects, what string, pod *corev1.PodSpec) {
 		if c.Resources.Limits.Memory().IsZero() {
 			t.Errorf("%s/%s: no memory limit", what, c.Name)
 		}
+		if c.Resources.Requests.StorageEphemeral().IsZero() || c.Resources.Limits.StorageEphemeral().IsZero() {
+			t.Errorf("%s/%s: no ephemeral-storage request and limit", what, c.Name)
+		}
+		if _, tag, ok := strings.Cut(c.Image, ":"); !ok || tag == "latest" {
+			t.Errorf("%s/%s: image %s is not pinned to a version", what, c.Name, c.Image)
+		}
 	}
 	if pod.SecurityContext == nil || pod.SecurityContext.RunAsNonRoot == nil || !*pod.SecurityContext.RunAsNonRoot {
 		t.Errorf("%s: pod may run as root", what)
@@ -351,4 +372,60 @@ func env(c *corev1.Container, name string) *corev1.EnvVar {
 		}
 	}
 	return nil
+}
+
+// A PodDisruptionBudget and a NetworkPolicy select each workload's pods
+// (each in its own file of the base); each emptyDir is bounded and pods
+// of one workload prefer different nodes. workerscope's API admits the
+// router only, the gateway the agents (workerscope's pods) only.
+func TestDisruptionBudgetsAndNetworkPolicies(t *testing.T) {
+	for _, target := range targets {
+		o := load(t, target)
+		pods := map[string]*corev1.PodTemplateSpec{}
+		for n, s := range o.statefulSets {
+			pods[n] = &s.Spec.Template
+		}
+		for n, d := range o.deployments {
+			pods[n] = &d.Spec.Template
+		}
+		admits := map[string]string{"workerscope": "workerscope-router", "otel-gateway": "workerscope"}
+		for name, tmpl := range pods {
+			pdb := o.pdbs[name]
+			if pdb == nil {
+				t.Errorf("%s: no PodDisruptionBudget %s", target, name)
+			} else {
+				checkSelector(t, "PodDisruptionBudget "+name, pdb.Spec.Selector.MatchLabels, tmpl.Labels)
+			}
+			np := o.netpols[name]
+			if np == nil {
+				t.Errorf("%s: no NetworkPolicy %s", target, name)
+				continue
+			}
+			checkSelector(t, "NetworkPolicy "+name, np.Spec.PodSelector.MatchLabels, tmpl.Labels)
+			if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) || !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) {
+				t.Errorf("%s: NetworkPolicy %s does not govern both ingress and egress: %v", target, name, np.Spec.PolicyTypes)
+			}
+			if from, ok := admits[name]; ok {
+				for _, r := range np.Spec.Ingress {
+					if len(r.From) == 0 {
+						t.Errorf("%s: NetworkPolicy %s admits everyone", target, name)
+					}
+					for _, peer := range r.From {
+						if peer.PodSelector == nil || peer.NamespaceSelector != nil || peer.IPBlock != nil ||
+							peer.PodSelector.MatchLabels["app.kubernetes.io/name"] != from || len(peer.PodSelector.MatchLabels) != 1 {
+							t.Errorf("%s: NetworkPolicy %s admits %+v, want only the pods of %s", target, name, peer, from)
+						}
+					}
+				}
+			}
+			for _, v := range tmpl.Spec.Volumes {
+				if v.EmptyDir != nil && (v.EmptyDir.SizeLimit == nil || v.EmptyDir.SizeLimit.Cmp(resource.MustParse("0")) <= 0) {
+					t.Errorf("%s: %s: emptyDir %s has no sizeLimit", target, name, v.Name)
+				}
+			}
+			if a := tmpl.Spec.Affinity; a == nil || a.PodAntiAffinity == nil || len(a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) == 0 {
+				t.Errorf("%s: %s has no pod anti-affinity", target, name)
+			}
+		}
+	}
 }

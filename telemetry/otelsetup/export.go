@@ -2,7 +2,6 @@ package otelsetup
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -23,8 +22,6 @@ import (
 	"go.opentelemetry.io/otel/exporters/stdout/stdoutmetric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 )
 
 // Protocols of OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL.
@@ -45,54 +42,109 @@ const (
 // resolved and checked once, so the exporters get explicit options and do
 // not read (and silently drop) the same variables again.
 type exportSettings struct {
-	exporters   []string // "otlp", "console", "prometheus"; none when empty
-	protocol    string
-	endpoint    *url.URL // scheme://host:port[/path]
-	compression string
+	exporters []string // "otlp", "console", "prometheus"; none when empty
+	otlpSettings
 	temporality string // "cumulative", "delta" or "lowmemory"
 	interval    time.Duration
 	timeout     time.Duration // 0: the SDK's default
 	promAddr    string        // OTEL_EXPORTER_PROMETHEUS_HOST:PORT
 }
 
-// resolveExport reads the metric export settings. Invalid values that the
-// docs say stop start-up return an error naming the variable; the others
-// are logged as warnings and replaced by the default, as the spec asks.
-func resolveExport(env func(string) string, log *slog.Logger) (exportSettings, error) {
-	s := exportSettings{protocol: defaultProtocol, compression: defaultCompression, temporality: "cumulative", interval: defaultInterval}
-	var errs []error
-	bad := func(key, v, why string) { errs = append(errs, fmt.Errorf("otelsetup: invalid %s %q: %s", key, v, why)) }
+// warnFunc reports a setting that is not valid: the variable, its value,
+// what it wants, and the default used instead.
+type warnFunc func(key, v, why string, def any)
 
-	if v := firstEnv(env, "OTEL_METRICS_EXPORTER"); v != "" {
-		for _, name := range strings.Split(strings.ToLower(v), ",") {
-			switch name = strings.TrimSpace(name); name {
-			case "otlp", "console", "prometheus":
-				s.exporters = append(s.exporters, name)
-			case "none", "":
-			default:
-				bad("OTEL_METRICS_EXPORTER", v, "want a comma list of otlp, prometheus, console, or none")
-			}
-		}
-	} else {
-		s.exporters = []string{"otlp"}
+// warner logs each invalid setting as a warning: the OTel environment spec
+// asks that an unknown value or an unparseable number be warned about and
+// replaced by the default, not stop start-up.
+func warner(log *slog.Logger) warnFunc {
+	return func(key, v, why string, def any) {
+		log.Warn("invalid OTel setting; using the default", "variable", key, "value", v, "want", why, "default", def)
 	}
+}
 
-	s.protocol = signalSetting(env, "METRICS", "PROTOCOL", s.protocol, bad, "want grpc or http/protobuf", ProtocolGRPC, ProtocolHTTP)
+// otlpSettings is one signal's OTLP protocol, endpoint and compression,
+// resolved by resolveOTLP and used by newOTLP for every signal.
+type otlpSettings struct {
+	signal      string // METRICS, TRACES or LOGS
+	protocol    string
+	endpoint    *url.URL // scheme://host:port[/path]
+	compression string
+}
 
+// resolveOTLP reads the OTLP protocol, endpoint and compression of signal:
+// OTEL_EXPORTER_OTLP_<SIGNAL>_*, else OTEL_EXPORTER_OTLP_*, else our
+// defaults (gRPC to localhost:4317, gzip). An unknown protocol or
+// compression is warned about and the default kept; an endpoint that is
+// neither a URL nor host:port is an error.
+func resolveOTLP(env func(string) string, signal string, warn warnFunc) (otlpSettings, error) {
+	s := otlpSettings{signal: signal}
+	s.protocol = signalSetting(env, signal, "PROTOCOL", defaultProtocol, warn, "grpc or http/protobuf", ProtocolGRPC, ProtocolHTTP)
+	s.compression = signalSetting(env, signal, "COMPRESSION", defaultCompression, warn, "gzip or none", "gzip", "none")
 	var err error
-	s.endpoint, err = resolveEndpoint(env, s.protocol)
-	if err != nil {
-		errs = append(errs, err)
-	}
+	s.endpoint, err = resolveSignalEndpoint(env, signal, s.protocol)
+	return s, err
+}
 
-	s.compression = signalSetting(env, "METRICS", "COMPRESSION", s.compression, bad, "want gzip or none", "gzip", "none")
+// exportersFromEnv reads OTEL_<SIGNAL>_EXPORTER: a comma list of known,
+// or none. An unknown name is warned about and skipped; when no known name
+// (nor none) remains, the default otlp is used.
+func exportersFromEnv(env func(string) string, signal string, warn warnFunc, known ...string) []string {
+	key := "OTEL_" + signal + "_EXPORTER"
+	v := firstEnv(env, key)
+	if v == "" {
+		return []string{"otlp"}
+	}
+	var out []string
+	none := false
+	for _, name := range strings.Split(strings.ToLower(v), ",") {
+		switch name = strings.TrimSpace(name); {
+		case slices.Contains(known, name):
+			out = append(out, name)
+		case name == "none" || name == "":
+			none = true
+		default:
+			warn(key, name, "a comma list of "+strings.Join(known, ", ")+", or none", "otlp")
+		}
+	}
+	if len(out) == 0 && !none {
+		return []string{"otlp"}
+	}
+	return out
+}
+
+// newOTLP builds one signal's OTLP exporter: the choice of protocol and
+// compression is made here once for every signal; overHTTP and overGRPC
+// bind it to the signal's exporter package (endpoint URL, gzip or not).
+func newOTLP[E any](ctx context.Context, s otlpSettings,
+	overHTTP func(ctx context.Context, endpoint string, gzip bool) (E, error),
+	overGRPC func(ctx context.Context, endpoint string, gzip bool) (E, error)) (E, error) {
+	gzip := s.compression == "gzip"
+	if s.protocol == ProtocolHTTP {
+		return overHTTP(ctx, s.endpoint.String(), gzip)
+	}
+	return overGRPC(ctx, s.endpoint.String(), gzip)
+}
+
+// resolveExport reads the metric export settings. An unknown value or an
+// unparseable number is logged as a warning and replaced by the default,
+// as the spec asks; an endpoint that is neither a URL nor host:port and a
+// Prometheus port that cannot be listened on are errors.
+func resolveExport(env func(string) string, log *slog.Logger) (exportSettings, error) {
+	s := exportSettings{temporality: "cumulative", interval: defaultInterval}
+	warn := warner(log)
+	s.exporters = exportersFromEnv(env, "METRICS", warn, "otlp", "prometheus", "console")
+	var err error
+	if s.otlpSettings, err = resolveOTLP(env, "METRICS", warn); err != nil {
+		return s, err
+	}
 
 	if v := firstEnv(env, "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"); v != "" {
 		switch strings.ToLower(v) {
 		case "cumulative", "delta", "lowmemory":
 			s.temporality = strings.ToLower(v)
 		default:
-			bad("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", v, "want cumulative, delta or lowmemory")
+			warn("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", v, "cumulative, delta or lowmemory", s.temporality)
 		}
 	}
 
@@ -103,7 +155,7 @@ func resolveExport(env func(string) string, log *slog.Logger) (exportSettings, e
 		}
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			bad(key, v, "want an integer number of milliseconds")
+			warn(key, v, "an integer number of milliseconds", def)
 			return def
 		}
 		if n <= 0 {
@@ -119,20 +171,22 @@ func resolveExport(env func(string) string, log *slog.Logger) (exportSettings, e
 	if host == "" {
 		host = "localhost"
 	}
+	if n, err := strconv.Atoi(port); port != "" && (err != nil || n < 0 || n > 65535) {
+		warn("OTEL_EXPORTER_PROMETHEUS_PORT", port, "a port number", 9464)
+		port = ""
+	}
 	if port == "" {
 		port = "9464"
-	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		bad("OTEL_EXPORTER_PROMETHEUS_PORT", port, "want a port number")
 	}
 	s.promAddr = net.JoinHostPort(host, port)
-	return s, errors.Join(errs...)
+	return s, nil
 }
 
 // signalSetting reads OTEL_EXPORTER_OTLP_<SIGNAL>_<NAME>, else
 // OTEL_EXPORTER_OTLP_<NAME>, lower-cased; def when neither is set; a value
-// not among allowed is reported through bad (naming the variable it came
-// from) and def is kept.
-func signalSetting(env func(string) string, signal, name, def string, bad func(key, v, why string), why string, allowed ...string) string {
+// not among allowed is warned about (naming the variable it came from)
+// and def is kept.
+func signalSetting(env func(string) string, signal, name, def string, warn warnFunc, why string, allowed ...string) string {
 	key := "OTEL_EXPORTER_OTLP_" + signal + "_" + name
 	v := firstEnv(env, key)
 	if v == "" {
@@ -145,22 +199,19 @@ func signalSetting(env func(string) string, signal, name, def string, bad func(k
 	if l := strings.ToLower(v); slices.Contains(allowed, l) {
 		return l
 	}
-	bad(key, v, why)
+	warn(key, v, why, def)
 	return def
 }
 
-// resolveEndpoint returns the OTLP endpoint as a URL. The spec's form is a
-// URL (http:// for plaintext, https:// for TLS); a bare host:port, as users
-// often type it, is accepted too: plaintext when the host is a loopback
-// address or OTEL_EXPORTER_OTLP_INSECURE is true, TLS otherwise. For
-// http/protobuf the generic endpoint gets /v1/metrics appended, the
-// signal-specific one is used as is.
-func resolveEndpoint(env func(string) string, protocol string) (*url.URL, error) {
-	return resolveSignalEndpoint(env, "METRICS", protocol)
-}
-
-// resolveSignalEndpoint is resolveEndpoint for one signal: METRICS, TRACES
-// or LOGS (OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT, path /v1/<signal>).
+// resolveSignalEndpoint returns the OTLP endpoint of signal (METRICS,
+// TRACES or LOGS) as a URL. The spec's form is a URL (http:// for
+// plaintext, https:// for TLS); a bare host:port, as users often type it,
+// is accepted too: plaintext when the host is a loopback address or
+// OTEL_EXPORTER_OTLP_[<SIGNAL>_]INSECURE is true, TLS otherwise. For
+// http/protobuf the generic endpoint gets the signal's path (/v1/metrics,
+// /v1/traces, /v1/logs) appended; a signal-specific URL is used as is (the
+// spec), and a signal-specific bare host:port, which has no path to use,
+// gets the signal's path too rather than posting to /.
 func resolveSignalEndpoint(env func(string) string, signal, protocol string) (*url.URL, error) {
 	path := "/v1/" + strings.ToLower(signal)
 	key, raw := "OTEL_EXPORTER_OTLP_"+signal+"_ENDPOINT", firstEnv(env, "OTEL_EXPORTER_OTLP_"+signal+"_ENDPOINT")
@@ -174,7 +225,8 @@ func resolveSignalEndpoint(env func(string) string, signal, protocol string) (*u
 		}
 		return &url.URL{Scheme: "http", Host: "localhost:4317"}, nil
 	}
-	if !strings.Contains(raw, "://") {
+	bare := !strings.Contains(raw, "://")
+	if bare {
 		host, _, err := net.SplitHostPort(raw)
 		if err != nil {
 			return nil, fmt.Errorf("otelsetup: invalid %s %q: want a URL such as http://collector:4317 or https://otlp.example.com, or host:port", key, raw)
@@ -202,7 +254,7 @@ func resolveSignalEndpoint(env func(string) string, signal, protocol string) (*u
 		}
 		u.Host = net.JoinHostPort(u.Hostname(), port)
 	}
-	if protocol == ProtocolHTTP && generic {
+	if protocol == ProtocolHTTP && (generic || bare) {
 		u.Path = strings.TrimSuffix(u.Path, "/") + path
 	}
 	if protocol == ProtocolGRPC {
@@ -240,31 +292,28 @@ func temporalitySelector(pref string) sdkmetric.TemporalitySelector {
 // OTEL_EXPORTER_OTLP_* variables, which the exporter reads itself.
 func newOTLPExporter(ctx context.Context, s exportSettings) (sdkmetric.Exporter, error) {
 	temporality := temporalitySelector(s.temporality)
-	if s.protocol == ProtocolHTTP {
-		opts := []otlpmetrichttp.Option{otlpmetrichttp.WithEndpointURL(s.endpoint.String()), otlpmetrichttp.WithTemporalitySelector(temporality)}
-		if s.compression == "gzip" {
-			opts = append(opts, otlpmetrichttp.WithCompression(otlpmetrichttp.GzipCompression))
-		} else {
-			opts = append(opts, otlpmetrichttp.WithCompression(otlpmetrichttp.NoCompression))
-		}
-		return otlpmetrichttp.New(ctx, opts...)
-	}
-	// gRPC's reconnect back-off grows to 2 minutes by default: after a
-	// collector restart export would resume only that late. Bound it by
-	// the interval (at most 5 s), so export resumes within two intervals.
-	maxDelay := min(max(s.interval, time.Second), 5*time.Second)
-	opts := []otlpmetricgrpc.Option{
-		otlpmetricgrpc.WithEndpointURL(s.endpoint.String()),
-		otlpmetricgrpc.WithTemporalitySelector(temporality),
-		otlpmetricgrpc.WithDialOption(grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: maxDelay},
-			MinConnectTimeout: maxDelay,
-		})),
-	}
-	if s.compression == "gzip" {
-		opts = append(opts, otlpmetricgrpc.WithCompressor("gzip"))
-	}
-	return otlpmetricgrpc.New(ctx, opts...)
+	return newOTLP(ctx, s.otlpSettings,
+		func(ctx context.Context, endpoint string, gzip bool) (sdkmetric.Exporter, error) {
+			c := otlpmetrichttp.NoCompression
+			if gzip {
+				c = otlpmetrichttp.GzipCompression
+			}
+			return otlpmetrichttp.New(ctx, otlpmetrichttp.WithEndpointURL(endpoint), otlpmetrichttp.WithTemporalitySelector(temporality), otlpmetrichttp.WithCompression(c))
+		},
+		func(ctx context.Context, endpoint string, gzip bool) (sdkmetric.Exporter, error) {
+			// gRPC's reconnect back-off grows to 2 minutes by default: after a
+			// collector restart export would resume only that late. Bound it by
+			// the interval (at most 5 s), so export resumes within two intervals.
+			opts := []otlpmetricgrpc.Option{
+				otlpmetricgrpc.WithEndpointURL(endpoint),
+				otlpmetricgrpc.WithTemporalitySelector(temporality),
+				otlpmetricgrpc.WithDialOption(grpcReconnect(min(max(s.interval, time.Second), 5*time.Second))),
+			}
+			if gzip {
+				opts = append(opts, otlpmetricgrpc.WithCompressor("gzip"))
+			}
+			return otlpmetricgrpc.New(ctx, opts...)
+		})
 }
 
 // readerOptions are the periodic reader's options: interval, timeout and

@@ -12,10 +12,12 @@ import (
 	"github.com/workerscope/workerscope/internal/faillog"
 	"github.com/workerscope/workerscope/internal/proflabel"
 	"go.opentelemetry.io/contrib/instrumentation/runtime"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	otellog "go.opentelemetry.io/otel/log"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -82,6 +84,11 @@ type Provider struct {
 	TracesEndpoint, LogsEndpoint string
 	// Tracing and Logging say whether spans and log records go anywhere.
 	Tracing, Logging bool
+	// Propagator reads (and writes) the trace context of requests, as
+	// OTEL_PROPAGATORS says: tracecontext and baggage by default, none for
+	// nothing. NewProvider also makes it the global one
+	// (otel.SetTextMapPropagator).
+	Propagator propagation.TextMapPropagator
 
 	mp       *sdkmetric.MeterProvider
 	tp       *sdktrace.TracerProvider
@@ -110,11 +117,15 @@ type Provider struct {
 //   - OTEL_METRIC_EXPORT_INTERVAL and _TIMEOUT in milliseconds (interval
 //     default 10 s; a value ≤ 0 is logged and replaced by the default);
 //   - OTEL_EXPORTER_OTLP_[METRICS_]HEADERS, _TIMEOUT, _CERTIFICATE and
-//     _CLIENT_*, read by the OTLP exporter itself.
+//     _CLIENT_*, read by the OTLP exporter itself;
+//   - OTEL_PROPAGATORS: tracecontext, baggage (both by default) or none.
 //
-// An unknown exporter, protocol, compression or temporality, an endpoint
-// that is not a URL or host:port, and an interval that is not a number stop
-// start-up with an error naming the variable.
+// An unknown exporter, protocol, compression, temporality, sampler or
+// propagator and a number that does not parse (an interval, a timeout, the
+// sampler's ratio, the Prometheus port) are logged as warnings naming the
+// variable, and the default is used, as the specification asks. An
+// endpoint that is not a URL or host:port stops start-up with an error
+// naming the variable.
 func NewProvider(ctx context.Context, opts ProviderOptions) (*Provider, error) {
 	if opts.Getenv == nil {
 		return nil, errors.New("otelsetup: ProviderOptions.Getenv is nil")
@@ -137,6 +148,8 @@ func NewProvider(ctx context.Context, opts ProviderOptions) (*Provider, error) {
 		opts.SDKLogger = opts.Logger.With("component", "otel")
 	}
 	routeOTelLogs(opts.SDKLogger)
+	p.Propagator = propagatorFromEnv(env, warner(p.log))
+	otel.SetTextMapPropagator(p.Propagator)
 
 	attrs := []attribute.KeyValue{
 		semconv.ServiceName(opts.ServiceName),
@@ -231,11 +244,11 @@ func NewProvider(ctx context.Context, opts ProviderOptions) (*Provider, error) {
 
 // startTracesAndLogs builds the TracerProvider and the LoggerProvider.
 func (p *Provider) startTracesAndLogs(ctx context.Context, env func(string) string, res *resource.Resource) error {
-	tp, ts, err := newTracerProvider(ctx, env, res)
+	tp, ts, err := newTracerProvider(ctx, env, res, p.log)
 	if err != nil {
 		return err
 	}
-	lp, ls, err := newLoggerProvider(ctx, env, res)
+	lp, ls, err := newLoggerProvider(ctx, env, res, p.log)
 	if err != nil {
 		_ = tp.Shutdown(ctx)
 		return err

@@ -24,36 +24,44 @@ func TestProviderEnv(t *testing.T) {
 	tests := []struct {
 		name     string
 		env      []string
-		wantErr  string
+		wantErr  string // start-up stops with an error naming this
+		warn     string // a warning names this variable, and start-up goes on with the default
 		export   bool
 		endpoint string
 		disabled bool
 	}{
-		{"default exports to a local collector over gRPC", nil, "", true, "http://localhost:4317", false},
-		{"none", []string{"OTEL_METRICS_EXPORTER", "none"}, "", false, "", false},
-		{"disabled", []string{"OTEL_SDK_DISABLED", "TRUE"}, "", false, "", true},
-		{"disabled only by true, as the spec says", []string{"OTEL_SDK_DISABLED", "yes"}, "", true, "http://localhost:4317", false},
-		{"bad exporter", []string{"OTEL_METRICS_EXPORTER", "zipkin"}, "OTEL_METRICS_EXPORTER", false, "", false},
-		{"console", []string{"OTEL_METRICS_EXPORTER", "console"}, "", false, "", false},
-		{"otlp and console", []string{"OTEL_METRICS_EXPORTER", "otlp, console"}, "", true, "http://localhost:4317", false},
-		{"http/protobuf defaults to 4318", []string{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"}, "", true, "http://localhost:4318/v1/metrics", false},
-		{"http/protobuf generic endpoint gets the signal path", []string{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", "OTEL_EXPORTER_OTLP_ENDPOINT", "https://otlp-gateway.example.net/otlp"}, "", true, "https://otlp-gateway.example.net:443/otlp/v1/metrics", false},
-		{"http/protobuf signal endpoint as is", []string{"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://127.0.0.1:9090/api/v1/otlp/v1/metrics"}, "", true, "http://127.0.0.1:9090/api/v1/otlp/v1/metrics", false},
-		{"bad protocol", []string{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"}, "OTEL_EXPORTER_OTLP_PROTOCOL", false, "", false},
-		{"host:port on loopback is plaintext", []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "127.0.0.1:4317"}, "", true, "http://127.0.0.1:4317", false},
-		{"host:port elsewhere is TLS", []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "collector.example.net:4317"}, "", true, "https://collector.example.net:4317", false},
-		{"host:port with INSECURE is plaintext", []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "collector.example.net:4317", "OTEL_EXPORTER_OTLP_INSECURE", "true"}, "", true, "http://collector.example.net:4317", false},
-		{"bad endpoint", []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "collector"}, "OTEL_EXPORTER_OTLP_ENDPOINT", false, "", false},
-		{"bad scheme", []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://x:1"}, "OTEL_EXPORTER_OTLP_ENDPOINT", false, "", false},
-		{"bad compression", []string{"OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"}, "OTEL_EXPORTER_OTLP_COMPRESSION", false, "", false},
-		{"bad temporality", []string{"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "sometimes"}, "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", false, "", false},
-		{"delta temporality", []string{"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "Delta"}, "", true, "http://localhost:4317", false},
-		{"bad interval", []string{"OTEL_METRIC_EXPORT_INTERVAL", "10s"}, "OTEL_METRIC_EXPORT_INTERVAL", false, "", false},
-		{"zero interval takes the default", []string{"OTEL_METRIC_EXPORT_INTERVAL", "0"}, "", true, "http://localhost:4317", false},
+		{"default exports to a local collector over gRPC", nil, "", "", true, "http://localhost:4317", false},
+		{"none", []string{"OTEL_METRICS_EXPORTER", "none"}, "", "", false, "", false},
+		{"disabled", []string{"OTEL_SDK_DISABLED", "TRUE"}, "", "", false, "", true},
+		{"disabled only by true, as the spec says", []string{"OTEL_SDK_DISABLED", "yes"}, "", "", true, "http://localhost:4317", false},
+		{"bad exporter", []string{"OTEL_METRICS_EXPORTER", "zipkin"}, "", "OTEL_METRICS_EXPORTER", true, "http://localhost:4317", false},
+		{"console", []string{"OTEL_METRICS_EXPORTER", "console"}, "", "", false, "", false},
+		{"otlp and console", []string{"OTEL_METRICS_EXPORTER", "otlp, console"}, "", "", true, "http://localhost:4317", false},
+		{"http/protobuf defaults to 4318", []string{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"}, "", "", true, "http://localhost:4318/v1/metrics", false},
+		{"http/protobuf generic endpoint gets the signal path", []string{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", "OTEL_EXPORTER_OTLP_ENDPOINT", "https://otlp-gateway.example.net/otlp"}, "", "", true, "https://otlp-gateway.example.net:443/otlp/v1/metrics", false},
+		{"http/protobuf signal endpoint as is", []string{"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://127.0.0.1:9090/api/v1/otlp/v1/metrics"}, "", "", true, "http://127.0.0.1:9090/api/v1/otlp/v1/metrics", false},
+		{"bad protocol", []string{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"}, "", "OTEL_EXPORTER_OTLP_PROTOCOL", true, "http://localhost:4317", false},
+		{"host:port on loopback is plaintext", []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "127.0.0.1:4317"}, "", "", true, "http://127.0.0.1:4317", false},
+		{"host:port elsewhere is TLS", []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "collector.example.net:4317"}, "", "", true, "https://collector.example.net:4317", false},
+		{"host:port with INSECURE is plaintext", []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "collector.example.net:4317", "OTEL_EXPORTER_OTLP_INSECURE", "true"}, "", "", true, "http://collector.example.net:4317", false},
+		{"bad endpoint", []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "collector"}, "OTEL_EXPORTER_OTLP_ENDPOINT", "", false, "", false},
+		{"bad scheme", []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://x:1"}, "OTEL_EXPORTER_OTLP_ENDPOINT", "", false, "", false},
+		{"bad compression", []string{"OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"}, "", "OTEL_EXPORTER_OTLP_COMPRESSION", true, "http://localhost:4317", false},
+		{"bad temporality", []string{"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "sometimes"}, "", "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", true, "http://localhost:4317", false},
+		{"delta temporality", []string{"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "Delta"}, "", "", true, "http://localhost:4317", false},
+		{"bad interval", []string{"OTEL_METRIC_EXPORT_INTERVAL", "10s"}, "", "OTEL_METRIC_EXPORT_INTERVAL", true, "http://localhost:4317", false},
+		{"zero interval takes the default", []string{"OTEL_METRIC_EXPORT_INTERVAL", "0"}, "", "OTEL_METRIC_EXPORT_INTERVAL", true, "http://localhost:4317", false},
+		{"unknown sampler", []string{"OTEL_TRACES_SAMPLER", "sometimes"}, "", "OTEL_TRACES_SAMPLER", true, "http://localhost:4317", false},
+		{"bad sampler ratio", []string{"OTEL_TRACES_SAMPLER", "traceidratio", "OTEL_TRACES_SAMPLER_ARG", "half"}, "", "OTEL_TRACES_SAMPLER_ARG", true, "http://localhost:4317", false},
+		{"unknown propagator", []string{"OTEL_PROPAGATORS", "b3"}, "", "OTEL_PROPAGATORS", true, "http://localhost:4317", false},
+		{"bad traces compression", []string{"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "br"}, "", "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", true, "http://localhost:4317", false},
+		{"bad Prometheus port", []string{"OTEL_METRICS_EXPORTER", "none", "OTEL_EXPORTER_PROMETHEUS_PORT", "http"}, "", "OTEL_EXPORTER_PROMETHEUS_PORT", false, "", false},
+		{"http/protobuf signal host:port gets the signal path", []string{"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "127.0.0.1:4318"}, "", "", true, "http://127.0.0.1:4318/v1/metrics", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := NewProvider(ctx, ProviderOptions{Getenv: testutil.Env(tt.env...)})
+			var logs strings.Builder
+			p, err := NewProvider(ctx, ProviderOptions{Getenv: testutil.Env(tt.env...), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			if tt.wantErr != "" {
 				if err == nil || !contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
@@ -68,6 +76,13 @@ func TestProviderEnv(t *testing.T) {
 				defer cancel()
 				_ = p.Shutdown(sctx)
 			}()
+			warned := contains(logs.String(), "level=WARN") && contains(logs.String(), "using the default")
+			if tt.warn != "" && (!warned || !contains(logs.String(), "variable="+tt.warn)) {
+				t.Errorf("no warning naming %s:\n%s", tt.warn, logs.String())
+			}
+			if tt.warn == "" && warned {
+				t.Errorf("unexpected warning:\n%s", logs.String())
+			}
 			if p.Exporting != tt.export || p.Endpoint != tt.endpoint || p.Disabled != tt.disabled {
 				t.Fatalf("exporting %v to %q, disabled %v; want %v to %q, %v", p.Exporting, p.Endpoint, p.Disabled, tt.export, tt.endpoint, tt.disabled)
 			}

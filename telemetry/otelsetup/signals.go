@@ -2,9 +2,8 @@ package otelsetup
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/url"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	otellog "go.opentelemetry.io/otel/log"
 	lognoop "go.opentelemetry.io/otel/log/noop"
+	"go.opentelemetry.io/otel/propagation"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -32,118 +32,118 @@ import (
 // signal-specific variable first, then the generic one, then our default
 // (gRPC to localhost:4317, gzip).
 type signalSettings struct {
-	signal      string // TRACES or LOGS
-	exporters   []string
-	protocol    string
-	endpoint    *url.URL
-	compression string
+	exporters []string
+	otlpSettings
 }
 
 // resolveSignal reads OTEL_<SIGNAL>_EXPORTER (otlp, the default; console;
-// none) and the OTLP protocol, endpoint and compression of signal.
-func resolveSignal(env func(string) string, signal string) (signalSettings, error) {
-	s := signalSettings{signal: signal, protocol: defaultProtocol, compression: defaultCompression}
-	var errs []error
-	bad := func(key, v, why string) { errs = append(errs, fmt.Errorf("otelsetup: invalid %s %q: %s", key, v, why)) }
-	expKey := "OTEL_" + signal + "_EXPORTER"
-	if v := firstEnv(env, expKey); v != "" {
-		for _, name := range strings.Split(strings.ToLower(v), ",") {
-			switch name = strings.TrimSpace(name); name {
-			case "otlp", "console":
-				s.exporters = append(s.exporters, name)
-			case "none", "":
-			default:
-				bad(expKey, v, "want a comma list of otlp, console, or none")
-			}
-		}
-	} else {
-		s.exporters = []string{"otlp"}
-	}
-	s.protocol = signalSetting(env, signal, "PROTOCOL", s.protocol, bad, "want grpc or http/protobuf", ProtocolGRPC, ProtocolHTTP)
+// none) and the OTLP protocol, endpoint and compression of signal. Unknown
+// values are warned about through log and the defaults used.
+func resolveSignal(env func(string) string, signal string, log *slog.Logger) (signalSettings, error) {
+	warn := warner(log)
+	s := signalSettings{exporters: exportersFromEnv(env, signal, warn, "otlp", "console")}
 	var err error
-	if s.endpoint, err = resolveSignalEndpoint(env, signal, s.protocol); err != nil {
-		errs = append(errs, err)
-	}
-	s.compression = signalSetting(env, signal, "COMPRESSION", s.compression, bad, "want gzip or none", "gzip", "none")
-	return s, errors.Join(errs...)
+	s.otlpSettings, err = resolveOTLP(env, signal, warn)
+	return s, err
 }
 
-// grpcReconnect bounds gRPC's reconnect back-off (2 minutes by default),
-// so export resumes within seconds of a collector's return.
-func grpcReconnect() grpc.DialOption {
+// grpcReconnect bounds gRPC's reconnect back-off (2 minutes by default) by
+// maxDelay, so export resumes within seconds of a collector's return.
+func grpcReconnect(maxDelay time.Duration) grpc.DialOption {
 	return grpc.WithConnectParams(grpc.ConnectParams{
-		Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
-		MinConnectTimeout: 5 * time.Second,
+		Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: maxDelay},
+		MinConnectTimeout: maxDelay,
 	})
 }
 
 // samplerFromEnv implements OTEL_TRACES_SAMPLER and _ARG (the spec's
-// values; default parentbased_always_on) from env.
-func samplerFromEnv(env func(string) string) (sdktrace.Sampler, error) {
+// values; default parentbased_always_on). An unknown sampler or a ratio
+// that is not a number from 0 to 1 is warned about and the default used
+// (parentbased_always_on; ratio 1), as the spec asks.
+func samplerFromEnv(env func(string) string, warn warnFunc) sdktrace.Sampler {
 	name := strings.ToLower(firstEnv(env, "OTEL_TRACES_SAMPLER"))
-	arg := firstEnv(env, "OTEL_TRACES_SAMPLER_ARG")
-	ratio := func() (float64, error) {
+	ratio := func() float64 {
+		arg := firstEnv(env, "OTEL_TRACES_SAMPLER_ARG")
 		if arg == "" {
-			return 1, nil
+			return 1
 		}
 		f, err := strconv.ParseFloat(arg, 64)
 		if err != nil || f < 0 || f > 1 {
-			return 0, fmt.Errorf("otelsetup: invalid OTEL_TRACES_SAMPLER_ARG %q: want a ratio from 0 to 1", arg)
+			warn("OTEL_TRACES_SAMPLER_ARG", arg, "a ratio from 0 to 1", 1.0)
+			return 1
 		}
-		return f, nil
+		return f
 	}
 	switch name {
 	case "", "parentbased_always_on":
-		return sdktrace.ParentBased(sdktrace.AlwaysSample()), nil
 	case "always_on":
-		return sdktrace.AlwaysSample(), nil
+		return sdktrace.AlwaysSample()
 	case "always_off":
-		return sdktrace.NeverSample(), nil
+		return sdktrace.NeverSample()
 	case "parentbased_always_off":
-		return sdktrace.ParentBased(sdktrace.NeverSample()), nil
-	case "traceidratio", "parentbased_traceidratio":
-		r, err := ratio()
-		if err != nil {
-			return nil, err
-		}
-		if name == "traceidratio" {
-			return sdktrace.TraceIDRatioBased(r), nil
-		}
-		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(r)), nil
+		return sdktrace.ParentBased(sdktrace.NeverSample())
+	case "traceidratio":
+		return sdktrace.TraceIDRatioBased(ratio())
+	case "parentbased_traceidratio":
+		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio()))
+	default:
+		warn("OTEL_TRACES_SAMPLER", name, "always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio", "parentbased_always_on")
 	}
-	return nil, fmt.Errorf("otelsetup: invalid OTEL_TRACES_SAMPLER %q: want always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio", name)
+	return sdktrace.ParentBased(sdktrace.AlwaysSample())
+}
+
+// propagatorFromEnv implements OTEL_PROPAGATORS: a comma list of
+// tracecontext (W3C traceparent/tracestate) and baggage (W3C baggage), or
+// none; default "tracecontext,baggage". Others (b3, jaeger, xray, ottrace)
+// are not built in: warned about and skipped.
+func propagatorFromEnv(env func(string) string, warn warnFunc) propagation.TextMapPropagator {
+	v := firstEnv(env, "OTEL_PROPAGATORS")
+	if v == "" {
+		v = "tracecontext,baggage"
+	}
+	var props []propagation.TextMapPropagator
+	for _, name := range strings.Split(strings.ToLower(v), ",") {
+		switch name = strings.TrimSpace(name); name {
+		case "tracecontext":
+			props = append(props, propagation.TraceContext{})
+		case "baggage":
+			props = append(props, propagation.Baggage{})
+		case "none", "":
+		default:
+			warn("OTEL_PROPAGATORS", name, "a comma list of tracecontext, baggage, or none", "skipped")
+		}
+	}
+	return propagation.NewCompositeTextMapPropagator(props...)
 }
 
 // newTracerProvider builds the TracerProvider from OTEL_TRACES_EXPORTER,
 // the OTLP settings and the sampler; batching follows OTEL_BSP_*, which
 // the SDK reads itself.
-func newTracerProvider(ctx context.Context, env func(string) string, res *resource.Resource) (*sdktrace.TracerProvider, signalSettings, error) {
-	s, err := resolveSignal(env, "TRACES")
+func newTracerProvider(ctx context.Context, env func(string) string, res *resource.Resource, log *slog.Logger) (*sdktrace.TracerProvider, signalSettings, error) {
+	s, err := resolveSignal(env, "TRACES", log)
 	if err != nil {
 		return nil, s, err
 	}
-	sampler, err := samplerFromEnv(env)
-	if err != nil {
-		return nil, s, err
-	}
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sampler)}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(samplerFromEnv(env, warner(log)))}
 	for _, name := range s.exporters {
 		var exp sdktrace.SpanExporter
 		switch name {
 		case "otlp":
-			if s.protocol == ProtocolHTTP {
-				c := otlptracehttp.NoCompression
-				if s.compression == "gzip" {
-					c = otlptracehttp.GzipCompression
-				}
-				exp, err = otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(s.endpoint.String()), otlptracehttp.WithCompression(c))
-			} else {
-				o := []otlptracegrpc.Option{otlptracegrpc.WithEndpointURL(s.endpoint.String()), otlptracegrpc.WithDialOption(grpcReconnect())}
-				if s.compression == "gzip" {
-					o = append(o, otlptracegrpc.WithCompressor("gzip"))
-				}
-				exp, err = otlptracegrpc.New(ctx, o...)
-			}
+			exp, err = newOTLP(ctx, s.otlpSettings,
+				func(ctx context.Context, endpoint string, gzip bool) (sdktrace.SpanExporter, error) {
+					c := otlptracehttp.NoCompression
+					if gzip {
+						c = otlptracehttp.GzipCompression
+					}
+					return otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(endpoint), otlptracehttp.WithCompression(c))
+				},
+				func(ctx context.Context, endpoint string, gzip bool) (sdktrace.SpanExporter, error) {
+					o := []otlptracegrpc.Option{otlptracegrpc.WithEndpointURL(endpoint), otlptracegrpc.WithDialOption(grpcReconnect(5 * time.Second))}
+					if gzip {
+						o = append(o, otlptracegrpc.WithCompressor("gzip"))
+					}
+					return otlptracegrpc.New(ctx, o...)
+				})
 		case "console":
 			exp, err = stdouttrace.New(stdouttrace.WithWriter(os.Stdout))
 		}
@@ -158,8 +158,8 @@ func newTracerProvider(ctx context.Context, env func(string) string, res *resour
 // newLoggerProvider builds the LoggerProvider from OTEL_LOGS_EXPORTER and
 // the OTLP settings; batching follows OTEL_BLRP_*, which the SDK reads
 // itself.
-func newLoggerProvider(ctx context.Context, env func(string) string, res *resource.Resource) (*sdklog.LoggerProvider, signalSettings, error) {
-	s, err := resolveSignal(env, "LOGS")
+func newLoggerProvider(ctx context.Context, env func(string) string, res *resource.Resource, log *slog.Logger) (*sdklog.LoggerProvider, signalSettings, error) {
+	s, err := resolveSignal(env, "LOGS", log)
 	if err != nil {
 		return nil, s, err
 	}
@@ -168,19 +168,21 @@ func newLoggerProvider(ctx context.Context, env func(string) string, res *resour
 		var exp sdklog.Exporter
 		switch name {
 		case "otlp":
-			if s.protocol == ProtocolHTTP {
-				c := otlploghttp.NoCompression
-				if s.compression == "gzip" {
-					c = otlploghttp.GzipCompression
-				}
-				exp, err = otlploghttp.New(ctx, otlploghttp.WithEndpointURL(s.endpoint.String()), otlploghttp.WithCompression(c))
-			} else {
-				o := []otlploggrpc.Option{otlploggrpc.WithEndpointURL(s.endpoint.String()), otlploggrpc.WithDialOption(grpcReconnect())}
-				if s.compression == "gzip" {
-					o = append(o, otlploggrpc.WithCompressor("gzip"))
-				}
-				exp, err = otlploggrpc.New(ctx, o...)
-			}
+			exp, err = newOTLP(ctx, s.otlpSettings,
+				func(ctx context.Context, endpoint string, gzip bool) (sdklog.Exporter, error) {
+					c := otlploghttp.NoCompression
+					if gzip {
+						c = otlploghttp.GzipCompression
+					}
+					return otlploghttp.New(ctx, otlploghttp.WithEndpointURL(endpoint), otlploghttp.WithCompression(c))
+				},
+				func(ctx context.Context, endpoint string, gzip bool) (sdklog.Exporter, error) {
+					o := []otlploggrpc.Option{otlploggrpc.WithEndpointURL(endpoint), otlploggrpc.WithDialOption(grpcReconnect(5 * time.Second))}
+					if gzip {
+						o = append(o, otlploggrpc.WithCompressor("gzip"))
+					}
+					return otlploggrpc.New(ctx, o...)
+				})
 		case "console":
 			exp, err = stdoutlog.New(stdoutlog.WithWriter(os.Stdout))
 		}
@@ -213,6 +215,6 @@ func LogsEnabled(env func(string) string) bool {
 	if strings.EqualFold(strings.TrimSpace(env("OTEL_SDK_DISABLED")), "true") {
 		return false
 	}
-	s, err := resolveSignal(env, "LOGS")
-	return err != nil || len(s.exporters) > 0 // invalid settings stop start-up later
+	s, err := resolveSignal(env, "LOGS", slog.New(slog.DiscardHandler)) // NewProvider warns
+	return err != nil || len(s.exporters) > 0                           // an invalid endpoint stops start-up later
 }

@@ -3,6 +3,7 @@ package oteltrace
 import (
 	"context"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -217,18 +218,27 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// Middleware continues the caller's W3C trace: a request with a
-// traceparent (and tracestate) header gets the remote span context in
-// r.Context(), so the command spans it causes are its children. It starts
-// no span itself.
-func Middleware(h http.Handler) http.Handler {
-	prop := propagation.TraceContext{}
+// Middleware continues the caller's trace: prop (OTEL_PROPAGATORS, which
+// otelsetup.Provider.Propagator resolves; W3C tracecontext and baggage when
+// none is given) extracts the request's headers into r.Context(): a
+// traceparent (and tracestate) makes the command spans it causes its
+// children, a baggage header puts its members in the context. With an
+// empty propagator (OTEL_PROPAGATORS=none) nothing is read. It starts no
+// span itself.
+func Middleware(h http.Handler, prop ...propagation.TextMapPropagator) http.Handler {
+	prop = slices.DeleteFunc(prop, func(p propagation.TextMapPropagator) bool { return p == nil })
+	if len(prop) == 0 {
+		prop = []propagation.TextMapPropagator{propagation.TraceContext{}, propagation.Baggage{}}
+	}
+	p := propagation.NewCompositeTextMapPropagator(prop...)
+	fields := p.Fields()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("traceparent") == "" {
-			h.ServeHTTP(w, r)
-			return
+		for _, f := range fields {
+			if r.Header.Get(f) != "" {
+				h.ServeHTTP(w, r.WithContext(p.Extract(r.Context(), propagation.HeaderCarrier(r.Header))))
+				return
+			}
 		}
-		ctx := prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-		h.ServeHTTP(w, r.WithContext(ctx))
+		h.ServeHTTP(w, r)
 	})
 }

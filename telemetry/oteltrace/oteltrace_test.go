@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -180,5 +182,34 @@ func TestMiddlewareParent(t *testing.T) {
 	}
 	if ended[1].Parent().IsValid() {
 		t.Error("a request without traceparent got a parent")
+	}
+}
+
+// TestMiddlewarePropagators: the propagator given (OTEL_PROPAGATORS) decides
+// what is read: by default the W3C trace context and baggage, with
+// tracecontext alone no baggage, with none (empty) nothing.
+func TestMiddlewarePropagators(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		prop           []propagation.TextMapPropagator
+		trace, baggage bool
+	}{
+		{"default", nil, true, true},
+		{"tracecontext", []propagation.TextMapPropagator{propagation.TraceContext{}}, true, false},
+		{"baggage", []propagation.TextMapPropagator{propagation.Baggage{}}, false, true},
+		{"none", []propagation.TextMapPropagator{propagation.NewCompositeTextMapPropagator()}, false, false},
+	} {
+		var gotTrace, gotBaggage bool
+		h := oteltrace.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			gotTrace = trace.SpanContextFromContext(r.Context()).IsRemote()
+			gotBaggage = baggage.FromContext(r.Context()).Member("tenant").Value() == "acme"
+		}), tc.prop...)
+		req := httptest.NewRequest("POST", "/api/sessions/k/rpc", nil)
+		req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+		req.Header.Set("baggage", "tenant=acme")
+		h.ServeHTTP(httptest.NewRecorder(), req)
+		if gotTrace != tc.trace || gotBaggage != tc.baggage {
+			t.Errorf("%s: trace context %v, baggage %v; want %v, %v", tc.name, gotTrace, gotBaggage, tc.trace, tc.baggage)
+		}
 	}
 }

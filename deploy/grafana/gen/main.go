@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/grafana/grafana-foundation-sdk/go/cog"
@@ -90,7 +91,7 @@ func unescapeHTML(b []byte) []byte {
 
 const (
 	// Data source variables.
-	promVar = "datasource"
+	promVar = "prometheus_datasource"
 	pyroVar = "pyroscope_datasource"
 
 	// sel filters series of the chosen service and supervisor instances; the instance variable is already
@@ -168,20 +169,36 @@ func thresholds(warn, crit float64) *dashboard.ThresholdsConfigBuilder {
 	return dashboard.NewThresholdsConfigBuilder().Mode(dashboard.ThresholdsModeAbsolute).Steps(steps)
 }
 
+// cores is the unit of CPU panels: CPU seconds per second. Grafana has no unit for it, so such
+// panels show plain numbers ("short") with the axis labelled; the descriptions say "in cores".
+const cores = "cores"
+
+// unitOf is the Grafana unit of a panel's unit (cores: short).
+func unitOf(unit string) string {
+	if unit == cores {
+		return "short"
+	}
+	return unit
+}
+
 // ts is a time series panel of range queries.
 func ts(title, desc, unit string, span uint32, qs ...q) *timeseries.PanelBuilder {
-	return timeseries.NewPanelBuilder().
+	b := timeseries.NewPanelBuilder().
 		Title(title).
 		Description(desc).
 		Datasource(promDS).
 		Targets(promTargets(rangeQuery, qs...)).
-		Unit(unit).
+		Unit(unitOf(unit)).
 		Min(0).
 		FillOpacity(10).
 		Legend(legend()).
 		Tooltip(tooltip()).
 		Span(span).
 		Height(8)
+	if unit == cores {
+		b = b.AxisLabel("CPU cores")
+	}
+	return b
 }
 
 // stacked is ts with the series stacked (parts of a whole, e.g. workers by state).
@@ -214,7 +231,7 @@ func topTable(title, desc, unit, valueName string, x q) *table.PanelBuilder {
 		Description(desc).
 		Datasource(promDS).
 		Targets(promTargets(tableQuery, x)).
-		Unit(unit).
+		Unit(unitOf(unit)).
 		Transformations([]dashboard.DataTransformerConfig{{
 			Id: "organize",
 			Options: map[string]any{
@@ -268,15 +285,16 @@ func flameGraph(title, desc string) *dashboard.PanelBuilder {
 			RefId("A").
 			QueryType(string(grafanapyroscope.PyroscopeQueryTypeProfile)).
 			ProfileTypeId(cpuProfileType).
-			LabelSelector(`{service_name="$job"}`).
+			LabelSelector(`{service_name=~"${job:regex}"}`).
 			GroupBy([]string{})).
 		Span(24).
 		Height(14)
 }
 
-// queryVar is a Prometheus query variable refreshed with the time range. multi also makes it
-// multi-select; includeAll adds "All" matching everything (.*).
-func queryVar(name, label, desc, query string, multi, includeAll bool) *dashboard.QueryVariableBuilder {
+// queryVar is a Prometheus query variable refreshed with the time range, multi-select with "All",
+// which matches allValue: ".+" (every series that has the label, as dashboard-linter wants of job
+// and instance) or ".*" (also series without it: host_name, worker_key may be absent).
+func queryVar(name, label, desc, query, allValue string) *dashboard.QueryVariableBuilder {
 	b := dashboard.NewQueryVariableBuilder(name).
 		Label(label).
 		Description(desc).
@@ -285,12 +303,19 @@ func queryVar(name, label, desc, query string, multi, includeAll bool) *dashboar
 		Definition(query).
 		Refresh(dashboard.VariableRefreshOnTimeRangeChanged).
 		Sort(dashboard.VariableSortAlphabeticalCaseInsensitiveAsc).
-		Multi(multi).
-		IncludeAll(includeAll)
-	if includeAll {
-		b = b.AllValue(".*")
-	}
+		Multi(true).
+		IncludeAll(true).
+		AllValue(allValue)
 	return b
+}
+
+// percentile is the percentile of a quantile for a legend: "0.5" → "50", "0.99" → "99".
+func percentile(quantile string) string {
+	f, err := strconv.ParseFloat(quantile, 64)
+	if err != nil {
+		panic(err)
+	}
+	return strconv.FormatFloat(f*100, 'f', -1, 64)
 }
 
 // Legends of per-worker series: one series per spawned process (worker_id) of a session (worker_key).
@@ -301,31 +326,32 @@ func build() (dashboard.Dashboard, error) {
 		Uid("workerscope").
 		Description("Pool, per-worker process-tree usage, RPC latency and the supervisor itself, from workerscope's OTLP metrics (docs/metrics.md) and its Pyroscope CPU profile.").
 		Tags([]string{"workerscope", "opentelemetry"}).
-		Editable().
+		// Generated: changes made in Grafana would be lost at the next `make dashboards`.
+		Readonly().
 		Tooltip(dashboard.DashboardCursorSyncCrosshair).
 		Time("now-3h", "now").
 		Timezone(common.TimeZoneBrowser).
 		Refresh("1m").
 		WithVariable(dashboard.NewDatasourceVariableBuilder(promVar).
-			Label("Prometheus").
+			Label("Prometheus data source").
 			Description("Prometheus-compatible data source with workerscope's metrics (Grafana Cloud: the Mimir data source, grafanacloud-<stack>-prom).").
 			Type("prometheus")).
 		WithVariable(dashboard.NewDatasourceVariableBuilder(pyroVar).
-			Label("Pyroscope").
+			Label("Pyroscope data source").
 			Description("Pyroscope data source with the supervisor's profiles (Grafana Cloud: grafanacloud-<stack>-profiles).").
 			Type("grafana-pyroscope-datasource")).
-		WithVariable(queryVar("job", "Service",
-			"service.name of the supervisors (OTEL_SERVICE_NAME, default workerscope); also the Pyroscope application name of the flame graph, hence one value.",
-			`label_values(workerscope_workers, job)`, false, false)).
+		WithVariable(queryVar("job", "Job",
+			"service.name of the supervisors (OTEL_SERVICE_NAME, default workerscope); also the Pyroscope application name(s) of the flame graph.",
+			`label_values(workerscope_workers, job)`, ".+")).
 		WithVariable(queryVar("host", "Host",
 			"host.name of the supervisors (a label of target_info only; it restricts the instance list).",
-			`label_values(target_info{job=~"$job"}, host_name)`, true, true)).
+			`label_values(target_info{job=~"$job"}, host_name)`, ".*")).
 		WithVariable(queryVar("instance", "Instance",
 			"service.instance.id of the supervisors (random per start) on the chosen hosts.",
-			`label_values(target_info{job=~"$job", host_name=~"$host"}, instance)`, true, true)).
+			`label_values(target_info{job=~"$job", host_name=~"$host"}, instance)`, ".+")).
 		WithVariable(queryVar("worker_key", "Session",
 			"worker.key (session key) of the workers shown in Top workers and Per-worker detail. Absent when the supervisor runs with --metrics-worker-key=false: keep All.",
-			`label_values(workerscope_worker_uptime_seconds{job=~"$job", instance=~"$instance"}, worker_key)`, true, true))
+			`label_values(workerscope_worker_uptime_seconds{job=~"$job", instance=~"$instance"}, worker_key)`, ".*"))
 
 	// Pool overview.
 	b = b.WithRow(dashboard.NewRowBuilder("Pool overview")).
@@ -340,7 +366,7 @@ func build() (dashboard.Dashboard, error) {
 		WithPanel(single("Crash-looping sessions", "Sessions whose last 3 or more workers crashed within a minute of starting; their requests get backoff errors until the back-off ends.", "short", 0, 1,
 			q{`sum(workerscope_sessions_crash_looping{S}) or vector(0)`, "sessions"})).
 		WithPanel(single("Firing alerts", "workerscope alerts firing now (ALERTS series written by Prometheus or the Mimir ruler for rules named Workerscope*). See the Firing alerts row.", "short", 0, 1,
-			q{`count(ALERTS{alertstate="firing", alertname=~"Workerscope.*"}) or vector(0)`, "alerts"})).
+			q{`count(ALERTS{alertstate="firing", alertname=~"Workerscope.*", job=~"$job", instance=~"$instance"}) or vector(0)`, "alerts"})).
 		WithPanel(stacked("Workers by state", "Live workers by worker.state (starting, idle, running, stopping, exited), stacked.", "short", 8,
 			q{`sum by (worker_state) (workerscope_workers{S})`, "{{worker_state}}"})).
 		WithPanel(ts("Pool usage vs limit", "Live workers and --max-workers per supervisor instance.", "short", 8,
@@ -350,7 +376,7 @@ func build() (dashboard.Dashboard, error) {
 			q{`sum(rate(workerscope_worker_spawns_total{S}[$__rate_interval]))`, "spawned"},
 			q{`sum(rate(workerscope_worker_spawn_failures_total{S}[$__rate_interval])) or vector(0)`, "spawn failed"},
 			q{`sum by (exit_reason) (rate(workerscope_worker_exits_total{S}[$__rate_interval]))`, "exit {{exit_reason}}"})).
-		WithPanel(ts("Crash rate", "Workers that crashed (exit reason crashed), per minute, by supervisor instance.", "short", 8,
+		WithPanel(ts("Crash rate", "Workers that crashed (exit reason crashed), per minute, by supervisor instance.", "cpm", 8,
 			q{`60 * sum by (instance) (rate(workerscope_worker_exits_total{S, exit_reason="crashed"}[$__rate_interval])) or on() vector(0)`, "{{instance}}"})).
 		WithPanel(ts("Refused requests", "Requests refused without reaching a worker, per second: pool_full (every worker busy at --max-workers) and backoff (the session is crash-looping).", "reqps", 8,
 			q{`sum(rate(workerscope_rpc_duration_seconds_count{S, error_type="pool_full"}[$__rate_interval])) or vector(0)`, "pool_full"},
@@ -361,11 +387,14 @@ func build() (dashboard.Dashboard, error) {
 			q{`sum(workerscope_sessions_crash_looping{S}) or vector(0)`, "crash-looping sessions"}))
 
 	// Firing alerts.
-	alertsExpr := `ALERTS{alertstate="firing", alertname=~"Workerscope.*"}`
+	// Every workerscope alert carries job and instance but the label-less WorkerscopeAbsent
+	// (absent(): no supervisor of any job reports), which then shows in Alertmanager only: the
+	// dashboard has no job to show then.
+	alertsExpr := `ALERTS{alertstate="firing", alertname=~"Workerscope.*", job=~"$job", instance=~"$instance"}`
 	b = b.WithRow(dashboard.NewRowBuilder("Firing alerts")).
 		WithPanel(table.NewPanelBuilder().
 			Title("Firing workerscope alerts").
-			Description("ALERTS series of the workerscope alert rules (deploy/prometheus/workerscope.rules.yaml, docs/alerts.md) that are firing now, with their labels. Written by Prometheus or, on Grafana Cloud, the Mimir ruler. Not filtered by the variables: rules aggregate labels away.").
+			Description("ALERTS series of the workerscope alert rules (deploy/prometheus/workerscope.rules.yaml, docs/alerts.md) that are firing now, with their labels. Written by Prometheus or, on Grafana Cloud, the Mimir ruler. Of the chosen jobs and instances: the alert that no supervisor reports at all (WorkerscopeAbsent without labels) is in Alertmanager only.").
 			Datasource(promDS).
 			Targets(promTargets(tableQuery, q{alertsExpr, "{{alertname}}"})).
 			Transformations([]dashboard.DataTransformerConfig{{
@@ -375,6 +404,7 @@ func build() (dashboard.Dashboard, error) {
 					"indexByName":   map[string]any{"alertname": 0, "severity": 1},
 				},
 			}}).
+			Unit("none").
 			Footer(noFooter()).
 			Span(16).
 			Height(8)).
@@ -385,18 +415,18 @@ func build() (dashboard.Dashboard, error) {
 	cpuByWorker := `sum by (instance, worker_key, worker_id) (rate(workerscope_worker_cpu_time_seconds_total{W}[$__rate_interval]))`
 	rssByWorker := `sum by (instance, worker_key, worker_id) (workerscope_worker_memory_usage_bytes{W})`
 	b = b.WithRow(dashboard.NewRowBuilder("Top workers")).
-		WithPanel(topTable("Top 10 workers by CPU", "Workers using the most CPU now, in cores (CPU seconds per second of the worker's whole process tree, user + system).", "short", "CPU (cores)",
+		WithPanel(topTable("Top 10 workers by CPU", "Workers using the most CPU now, in cores (CPU seconds per second of the worker's whole process tree, user + system).", cores, "CPU (cores)",
 			q{`topk(10, ` + cpuByWorker + `)`, wl})).
 		WithPanel(topTable("Top 10 workers by memory", "Workers with the largest resident set now (RSS summed over the worker's process tree).", "bytes", "RSS",
 			q{`topk(10, ` + rssByWorker + `)`, wl})).
-		WithPanel(ts("CPU of the top 10 workers", "CPU of the 10 busiest workers at each point, in cores (process tree, user + system).", "short", 12,
+		WithPanel(ts("CPU of the top 10 workers", "CPU of the 10 busiest workers at each point, in cores (process tree, user + system).", cores, 12,
 			q{`topk(10, ` + cpuByWorker + `)`, wl})).
 		WithPanel(ts("Memory of the top 10 workers", "RSS of the 10 largest workers at each point (process tree).", "bytes", 12,
 			q{`topk(10, ` + rssByWorker + `)`, wl}))
 
 	// Per-worker detail.
 	b = b.WithRow(dashboard.NewRowBuilder("Per-worker detail ($worker_key)")).
-		WithPanel(ts("CPU by mode", "CPU of each worker's process tree by cpu.mode (user, system), in cores; includes descendants that exited.", "short", 8,
+		WithPanel(ts("CPU by mode", "CPU of each worker's process tree by cpu.mode (user, system), in cores; includes descendants that exited.", cores, 8,
 			q{`sum by (worker_key, worker_id, cpu_mode) (rate(workerscope_worker_cpu_time_seconds_total{W}[$__rate_interval]))`, wl + " {{cpu_mode}}"})).
 		WithPanel(ts("Memory (RSS)", "Resident set size summed over each worker's process tree (shared pages count once per process, as in top).", "bytes", 8,
 			q{`sum by (worker_key, worker_id) (workerscope_worker_memory_usage_bytes{W})`, wl})).
@@ -410,7 +440,7 @@ func build() (dashboard.Dashboard, error) {
 			q{`sum by (worker_key, worker_id) (workerscope_worker_processes{W})`, wl})).
 		WithPanel(ts("Defunct processes", "Processes in state Z (exited but not waited for) in each worker's tree; above 0 for minutes means the worker does not reap its children.", "short", 8,
 			q{`sum by (worker_key, worker_id) (workerscope_worker_defunct{W})`, wl})).
-		WithPanel(ts("Page faults", "Major (disk reads) and minor page faults per second in each worker's process tree.", "short", 8,
+		WithPanel(ts("Page faults", "Major (disk reads) and minor page faults per second in each worker's process tree.", "cps", 8,
 			q{`sum by (worker_key, worker_id, type) (rate(workerscope_worker_paging_faults_total{W}[$__rate_interval]))`, wl + " {{type}}"})).
 		WithPanel(ts("Requests", "Commands sent to each worker, per second.", "reqps", 8,
 			q{`sum by (worker_key, worker_id) (rate(workerscope_worker_requests_total{W}[$__rate_interval]))`, wl})).
@@ -432,7 +462,7 @@ func build() (dashboard.Dashboard, error) {
 	// RPC.
 	quantile := func(p string) q {
 		return q{`histogram_quantile(` + p + `, sum by (le, rpc_method) (rate(workerscope_rpc_duration_seconds_bucket{S}[$__rate_interval])))`,
-			"p" + strings.TrimPrefix(p, "0.") + " {{rpc_method}}"}
+			"p" + percentile(p) + " {{rpc_method}}"}
 	}
 	b = b.WithRow(dashboard.NewRowBuilder("RPC")).
 		WithPanel(ts("RPC latency p50 / p95 / p99 by method", "Time from a command's arrival to its response, by rpc.method (the command type), from the workerscope.rpc.duration histogram; failed requests included.", "s", 12,
@@ -443,7 +473,7 @@ func build() (dashboard.Dashboard, error) {
 			q{`sum by (error_type) (rate(workerscope_rpc_duration_seconds_count{S, error_type!=""}[$__rate_interval])) or on() label_replace(vector(0), "error_type", "none", "", "")`, "{{error_type}}"})).
 		WithPanel(ts("RPC error ratio", "Share of commands that failed (any error.type).", "percentunit", 12,
 			q{`(sum(rate(workerscope_rpc_duration_seconds_count{S, error_type!=""}[$__rate_interval])) or vector(0)) / sum(rate(workerscope_rpc_duration_seconds_count{S}[$__rate_interval]))`, "errors"})).
-		WithPanel(ts("Costliest commands", "The 10 command types whose workers' process trees used the most CPU, in cores (CPU seconds per second, user + system, exited children included), by rpc.method: for commands that start a streamed run (pi's prompt) the whole run (workerscope.run.cpu_time), else the command to its response (workerscope.rpc.cpu_time). Overlapping commands on one worker each count the whole tree's (workerscope.cost.shared on their spans); Linux only. Find the single costliest spans in the tracing backend by workerscope.cost.cpu_time.", "short", 12,
+		WithPanel(ts("Costliest commands", "The 10 command types whose workers' process trees used the most CPU, in cores (CPU seconds per second, user + system, exited children included), by rpc.method: for commands that start a streamed run (pi's prompt) the whole run (workerscope.run.cpu_time), else the command to its response (workerscope.rpc.cpu_time). Overlapping commands on one worker each count the whole tree's (workerscope.cost.shared on their spans); Linux only. Find the single costliest spans in the tracing backend by workerscope.cost.cpu_time.", cores, 12,
 			q{`topk(10, sum by (rpc_method) (rate(workerscope_run_cpu_time_seconds_sum{S}[$__rate_interval])) or sum by (rpc_method) (rate(workerscope_rpc_cpu_time_seconds_sum{S}[$__rate_interval]))) or on() label_replace(vector(0), "rpc_method", "none", "", "")`, "{{rpc_method}}"})).
 		WithPanel(ts("Run duration p50 / p95 by method", "Time from the arrival of a command that started a streamed run (pi's prompt) to the run's end (agent_end, the worker's exit, or --max-run-duration), from workerscope.run.duration; 'none' before any run ended.", "s", 12,
 			q{`histogram_quantile(0.5, sum by (le, rpc_method) (rate(workerscope_run_duration_seconds_bucket{S}[$__rate_interval]))) or on() label_replace(vector(0), "rpc_method", "none", "", "")`, "p50 {{rpc_method}}"},
@@ -451,13 +481,13 @@ func build() (dashboard.Dashboard, error) {
 
 	// Agent runs: pi's model and tool calls (docs/traces-and-logs.md#agent-runs-genai-spans).
 	b = b.WithRow(dashboard.NewRowBuilder("Agent runs (GenAI)")).
-		WithPanel(ts("Tokens by model", "Tokens per second the agents' model calls used, by provider, model and gen_ai.token.type (input includes cached input), from gen_ai.client.token.usage.", "short", 12,
+		WithPanel(ts("Tokens by model", "Tokens per second the agents' model calls used, by provider, model and gen_ai.token.type (input includes cached input), from gen_ai.client.token.usage.", "cps", 12,
 			q{`sum by (gen_ai_provider_name, gen_ai_request_model, gen_ai_token_type) (rate(gen_ai_client_token_usage_sum{S}[$__rate_interval]))`, "{{gen_ai_provider_name}}/{{gen_ai_request_model}} {{gen_ai_token_type}}"})).
 		WithPanel(ts("Spend by model", "US dollars per hour the agents' model calls cost, by provider and model (the agents' own reckoning: pi's usage.cost.total), from workerscope.gen_ai.cost. Alert: WorkerscopeGenAISpendHigh.", "currencyUSD", 12,
 			q{`3600 * sum by (gen_ai_provider_name, gen_ai_request_model) (rate(workerscope_gen_ai_cost_total{S}[$__rate_interval]))`, "{{gen_ai_provider_name}}/{{gen_ai_request_model}}"})).
 		WithPanel(topTable("Top 10 sessions by spend", "Sessions (of live workers) that spent the most on model calls since they began or were reset (DELETE /api/sessions/{key}), in US dollars, from workerscope.session.gen_ai.cost. worker_key is absent with --metrics-worker-key=false.", "currencyUSD", "Spend",
 			q{`topk(10, sum by (instance, worker_key, worker_id) (workerscope_session_gen_ai_cost{W}))`, wl})).
-		WithPanel(ts("Tool CPU by tool", "CPU of the worker trees during each tool's calls, in cores (CPU seconds per second, recorded as each call ends), by gen_ai.tool.name, from workerscope.gen_ai.tool.cpu_time. Alert: WorkerscopeToolCPUHog. The single costliest calls are the execute_tool spans with the largest workerscope.cost.cpu_time.", "short", 12,
+		WithPanel(ts("Tool CPU by tool", "CPU of the worker trees during each tool's calls, in cores (CPU seconds per second, recorded as each call ends), by gen_ai.tool.name, from workerscope.gen_ai.tool.cpu_time. Alert: WorkerscopeToolCPUHog. The single costliest calls are the execute_tool spans with the largest workerscope.cost.cpu_time.", cores, 12,
 			q{`sum by (gen_ai_tool_name) (rate(workerscope_gen_ai_tool_cpu_time_seconds_sum{S}[$__rate_interval]))`, "{{gen_ai_tool_name}}"})).
 		WithPanel(ts("Model call latency p50 / p95 by model", "Time of one model call, message_start to message_end as the supervisor saw them, from gen_ai.client.operation.duration.", "s", 12,
 			q{`histogram_quantile(0.5, sum by (le, gen_ai_request_model) (rate(gen_ai_client_operation_duration_seconds_bucket{S}[$__rate_interval])))`, "p50 {{gen_ai_request_model}}"},
@@ -470,15 +500,15 @@ func build() (dashboard.Dashboard, error) {
 		WithPanel(ts("Sampler pass duration", "Wall time of one sampling pass over every worker's process tree (p50 and p99), per instance. It grows with the number of processes.", "s", 8,
 			q{`histogram_quantile(0.5, sum by (le, instance) (rate(workerscope_sampler_duration_seconds_bucket{S}[$__rate_interval])))`, "{{instance}} p50"},
 			q{`histogram_quantile(0.99, sum by (le, instance) (rate(workerscope_sampler_duration_seconds_bucket{S}[$__rate_interval])))`, "{{instance}} p99"})).
-		WithPanel(ts("Errors", "Per second: worker measurements that failed (sampler), failed OTLP metric exports (counted in the next successful export), failed Pyroscope uploads.", "short", 8,
+		WithPanel(ts("Errors", "Per second: worker measurements that failed (sampler), failed OTLP metric exports (counted in the next successful export), failed Pyroscope uploads.", "cps", 8,
 			q{`sum(rate(workerscope_sampler_errors_total{S}[$__rate_interval])) or vector(0)`, "sampler errors"},
 			q{`sum(rate(workerscope_export_errors_total{S}[$__rate_interval])) or vector(0)`, "OTLP export errors"},
 			q{`sum(rate(workerscope_profiling_upload_errors_total{S}[$__rate_interval])) or vector(0)`, "Pyroscope upload errors"})).
-		WithPanel(ts("Skipped lines, dropped events, reaped orphans", "Per second: worker output lines skipped by reason (invalid, oversize), events lost by subscribers that fell behind, re-parented worker descendants reaped by the supervisor.", "short", 8,
+		WithPanel(ts("Skipped lines, dropped events, reaped orphans", "Per second: worker output lines skipped by reason (invalid, oversize), events lost by subscribers that fell behind, re-parented worker descendants reaped by the supervisor.", "cps", 8,
 			q{`sum by (reason) (rate(workerscope_worker_lines_skipped_total{S}[$__rate_interval])) or on() label_replace(vector(0), "reason", "none", "", "")`, "lines skipped {{reason}}"},
 			q{`sum(rate(workerscope_events_dropped_total{S}[$__rate_interval])) or vector(0)`, "events dropped"},
 			q{`sum(rate(workerscope_orphans_reaped_total{S}[$__rate_interval])) or vector(0)`, "orphans reaped"})).
-		WithPanel(ts("Supervisor CPU", "CPU of the supervisor process itself by cpu.mode, in cores (workers not included).", "short", 8,
+		WithPanel(ts("Supervisor CPU", "CPU of the supervisor process itself by cpu.mode, in cores (workers not included).", cores, 8,
 			q{`sum by (instance, cpu_mode) (rate(process_cpu_time_seconds_total{S}[$__rate_interval]))`, "{{instance}} {{cpu_mode}}"})).
 		WithPanel(ts("Supervisor memory", "Resident set size of the supervisor process, and the Go runtime's view: memory used by type and the heap size of the next GC (GC goal).", "bytes", 8,
 			q{`sum by (instance) (process_memory_usage_bytes{S})`, "{{instance}} RSS"},

@@ -90,12 +90,12 @@ var prefixedLabels = map[string]bool{"go_memory_type": true, "process_pid": true
 
 // The dashboard's variables: data sources, then Prometheus query variables.
 var wantVars = map[string]string{
-	"datasource":           "datasource",
-	"pyroscope_datasource": "datasource",
-	"job":                  "query",
-	"host":                 "query",
-	"instance":             "query",
-	"worker_key":           "query",
+	"prometheus_datasource": "datasource",
+	"pyroscope_datasource":  "datasource",
+	"job":                   "query",
+	"host":                  "query",
+	"instance":              "query",
+	"worker_key":            "query",
 }
 
 var wantRows = []string{"Pool overview", "Firing alerts", "Top workers", "Per-worker detail", "RPC", "The supervisor itself", "Supervisor CPU profile"}
@@ -209,12 +209,18 @@ func TestVariables(t *testing.T) {
 		if v.Type != want {
 			t.Errorf("variable %s: type %q, want %q", v.Name, v.Type, want)
 		}
-		if v.IncludeAll && v.AllValue != ".*" {
-			t.Errorf("variable %s: allValue %q, want .*", v.Name, v.AllValue)
+		// job and instance: every series has them (dashboard-linter wants .+); host_name and
+		// worker_key may be absent, so All must match series without them.
+		wantAll := ".*"
+		if v.Name == "job" || v.Name == "instance" {
+			wantAll = ".+"
+		}
+		if v.IncludeAll && v.AllValue != wantAll {
+			t.Errorf("variable %s: allValue %q, want %s", v.Name, v.AllValue, wantAll)
 		}
 		if v.Type == "query" {
-			if v.Datasource == nil || v.Datasource.UID != "${datasource}" {
-				t.Errorf("variable %s: want the ${datasource} data source, got %+v", v.Name, v.Datasource)
+			if v.Datasource == nil || v.Datasource.UID != "${prometheus_datasource}" {
+				t.Errorf("variable %s: want the ${prometheus_datasource} data source, got %+v", v.Name, v.Datasource)
 			}
 			q, _ := v.Query.(string)
 			if q == "" {
@@ -227,13 +233,13 @@ func TestVariables(t *testing.T) {
 			t.Errorf("variable %s missing", name)
 		}
 	}
-	if q := seen["datasource"].Query; q != "prometheus" {
-		t.Errorf("datasource variable: query %v, want prometheus", q)
+	if q := seen["prometheus_datasource"].Query; q != "prometheus" {
+		t.Errorf("prometheus_datasource variable: query %v, want prometheus", q)
 	}
 	if q := seen["pyroscope_datasource"].Query; q != "grafana-pyroscope-datasource" {
 		t.Errorf("pyroscope_datasource variable: query %v, want grafana-pyroscope-datasource", q)
 	}
-	for _, name := range []string{"host", "instance", "worker_key"} {
+	for _, name := range []string{"job", "host", "instance", "worker_key"} {
 		if v := seen[name]; !v.Multi || !v.IncludeAll {
 			t.Errorf("variable %s: want multi-select with All", name)
 		}
@@ -294,8 +300,8 @@ func TestPanels(t *testing.T) {
 			}
 			switch tg.Datasource.Type {
 			case "prometheus":
-				if tg.Datasource.UID != "${datasource}" {
-					t.Errorf("panel %q: Prometheus query uses data source %q, want ${datasource}", p.Title, tg.Datasource.UID)
+				if tg.Datasource.UID != "${prometheus_datasource}" {
+					t.Errorf("panel %q: Prometheus query uses data source %q, want ${prometheus_datasource}", p.Title, tg.Datasource.UID)
 				}
 				if strings.TrimSpace(tg.Expr) == "" {
 					t.Errorf("panel %q: empty expr", p.Title)
@@ -305,7 +311,7 @@ func TestPanels(t *testing.T) {
 				if tg.Datasource.UID != "${pyroscope_datasource}" {
 					t.Errorf("panel %q: Pyroscope query uses data source %q, want ${pyroscope_datasource}", p.Title, tg.Datasource.UID)
 				}
-				if tg.QueryType != "profile" || tg.ProfileTypeID != cpuProfileType || !strings.Contains(tg.LabelSelector, `service_name="$job"`) {
+				if tg.QueryType != "profile" || tg.ProfileTypeID != cpuProfileType || !strings.Contains(tg.LabelSelector, `service_name=~"${job:regex}"`) {
 					t.Errorf("panel %q: Pyroscope query %+v", p.Title, tg)
 				}
 			default:
