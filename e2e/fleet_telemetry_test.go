@@ -254,7 +254,7 @@ func TestFleetTelemetryThroughGateway(t *testing.T) {
 	}
 	for q, want := range map[string]float64{
 		`sum(workerscope_worker_spawns_total)`: wantSpawns,
-		`sum(workerscope_worker_count)`:             wantLive,
+		`sum(workerscope_worker_count)`:        wantLive,
 	} {
 		v, err := api.query(q)
 		if err != nil || len(v) != 1 {

@@ -88,7 +88,7 @@ var metrics = func() map[string]bool {
 var prefixedLabels = map[string]bool{"go_memory_type": true, "process_pid": true, "workerscope_budget": true,
 	"workerscope_worker_id": true, "workerscope_worker_key": true, "workerscope_worker_state": true, "workerscope_exit_reason": true,
 	"workerscope_limit_name": true, "workerscope_limit_enforcement": true, "workerscope_line_reason": true, "system_paging_fault_type": true,
-	"rpc_system_name": true,
+	"rpc_system_name":      true,
 	"gen_ai_provider_name": true, "gen_ai_request_model": true, "gen_ai_token_type": true, "gen_ai_tool_name": true}
 
 // The dashboard's variables: data sources, then Prometheus query variables.
