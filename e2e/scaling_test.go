@@ -57,6 +57,7 @@ var scalingValues = map[string]int{
 	attrkey.LineReason:  2,
 	attrkey.Limit:       3,
 	attrkey.Enforcement: 1, // one enforcement per limit
+	attrkey.RPCSystem:   1, // jsonl
 	attrkey.RPCMethod:   3, // prompt, get_state, abort (pi has more; at most 65)
 	attrkey.ErrorType:   2, // success + one failure kind per method, typical
 	// agent runs (GenAI): one model of one provider per supervisor is typical; pi's four default tools
