@@ -301,7 +301,7 @@ func TestCapacityRamp(t *testing.T) {
 			row.samplerMean = time.Duration((sum1 - sum0) / (cnt1 - cnt0) * float64(time.Second))
 		}
 		row.exportErrors = metric("workerscope_export_errors_total")
-		if u := metric("workerscope_workers_unobserved"); u != 0 {
+		if u := metric("workerscope_worker_unobserved"); u != 0 {
 			t.Errorf("%v of %d workers left out of the per-worker series (the cap is --max-workers)", u, n)
 		}
 

@@ -227,11 +227,11 @@ func TestSeriesCoverStoppingWorkers(t *testing.T) {
 	var body string
 	waitFor(t, 10*time.Second, "both workers' series, none unobserved", func() bool {
 		body = a.scrape(t, "text/plain;version=0.0.4")
-		return strings.Contains(body, `worker_key="stuck"`) && strings.Contains(body, `worker_key="next"`) &&
-			regexp.MustCompile(`(?m)^workerscope_workers_unobserved(\{[^}]*\})? 0$`).MatchString(body)
+		return strings.Contains(body, `workerscope_worker_key="stuck"`) && strings.Contains(body, `workerscope_worker_key="next"`) &&
+			regexp.MustCompile(`(?m)^workerscope_worker_unobserved(\{[^}]*\})? 0$`).MatchString(body)
 	}, a.proc)
-	if !regexp.MustCompile(`workerscope_workers\{[^}]*worker_state="stopping"[^}]*\} 1`).MatchString(body) {
-		t.Logf("no stopping worker counted (the stop may have raced): %s", grepLines(body, "workerscope_workers{"))
+	if !regexp.MustCompile(`workerscope_worker_count\{[^}]*workerscope_worker_state="stopping"[^}]*\} 1`).MatchString(body) {
+		t.Logf("no stopping worker counted (the stop may have raced): %s", grepLines(body, "workerscope_worker_count{"))
 	}
 }
 
@@ -370,7 +370,7 @@ func TestBareHostPortEndpoint(t *testing.T) {
 	a.rpc(t, "bare", `{"type":"get_state"}`)
 	waitFor(t, 20*time.Second, "metrics at the collector", func() bool {
 		b, _ := os.ReadFile(file)
-		return strings.Contains(string(b), "workerscope.workers")
+		return strings.Contains(string(b), "workerscope.worker.count")
 	}, a.proc)
 	a.stop(t, 15*time.Second)
 	out := a.output()

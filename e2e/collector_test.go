@@ -22,7 +22,7 @@ func latest(points []dataPoint, metric, workerID, mode string) (dataPoint, bool)
 	var best dataPoint
 	ok := false
 	for _, p := range points {
-		if p.Metric != metric || p.Attrs["worker.id"] != workerID || (mode != "" && p.Attrs["cpu.mode"] != mode) {
+		if p.Metric != metric || p.Attrs["workerscope.worker.id"] != workerID || (mode != "" && p.Attrs["cpu.mode"] != mode) {
 			continue
 		}
 		if !ok || p.Time.After(best.Time) {
@@ -97,7 +97,7 @@ func TestCollectorEndToEnd(t *testing.T) {
 	bySeries := map[series][]dataPoint{}
 	for _, p := range points {
 		if p.Metric == otelmetrics.MetricWorkerCPUTime {
-			k := series{p.Attrs["worker.id"], p.Attrs["cpu.mode"]}
+			k := series{p.Attrs["workerscope.worker.id"], p.Attrs["cpu.mode"]}
 			bySeries[k] = append(bySeries[k], p)
 		}
 	}
@@ -128,7 +128,7 @@ func TestCollectorEndToEnd(t *testing.T) {
 				t.Errorf("%s: no point for worker %s", def.Name, w.Key)
 				continue
 			}
-			if p.Attrs["worker.key"] != w.Key || p.Attrs["process.pid"] != strconv.Itoa(w.PID) {
+			if p.Attrs["workerscope.worker.key"] != w.Key || p.Attrs["process.pid"] != strconv.Itoa(w.PID) {
 				t.Errorf("%s: attributes %v for worker %+v", def.Name, p.Attrs, w)
 			}
 		}
@@ -152,7 +152,7 @@ func TestCollectorEndToEnd(t *testing.T) {
 	}
 	// The stopped worker's series ended.
 	for _, p := range points {
-		if p.Attrs["worker.id"] == goneW.ID && p.Time.After(stoppedAt.Add(time.Second)) {
+		if p.Attrs["workerscope.worker.id"] == goneW.ID && p.Time.After(stoppedAt.Add(time.Second)) {
 			t.Errorf("%s still exported for the stopped worker at %s", p.Metric, p.Time)
 			break
 		}

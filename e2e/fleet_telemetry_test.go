@@ -205,7 +205,7 @@ func TestFleetTelemetryThroughGateway(t *testing.T) {
 	var limits, spawns, live map[string]float64
 	waitFor(t, 90*time.Second, "Prometheus to show each instance's spawns and workers", func() bool {
 		var err error
-		if limits, err = byInstance(api, `count by (instance) (workerscope_workers_limit)`); err != nil {
+		if limits, err = byInstance(api, `count by (instance) (workerscope_worker_limit)`); err != nil {
 			last = err.Error()
 			return false
 		}
@@ -213,7 +213,7 @@ func TestFleetTelemetryThroughGateway(t *testing.T) {
 			last = err.Error()
 			return false
 		}
-		if live, err = byInstance(api, `sum by (instance) (workerscope_workers)`); err != nil {
+		if live, err = byInstance(api, `sum by (instance) (workerscope_worker_count)`); err != nil {
 			last = err.Error()
 			return false
 		}
@@ -229,11 +229,11 @@ func TestFleetTelemetryThroughGateway(t *testing.T) {
 
 	// Each instance exactly once, under its own id, and nothing else.
 	if len(limits) != fleetInstances {
-		t.Errorf("count by (instance) (workerscope_workers_limit): %d instances %v, want %d %v", len(limits), limits, fleetInstances, ids)
+		t.Errorf("count by (instance) (workerscope_worker_limit): %d instances %v, want %d %v", len(limits), limits, fleetInstances, ids)
 	}
 	for _, m := range fleet {
 		if limits[m.id] != 1 {
-			t.Errorf("instance %s: %v workerscope_workers_limit series, want 1", m.id, limits[m.id])
+			t.Errorf("instance %s: %v workerscope_worker_limit series, want 1", m.id, limits[m.id])
 		}
 	}
 	if ti, err := byInstance(api, `count by (instance) (target_info{job="workerscope"})`); err != nil {
@@ -254,7 +254,7 @@ func TestFleetTelemetryThroughGateway(t *testing.T) {
 	}
 	for q, want := range map[string]float64{
 		`sum(workerscope_worker_spawns_total)`: wantSpawns,
-		`sum(workerscope_workers)`:             wantLive,
+		`sum(workerscope_worker_count)`:        wantLive,
 	} {
 		v, err := api.query(q)
 		if err != nil || len(v) != 1 {
@@ -277,7 +277,7 @@ func TestFleetTelemetryThroughGateway(t *testing.T) {
 	if !strings.Contains(refused[0], "HTTP Status Code 401") {
 		t.Errorf("the intruder's agent failed to export, but not with a 401 from the gateway: %s", refused[0])
 	}
-	for _, q := range []string{`workerscope_workers_limit`, `target_info`, `{__name__=~"workerscope_.+"}`} {
+	for _, q := range []string{`workerscope_worker_limit`, `target_info`, `{__name__=~"workerscope_.+"}`} {
 		if v, err := byInstance(api, fmt.Sprintf(`count by (instance) (%s)`, q)); err != nil {
 			t.Error(err)
 		} else if _, ok := v[intruder.id]; ok {

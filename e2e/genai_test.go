@@ -94,7 +94,7 @@ func TestAgentRunThroughTheBinary(t *testing.T) {
 			}
 		}
 		p, _ := latest(points, "workerscope.session.budget.utilization", w.ID, "")
-		return p.Attrs["workerscope.budget"] == "tokens" && math.Abs(p.Value-3300.0/5000) < 1e-9 && p.Attrs["worker.key"] == "agent"
+		return p.Attrs["workerscope.budget"] == "tokens" && math.Abs(p.Value-3300.0/5000) < 1e-9 && p.Attrs["workerscope.worker.key"] == "agent"
 	}, a.proc, col.proc)
 
 	// Past the budget: 3300 + 2 × 1100 ≥ 5000 in the second run's second call.

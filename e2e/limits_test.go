@@ -57,15 +57,15 @@ func TestLimitsThroughTheBinary(t *testing.T) {
 	}
 
 	b := a.scrape(t, "text/plain;version=0.0.4")
-	for _, want := range []string{
-		`workerscope_worker_limit_hits_total{limit="memory"`,
-		`workerscope_worker_exits_total{exit_reason="memory_limit"`,
-		`workerscope_worker_memory_limit_bytes{enforcement="watchdog"`,
-		`workerscope_worker_processes_limit{enforcement="watchdog"`,
+	for _, want := range [][2]string{
+		{`workerscope_worker_limit_hits_total{`, `workerscope_limit_name="memory"`},
+		{`workerscope_worker_exits_total{`, `workerscope_exit_reason="memory_limit"`},
+		{`workerscope_worker_memory_limit_bytes{`, `workerscope_limit_enforcement="watchdog"`},
+		{`workerscope_worker_process_limit{`, `workerscope_limit_enforcement="watchdog"`},
 	} {
 		line := ""
 		for _, l := range strings.Split(b, "\n") {
-			if strings.HasPrefix(l, want) {
+			if strings.HasPrefix(l, want[0]) && strings.Contains(l, want[1]) {
 				line = l
 			}
 		}

@@ -316,14 +316,14 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	var instance string
 	for _, al := range zombie {
 		l := al.Labels
-		if l["worker_key"] != "stuck" {
+		if l["workerscope_worker_key"] != "stuck" {
 			t.Errorf("zombie alert for another worker: %v", l)
 			continue
 		}
 		instance = l["instance"]
-		if l["job"] != "workerscope" || l["instance"] == "" || l["worker_id"] != stuck.ID ||
+		if l["job"] != "workerscope" || l["instance"] == "" || l["workerscope_worker_id"] != stuck.ID ||
 			l["process_pid"] != strconv.Itoa(stuck.PID) || l["severity"] != "warning" {
-			t.Errorf("zombie alert labels %v; want job workerscope, an instance, worker_id %s, process_pid %d, severity warning", l, stuck.ID, stuck.PID)
+			t.Errorf("zombie alert labels %v; want job workerscope, an instance, workerscope_worker_id %s, process_pid %d, severity warning", l, stuck.ID, stuck.PID)
 		}
 		if !strings.Contains(al.Annotations["description"], stuck.ID) ||
 			al.Annotations["runbook_url"] != "https://github.com/workerscope/workerscope/blob/main/docs/alerts.md#workerscopeworkerzombie" {
@@ -335,8 +335,8 @@ func TestPrometheusEndToEnd(t *testing.T) {
 			t.Errorf("crash-loop alert labels %v; want job workerscope, instance %s, a scope", al.Labels, instance)
 		}
 	}
-	if v, err := api.query(`workerscope_sessions_crash_looping`); err != nil || len(v) == 0 {
-		t.Errorf("workerscope_sessions_crash_looping: %v %v", v, err)
+	if v, err := api.query(`workerscope_session_crash_looping`); err != nil || len(v) == 0 {
+		t.Errorf("workerscope_session_crash_looping: %v %v", v, err)
 	}
 	// Nothing else is wrong: the supervisor reports, workers are small, the
 	// pool is nearly empty.
@@ -389,7 +389,7 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	namesFile := filepath.Join(t.TempDir(), "prometheus-metric-names.txt")
 	_ = os.WriteFile(namesFile, []byte(strings.Join(metricNames, "\n")+"\n"), 0o644)
 	t.Logf("%d metric names in Prometheus (also in %s):\n%s", len(metricNames), namesFile, strings.Join(metricNames, "\n"))
-	for _, q := range []string{`target_info`, `workerscope_worker_cpu_time_seconds_total{worker_key="stuck"}`} {
+	for _, q := range []string{`target_info`, `workerscope_worker_cpu_time_seconds_total{workerscope_worker_key="stuck"}`} {
 		if v, err := api.query(q); err == nil && len(v) > 0 {
 			t.Logf("labels of %s: %v", q, v[0].Metric)
 		}
@@ -610,9 +610,9 @@ func TestPrometheusDashboardQueryWalker(t *testing.T) {
 	  "templating": {"list": [
 	    {"type": "datasource", "name": "datasource", "query": "prometheus"},
 	    {"type": "custom", "name": "c", "query": "a,b"},
-	    {"type": "query", "name": "job", "query": "label_values(workerscope_workers, job)", "definition": "label_values(workerscope_workers, job)"},
+	    {"type": "query", "name": "job", "query": "label_values(workerscope_worker_count, job)", "definition": "label_values(workerscope_worker_count, job)"},
 	    {"type": "query", "name": "instance", "query": {"query": "label_values(target_info{job=~\"$job\", host_name=~\"$host\"}, instance)", "refId": "V"}},
-	    {"type": "query", "name": "k", "query": "label_values(worker_key)"},
+	    {"type": "query", "name": "k", "query": "label_values(workerscope_worker_key)"},
 	    {"type": "query", "name": "r", "query": "query_result(topk(3, up))"},
 	    {"type": "query", "name": "m", "query": "metrics(workerscope_.*)"},
 	    {"type": "query", "name": "n", "query": "label_names()"}
@@ -630,9 +630,9 @@ func TestPrometheusDashboardQueryWalker(t *testing.T) {
 		`sum(up{job=~".*"})`,
 		`rate(x_total{instance=~".*", k=~".*"}[1m])`,
 		`increase(y_total[5m]) / 15000`,
-		`workerscope_workers`,
+		`workerscope_worker_count`,
 		`target_info{job=~".*", host_name=~".*"}`,
-		`{worker_key!=""}`,
+		`{workerscope_worker_key!=""}`,
 		`topk(3, up)`,
 		`{__name__=~"workerscope_.*"}`,
 	}

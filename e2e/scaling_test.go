@@ -15,7 +15,7 @@ import (
 )
 
 // seriesCount counts Prometheus-style series from the metric contract:
-// per-worker series (those with worker.id), and the fixed per-host series
+// per-worker series (those with workerscope.worker.id), and the fixed per-host series
 // given how many values each attribute takes. A histogram is one series
 // per bucket, +Inf, _sum and _count.
 func seriesCount(values map[string]int) (perWorker, perHost int, table []string) {
@@ -52,11 +52,12 @@ func seriesCount(values map[string]int) (perWorker, perHost int, table []string)
 var scalingValues = map[string]int{
 	attrkey.CPUMode:     2, // user, system
 	attrkey.FaultType:   2, // major, minor
-	attrkey.WorkerState: 5, // on workerscope.workers; a worker's own state gauge: 1 at a time (below)
+	attrkey.WorkerState: 5, // on workerscope.worker.count; a worker's own state gauge: 1 at a time (below)
 	attrkey.ExitReason:  8,
 	attrkey.LineReason:  2,
 	attrkey.Limit:       3,
 	attrkey.Enforcement: 1, // one enforcement per limit
+	attrkey.RPCSystem:   1, // jsonl
 	attrkey.RPCMethod:   3, // prompt, get_state, abort (pi has more; at most 65)
 	attrkey.ErrorType:   2, // success + one failure kind per method, typical
 	// agent runs (GenAI): one model of one provider per supervisor is typical; pi's four default tools
@@ -75,7 +76,7 @@ const runMethods = 1
 // TestScalingSeriesFromContract checks the series counts docs/scaling.md
 // states against the contract, so the page follows the code.
 func TestScalingSeriesFromContract(t *testing.T) {
-	// A worker's worker.state gauge has one series at a time.
+	// A worker's workerscope.worker.state gauge has one series at a time.
 	vals := maps(scalingValues)
 	perWorkerAll, _, _ := seriesCount(vals)
 	vals[attrkey.WorkerState] = 1

@@ -203,7 +203,7 @@ func TestTraceEndToEnd(t *testing.T) {
 	if d := user + sys - cpu; d > 1e-6 || d < -1e-6 {
 		t.Errorf("user %.3f + system %.3f ≠ cpu_time %.3f", user, sys, cpu)
 	}
-	if attrs["worker.id"] != w.ID || attrs["worker.key"] != "cost" || attrs["process.pid"] != strconv.Itoa(w.PID) || attrs["rpc.method"] != "work" {
+	if attrs["workerscope.worker.id"] != w.ID || attrs["workerscope.worker.key"] != "cost" || attrs["process.pid"] != strconv.Itoa(w.PID) || attrs["rpc.method"] != "work" {
 		t.Errorf("worker attributes %v, want %+v", attrs, w)
 	}
 	if p, _ := strconv.Atoi(attrs["workerscope.cost.processes"]); p < 1 {
@@ -230,7 +230,7 @@ func TestTraceEndToEnd(t *testing.T) {
 		return false
 	}, col.proc, a.proc)
 	la := kvs(rec.Attributes)
-	if la["worker.id"] != w.ID || la["worker.key"] != "cost" || la["process.pid"] != strconv.Itoa(w.PID) || la["log.iostream"] != "stderr" {
+	if la["workerscope.worker.id"] != w.ID || la["workerscope.worker.key"] != "cost" || la["process.pid"] != strconv.Itoa(w.PID) || la["log.iostream"] != "stderr" {
 		t.Errorf("log attributes %v", la)
 	}
 	if rec.TraceID != trace2 || rec.SpanID == "" {
@@ -341,7 +341,7 @@ func TestTraceRunEndToEnd(t *testing.T) {
 	if !near(cpu, truth) {
 		t.Errorf("workerscope.cost.cpu_time %.3f s, want the run's %s read from /proc around it", cpu, truth.total)
 	}
-	if attrs["workerscope.run"] != "true" || attrs["workerscope.run.end"] != "agent_end" || attrs["worker.id"] != w.ID {
+	if attrs["workerscope.run"] != "true" || attrs["workerscope.run.end"] != "agent_end" || attrs["workerscope.worker.id"] != w.ID {
 		t.Errorf("run attributes %v, want workerscope.run=true, run.end=agent_end on worker %s", attrs, w.ID)
 	}
 	rt, err := strconv.ParseFloat(attrs["workerscope.response_time"], 64)

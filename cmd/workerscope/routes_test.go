@@ -141,7 +141,7 @@ func TestMetricsNegotiatesPrometheus(t *testing.T) {
 	if code != 200 || !strings.HasPrefix(h.Get("Content-Type"), "text/plain") {
 		t.Fatalf("prometheus: %d %s", code, h.Get("Content-Type"))
 	}
-	for _, want := range []string{"workerscope_worker_memory_usage_bytes{", `worker_key="alpha"`, "workerscope_workers{", "workerscope_worker_cpu_time_seconds_total{", "process_cpu_time_seconds_total{", "go_schedule_duration_seconds_bucket{"} {
+	for _, want := range []string{"workerscope_worker_memory_usage_bytes{", `workerscope_worker_key="alpha"`, "workerscope_worker_count{", "workerscope_worker_cpu_time_seconds_total{", "process_cpu_time_seconds_total{", "go_schedule_duration_seconds_bucket{"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("prometheus output lacks %s", want)
 		}

@@ -1,6 +1,6 @@
 // Package attrkey names every attribute key workerscope puts on its
 // metrics, spans and log records, once: a key that two signals share
-// (worker.id on a metric point, a span and a log record) is the same
+// (workerscope.worker.id on a metric point, a span and a log record) is the same
 // constant in all three, so a backend can join them, and a rename is one
 // line here (docs/metrics.md and docs/traces-and-logs.md follow).
 //
@@ -15,20 +15,20 @@ package attrkey
 // The worker's identity, on every per-worker metric point, every command
 // span and every worker log record.
 const (
-	WorkerID   = "worker.id"
-	WorkerKey  = "worker.key" // the session key; dropped with --metrics-worker-key=false
+	WorkerID   = "workerscope.worker.id"
+	WorkerKey  = "workerscope.worker.key" // the session key; dropped with --metrics-worker-key=false
 	ProcessPID = "process.pid"
 )
 
 // Dimensions of metric points.
 const (
-	WorkerState = "worker.state"
-	ExitReason  = "exit.reason"
+	WorkerState = "workerscope.worker.state"
+	ExitReason  = "workerscope.exit.reason"
 	CPUMode     = "cpu.mode"
-	FaultType   = "type" // workerscope.worker.paging.faults: major, minor
-	LineReason  = "reason"
-	Limit       = "limit"
-	Enforcement = "enforcement"
+	FaultType   = "system.paging.fault.type" // workerscope.worker.paging.faults: major, minor (semconv's)
+	LineReason  = "workerscope.line.reason"  // workerscope.worker.lines_skipped: invalid, oversize
+	Limit       = "workerscope.limit.name"   // memory, pids, cpu
+	Enforcement = "workerscope.limit.enforcement"
 	// Budget names a session budget (tokens, spend).
 	Budget = "workerscope.budget"
 )
@@ -37,7 +37,14 @@ const (
 const (
 	RPCMethod = "rpc.method"
 	ErrorType = "error.type"
+	// RPCSystem is semconv's rpc.system.name, which names the protocol
+	// rpc.method belongs to: the workers' JSON lines over stdio (pi's RPC
+	// mode), not one of semconv's listed systems, so a value of its own.
+	RPCSystem = "rpc.system.name"
 )
+
+// RPCSystemJSONL is rpc.system.name's value.
+const RPCSystemJSONL = "jsonl"
 
 // The GenAI semantic conventions (as of semconv v1.41.0), on the GenAI
 // metrics; the spans set them through go.opentelemetry.io/otel/semconv.

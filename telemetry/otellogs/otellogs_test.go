@@ -74,14 +74,14 @@ func TestStderrRecord(t *testing.T) {
 		t.Errorf("record %v %q %v", r.Severity(), r.Body().AsString(), r.Timestamp())
 	}
 	a := attrs(r)
-	if a["worker.id"] != "w1-1" || a["worker.key"] != "alice" || a["process.pid"] != "42" || a["log.iostream"] != "stderr" || a["workerscope.log.truncated"] != "true" {
+	if a["workerscope.worker.id"] != "w1-1" || a["workerscope.worker.key"] != "alice" || a["process.pid"] != "42" || a["log.iostream"] != "stderr" || a["workerscope.log.truncated"] != "true" {
 		t.Errorf("attributes %v", a)
 	}
 	x := recs[1]
 	if x.EventName() != "workerscope.worker_exit" || x.Severity() != log.SeverityWarn {
 		t.Errorf("exit record %q %v", x.EventName(), x.Severity())
 	}
-	if a := attrs(x); a["exit.reason"] != "crashed" || a["workerscope.stderr_tail"] != "boom" {
+	if a := attrs(x); a["workerscope.exit.reason"] != "crashed" || a["workerscope.stderr_tail"] != "boom" {
 		t.Errorf("exit attributes %v", a)
 	}
 }

@@ -62,22 +62,22 @@ const (
 	MetricWorkerIdleTime        = "workerscope.worker.idle_time"
 	MetricWorkerZombie          = "workerscope.worker.zombie"
 	MetricWorkerState           = "workerscope.worker.state"
-	MetricWorkerProcesses       = "workerscope.worker.processes"
+	MetricWorkerProcesses       = "workerscope.worker.process.count"
 	MetricWorkerDefunct         = "workerscope.worker.defunct"
 	MetricWorkerRequests        = "workerscope.worker.requests"
-	MetricWorkers               = "workerscope.workers"
-	MetricWorkersLimit          = "workerscope.workers.limit"
-	MetricWorkersUnobserved     = "workerscope.workers.unobserved"
+	MetricWorkers               = "workerscope.worker.count"
+	MetricWorkersLimit          = "workerscope.worker.limit"
+	MetricWorkersUnobserved     = "workerscope.worker.unobserved"
 	MetricSpawns                = "workerscope.worker.spawns"
 	MetricSpawnFailures         = "workerscope.worker.spawn_failures"
 	MetricExits                 = "workerscope.worker.exits"
-	MetricCrashLooping          = "workerscope.sessions.crash_looping"
+	MetricCrashLooping          = "workerscope.session.crash_looping"
 	MetricRPCDuration           = "workerscope.rpc.duration"
 	MetricRPCCPUTime            = "workerscope.rpc.cpu_time"
 	MetricRunDuration           = "workerscope.run.duration"
 	MetricRunCPUTime            = "workerscope.run.cpu_time"
 	MetricLogRecordsDropped     = "workerscope.worker.log_records_dropped"
-	MetricSSEClients            = "workerscope.sse.clients"
+	MetricSSEClients            = "workerscope.sse.client.count"
 	MetricSamplerDuration       = "workerscope.sampler.duration"
 	MetricSamplerErrors         = "workerscope.sampler.errors"
 	MetricLinesSkipped          = "workerscope.worker.lines_skipped"
@@ -87,7 +87,7 @@ const (
 	MetricProfilingUploadErrors = "workerscope.profiling.upload_errors"
 	MetricLimitHits             = "workerscope.worker.limit_hits"
 	MetricWorkerMemoryLimit     = "workerscope.worker.memory.limit"
-	MetricWorkerProcessesLimit  = "workerscope.worker.processes.limit"
+	MetricWorkerProcessesLimit  = "workerscope.worker.process.limit"
 	MetricWorkerCPULimit        = "workerscope.worker.cpu.limit"
 	MetricGenAITokenUsage       = "gen_ai.client.token.usage"
 	MetricGenAIOpDuration       = "gen_ai.client.operation.duration"
@@ -157,19 +157,19 @@ func Contract() []MetricDef {
 		{Name: MetricSpawnFailures, Kind: ObservableCounter, Value: Int64, Unit: "{failure}",
 			Description: "Worker spawns that failed (command not found, pipes, ...)."},
 		{Name: MetricExits, Kind: ObservableCounter, Value: Int64, Unit: "{worker}", Attributes: []string{attrkey.ExitReason},
-			Description: "Workers that ended, by exit.reason: idle_reaped, stopped, crashed, killed, limit, memory_limit, oom_killed, pids_limit."},
+			Description: "Workers that ended, by workerscope.exit.reason: idle_reaped, stopped, crashed, killed, limit, memory_limit, oom_killed, pids_limit."},
 		{Name: MetricCrashLooping, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{session}",
 			Description: "Sessions whose last 3 or more workers in a row crashed within a minute of their start (they respawn after a back-off)."},
-		{Name: MetricRPCDuration, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{attrkey.RPCMethod, attrkey.ErrorType},
+		{Name: MetricRPCDuration, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{attrkey.RPCSystem, attrkey.RPCMethod, attrkey.ErrorType},
 			Description: "Time from a command's arrival to its response, by rpc.method (the command type; at most 64 distinct, then _OTHER) and error.type (only on failures); exemplars link to the command's span.",
 			Buckets:     []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}},
-		{Name: MetricRPCCPUTime, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{attrkey.RPCMethod, attrkey.ErrorType},
+		{Name: MetricRPCCPUTime, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{attrkey.RPCSystem, attrkey.RPCMethod, attrkey.ErrorType},
 			Description: "CPU time (user + system) the worker's whole process tree used during a command, to its response (workerscope.run.cpu_time covers a run that follows), exited children included, by rpc.method and error.type (only on failures); Linux only. Concurrent commands on one worker each record the whole tree's.",
 			Buckets:     []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}},
-		{Name: MetricRunDuration, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{attrkey.RPCMethod, attrkey.ErrorType},
+		{Name: MetricRunDuration, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{attrkey.RPCSystem, attrkey.RPCMethod, attrkey.ErrorType},
 			Description: "Time from the arrival of a command whose response was followed by a streamed run (pi's prompt: agent_start to agent_end) to the run's end, by rpc.method and error.type (worker_exit when the worker exited during the run); exemplars link to the command's span.",
 			Buckets:     []float64{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600}},
-		{Name: MetricRunCPUTime, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{attrkey.RPCMethod, attrkey.ErrorType},
+		{Name: MetricRunCPUTime, Kind: Histogram, Value: Float64, Unit: "s", Attributes: []string{attrkey.RPCSystem, attrkey.RPCMethod, attrkey.ErrorType},
 			Description: "CPU time (user + system) the worker's whole process tree used during a command and the streamed run that followed it, exited children included, by rpc.method and error.type (worker_exit when the worker exited during the run); Linux only. Concurrent commands on one worker each record the whole tree's.",
 			Buckets:     []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}},
 		{Name: MetricLogRecordsDropped, Kind: ObservableCounter, Value: Int64, Unit: "{record}",

@@ -459,7 +459,7 @@ func (m *Metrics) observeWorkers(o metric.Observer, r *sampler.Report) {
 	m.unobserved = max(len(r.Workers)-m.opts.MaxWorkerSeries, 0)
 	if m.unobserved > 0 && !m.warned {
 		m.warned = true
-		m.opts.Logger.Warn("more live workers than the per-worker series cap: the rest have no per-worker series (counted in workerscope.workers.unobserved)",
+		m.opts.Logger.Warn("more live workers than the per-worker series cap: the rest have no per-worker series (counted in workerscope.worker.unobserved)",
 			"workers", len(r.Workers), "cap", m.opts.MaxWorkerSeries)
 	}
 	for i := range r.Workers[:min(len(r.Workers), m.opts.MaxWorkerSeries)] {

@@ -323,7 +323,7 @@ func TestDropWorkerKeyAndSeriesCap(t *testing.T) {
 	}
 	for _, p := range got[MetricWorkerMemoryUsage] {
 		if _, ok := p.attrs.Value(attrkey.WorkerKey); ok {
-			t.Fatal("worker.key present although dropped")
+			t.Fatal("workerscope.worker.key present although dropped")
 		}
 	}
 }

@@ -27,6 +27,9 @@ type Recorder struct {
 	genai genaiAttrs // bounded sets of models and tools seen (genai.go)
 }
 
+// rpcSystem is rpc.system.name on every command's and run's points.
+var rpcSystem = attribute.String(attrkey.RPCSystem, attrkey.RPCSystemJSONL)
+
 // NewRecorder registers the contract's synchronous instruments on meter.
 func NewRecorder(meter metric.Meter) (*Recorder, error) {
 	in, err := registerRecorded(meter)
@@ -42,9 +45,9 @@ func NewRecorder(meter metric.Meter) (*Recorder, error) {
 // workers.Config.OnRPC.
 func (m *Recorder) RecordRPC(r workers.RPCResult) {
 	method := m.methodAttr(r.Type)
-	opt := metric.WithAttributes(method)
+	opt := metric.WithAttributes(rpcSystem, method)
 	if r.ErrorType != "" {
-		opt = metric.WithAttributes(method, attribute.String(attrkey.ErrorType, r.ErrorType))
+		opt = metric.WithAttributes(rpcSystem, method, attribute.String(attrkey.ErrorType, r.ErrorType))
 	}
 	ctx := r.Context
 	if ctx == nil {
@@ -65,12 +68,12 @@ func (m *Recorder) RecordRun(r workers.RPCResult) {
 		return
 	}
 	method := m.methodAttr(r.Type)
-	opt := metric.WithAttributes(method)
+	opt := metric.WithAttributes(rpcSystem, method)
 	switch {
 	case r.Run.Budget != "":
-		opt = metric.WithAttributes(method, attribute.String(attrkey.ErrorType, workers.CodeBudgetExceeded))
+		opt = metric.WithAttributes(rpcSystem, method, attribute.String(attrkey.ErrorType, workers.CodeBudgetExceeded))
 	case r.Run.End == workers.RunEndWorkerExit:
-		opt = metric.WithAttributes(method, attribute.String(attrkey.ErrorType, workers.CodeWorkerExit))
+		opt = metric.WithAttributes(rpcSystem, method, attribute.String(attrkey.ErrorType, workers.CodeWorkerExit))
 	}
 	ctx := r.Context
 	if ctx == nil {

@@ -36,6 +36,7 @@ func histPoints(t *testing.T, r *sdkmetric.ManualReader, name string) []metricda
 	return nil
 }
 
+// pointFor finds the point with exactly the attributes kv.
 func pointFor(pts []metricdata.HistogramDataPoint[float64], kv ...attribute.KeyValue) (metricdata.HistogramDataPoint[float64], bool) {
 	want := attribute.NewSet(kv...)
 	for _, p := range pts {
@@ -84,46 +85,47 @@ func TestRecordRPCCostAndExemplar(t *testing.T) {
 	mm.RecordRun(workers.RPCResult{Type: "prompt", Context: ctx,
 		Run: &workers.Run{Duration: time.Second, End: workers.RunEndAgentEnd, Budget: workers.BudgetSpend}})
 
+	sys := attribute.String(attrkey.RPCSystem, attrkey.RPCSystemJSONL) // on every command's and run's point
 	prompt := attribute.String(attrkey.RPCMethod, "prompt")
 	getState := attribute.String(attrkey.RPCMethod, "get_state")
 	timeout := attribute.String(attrkey.ErrorType, workers.CodeTimeout)
 	exit := attribute.String(attrkey.ErrorType, workers.CodeWorkerExit)
 
 	cpu := histPoints(t, reader, MetricRPCCPUTime)
-	if p, ok := pointFor(cpu, prompt); !ok || p.Count != 1 || p.Sum != 2.0 {
+	if p, ok := pointFor(cpu, sys, prompt); !ok || p.Count != 1 || p.Sum != 2.0 {
 		t.Errorf("rpc.cpu_time{prompt}: %+v (found %v), want one command of 2 s", p, ok)
 	}
-	if _, ok := pointFor(cpu, getState, timeout); ok || len(cpu) != 1 {
+	if _, ok := pointFor(cpu, sys, getState, timeout); ok || len(cpu) != 1 {
 		t.Errorf("rpc.cpu_time has %d points, want none for a command without a cost", len(cpu))
 	}
 
 	dur := histPoints(t, reader, MetricRPCDuration)
-	p, ok := pointFor(dur, prompt)
+	p, ok := pointFor(dur, sys, prompt)
 	if !ok || p.Count != 1 || p.Sum != 0.25 {
 		t.Fatalf("rpc.duration{prompt}: %+v (found %v)", p, ok)
 	}
 	if !hasExemplar(p, sc) {
 		t.Errorf("rpc.duration{prompt} exemplars %+v, want the span %s/%s", p.Exemplars, sc.TraceID(), sc.SpanID())
 	}
-	if q, ok := pointFor(dur, getState, timeout); !ok || q.Count != 1 || len(q.Exemplars) != 0 {
+	if q, ok := pointFor(dur, sys, getState, timeout); !ok || q.Count != 1 || len(q.Exemplars) != 0 {
 		t.Errorf("rpc.duration{get_state, timeout}: %+v (found %v), want one, without an exemplar", q, ok)
 	}
 
 	runDur := histPoints(t, reader, MetricRunDuration)
-	if p, ok := pointFor(runDur, prompt); !ok || p.Count != 1 || p.Sum != 3 || !hasExemplar(p, sc) {
+	if p, ok := pointFor(runDur, sys, prompt); !ok || p.Count != 1 || p.Sum != 3 || !hasExemplar(p, sc) {
 		t.Errorf("run.duration{prompt}: %+v (found %v), want one 3 s run with the span as exemplar", p, ok)
 	}
-	if p, ok := pointFor(runDur, prompt, exit); !ok || p.Count != 1 {
+	if p, ok := pointFor(runDur, sys, prompt, exit); !ok || p.Count != 1 {
 		t.Errorf("run.duration{prompt, worker_exit}: %+v (found %v)", p, ok)
 	}
-	if p, ok := pointFor(runDur, prompt, attribute.String(attrkey.ErrorType, workers.CodeBudgetExceeded)); !ok || p.Count != 1 {
+	if p, ok := pointFor(runDur, sys, prompt, attribute.String(attrkey.ErrorType, workers.CodeBudgetExceeded)); !ok || p.Count != 1 {
 		t.Errorf("run.duration{prompt, budget_exceeded}: %+v (found %v)", p, ok)
 	}
 	runCPU := histPoints(t, reader, MetricRunCPUTime)
-	if p, ok := pointFor(runCPU, prompt); !ok || p.Sum != 2.5 {
+	if p, ok := pointFor(runCPU, sys, prompt); !ok || p.Sum != 2.5 {
 		t.Errorf("run.cpu_time{prompt}: %+v (found %v), want 2.5 s", p, ok)
 	}
-	if p, ok := pointFor(runCPU, prompt, exit); !ok || p.Sum != 0.1 {
+	if p, ok := pointFor(runCPU, sys, prompt, exit); !ok || p.Sum != 0.1 {
 		t.Errorf("run.cpu_time{prompt, worker_exit}: %+v (found %v), want 0.1 s", p, ok)
 	}
 }

@@ -98,8 +98,8 @@ func (t *Tracer) method(typ string) string {
 // workers.CommandTracer.
 func (t *Tracer) StartCommand(ctx context.Context, key, typ string) (context.Context, workers.CommandSpan) {
 	name := t.method(typ)
-	attrs := make([]attribute.KeyValue, 0, 2)
-	attrs = append(attrs, attribute.String(attrkey.RPCMethod, name))
+	attrs := make([]attribute.KeyValue, 0, 3)
+	attrs = append(attrs, attribute.String(attrkey.RPCSystem, attrkey.RPCSystemJSONL), attribute.String(attrkey.RPCMethod, name))
 	if !t.dropKey {
 		attrs = append(attrs, attribute.String(attrkey.WorkerKey, key))
 	}

@@ -145,7 +145,7 @@ func TestSpanFailure(t *testing.T) {
 			t.Errorf("%s: error.type %v status %v", s.Name(), a[attrkey.ErrorType], s.Status())
 		}
 		if _, ok := a[attrkey.WorkerKey]; ok {
-			t.Error("worker.key present with DropWorkerKey")
+			t.Error("workerscope.worker.key present with DropWorkerKey")
 		}
 		if _, ok := a[attrkey.CostCPU]; ok {
 			t.Error("cost attributes without a cost")

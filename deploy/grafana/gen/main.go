@@ -98,7 +98,7 @@ const (
 	// restricted to the chosen hosts (series carry job and instance only; host_name is on target_info).
 	sel = `job=~"$job", instance=~"$instance"`
 	// wsel also filters per-worker series by session key.
-	wsel = sel + `, worker_key=~"$worker_key"`
+	wsel = sel + `, workerscope_worker_key=~"$worker_key"`
 
 	// CPU profile type of the Go Pyroscope client (pyroscope-go).
 	cpuProfileType = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
@@ -236,7 +236,7 @@ func topTable(title, desc, unit, valueName string, x q) *table.PanelBuilder {
 			Id: "organize",
 			Options: map[string]any{
 				"excludeByName": map[string]any{"Time": true},
-				"indexByName":   map[string]any{"instance": 0, "worker_key": 1, "worker_id": 2, "Value": 3},
+				"indexByName":   map[string]any{"instance": 0, "workerscope_worker_key": 1, "workerscope_worker_id": 2, "Value": 3},
 				"renameByName":  map[string]any{"Value": valueName},
 			},
 		}}).
@@ -293,7 +293,7 @@ func flameGraph(title, desc string) *dashboard.PanelBuilder {
 
 // queryVar is a Prometheus query variable refreshed with the time range, multi-select with "All",
 // which matches allValue: ".+" (every series that has the label, as dashboard-linter wants of job
-// and instance) or ".*" (also series without it: host_name, worker_key may be absent).
+// and instance) or ".*" (also series without it: host_name, workerscope_worker_key may be absent).
 func queryVar(name, label, desc, query, allValue string) *dashboard.QueryVariableBuilder {
 	b := dashboard.NewQueryVariableBuilder(name).
 		Label(label).
@@ -318,8 +318,8 @@ func percentile(quantile string) string {
 	return strconv.FormatFloat(f*100, 'f', -1, 64)
 }
 
-// Legends of per-worker series: one series per spawned process (worker_id) of a session (worker_key).
-const wl = "{{worker_key}} {{worker_id}}"
+// Legends of per-worker series: one series per spawned process (workerscope_worker_id) of a session (workerscope_worker_key).
+const wl = "{{workerscope_worker_key}} {{workerscope_worker_id}}"
 
 func build() (dashboard.Dashboard, error) {
 	b := dashboard.NewDashboardBuilder("workerscope").
@@ -342,7 +342,7 @@ func build() (dashboard.Dashboard, error) {
 			Type("grafana-pyroscope-datasource")).
 		WithVariable(queryVar("job", "Job",
 			"service.name of the supervisors (OTEL_SERVICE_NAME, default workerscope); also the Pyroscope application name(s) of the flame graph.",
-			`label_values(workerscope_workers, job)`, ".+")).
+			`label_values(workerscope_worker_count, job)`, ".+")).
 		WithVariable(queryVar("host", "Host",
 			"host.name of the supervisors (a label of target_info only; it restricts the instance list).",
 			`label_values(target_info{job=~"$job"}, host_name)`, ".*")).
@@ -350,41 +350,41 @@ func build() (dashboard.Dashboard, error) {
 			"service.instance.id of the supervisors (random per start) on the chosen hosts.",
 			`label_values(target_info{job=~"$job", host_name=~"$host"}, instance)`, ".+")).
 		WithVariable(queryVar("worker_key", "Session",
-			"worker.key (session key) of the workers shown in Top workers and Per-worker detail. Absent when the supervisor runs with --metrics-worker-key=false: keep All.",
-			`label_values(workerscope_worker_uptime_seconds{job=~"$job", instance=~"$instance"}, worker_key)`, ".*"))
+			"workerscope.worker.key (session key) of the workers shown in Top workers and Per-worker detail. Absent when the supervisor runs with --metrics-worker-key=false: keep All.",
+			`label_values(workerscope_worker_uptime_seconds{job=~"$job", instance=~"$instance"}, workerscope_worker_key)`, ".*"))
 
 	// Pool overview.
 	b = b.WithRow(dashboard.NewRowBuilder("Pool overview")).
 		WithPanel(single("Live workers", "Workers in the pool now (every state), summed over the selected instances.", "short", 0, 1e9,
-			q{`sum(workerscope_workers{S})`, "workers"})).
+			q{`sum(workerscope_worker_count{S})`, "workers"})).
 		WithPanel(single("Pool usage", "Live workers / --max-workers, over the selected instances. At 100% a new session evicts the longest-idle worker (exit reason limit), and when every worker is busy requests are refused with pool_full.", "percentunit", 0.8, 0.95,
-			q{`sum(workerscope_workers{S}) / sum(workerscope_workers_limit{S})`, "usage"})).
+			q{`sum(workerscope_worker_count{S}) / sum(workerscope_worker_limit{S})`, "usage"})).
 		WithPanel(single("Zombie workers", "Workers alive, not running and idle past the reap TTL: the reaper cannot stop them (alert WorkerscopeWorkerZombie).", "short", 0, 1,
 			q{`sum(workerscope_worker_zombie{S}) or vector(0)`, "zombies"})).
 		WithPanel(single("Defunct processes", "Processes in state Z (exited, not waited for) inside worker process trees: a worker does not reap its children.", "short", 0, 1,
 			q{`sum(workerscope_worker_defunct{S}) or vector(0)`, "defunct"})).
 		WithPanel(single("Crash-looping sessions", "Sessions whose last 3 or more workers crashed within a minute of starting; their requests get backoff errors until the back-off ends.", "short", 0, 1,
-			q{`sum(workerscope_sessions_crash_looping{S}) or vector(0)`, "sessions"})).
+			q{`sum(workerscope_session_crash_looping{S}) or vector(0)`, "sessions"})).
 		WithPanel(single("Firing alerts", "workerscope alerts firing now (ALERTS series written by Prometheus or the Mimir ruler for rules named Workerscope*). See the Firing alerts row.", "short", 0, 1,
 			q{`count(ALERTS{alertstate="firing", alertname=~"Workerscope.*", job=~"$job", instance=~"$instance"}) or vector(0)`, "alerts"})).
-		WithPanel(stacked("Workers by state", "Live workers by worker.state (starting, idle, running, stopping, exited), stacked.", "short", 8,
-			q{`sum by (worker_state) (workerscope_workers{S})`, "{{worker_state}}"})).
+		WithPanel(stacked("Workers by state", "Live workers by workerscope.worker.state (starting, idle, running, stopping, exited), stacked.", "short", 8,
+			q{`sum by (workerscope_worker_state) (workerscope_worker_count{S})`, "{{workerscope_worker_state}}"})).
 		WithPanel(ts("Pool usage vs limit", "Live workers and --max-workers per supervisor instance.", "short", 8,
-			q{`sum by (instance) (workerscope_workers{S})`, "{{instance}} live"},
-			q{`sum by (instance) (workerscope_workers_limit{S})`, "{{instance}} limit"})).
-		WithPanel(ts("Spawns and exits", "Workers spawned, spawns that failed, and workers that ended by exit.reason (idle_reaped, stopped, crashed, killed = SIGKILLed after the grace, limit = evicted under --max-workers), per second.", "ops", 8,
+			q{`sum by (instance) (workerscope_worker_count{S})`, "{{instance}} live"},
+			q{`sum by (instance) (workerscope_worker_limit{S})`, "{{instance}} limit"})).
+		WithPanel(ts("Spawns and exits", "Workers spawned, spawns that failed, and workers that ended by workerscope.exit.reason (idle_reaped, stopped, crashed, killed = SIGKILLed after the grace, limit = evicted under --max-workers), per second.", "ops", 8,
 			q{`sum(rate(workerscope_worker_spawns_total{S}[$__rate_interval]))`, "spawned"},
 			q{`sum(rate(workerscope_worker_spawn_failures_total{S}[$__rate_interval])) or vector(0)`, "spawn failed"},
-			q{`sum by (exit_reason) (rate(workerscope_worker_exits_total{S}[$__rate_interval]))`, "exit {{exit_reason}}"})).
+			q{`sum by (workerscope_exit_reason) (rate(workerscope_worker_exits_total{S}[$__rate_interval]))`, "exit {{workerscope_exit_reason}}"})).
 		WithPanel(ts("Crash rate", "Workers that crashed (exit reason crashed), per minute, by supervisor instance.", "cpm", 8,
-			q{`60 * sum by (instance) (rate(workerscope_worker_exits_total{S, exit_reason="crashed"}[$__rate_interval])) or on() vector(0)`, "{{instance}}"})).
+			q{`60 * sum by (instance) (rate(workerscope_worker_exits_total{S, workerscope_exit_reason="crashed"}[$__rate_interval])) or on() vector(0)`, "{{instance}}"})).
 		WithPanel(ts("Refused requests", "Requests refused without reaching a worker, per second: pool_full (every worker busy at --max-workers) and backoff (the session is crash-looping).", "reqps", 8,
 			q{`sum(rate(workerscope_rpc_duration_seconds_count{S, error_type="pool_full"}[$__rate_interval])) or vector(0)`, "pool_full"},
 			q{`sum(rate(workerscope_rpc_duration_seconds_count{S, error_type="backoff"}[$__rate_interval])) or vector(0)`, "backoff"})).
 		WithPanel(ts("Zombies, defunct processes, crash-looping sessions", "Counts of the stuck things over time: zombie workers, defunct processes in worker trees, crash-looping sessions. All should be 0.", "short", 8,
 			q{`sum(workerscope_worker_zombie{S}) or vector(0)`, "zombie workers"},
 			q{`sum(workerscope_worker_defunct{S}) or vector(0)`, "defunct processes"},
-			q{`sum(workerscope_sessions_crash_looping{S}) or vector(0)`, "crash-looping sessions"}))
+			q{`sum(workerscope_session_crash_looping{S}) or vector(0)`, "crash-looping sessions"}))
 
 	// Firing alerts.
 	// Every workerscope alert carries job and instance but the label-less WorkerscopeAbsent
@@ -412,8 +412,8 @@ func build() (dashboard.Dashboard, error) {
 			q{`count by (alertname) (` + alertsExpr + `)`, "{{alertname}}"}))
 
 	// Top workers.
-	cpuByWorker := `sum by (instance, worker_key, worker_id) (rate(workerscope_worker_cpu_time_seconds_total{W}[$__rate_interval]))`
-	rssByWorker := `sum by (instance, worker_key, worker_id) (workerscope_worker_memory_usage_bytes{W})`
+	cpuByWorker := `sum by (instance, workerscope_worker_key, workerscope_worker_id) (rate(workerscope_worker_cpu_time_seconds_total{W}[$__rate_interval]))`
+	rssByWorker := `sum by (instance, workerscope_worker_key, workerscope_worker_id) (workerscope_worker_memory_usage_bytes{W})`
 	b = b.WithRow(dashboard.NewRowBuilder("Top workers")).
 		WithPanel(topTable("Top 10 workers by CPU", "Workers using the most CPU now, in cores (CPU seconds per second of the worker's whole process tree, user + system).", cores, "CPU (cores)",
 			q{`topk(10, ` + cpuByWorker + `)`, wl})).
@@ -427,37 +427,37 @@ func build() (dashboard.Dashboard, error) {
 	// Per-worker detail.
 	b = b.WithRow(dashboard.NewRowBuilder("Per-worker detail ($worker_key)")).
 		WithPanel(ts("CPU by mode", "CPU of each worker's process tree by cpu.mode (user, system), in cores; includes descendants that exited.", cores, 8,
-			q{`sum by (worker_key, worker_id, cpu_mode) (rate(workerscope_worker_cpu_time_seconds_total{W}[$__rate_interval]))`, wl + " {{cpu_mode}}"})).
+			q{`sum by (workerscope_worker_key, workerscope_worker_id, cpu_mode) (rate(workerscope_worker_cpu_time_seconds_total{W}[$__rate_interval]))`, wl + " {{cpu_mode}}"})).
 		WithPanel(ts("Memory (RSS)", "Resident set size summed over each worker's process tree (shared pages count once per process, as in top).", "bytes", 8,
-			q{`sum by (worker_key, worker_id) (workerscope_worker_memory_usage_bytes{W})`, wl})).
+			q{`sum by (workerscope_worker_key, workerscope_worker_id) (workerscope_worker_memory_usage_bytes{W})`, wl})).
 		WithPanel(ts("Virtual memory", "Virtual memory size summed over each worker's process tree.", "bytes", 8,
-			q{`sum by (worker_key, worker_id) (workerscope_worker_memory_virtual_bytes{W})`, wl})).
+			q{`sum by (workerscope_worker_key, workerscope_worker_id) (workerscope_worker_memory_virtual_bytes{W})`, wl})).
 		WithPanel(ts("Threads", "Threads in each worker's process tree.", "short", 8,
-			q{`sum by (worker_key, worker_id) (workerscope_worker_thread_count{W})`, wl})).
+			q{`sum by (workerscope_worker_key, workerscope_worker_id) (workerscope_worker_thread_count{W})`, wl})).
 		WithPanel(ts("Open file descriptors", "Open file descriptors in each worker's process tree.", "short", 8,
-			q{`sum by (worker_key, worker_id) (workerscope_worker_file_descriptor_count{W})`, wl})).
+			q{`sum by (workerscope_worker_key, workerscope_worker_id) (workerscope_worker_file_descriptor_count{W})`, wl})).
 		WithPanel(ts("Processes", "Processes in each worker's tree, re-parented descendants included.", "short", 8,
-			q{`sum by (worker_key, worker_id) (workerscope_worker_processes{W})`, wl})).
+			q{`sum by (workerscope_worker_key, workerscope_worker_id) (workerscope_worker_process_count{W})`, wl})).
 		WithPanel(ts("Defunct processes", "Processes in state Z (exited but not waited for) in each worker's tree; above 0 for minutes means the worker does not reap its children.", "short", 8,
-			q{`sum by (worker_key, worker_id) (workerscope_worker_defunct{W})`, wl})).
+			q{`sum by (workerscope_worker_key, workerscope_worker_id) (workerscope_worker_defunct{W})`, wl})).
 		WithPanel(ts("Page faults", "Major (disk reads) and minor page faults per second in each worker's process tree.", "cps", 8,
-			q{`sum by (worker_key, worker_id, type) (rate(workerscope_worker_paging_faults_total{W}[$__rate_interval]))`, wl + " {{type}}"})).
+			q{`sum by (workerscope_worker_key, workerscope_worker_id, system_paging_fault_type) (rate(workerscope_worker_paging_faults_total{W}[$__rate_interval]))`, wl + " {{system_paging_fault_type}}"})).
 		WithPanel(ts("Requests", "Commands sent to each worker, per second.", "reqps", 8,
-			q{`sum by (worker_key, worker_id) (rate(workerscope_worker_requests_total{W}[$__rate_interval]))`, wl})).
+			q{`sum by (workerscope_worker_key, workerscope_worker_id) (rate(workerscope_worker_requests_total{W}[$__rate_interval]))`, wl})).
 		WithPanel(ts("Idle time", "Time since each worker's last user-initiated command was sent or answered; the reaper stops idle workers past the idle TTL.", "s", 12,
-			q{`max by (worker_key, worker_id) (workerscope_worker_idle_time_seconds{W})`, wl})).
+			q{`max by (workerscope_worker_key, workerscope_worker_id) (workerscope_worker_idle_time_seconds{W})`, wl})).
 		WithPanel(ts("Uptime", "Time since each worker was spawned.", "s", 12,
-			q{`max by (worker_key, worker_id) (workerscope_worker_uptime_seconds{W})`, wl})).
+			q{`max by (workerscope_worker_key, workerscope_worker_id) (workerscope_worker_uptime_seconds{W})`, wl})).
 		WithPanel(timeline("State", "Each worker's state over time (starting, idle, running, stopping).",
 			[]string{"", "starting", "idle", "running", "stopping"}, []string{"transparent", "blue", "green", "yellow", "orange"},
-			q{`max by (worker_key, worker_id) (` +
-				`(workerscope_worker_state{W, worker_state="starting"} * 1) or ` +
-				`(workerscope_worker_state{W, worker_state="idle"} * 2) or ` +
-				`(workerscope_worker_state{W, worker_state="running"} * 3) or ` +
-				`(workerscope_worker_state{W, worker_state="stopping"} * 4))`, wl})).
+			q{`max by (workerscope_worker_key, workerscope_worker_id) (` +
+				`(workerscope_worker_state{W, workerscope_worker_state="starting"} * 1) or ` +
+				`(workerscope_worker_state{W, workerscope_worker_state="idle"} * 2) or ` +
+				`(workerscope_worker_state{W, workerscope_worker_state="running"} * 3) or ` +
+				`(workerscope_worker_state{W, workerscope_worker_state="stopping"} * 4))`, wl})).
 		WithPanel(timeline("Zombie", "1 (zombie) when a worker is alive, not running and idle past the reap TTL: the reaper failed or a stop is stuck.",
 			[]string{"ok", "zombie"}, []string{"green", "red"},
-			q{`max by (worker_key, worker_id) (workerscope_worker_zombie{W})`, wl}))
+			q{`max by (workerscope_worker_key, workerscope_worker_id) (workerscope_worker_zombie{W})`, wl}))
 
 	// RPC.
 	quantile := func(p string) q {
@@ -485,15 +485,15 @@ func build() (dashboard.Dashboard, error) {
 			q{`sum by (gen_ai_provider_name, gen_ai_request_model, gen_ai_token_type) (rate(gen_ai_client_token_usage_sum{S}[$__rate_interval]))`, "{{gen_ai_provider_name}}/{{gen_ai_request_model}} {{gen_ai_token_type}}"})).
 		WithPanel(ts("Spend by model", "US dollars per hour the agents' model calls cost, by provider and model (the agents' own reckoning: pi's usage.cost.total), from workerscope.gen_ai.cost. Alert: WorkerscopeGenAISpendHigh.", "currencyUSD", 12,
 			q{`3600 * sum by (gen_ai_provider_name, gen_ai_request_model) (rate(workerscope_gen_ai_cost_total{S}[$__rate_interval]))`, "{{gen_ai_provider_name}}/{{gen_ai_request_model}}"})).
-		WithPanel(topTable("Top 10 sessions by spend", "Sessions (of live workers) that spent the most on model calls since they began or were reset (DELETE /api/sessions/{key}), in US dollars, from workerscope.session.gen_ai.cost. worker_key is absent with --metrics-worker-key=false.", "currencyUSD", "Spend",
-			q{`topk(10, sum by (instance, worker_key, worker_id) (workerscope_session_gen_ai_cost{W}))`, wl})).
+		WithPanel(topTable("Top 10 sessions by spend", "Sessions (of live workers) that spent the most on model calls since they began or were reset (DELETE /api/sessions/{key}), in US dollars, from workerscope.session.gen_ai.cost. workerscope_worker_key is absent with --metrics-worker-key=false.", "currencyUSD", "Spend",
+			q{`topk(10, sum by (instance, workerscope_worker_key, workerscope_worker_id) (workerscope_session_gen_ai_cost{W}))`, wl})).
 		WithPanel(ts("Tool CPU by tool", "CPU of the worker trees during each tool's calls, in cores (CPU seconds per second, recorded as each call ends), by gen_ai.tool.name, from workerscope.gen_ai.tool.cpu_time. Alert: WorkerscopeToolCPUHog. The single costliest calls are the execute_tool spans with the largest workerscope.cost.cpu_time.", cores, 12,
 			q{`sum by (gen_ai_tool_name) (rate(workerscope_gen_ai_tool_cpu_time_seconds_sum{S}[$__rate_interval]))`, "{{gen_ai_tool_name}}"})).
 		WithPanel(ts("Model call latency p50 / p95 by model", "Time of one model call, message_start to message_end as the supervisor saw them, from gen_ai.client.operation.duration.", "s", 12,
 			q{`histogram_quantile(0.5, sum by (le, gen_ai_request_model) (rate(gen_ai_client_operation_duration_seconds_bucket{S}[$__rate_interval])))`, "p50 {{gen_ai_request_model}}"},
 			q{`histogram_quantile(0.95, sum by (le, gen_ai_request_model) (rate(gen_ai_client_operation_duration_seconds_bucket{S}[$__rate_interval])))`, "p95 {{gen_ai_request_model}}"})).
 		WithPanel(ts("Sessions' budget use", "Share of its budget each session has used (workerscope_budget: tokens or spend; reported when --session-token-budget / --session-spend-budget-usd is set). At 100% the run is aborted and prompts are refused until the session is reset. Alert: WorkerscopeSessionNearBudget.", "percentunit", 12,
-			q{`max by (worker_key, worker_id, workerscope_budget) (workerscope_session_budget_utilization_ratio{W})`, wl + " {{workerscope_budget}}"}))
+			q{`max by (workerscope_worker_key, workerscope_worker_id, workerscope_budget) (workerscope_session_budget_utilization_ratio{W})`, wl + " {{workerscope_budget}}"}))
 
 	// The supervisor itself.
 	b = b.WithRow(dashboard.NewRowBuilder("The supervisor itself")).
@@ -505,7 +505,7 @@ func build() (dashboard.Dashboard, error) {
 			q{`sum(rate(workerscope_export_errors_total{S}[$__rate_interval])) or vector(0)`, "OTLP export errors"},
 			q{`sum(rate(workerscope_profiling_upload_errors_total{S}[$__rate_interval])) or vector(0)`, "Pyroscope upload errors"})).
 		WithPanel(ts("Skipped lines, dropped events, reaped orphans", "Per second: worker output lines skipped by reason (invalid, oversize), events lost by subscribers that fell behind, re-parented worker descendants reaped by the supervisor.", "cps", 8,
-			q{`sum by (reason) (rate(workerscope_worker_lines_skipped_total{S}[$__rate_interval])) or on() label_replace(vector(0), "reason", "none", "", "")`, "lines skipped {{reason}}"},
+			q{`sum by (workerscope_line_reason) (rate(workerscope_worker_lines_skipped_total{S}[$__rate_interval])) or on() label_replace(vector(0), "reason", "none", "", "")`, "lines skipped {{workerscope_line_reason}}"},
 			q{`sum(rate(workerscope_events_dropped_total{S}[$__rate_interval])) or vector(0)`, "events dropped"},
 			q{`sum(rate(workerscope_orphans_reaped_total{S}[$__rate_interval])) or vector(0)`, "orphans reaped"})).
 		WithPanel(ts("Supervisor CPU", "CPU of the supervisor process itself by cpu.mode, in cores (workers not included).", cores, 8,

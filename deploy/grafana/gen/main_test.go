@@ -29,18 +29,18 @@ var metrics = func() map[string]bool {
 		"workerscope_worker_paging_faults_total",
 		"workerscope_worker_idle_time_seconds",
 		"workerscope_worker_zombie",
-		"workerscope_worker_processes",
+		"workerscope_worker_process_count",
 		"workerscope_worker_defunct",
 		"workerscope_worker_requests_total",
 		"workerscope_worker_state",
 		// pool and supervisor
-		"workerscope_workers",
-		"workerscope_workers_limit",
+		"workerscope_worker_count",
+		"workerscope_worker_limit",
 		"workerscope_worker_spawns_total",
 		"workerscope_worker_spawn_failures_total",
 		"workerscope_worker_exits_total",
-		"workerscope_sessions_crash_looping",
-		"workerscope_sse_clients",
+		"workerscope_session_crash_looping",
+		"workerscope_sse_client_count",
 		"workerscope_sampler_errors_total",
 		"workerscope_worker_lines_skipped_total",
 		"workerscope_events_dropped_total",
@@ -86,6 +86,9 @@ var metrics = func() map[string]bool {
 
 // labels that share a metric prefix (they are not metric names).
 var prefixedLabels = map[string]bool{"go_memory_type": true, "process_pid": true, "workerscope_budget": true,
+	"workerscope_worker_id": true, "workerscope_worker_key": true, "workerscope_worker_state": true, "workerscope_exit_reason": true,
+	"workerscope_limit_name": true, "workerscope_limit_enforcement": true, "workerscope_line_reason": true, "system_paging_fault_type": true,
+	"rpc_system_name":      true,
 	"gen_ai_provider_name": true, "gen_ai_request_model": true, "gen_ai_token_type": true, "gen_ai_tool_name": true}
 
 // The dashboard's variables: data sources, then Prometheus query variables.
@@ -210,7 +213,7 @@ func TestVariables(t *testing.T) {
 			t.Errorf("variable %s: type %q, want %q", v.Name, v.Type, want)
 		}
 		// job and instance: every series has them (dashboard-linter wants .+); host_name and
-		// worker_key may be absent, so All must match series without them.
+		// workerscope_worker_key may be absent, so All must match series without them.
 		wantAll := ".*"
 		if v.Name == "job" || v.Name == "instance" {
 			wantAll = ".+"
