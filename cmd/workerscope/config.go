@@ -364,6 +364,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		}
 		c.DemoLoad = b
 	}
+	// No sandboxed worker may reach the API port (with --listen :0 serve
+	// checks the port it got: exposesAPIPort).
+	c.Worker.DenyPorts = listenPort(c.Listen)
 	errs = append(errs, c.validateWorker(value)...)
 	// Read from the environment only.
 	if v := getenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"); v != "" {
@@ -402,8 +405,6 @@ func (c *config) validateWorker(value map[string]string) []error {
 		wc.Command = []string{"workerscope", "demo-worker"}
 	}
 	wc.SandboxHelper = []string{"workerscope"}
-	// With --listen :0 serve checks the port it got (exposesAPIPort).
-	wc.DenyPorts = listenPort(c.Listen)
 	err := wc.Validate()
 	if err == nil {
 		return nil

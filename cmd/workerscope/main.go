@@ -255,7 +255,6 @@ func maxConns(cfg *config) int {
 // to tel.
 func newManager(cfg *config, tel *telemetryStack, log *slog.Logger) (*workers.Manager, error) {
 	wcfg := cfg.Worker
-	wcfg.DenyPorts = listenPort(cfg.Listen)
 	wcfg.Logger = log
 	wcfg.EnvDrop = workerEnvDrop()
 	exe, err := os.Executable()
