@@ -53,7 +53,7 @@ func TestKustomizeRouterThroughNginx(t *testing.T) {
 			lb := startNginxSite(t, func(listen string) string {
 				repl[1] = "listen " + listen + ";"
 				site := strings.NewReplacer(repl...).Replace(conf)
-				if strings.Contains(stripHashComments(site), ".svc.cluster.local") || !strings.Contains(site, repl[1]) {
+				if strings.Contains(render.StripComments(site), ".svc.cluster.local") || !strings.Contains(site, repl[1]) {
 					t.Fatalf("%s: a pod DNS name or the listen port was not rewritten:\n%s", target, site)
 				}
 				return site

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/workerscope/workerscope/deploy/kubernetes/render"
 )
 
 const routingInstances = 3
@@ -37,24 +39,13 @@ func renderNginxConf(t testing.TB, listen string, upstreams []string) string {
 		repl = append(repl, fmt.Sprintf("@INSTANCE%d@", i), u)
 	}
 	conf := strings.NewReplacer(repl...).Replace(string(tmpl))
-	if left := nginxPlaceholder.FindAllString(stripHashComments(conf), -1); len(left) > 0 {
+	if left := nginxPlaceholder.FindAllString(render.StripComments(conf), -1); len(left) > 0 {
 		t.Fatalf("placeholders left in deploy/nginx/workerscope.conf after filling in %d upstreams: %v", len(upstreams), left)
 	}
 	return conf
 }
 
 var nginxPlaceholder = regexp.MustCompile(`@[A-Z0-9_]+@`)
-
-// stripHashComments drops the comment lines of a config file.
-func stripHashComments(s string) string {
-	var b strings.Builder
-	for _, l := range strings.Split(s, "\n") {
-		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
-			b.WriteString(l + "\n")
-		}
-	}
-	return b.String()
-}
 
 // startNginx runs nginx in the foreground with every path in a temp dir:
 // a minimal nginx.conf of the test's own (pid, logs, temp paths, events)

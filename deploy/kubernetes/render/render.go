@@ -108,7 +108,7 @@ func Kustomize(root, target string) ([]byte, error) {
 func Documents(stream []byte) []string {
 	var docs []string
 	for _, d := range docSep.Split(string(stream), -1) {
-		if strings.TrimSpace(stripComments(d)) != "" {
+		if strings.TrimSpace(StripComments(d)) != "" {
 			docs = append(docs, d)
 		}
 	}
@@ -117,7 +117,9 @@ func Documents(stream []byte) []string {
 
 var docSep = regexp.MustCompile(`(?m)^---\s*$`)
 
-func stripComments(doc string) string {
+// StripComments drops the comment lines (#) of a YAML document or an
+// nginx config.
+func StripComments(doc string) string {
 	var b strings.Builder
 	for _, l := range strings.Split(doc, "\n") {
 		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
