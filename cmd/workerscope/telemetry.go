@@ -222,6 +222,11 @@ func (t *telemetryStack) shutdown(ctx context.Context) error {
 	if err := <-profErr; err != nil {
 		errs = append(errs, fmt.Errorf("profiling: %w", err))
 	}
+	if t.sampler != nil { // after the last export's pass
+		if err := t.sampler.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("sampler: %w", err))
+		}
+	}
 	return errors.Join(errs...)
 }
 

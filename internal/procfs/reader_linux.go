@@ -89,6 +89,40 @@ func (r *Reader) ReadStat(pid int) (Stat, error) {
 	return ParseStat(b)
 }
 
+// OpenStat opens /proc/PID/stat for ReadStatFD. The descriptor stays bound
+// to that process: once it has been reaped, reads fail with ESRCH even if
+// the PID is reused. The caller closes it.
+func (r *Reader) OpenStat(pid int) (int, error) {
+	r.path = appendProcPath(r.path[:0], r.root, pid, "stat")
+	fd, err := r.open(unix.O_RDONLY)
+	if err != nil {
+		return -1, fmt.Errorf("procfs: open %d/stat: %w", pid, err)
+	}
+	return fd, nil
+}
+
+// ReadStatFD re-reads a stat file opened with OpenStat: one pread, where
+// ReadStat costs an open, a read and a close (about 2.5× the CPU).
+func (r *Reader) ReadStatFD(fd int) (Stat, error) {
+	for {
+		n, err := unix.Pread(fd, r.buf, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return Stat{}, fmt.Errorf("procfs: pread stat: %w", err)
+		}
+		if n == len(r.buf) { // a stat line longer than the buffer: grow once and retry
+			if len(r.buf) >= 64<<10 {
+				return Stat{}, fmt.Errorf("procfs: pread stat: %w", io.ErrShortBuffer)
+			}
+			r.buf = make([]byte, 2*len(r.buf))
+			continue
+		}
+		return ParseStat(r.buf[:n])
+	}
+}
+
 // CountFDs returns the number of open file descriptors of pid. Linux 6.2+
 // reports it as the size of /proc/PID/fd, one stat call; older kernels
 // report 0 there, and the directory is counted instead.

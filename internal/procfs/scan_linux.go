@@ -5,6 +5,8 @@ package procfs
 import (
 	"errors"
 	"os"
+
+	"golang.org/x/sys/unix"
 )
 
 // Root identifies one process tree to attribute processes to: a worker.
@@ -57,6 +59,12 @@ type Scanner struct {
 	// everything (stopping a tree).
 	SkipForeign  bool
 	RecheckEvery uint64
+	// KeepOpen is how many /proc/PID/stat files of processes in trees a
+	// Scanner keeps open between scans, re-reading each with one pread
+	// instead of an open, a read and a close (0: none). Each costs the
+	// supervisor one file descriptor while its process lives; Close
+	// releases them.
+	KeepOpen int
 
 	r       *Reader
 	self    int
@@ -72,6 +80,16 @@ type Scanner struct {
 	path    []int32
 	env     map[procKey]envEntry
 	gen     uint64
+	open    map[int]openStat // tree members' stat files, by PID (KeepOpen)
+	nopen   int              // how many of them are open
+}
+
+// openStat is a kept-open /proc/PID/stat of the process whose /proc/PID
+// directory had inode ino; fd is -1 until the next Scan opens it.
+type openStat struct {
+	fd   int
+	ino  uint64
+	seen uint64 // the scan that last listed it
 }
 
 // NewScanner returns a Scanner over the proc file system at root ("/proc"
@@ -85,6 +103,82 @@ func NewScanner(root, markerKey string) *Scanner {
 		env:       make(map[procKey]envEntry),
 		foreign:   make(map[int]foreignEntry),
 		roots:     make(map[procKey]uint64),
+		open:      make(map[int]openStat),
+	}
+}
+
+// Close closes the stat files kept open (KeepOpen). The Scanner stays
+// usable; later scans open them again.
+func (s *Scanner) Close() {
+	for pid := range s.open {
+		s.forget(pid)
+	}
+}
+
+// OpenFiles is how many stat files the Scanner keeps open.
+func (s *Scanner) OpenFiles() int { return s.nopen }
+
+// readStat reads pid's stat: through its kept-open file when it has one
+// for the same process (same /proc/PID inode); else by path, keeping the
+// file open when the last Attribute put pid in a tree and there is room.
+func (s *Scanner) readStat(pid int, ino uint64) (Stat, error) {
+	o, ok := s.open[pid]
+	if !ok {
+		return s.r.ReadStat(pid)
+	}
+	if o.fd >= 0 && o.ino == ino {
+		st, err := s.r.ReadStatFD(o.fd)
+		if err == nil && st.PID == pid {
+			o.seen = s.scans
+			s.open[pid] = o
+			return st, nil
+		}
+	}
+	if o.ino != ino || o.fd >= 0 {
+		s.forget(pid) // another process now, or gone: read afresh
+		return s.r.ReadStat(pid)
+	}
+	if s.nopen >= s.KeepOpen {
+		o.seen = s.scans
+		s.open[pid] = o // a member still, waiting for room
+		return s.r.ReadStat(pid)
+	}
+	fd, err := s.r.OpenStat(pid)
+	if err != nil {
+		return Stat{}, err
+	}
+	st, err := s.r.ReadStatFD(fd)
+	if err != nil {
+		_ = unix.Close(fd)
+		return Stat{}, err
+	}
+	s.open[pid] = openStat{fd: fd, ino: ino, seen: s.scans}
+	s.nopen++
+	return st, nil
+}
+
+// keep marks the tree members of the last Attribute whose stat files the
+// next Scan opens and keeps.
+func (s *Scanner) keep() {
+	for i, o := range s.owner {
+		if o < 0 {
+			continue
+		}
+		pid := s.procs[i].PID
+		if _, ok := s.open[pid]; !ok && s.inos[i] != 0 {
+			s.open[pid] = openStat{fd: -1, ino: s.inos[i], seen: s.scans}
+		}
+	}
+}
+
+// forget closes pid's kept-open stat file, if any.
+func (s *Scanner) forget(pid int) {
+	if o, ok := s.open[pid]; ok {
+		if o.fd >= 0 {
+			_ = unix.Close(o.fd)
+			s.nopen--
+		}
+		delete(s.open, pid)
 	}
 }
 
@@ -119,7 +213,7 @@ func (s *Scanner) Scan() error {
 				delete(s.foreign, pid) // changed or due: read it again
 			}
 		}
-		st, err := s.r.ReadStat(pid)
+		st, err := s.readStat(pid, li.Ino)
 		if err != nil {
 			continue // exited meanwhile, or unreadable: not attributable this pass
 		}
@@ -132,6 +226,11 @@ func (s *Scanner) Scan() error {
 			if f.seen != s.scans {
 				delete(s.foreign, pid) // exited
 			}
+		}
+	}
+	for pid, o := range s.open {
+		if o.seen != s.scans {
+			s.forget(pid) // exited, or skipped as foreign
 		}
 	}
 	return nil
@@ -223,6 +322,9 @@ func (s *Scanner) Attribute(roots []Root, minStart uint64, dst [][]int) [][]int 
 				s.foreign[p.PID] = foreignEntry{ino: s.inos[i], start: p.StartTime, checked: s.scans, seen: s.scans}
 			}
 		}
+	}
+	if s.KeepOpen > 0 {
+		s.keep()
 	}
 	if cap(dst) >= len(roots) {
 		dst = dst[:len(roots)]

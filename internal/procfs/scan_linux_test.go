@@ -164,3 +164,89 @@ func TestScannerSkipsForeignButSeesNewTrees(t *testing.T) {
 		t.Fatal("the unrelated process was read again")
 	}
 }
+
+// TestScannerKeepsTreeStatFilesOpen: with KeepOpen, a tree member's stat
+// file stays open between scans and reads the same values as a fresh
+// open; foreign processes are not kept; a member that exits (even with its
+// PID reused) is read afresh and its file closed; the budget holds; Close
+// releases everything.
+func TestScannerKeepsTreeStatFilesOpen(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 30 & sleep 31 & wait")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Process.Kill(); cmd.Wait() })
+	s := NewScanner("", "")
+	s.SkipForeign, s.RecheckEvery, s.KeepOpen = true, 30, 64
+	t.Cleanup(s.Close)
+	roots := []Root{{PID: cmd.Process.Pid}}
+	var tree []int
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if err := s.Scan(); err != nil {
+			t.Fatal(err)
+		}
+		tree = s.Attribute(roots, 0, nil)[0]
+		if len(tree) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tree has %d processes, want 3", len(tree))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// One more scan: the tree's three, found by the last Attribute, are
+	// opened and kept; foreign processes are not.
+	if err := s.Scan(); err != nil {
+		t.Fatal(err)
+	}
+	tree = s.Attribute(roots, 0, nil)[0]
+	if got := s.OpenFiles(); got != 3 {
+		t.Fatalf("%d stat files kept open, want the tree's 3", got)
+	}
+	fresh := NewReader("")
+	for _, i := range tree {
+		kept := s.Procs()[i]
+		want, err := fresh.ReadStat(kept.PID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kept.PID != want.PID || kept.PPID != want.PPID || kept.StartTime != want.StartTime || kept.State != want.State {
+			t.Errorf("kept read %+v, fresh read %+v", kept, want)
+		}
+	}
+	victim := s.Procs()[tree[1]].PID
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		if err := s.Scan(); err != nil {
+			t.Fatal(err)
+		}
+		tree = s.Attribute(roots, 0, nil)[0]
+		if _, member := s.open[victim]; !member && len(tree) == 2 && s.OpenFiles() == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the killed member %d still read (tree %d, open %v)", victim, len(tree), s.open[victim])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.KeepOpen = 1
+	s.Close()
+	for range 2 {
+		if err := s.Scan(); err != nil {
+			t.Fatal(err)
+		}
+		s.Attribute(roots, 0, nil)
+	}
+	if got := s.OpenFiles(); got != 1 {
+		t.Fatalf("%d stat files open with a budget of 1", got)
+	}
+	s.Close()
+	if got := s.OpenFiles(); got != 0 {
+		t.Fatalf("%d stat files open after Close", got)
+	}
+}

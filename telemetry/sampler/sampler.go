@@ -3,6 +3,7 @@ package sampler
 import (
 	"context"
 	"errors"
+	"io"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -203,6 +204,18 @@ func (s *Sampler) Report(ctx context.Context) *Report {
 	proflabel.Do(ctx, proflabel.Sample, func(context.Context) { r = s.sample() })
 	s.cur.Store(r)
 	return r
+}
+
+// Close releases what the process sampler keeps open between passes (the
+// Linux sampler's kept-open stat files), waiting for a pass in progress.
+// The Sampler stays usable: a later pass opens them again.
+func (s *Sampler) Close() error {
+	s.sem <- struct{}{}
+	defer func() { <-s.sem }()
+	if c, ok := s.ps.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }
 
 // Passes is the number of sampling passes so far.

