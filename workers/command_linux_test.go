@@ -4,6 +4,10 @@ package workers_test
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -265,4 +269,93 @@ func rpcsDuration(mu *sync.Mutex, rpcs []workers.RPCResult, i int) time.Duration
 		return -1
 	}
 	return rpcs[i].Duration
+}
+
+// TestCommandCostFromCgroup: with a per-worker cgroup a command's cost is
+// read from the group's cpu.stat at both ends, so it includes a
+// descendant that escaped the tree (double fork, re-parented away, reaped
+// by someone else) and burned CPU inside the command: a walk of the
+// worker's tree loses that time. The truth is independent of both: the
+// worker's tree read from /proc by the test around the command, plus the
+// escaped shell's own times(2), which it writes to a file before exiting.
+func TestCommandCostFromCgroup(t *testing.T) {
+	cfg := demoConfig(t)
+	cfg.Cgroups, cfg.MemoryMax = workers.CgroupsRequired, 512<<20
+	var mu sync.Mutex
+	var last workers.RPCResult
+	cfg.OnRPC = func(r workers.RPCResult) {
+		mu.Lock()
+		last = r
+		mu.Unlock()
+	}
+	m := startManager(t, cfg, func(cfg workers.Config) (*workers.Manager, error) {
+		m, err := workers.New(cfg)
+		if err != nil {
+			t.Skipf("no per-worker cgroups here: %v", err)
+		}
+		return m, nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := m.Send(ctx, "c", []byte(`{"type":"get_state"}`)); err != nil {
+		t.Fatal(err)
+	}
+	snap := m.Snapshot()[0]
+	var u workers.CgroupUsage
+	if !m.WorkerCgroupUsage(snap.ID, &u) || !u.HasCPU {
+		t.Fatalf("worker %s (cgroup %q) has no cgroup CPU figure: %+v", snap.ID, snap.Cgroup, u)
+	}
+	times := filepath.Join(t.TempDir(), "times")
+	// The subshell forks the burner and exits at once, so the burner is
+	// re-parented out of the tree; the outer shell waits for its file.
+	script := `(/bin/sh -c 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; times > "$1.tmp"; mv "$1.tmp" "$1"' sh "$1" &); ` +
+		`while [ ! -s "$1" ]; do sleep 0.05; done`
+	cmd, _ := json.Marshal(map[string]any{"type": "exec", "argv": []string{"/bin/sh", "-c", script, "sh", times}, "ms": 50000})
+	before := testutil.ReadTreeCPU(t, snap.PID)
+	resp, err := m.Send(ctx, "c", cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := testutil.ReadTreeCPU(t, snap.PID).Sub(before)
+	mu.Lock()
+	res := last
+	mu.Unlock()
+	b, err := os.ReadFile(times)
+	if err != nil {
+		t.Fatalf("the escaped burner left no times: %v (exec answered %s)", err, resp)
+	}
+	escaped := parseShellTimes(t, string(b))
+	if res.Cost == nil {
+		t.Fatal("no cost")
+	}
+	cpu, truth := res.Cost.CPU(), tree.Total()+escaped
+	// The /proc readings truncate to ticks (the tree's processes plus the
+	// escaped shell's two fields); outside the window the idle worker uses
+	// well under a tick.
+	tol := testutil.CPUSlack(tree.Processes+1) + 10*time.Millisecond
+	t.Logf("cost %s (%+v); truth %s = tree %s + escaped %s", cpu, *res.Cost, truth, tree.Total(), escaped)
+	if escaped < 50*time.Millisecond {
+		t.Fatalf("the escaped burner used only %s: the test proves nothing", escaped)
+	}
+	if cpu < truth-tol || cpu > truth+tol {
+		t.Errorf("cost.cpu %s, want %s ±%s: the tree's own time and the escaped burner's", cpu, truth, tol)
+	}
+}
+
+// parseShellTimes sums the first line of the shell's `times` (its own
+// user and system time), e.g. "0m0.290000s 0m0.010000s".
+func parseShellTimes(t *testing.T, out string) time.Duration {
+	t.Helper()
+	line, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
+	var total time.Duration
+	for _, f := range strings.Fields(line) {
+		m, s, ok := strings.Cut(strings.TrimSuffix(f, "s"), "m")
+		mins, err1 := strconv.Atoi(m)
+		secs, err2 := strconv.ParseFloat(s, 64)
+		if !ok || err1 != nil || err2 != nil {
+			t.Fatalf("times output %q", out)
+		}
+		total += time.Duration(mins)*time.Minute + time.Duration(secs*float64(time.Second))
+	}
+	return total
 }

@@ -20,11 +20,13 @@ type treeReader struct {
 
 func (p *platform) canReadTrees() bool { return true }
 
-// readTree reads w's tree: the worker, its descendants by ancestry
-// (/proc/PID/task/*/children, zombies included, so a child that exited but
-// is not yet reaped still counts), and the members of its cgroup when it
-// has one (re-parented descendants). It reads only those processes, never
-// all of /proc. It returns false when the worker itself could not be read.
+// readTree reads w's tree. With a cgroup, from the group's files
+// (readCgroupTree). Else by walking /proc: the worker, its descendants by
+// ancestry (/proc/PID/task/*/children, zombies included, so a child that
+// exited but is not yet reaped still counts), and the members of its
+// cgroup when it has one (re-parented descendants). It reads only those
+// processes, never all of /proc. It returns false when the worker itself
+// could not be read.
 func (p *platform) readTree(w *worker, out *cost.Sample) bool {
 	select {
 	case <-w.procExited:
@@ -37,10 +39,13 @@ func (p *platform) readTree(w *worker, out *cost.Sample) bool {
 	}
 	defer p.trees.Put(tr)
 	*out = cost.Sample{Members: out.Members[:0]}
+	if p.readCgroupTree(w, tr, out) {
+		return true
+	}
 	page := int64(os.Getpagesize())
 	add := func(st procfs.Stat) {
-		out.UTime += st.UTime + st.CUTime
-		out.STime += st.STime + st.CSTime
+		out.CPUUser += cost.Ticks(st.UTime + st.CUTime)
+		out.CPUSystem += cost.Ticks(st.STime + st.CSTime)
 		if st.State != 'Z' {
 			out.RSS += st.RSS * page
 		}
@@ -82,3 +87,34 @@ func (p *platform) readTree(w *worker, out *cost.Sample) bool {
 // maxTreeRead bounds one targeted reading (a fork bomb must not make a
 // command's end slow).
 const maxTreeRead = 4096
+
+// readCgroupTree reads w's tree from its cgroup: CPU from cpu.stat (exact,
+// in microseconds, exited and escaped descendants included), the members
+// from cgroup.procs, and memory from the group's memory controller, or,
+// without one, the members' resident sizes from /proc. Each file is kept
+// open (one pread). It returns false when w has no cgroup CPU figure.
+func (p *platform) readCgroupTree(w *worker, tr *treeReader, out *cost.Sample) bool {
+	var u CgroupUsage
+	if !p.cgroupUsage(w.cg, cgroupReadCPU|cgroupReadMemory, &u) || !u.HasCPU {
+		return false
+	}
+	var err error
+	if tr.pids, err = w.cg.meter.PIDs(tr.pids[:0]); err != nil {
+		return false
+	}
+	out.Cgroup, out.CPUUser, out.CPUSystem = true, u.CPUUser, u.CPUSystem
+	page := int64(os.Getpagesize())
+	for _, pid := range tr.pids[:min(len(tr.pids), maxTreeRead)] {
+		out.Members = append(out.Members, [2]uint64{uint64(pid), 0})
+		if u.HasMemory {
+			continue
+		}
+		if st, err := tr.r.ReadStat(pid); err == nil && st.State != 'Z' {
+			out.RSS += st.RSS * page
+		}
+	}
+	if u.HasMemory {
+		out.RSS = u.MemoryBytes
+	}
+	return true
+}

@@ -241,3 +241,17 @@ func (w *worker) hitsLocked() map[string]uint64 {
 	}
 	return out
 }
+
+// WorkerCgroupUsage reads what the worker's cgroup files say about its
+// tree: CPU, memory and tasks, one kept-open file each. It returns false
+// when the worker has no cgroup (tiers watchdog and off) or none of its
+// usage files could be read.
+func (m *Manager) WorkerCgroupUsage(workerID string, u *CgroupUsage) bool {
+	m.mu.Lock()
+	w := m.pool.byID[workerID]
+	m.mu.Unlock()
+	if w == nil || w.cg == nil {
+		return false
+	}
+	return m.plat.cgroupUsage(w.cg, cgroupReadAll, u)
+}

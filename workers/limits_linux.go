@@ -16,8 +16,12 @@ import (
 	"github.com/workerscope/workerscope/internal/procfs"
 )
 
-// workerCgroup is a worker's cgroup set.
-type workerCgroup = cgroup.Group
+// workerCgroup is a worker's cgroup set and the meter that reads its
+// usage files through descriptors kept open for the worker's life.
+type workerCgroup struct {
+	*cgroup.Group
+	meter *cgroup.Meter // nil when none of its usage files could be opened
+}
 
 // shimShell runs the v1 placement shim (cgroup.ShimScript).
 const shimShell = "/bin/sh"
@@ -169,9 +173,14 @@ func (p *platform) prepare(id string, cmd *exec.Cmd) (*workerCgroup, error) {
 	if cmd.Err != nil {
 		return nil, cmd.Err
 	}
-	cg, err := plan.Create("workerscope-"+id, p.lim.limits)
+	g, err := plan.Create("workerscope-"+id, p.lim.limits)
 	if err != nil {
 		return nil, err
+	}
+	cg := &workerCgroup{Group: g}
+	if cg.meter, err = g.OpenMeter(); err != nil {
+		// The tree is still measured, by walking /proc.
+		p.log.Warn("cannot open the worker cgroup's usage files", "cgroup", g.Name, "err", err)
 	}
 	if len(cg.V1) > 0 {
 		argv := append([]string{cmd.Path}, cmd.Args[1:]...)
@@ -185,6 +194,9 @@ func (p *platform) prepare(id string, cmd *exec.Cmd) (*workerCgroup, error) {
 func (p *platform) release(cg *workerCgroup) {
 	if cg == nil {
 		return
+	}
+	if cg.meter != nil {
+		_ = cg.meter.Close()
 	}
 	if err := cg.Remove(); err != nil {
 		p.log.Error("cannot remove worker cgroup", "cgroup", cg.Name, "err", err)
@@ -206,7 +218,33 @@ func (p *platform) cgroupPath(cg *workerCgroup) string {
 	return ""
 }
 
-func (p *platform) cgroupPIDs(cg *workerCgroup) ([]int, error) { return cg.PIDs() }
+func (p *platform) cgroupPIDs(cg *workerCgroup) ([]int, error) {
+	if cg.meter != nil {
+		if pids, err := cg.meter.PIDs(nil); err == nil {
+			return pids, nil
+		}
+	}
+	return cg.PIDs()
+}
+
+// cgroupUsage reads what the worker's cgroup files say of its tree (what:
+// cgroup.ReadCPU, ReadMemory, ReadTasks); false without a meter or when
+// nothing could be read.
+func (p *platform) cgroupUsage(cg *workerCgroup, what int, u *CgroupUsage) bool {
+	if cg == nil || cg.meter == nil {
+		return false
+	}
+	var mask int
+	for _, x := range [...][2]int{{cgroupReadCPU, cgroup.ReadCPU}, {cgroupReadMemory, cgroup.ReadMemory}, {cgroupReadTasks, cgroup.ReadTasks}} {
+		if what&x[0] != 0 {
+			mask |= x[1]
+		}
+	}
+	var cu cgroup.Usage
+	_ = cg.meter.Read(mask, &cu) // a figure that cannot be read is unset
+	*u = CgroupUsage(cu)
+	return u.HasCPU || u.HasMemory || u.HasTasks
+}
 
 func (p *platform) counters(cg *workerCgroup) limitCounters {
 	c := cg.Counters()

@@ -227,3 +227,33 @@ func (e *BackoffError) Error() string {
 
 // Is makes errors.Is(err, ErrBackoff) true.
 func (e *BackoffError) Is(target error) bool { return target == ErrBackoff }
+
+// CgroupUsage is what a worker's cgroup files say about its whole tree
+// (Manager.WorkerCgroupUsage): the kernel charges each figure to the group
+// as it happens, so exited processes and descendants that escaped their
+// ancestry are included. A figure the worker's cgroups cannot give has its
+// Has flag false; see docs/limits.md for which tier gives which.
+type CgroupUsage struct {
+	// HasCPU: CPU time from cpu.stat (user_usec, system_usec; every v2
+	// group has it) or cpuacct (v1), cumulative since the group was made.
+	HasCPU             bool
+	CPUUser, CPUSystem time.Duration
+	// HasMemory: memory charged to the group (memory.current, or v1
+	// memory.usage_in_bytes): anonymous memory and the page cache it
+	// brought in, shared pages once.
+	HasMemory   bool
+	MemoryBytes int64
+	// HasTasks: pids.current, the tasks (threads, and exited ones not yet
+	// reaped) the group holds, as pids.max counts them.
+	HasTasks bool
+	Tasks    int64
+}
+
+// What a reading of a worker's cgroup asks for (platform.cgroupUsage):
+// a command's cost needs CPU and memory only.
+const (
+	cgroupReadCPU = 1 << iota
+	cgroupReadMemory
+	cgroupReadTasks
+	cgroupReadAll = cgroupReadCPU | cgroupReadMemory | cgroupReadTasks
+)

@@ -25,6 +25,14 @@ type MemberSource interface {
 	WorkerPIDs(workerID string) (pids []int, ok bool)
 }
 
+// UsageSource gives what a worker's cgroup files say about its tree (CPU,
+// memory, tasks) when it has a cgroup: false otherwise. The Linux sampler
+// reports those figures from it instead of /proc. *workers.Manager
+// implements it.
+type UsageSource interface {
+	WorkerCgroupUsage(workerID string, u *workers.CgroupUsage) bool
+}
+
 // TreeStat is one worker's process tree measured at one moment. CPU times
 // are cumulative seconds that include descendants that already exited and
 // never decrease for the same worker.
@@ -36,12 +44,33 @@ type TreeStat struct {
 	// MinorFaults and MajorFaults are cumulative page faults of the tree,
 	// kept across exits like the CPU times.
 	MinorFaults, MajorFaults uint64
+	// FromCgroup says which figures came from the worker's cgroup files
+	// instead of /proc (Linux, tiers cgroup2 and cgroup1): exact for the
+	// whole tree, exited and escaped descendants included. Each figure has
+	// one source for a worker's whole life.
+	FromCgroup CgroupFigures
 	// Err is set when the tree could not be measured (values are zero).
 	Err error
 	// Partial is set when some fields could not be read (e.g. fds of a
 	// process of another user); the rest are valid.
 	Partial error
 }
+
+// CgroupFigures says which of a TreeStat's figures came from the
+// worker's cgroup.
+type CgroupFigures struct {
+	// CPU: CPUUser and CPUSystem are the group's cpu.stat (or cpuacct).
+	CPU bool
+	// Memory: RSSBytes is the memory charged to the group
+	// (memory.current, memory.usage_in_bytes), not a sum of resident sizes.
+	Memory bool
+	// Tasks: Threads is the group's pids.current (threads, and exited
+	// ones not yet reaped, as pids.max counts them).
+	Tasks bool
+}
+
+// Any reports whether any figure came from the cgroup.
+func (c CgroupFigures) Any() bool { return c.CPU || c.Memory || c.Tasks }
 
 // ProcessSampler measures the process trees of workers in one pass. out
 // must have one entry per worker, in order. It returns an error only when
@@ -161,6 +190,13 @@ func New(src Source, opts Options) (*Sampler, error) {
 	if ms, ok := src.(MemberSource); ok {
 		if ma, ok := opts.Process.(interface{ setMembers(MemberSource) }); ok {
 			ma.setMembers(ms)
+		}
+	}
+	// With per-worker cgroups, CPU, memory and tasks come from the
+	// group's own files.
+	if us, ok := src.(UsageSource); ok {
+		if ua, ok := opts.Process.(interface{ setUsage(UsageSource) }); ok {
+			ua.setUsage(us)
 		}
 	}
 	return &Sampler{

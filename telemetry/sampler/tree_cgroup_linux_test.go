@@ -6,6 +6,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -68,4 +72,184 @@ func TestEscapedDescendant(t *testing.T) {
 func zombie(pid int) bool {
 	st, err := newProcTreeSampler("").sc.Reader().ReadStat(pid)
 	return err == nil && st.State == 'Z'
+}
+
+// walkOnly is the Manager without its cgroup figures: a sampler over it
+// measures every tree by walking /proc (membership still exact).
+type walkOnly struct{ m *workers.Manager }
+
+func (w walkOnly) Snapshot() []workers.WorkerSnapshot { return w.m.Snapshot() }
+func (w walkOnly) WorkerPIDs(id string) ([]int, bool) { return w.m.WorkerPIDs(id) }
+
+// TestCgroupFiguresAgainstTheWalkAndProc holds the two ways of measuring
+// a worker with a cgroup against each other and against the test's own
+// reading of /proc, on the same tree at the same moments:
+//   - CPU: the group's cpu.stat (cgroup path), the sampler's /proc walk,
+//     and the test's sum of utime+stime+cutime+cstime over the tree agree
+//     to the ticks /proc truncates;
+//   - tasks: pids.current equals the threads the test counts in /proc;
+//   - memory: both see 64 MiB the worker holds (the group charges it, the
+//     walk sums resident sizes: different quantities, both above it);
+//   - a descendant that escaped (double fork, re-parented, reaped outside
+//     the tree) and burned CPU: the group keeps its time, the walk loses
+//     it once it has exited; its own times(2) is the truth.
+func TestCgroupFiguresAgainstTheWalkAndProc(t *testing.T) {
+	cfg := workerstest.DemoConfig(func(c *workers.Config) {
+		c.Cgroups, c.MemoryMax, c.PidsMax, c.StopGrace = workers.CgroupsRequired, 1<<30, 4096, time.Second
+	})
+	m, err := workers.New(cfg)
+	if err != nil {
+		t.Skipf("no per-worker cgroups on this machine: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_ = m.Close(ctx)
+	})
+	viaCgroup, err := New(m, Options{MinInterval: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	viaWalk, err := New(walkOnly{m}, Options{MinInterval: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = viaCgroup.Close(); _ = viaWalk.Close() })
+	ctx := context.Background()
+	workerstest.MustSend(t, m, "k", `{"type":"get_state"}`)
+	// Both samplers see the worker from its first pass on.
+	viaCgroup.Report(ctx)
+	viaWalk.Report(ctx)
+	workerstest.MustSend(t, m, "k", `{"type":"work","cpu_ms":300,"child_cpu_ms":200,"mem_mib":64}`)
+
+	one := func(s *Sampler) WorkerReport {
+		t.Helper()
+		r := s.Report(ctx)
+		if len(r.Workers) != 1 || r.Workers[0].Err != nil {
+			t.Fatalf("report %+v", r.Workers)
+		}
+		return r.Workers[0]
+	}
+	pid := m.Snapshot()[0].PID
+	truth := testutil.ReadTreeCPU(t, pid)
+	cg, walk := one(viaCgroup), one(viaWalk)
+	after := testutil.ReadTreeCPU(t, pid)
+	if !cg.FromCgroup.CPU || !cg.FromCgroup.Memory || !cg.FromCgroup.Tasks || walk.FromCgroup.Any() {
+		t.Fatalf("figures from the cgroup: %+v (cgroup path), %+v (walk)", cg.FromCgroup, walk.FromCgroup)
+	}
+	sec := func(w WorkerReport) time.Duration {
+		return time.Duration((w.CPUUser + w.CPUSystem) * float64(time.Second))
+	}
+	// The idle worker uses well under a tick between the readings.
+	tol := testutil.CPUSlack(truth.Processes) + after.Total() - truth.Total() + 10*time.Millisecond
+	t.Logf("CPU: cgroup %s, walk %s, /proc %s (±%s); memory: cgroup %d, walk RSS %d; tasks: cgroup %d, walk %d",
+		sec(cg), sec(walk), truth.Total(), tol, cg.RSSBytes, walk.RSSBytes, cg.Threads, walk.Threads)
+	for name, got := range map[string]time.Duration{"cgroup": sec(cg), "walk": sec(walk)} {
+		if d := got - truth.Total(); d < -tol || d > tol {
+			t.Errorf("%s CPU %s, /proc says %s (±%s)", name, got, truth.Total(), tol)
+		}
+	}
+	if cg.RSSBytes < 64<<20 || walk.RSSBytes < 64<<20 {
+		t.Errorf("memory: cgroup %d, walk %d; both should hold the worker's 64 MiB", cg.RSSBytes, walk.RSSBytes)
+	}
+	// pids.current against the threads /proc lists, retried while the Go
+	// runtime of the worker starts or parks a thread between the readings.
+	testutil.Eventually(t, 5*time.Second, "pids.current to equal the tree's threads in /proc", func() bool {
+		got := one(viaCgroup).Threads
+		return got == procThreads(t, pid) && got == one(viaWalk).Threads
+	})
+
+	// A descendant that escapes and burns CPU: re-parented away at once,
+	// reaped outside the tree when it exits.
+	times := filepath.Join(t.TempDir(), "times")
+	script := `(/bin/sh -c 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; times > "$1.tmp"; mv "$1.tmp" "$1"' sh "$1" &); ` +
+		`while [ ! -s "$1" ]; do sleep 0.05; done`
+	cmd, _ := json.Marshal(map[string]any{"type": "exec", "argv": []string{"/bin/sh", "-c", script, "sh", times}, "ms": 50000})
+	cg0, walk0, tree0 := one(viaCgroup), one(viaWalk), testutil.ReadTreeCPU(t, pid)
+	workerstest.MustSend(t, m, "k", string(cmd))
+	time.Sleep(100 * time.Millisecond) // the burner's exit is past; it is reaped by the subreaper or init
+	cg1, walk1, tree1 := one(viaCgroup), one(viaWalk), testutil.ReadTreeCPU(t, pid)
+	b, err := os.ReadFile(times)
+	if err != nil {
+		t.Fatal(err)
+	}
+	escaped := shellTimes(t, string(b))
+	tree := tree1.Sub(tree0)
+	dCg, dWalk := sec(cg1)-sec(cg0), sec(walk1)-sec(walk0)
+	tol = testutil.CPUSlack(tree.Processes+1) + 20*time.Millisecond
+	t.Logf("escaped burner %s; tree %s; cgroup +%s, walk +%s", escaped, tree.Total(), dCg, dWalk)
+	if escaped < 50*time.Millisecond {
+		t.Fatalf("the escaped burner used only %s: the test proves nothing", escaped)
+	}
+	if want := tree.Total() + escaped; dCg < want-tol || dCg > want+tol {
+		t.Errorf("cgroup CPU grew %s, want the tree's %s and the escaped burner's %s (±%s)", dCg, tree.Total(), escaped, tol)
+	}
+	if dWalk > tree.Total()+tol {
+		t.Errorf("the walk grew %s: more than the tree's %s, so it saw the escaped burner (then this test no longer shows the difference)", dWalk, tree.Total())
+	}
+}
+
+// procThreads counts the threads of pid's tree (itself and every live
+// descendant by ppid) straight from /proc/PID/stat's num_threads.
+func procThreads(t *testing.T, root int) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type proc struct{ ppid, threads int }
+	procs := map[int]proc{}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		ppid, _ := strconv.Atoi(f[1])
+		n, _ := strconv.Atoi(f[17])
+		if f[0] == "Z" {
+			n = 1 // a zombie holds one task until it is reaped, as pids.current counts
+		}
+		procs[pid] = proc{ppid, n}
+	}
+	in := func(pid int) bool {
+		for p := pid; p > 1; p = procs[p].ppid {
+			if p == root {
+				return true
+			}
+			if _, ok := procs[p]; !ok {
+				return false
+			}
+		}
+		return false
+	}
+	total := 0
+	for pid, p := range procs {
+		if in(pid) {
+			total += p.threads
+		}
+	}
+	return total
+}
+
+// shellTimes sums the first line of a shell's `times` (its own user and
+// system time), e.g. "0m0.290000s 0m0.010000s".
+func shellTimes(t *testing.T, out string) time.Duration {
+	t.Helper()
+	line, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
+	var total time.Duration
+	for _, f := range strings.Fields(line) {
+		m, s, ok := strings.Cut(strings.TrimSuffix(f, "s"), "m")
+		mins, err1 := strconv.Atoi(m)
+		secs, err2 := strconv.ParseFloat(s, 64)
+		if !ok || err1 != nil || err2 != nil {
+			t.Fatalf("times output %q", out)
+		}
+		total += time.Duration(mins)*time.Minute + time.Duration(secs*float64(time.Second))
+	}
+	return total
 }

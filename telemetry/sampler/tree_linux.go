@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"syscall"
+	"time"
 
 	"github.com/workerscope/workerscope/internal/procfs"
 	"github.com/workerscope/workerscope/workers"
@@ -31,9 +32,11 @@ type procTreeSampler struct {
 	acct     map[string]*treeAcct
 	gen      uint64
 	members  MemberSource // exact membership of workers with a cgroup, or nil
+	usage    UsageSource  // cgroup figures of workers with a cgroup, or nil
 }
 
 func (p *procTreeSampler) setMembers(ms MemberSource) { p.members = ms }
+func (p *procTreeSampler) setUsage(us UsageSource)    { p.usage = us }
 
 type procID struct {
 	pid   int
@@ -81,6 +84,13 @@ type treeAcct struct {
 	gone  counters // of members whose values left the tree's live processes
 	last  counters // last reported, for monotonicity
 	gen   uint64
+	// cgroup: the worker's CPU comes from its cgroup (its first pass
+	// decides, for the worker's life: the two sources differ in
+	// granularity, and a counter must not step between them); cgUser and
+	// cgSys are the last reported.
+	cgroup        bool
+	cgUser, cgSys time.Duration
+	passes        int // passes that measured the tree
 }
 
 // NewProcessSampler returns the platform's ProcessSampler: a direct /proc
@@ -159,6 +169,7 @@ func (p *procTreeSampler) SampleTrees(ws []workers.WorkerSnapshot, out []TreeSta
 			out[k] = TreeStat{Err: fmt.Errorf("%w (pid %d)", errNoProcess, w.PID)}
 			continue
 		}
+		acct.passes++
 		st := &out[k]
 		var live counters
 		var fdErr error
@@ -207,6 +218,7 @@ func (p *procTreeSampler) SampleTrees(ws []workers.WorkerSnapshot, out []TreeSta
 		if fdErr != nil {
 			st.Partial = fmt.Errorf("fds: %w", fdErr)
 		}
+		p.cgroupFigures(&ws[k], acct, st)
 	}
 	for id, a := range p.acct {
 		if a.gen != p.gen {
@@ -214,6 +226,35 @@ func (p *procTreeSampler) SampleTrees(ws []workers.WorkerSnapshot, out []TreeSta
 		}
 	}
 	return nil
+}
+
+// cgroupFigures replaces the figures the worker's cgroup files give (CPU,
+// memory, tasks) with theirs. A worker whose first pass had the cgroup's
+// CPU keeps it for life; if a later read fails, its last value stands
+// (never the /proc one: the counter must not step between sources).
+func (p *procTreeSampler) cgroupFigures(w *workers.WorkerSnapshot, acct *treeAcct, st *TreeStat) {
+	if p.usage == nil || w.Cgroup == "" {
+		return
+	}
+	var u workers.CgroupUsage
+	ok := p.usage.WorkerCgroupUsage(w.ID, &u)
+	if ok && u.HasCPU && (acct.cgroup || acct.passes == 1) {
+		acct.cgroup = true
+		acct.cgUser, acct.cgSys = max(acct.cgUser, u.CPUUser), max(acct.cgSys, u.CPUSystem)
+	}
+	if acct.cgroup {
+		st.CPUUser, st.CPUSystem = acct.cgUser.Seconds(), acct.cgSys.Seconds()
+		st.FromCgroup.CPU = true
+	}
+	if !ok {
+		return
+	}
+	if u.HasMemory {
+		st.RSSBytes, st.FromCgroup.Memory = u.MemoryBytes, true
+	}
+	if u.HasTasks {
+		st.Threads, st.FromCgroup.Tasks = int(u.Tasks), true
+	}
 }
 
 // addCgroupMembers adds to each tree the processes of the worker's cgroup

@@ -1,7 +1,8 @@
 // Package cost is the bookkeeping of what an interval (a command, its
 // run, a tool call) cost a worker's process tree: readings of the tree at
 // its start, in between and at its end (Sample, taken by the caller from
-// /proc) folded into CPU time, memory peak and processes started (Meter).
+// /proc or from the worker's cgroup) folded into CPU time, memory peak and
+// processes started (Meter).
 //
 // It imports only the standard library and knows nothing of workers.
 package cost
@@ -15,20 +16,25 @@ import (
 // Linux architecture Go supports).
 const ClockTicks = 100
 
-// Sample is one reading of a tree.
+// Sample is one reading of a tree: from /proc (a walk of the tree) or from
+// the worker's cgroup files. The two kinds measure CPU at different
+// granularities (clock ticks, microseconds), so a Meter compares only
+// readings of the kind it began with.
 type Sample struct {
-	// UTime and STime sum, over the tree's processes, their own time plus
-	// their reaped children's (cutime, cstime), in clock ticks.
-	UTime, STime uint64
-	RSS          int64       // bytes
-	Members      [][2]uint64 // (pid, start time) of each process read
-}
-
-// Delta is what the tree used between the first reading and the last.
-type Delta struct {
+	// CPUUser and CPUSystem are the tree's cumulative CPU time: from
+	// /proc, its processes' own time plus their reaped children's
+	// (utime+cutime, stime+cstime); from a cgroup, everything charged to
+	// the group.
 	CPUUser, CPUSystem time.Duration
-	MemoryPeak         int64
-	Processes          int
+	// RSS is the tree's memory in bytes: resident set sizes summed over
+	// its processes, or the memory charged to its cgroup when it has a
+	// memory controller.
+	RSS int64
+	// Members are (pid, start time) of each process read; the start time
+	// is 0 when the reading came from the cgroup's membership list.
+	Members [][2]uint64
+	// Cgroup is true when the reading came from the worker's cgroup.
+	Cgroup bool
 }
 
 // Meter folds the readings of one interval. It is not safe for
@@ -36,8 +42,8 @@ type Delta struct {
 type Meter struct {
 	started bool
 	first   Sample
-	utime   uint64 // the latest reading's (lastOK)
-	stime   uint64
+	user    time.Duration // the latest reading's (lastOK)
+	sys     time.Duration
 	lastOK  bool
 	peak    int64
 	seen    [][2]uint64 // processes seen after the start
@@ -52,18 +58,26 @@ func (m *Meter) Begin(s Sample) {
 func (m *Meter) Started() bool { return m.started }
 
 // Observe folds a later reading into the peak and the processes seen, and
-// keeps its CPU times as the latest.
+// keeps its CPU times as the latest. A reading of the other kind than the
+// start's (cgroup or /proc) is ignored.
 func (m *Meter) Observe(s *Sample) {
-	if !m.started {
+	if !m.started || s.Cgroup != m.first.Cgroup {
 		return
 	}
-	m.utime, m.stime, m.lastOK = s.UTime, s.STime, true
+	m.user, m.sys, m.lastOK = s.CPUUser, s.CPUSystem, true
 	m.peak = max(m.peak, s.RSS)
 	for _, id := range s.Members {
 		if !slices.Contains(m.first.Members, id) && !slices.Contains(m.seen, id) {
 			m.seen = append(m.seen, id)
 		}
 	}
+}
+
+// Delta is what the tree used between the first reading and the last.
+type Delta struct {
+	CPUUser, CPUSystem time.Duration
+	MemoryPeak         int64
+	Processes          int
 }
 
 // Delta is the cost from the start to the latest reading; false without
@@ -73,19 +87,16 @@ func (m *Meter) Delta() (Delta, bool) {
 		return Delta{}, false
 	}
 	return Delta{
-		CPUUser:    Ticks(m.utime, m.first.UTime),
-		CPUSystem:  Ticks(m.stime, m.first.STime),
+		CPUUser:    Since(m.user, m.first.CPUUser),
+		CPUSystem:  Since(m.sys, m.first.CPUSystem),
 		MemoryPeak: m.peak,
 		Processes:  len(m.seen),
 	}, true
 }
 
-// Ticks converts a clock-tick difference to a duration; a tree that lost
-// a process between the readings (reaped outside it) never reports less
-// than nothing.
-func Ticks(end, start uint64) time.Duration {
-	if end <= start {
-		return 0
-	}
-	return time.Duration(end-start) * (time.Second / ClockTicks)
-}
+// Ticks converts /proc clock ticks to a duration.
+func Ticks(t uint64) time.Duration { return time.Duration(t) * (time.Second / ClockTicks) }
+
+// Since is end − start; a tree that lost a process between the readings
+// (reaped outside it) never reports less than nothing.
+func Since(end, start time.Duration) time.Duration { return max(end-start, 0) }
