@@ -75,13 +75,13 @@ func (p *platform) setupLimits(cfg *Config) (LimitsInfo, error) {
 	return li, nil
 }
 
-func (p *platform) prepare(string, *exec.Cmd) (*workerCgroup, error) { return nil, nil }
-func (p *platform) release(*workerCgroup)                            {}
-func (p *platform) cgroupPath(*workerCgroup) string                  { return "" }
-func (p *platform) cgroupPIDs(*workerCgroup) ([]int, error)          { return nil, errors.New("no cgroups") }
+func (p *platform) prepare(string, *exec.Cmd) (*workerCgroup, error)  { return nil, nil }
+func (p *platform) release(*workerCgroup)                             {}
+func (p *platform) cgroupPath(*workerCgroup) string                   { return "" }
+func (p *platform) cgroupPIDs(*workerCgroup) ([]int, error)           { return nil, errors.New("no cgroups") }
 func (p *platform) cgroupUsage(*workerCgroup, int, *CgroupUsage) bool { return false }
-func (p *platform) counters(*workerCgroup) limitCounters             { return limitCounters{} }
-func (p *platform) recoverInstance(string) ([]int, int)              { return nil, 0 }
+func (p *platform) counters(*workerCgroup) limitCounters              { return limitCounters{} }
+func (p *platform) recoverInstance(string) ([]int, int)               { return nil, 0 }
 func (p *platform) measure(ws []*worker, out []treeUsage) []treeUsage {
 	return make([]treeUsage, len(ws))
 }
