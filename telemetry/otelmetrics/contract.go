@@ -119,15 +119,15 @@ func withAttr(extra ...string) []string {
 func Contract() []MetricDef {
 	return []MetricDef{
 		{Name: MetricWorkerCPUTime, Kind: ObservableCounter, Value: Float64, Unit: "s", Attributes: withAttr(attrkey.CPUMode),
-			Description: "CPU time of the worker's process tree, including descendants that exited; cpu.mode is user or system."},
+			Description: "CPU time of the worker's process tree, including descendants that exited (with a cgroup: the group's cpu.stat, exact); cpu.mode is user or system."},
 		{Name: MetricWorkerCPUUtilization, Kind: ObservableGauge, Value: Float64, Unit: "1", Attributes: withAttr(attrkey.CPUMode),
 			Description: "CPU time of the tree over the last sampling window divided by the window and by the CPUs available (0..1 per mode)."},
 		{Name: MetricWorkerMemoryUsage, Kind: ObservableUpDownCounter, Value: Int64, Unit: "By", Attributes: withAttr(),
-			Description: "Resident set size summed over the tree's processes (shared pages count once per process, as in top)."},
+			Description: "Resident set size summed over the tree's processes (shared pages count once per process, as in top); with a memory cgroup, the memory charged to the worker's group instead."},
 		{Name: MetricWorkerMemoryVirtual, Kind: ObservableUpDownCounter, Value: Int64, Unit: "By", Attributes: withAttr(),
 			Description: "Virtual memory size summed over the tree's processes."},
 		{Name: MetricWorkerThreadCount, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{thread}", Attributes: withAttr(),
-			Description: "Threads in the tree."},
+			Description: "Threads in the tree (with a pids cgroup: the group's pids.current)."},
 		{Name: MetricWorkerFDCount, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{file_descriptor}", Attributes: withAttr(),
 			Description: "Open file descriptors in the tree."},
 		{Name: MetricWorkerUptime, Kind: ObservableGauge, Value: Float64, Unit: "s", Attributes: withAttr(),

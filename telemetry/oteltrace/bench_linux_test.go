@@ -29,13 +29,32 @@ func selfCPU() time.Duration {
 // reads of the worker's tree), and with cost plus a sampled span exported
 // through a batch processor. The differences are the overhead that
 // docs/performance.md budgets.
+//
+// The +cgroup variants give the worker its own cgroup (Cgroups=required and
+// a memory limit: a v2 group on cgroup v2, v1 memory and the unified
+// membership group on a hybrid host), where a cost reading is the group's
+// cpu.stat, memory and cgroup.procs instead of a walk of /proc; they are
+// skipped where per-worker cgroups cannot be made.
 func BenchmarkCommandOverhead(b *testing.B) {
 	for _, v := range []struct {
-		name        string
-		cost, trace bool
-	}{{"bare", false, false}, {"cost", true, false}, {"cost+span", true, true}} {
+		name                string
+		cost, trace, cgroup bool
+	}{{"bare", false, false, false}, {"cost", true, false, false}, {"cost+span", true, true, false},
+		{"bare+cgroup", false, false, true}, {"cost+cgroup", true, false, true}} {
 		b.Run(v.name, func(b *testing.B) {
-			m := workerstest.NewDemoManager(b, func(c *workers.Config) {
+			withCgroup := func(c *workers.Config) {
+				if v.cgroup {
+					c.Cgroups, c.MemoryMax = workers.CgroupsRequired, 1<<30
+				}
+			}
+			if v.cgroup {
+				probe, err := workers.New(workerstest.DemoConfig(withCgroup))
+				if err != nil {
+					b.Skipf("no per-worker cgroups: %v", err)
+				}
+				_ = probe.Close(context.Background())
+			}
+			m := workerstest.NewDemoManager(b, withCgroup, func(c *workers.Config) {
 				if v.cost {
 					c.OnRPC = func(workers.RPCResult) {}
 				}

@@ -126,6 +126,11 @@ type usageJSON struct {
 	FDs           *int     `json:"fds"`
 	Processes     *int     `json:"processes"`
 	Defunct       *int     `json:"defunct"`
+	// CgroupFigures names the figures read from the worker's cgroup
+	// files instead of /proc: "cpu" (cpu_seconds, cpu_percent), "memory"
+	// (rss_bytes is then the memory charged to the group), "threads"
+	// (pids.current). Absent when every figure came from /proc.
+	CgroupFigures []string `json:"cgroup_figures,omitempty"`
 	UptimeSeconds float64  `json:"uptime_seconds"`
 	IdleSeconds   float64  `json:"idle_seconds"`
 	Zombie        bool     `json:"zombie"`
@@ -360,6 +365,16 @@ func workerEntry(wr *sampler.WorkerReport, t *totalsJSON) usageJSON {
 	}
 	cpu := wr.CPUUser + wr.CPUSystem
 	rss, vms, threads, fds, procs, defunct := wr.RSSBytes, wr.VMSBytes, wr.Threads, wr.FDs, wr.Processes, wr.Defunct
+	if fc := wr.FromCgroup; fc.Any() {
+		for _, f := range [...]struct {
+			on   bool
+			name string
+		}{{fc.CPU, "cpu"}, {fc.Memory, "memory"}, {fc.Tasks, "threads"}} {
+			if f.on {
+				e.CgroupFigures = append(e.CgroupFigures, f.name)
+			}
+		}
+	}
 	e.CPUSeconds, e.RSSBytes, e.VMSBytes = &cpu, &rss, &vms
 	e.Threads, e.FDs, e.Processes, e.Defunct = &threads, &fds, &procs, &defunct
 	t.RSSBytes += rss
