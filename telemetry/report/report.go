@@ -114,18 +114,18 @@ func (p processJSON) MarshalJSON() ([]byte, error) {
 }
 
 type usageJSON struct {
-	ID            string   `json:"id"`
-	Key           string   `json:"key"`
-	PID           int      `json:"pid"`
-	State         string   `json:"state"`
-	CPUPercent    *float64 `json:"cpu_percent"`
-	CPUSeconds    *float64 `json:"cpu_seconds"`
-	RSSBytes      *int64   `json:"rss_bytes"`
-	VMSBytes      *int64   `json:"vms_bytes"`
-	Threads       *int     `json:"threads"`
-	FDs           *int     `json:"fds"`
-	Processes     *int     `json:"processes"`
-	Defunct       *int     `json:"defunct"`
+	ID         string   `json:"id"`
+	Key        string   `json:"key"`
+	PID        int      `json:"pid"`
+	State      string   `json:"state"`
+	CPUPercent *float64 `json:"cpu_percent"`
+	CPUSeconds *float64 `json:"cpu_seconds"`
+	RSSBytes   *int64   `json:"rss_bytes"`
+	VMSBytes   *int64   `json:"vms_bytes"`
+	Threads    *int     `json:"threads"`
+	FDs        *int     `json:"fds"`
+	Processes  *int     `json:"processes"`
+	Defunct    *int     `json:"defunct"`
 	// CgroupFigures names the figures read from the worker's cgroup
 	// files instead of /proc: "cpu" (cpu_seconds, cpu_percent), "memory"
 	// (rss_bytes is then the memory charged to the group), "threads"
