@@ -3,8 +3,11 @@
 package sampler
 
 import (
+	"context"
+	"log/slog"
 	"runtime"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -142,6 +145,91 @@ func BenchmarkGopsutilNaive(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/worker")
+		})
+	}
+}
+
+// shellWorker answers every command with success: a worker of about a
+// megabyte, so a benchmark can run a thousand of them.
+const shellWorker = `while IFS= read -r line; do id=${line#*\"id\":\"}; id=${id%%\"*}; printf '{"type":"response","id":"%s","success":true}\n' "$id"; done`
+
+// BenchmarkSamplerCgroup measures, in one run and on the same workers,
+// a sampling pass of workers that have their own cgroups (Cgroups=required
+// with memory and pids limits: tier cgroup2, or cgroup1 on a hybrid host),
+// read two ways: the cgroup path (CPU, memory, tasks from the group's
+// kept-open files, the rest from /proc) and the walk alone (a sampler that
+// is not given the cgroup figures), beside the baseline reader. The
+// workers are real: a /bin/sh loop each, spawned by a Manager.
+func BenchmarkSamplerCgroup(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run("N="+strconv.Itoa(n), func(b *testing.B) {
+			cfg := workers.Config{Command: []string{"/bin/sh", "-c", shellWorker}, MaxWorkers: n,
+				Cgroups: workers.CgroupsRequired, MemoryMax: 1 << 30, PidsMax: 1024, StopGrace: time.Second,
+				Logger: slog.New(slog.DiscardHandler)}
+			m, err := workers.New(cfg)
+			if err != nil {
+				b.Skipf("no per-worker cgroups: %v", err)
+			}
+			b.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				defer cancel()
+				_ = m.Close(ctx)
+			})
+			ctx := context.Background()
+			var wg sync.WaitGroup
+			errs := make(chan error, n)
+			for g := range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := g; i < n; i += 8 {
+						if _, err := m.Send(ctx, "k"+strconv.Itoa(i), []byte(`{"type":"get_state"}`)); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+			ws := m.Snapshot()
+			viaCgroup, err := New(m, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			viaWalk, err := New(walkOnly{m}, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = viaCgroup.Close(); _ = viaWalk.Close() })
+			base := &baselineReader{buf: make([]byte, 4096)}
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			viaCgroup.sample() // warm the caches, as in steady state
+			viaWalk.sample()
+			var cgCPU, walkCPU, baseCPU time.Duration
+			b.ResetTimer()
+			for b.Loop() {
+				t0 := threadCPU()
+				base.pass(ws)
+				t1 := threadCPU()
+				rc := viaCgroup.sample()
+				t2 := threadCPU()
+				rw := viaWalk.sample()
+				t3 := threadCPU()
+				baseCPU, cgCPU, walkCPU = baseCPU+t1-t0, cgCPU+t2-t1, walkCPU+t3-t2
+				if len(rc.Workers) != n || rc.Workers[0].Err != nil || !rc.Workers[0].FromCgroup.CPU || len(rw.Workers) != n {
+					b.Fatalf("bad pass: %d workers, %+v", len(rc.Workers), rc.Workers[0].TreeStat)
+				}
+			}
+			per := float64(b.N) * float64(n)
+			b.ReportMetric(float64(cgCPU.Nanoseconds())/per, "cgroup-cpu-ns/worker")
+			b.ReportMetric(float64(walkCPU.Nanoseconds())/per, "walk-cpu-ns/worker")
+			b.ReportMetric(float64(baseCPU.Nanoseconds())/per, "baseline-cpu-ns/worker")
+			b.ReportMetric(float64(cgCPU)/float64(max(baseCPU, 1)), "cgroup/baseline")
 		})
 	}
 }

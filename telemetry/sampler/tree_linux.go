@@ -33,6 +33,14 @@ type procTreeSampler struct {
 	gen      uint64
 	members  MemberSource // exact membership of workers with a cgroup, or nil
 	usage    UsageSource  // cgroup figures of workers with a cgroup, or nil
+	usages   []cgroupUsage // this pass's, per worker
+}
+
+// cgroupUsage is one worker's cgroup figures in a pass; ok is false when
+// it has none.
+type cgroupUsage struct {
+	workers.CgroupUsage
+	ok bool
 }
 
 func (p *procTreeSampler) setMembers(ms MemberSource) { p.members = ms }
@@ -218,7 +226,7 @@ func (p *procTreeSampler) SampleTrees(ws []workers.WorkerSnapshot, out []TreeSta
 		if fdErr != nil {
 			st.Partial = fmt.Errorf("fds: %w", fdErr)
 		}
-		p.cgroupFigures(&ws[k], acct, st)
+		p.cgroupFigures(k, &ws[k], acct, st)
 	}
 	for id, a := range p.acct {
 		if a.gen != p.gen {
@@ -232,12 +240,11 @@ func (p *procTreeSampler) SampleTrees(ws []workers.WorkerSnapshot, out []TreeSta
 // memory, tasks) with theirs. A worker whose first pass had the cgroup's
 // CPU keeps it for life; if a later read fails, its last value stands
 // (never the /proc one: the counter must not step between sources).
-func (p *procTreeSampler) cgroupFigures(w *workers.WorkerSnapshot, acct *treeAcct, st *TreeStat) {
+func (p *procTreeSampler) cgroupFigures(k int, w *workers.WorkerSnapshot, acct *treeAcct, st *TreeStat) {
 	if p.usage == nil || w.Cgroup == "" {
 		return
 	}
-	var u workers.CgroupUsage
-	ok := p.usage.WorkerCgroupUsage(w.ID, &u)
+	u, ok := p.usages[k].CgroupUsage, p.usages[k].ok
 	if ok && u.HasCPU && (acct.cgroup || acct.passes == 1) {
 		acct.cgroup = true
 		acct.cgUser, acct.cgSys = max(acct.cgUser, u.CPUUser), max(acct.cgSys, u.CPUSystem)
@@ -259,14 +266,37 @@ func (p *procTreeSampler) cgroupFigures(w *workers.WorkerSnapshot, acct *treeAcc
 
 // addCgroupMembers adds to each tree the processes of the worker's cgroup
 // that neither ancestry nor the marker attributed to any worker: a
-// descendant that scrubbed its environment and was re-parented away.
+// descendant that scrubbed its environment and was re-parented away. It
+// first reads the worker's cgroup figures into p.usages: when the group
+// counts as many tasks (pids.current) as the walk found, nothing escaped
+// it and the membership list is not read.
 func (p *procTreeSampler) addCgroupMembers(ws []workers.WorkerSnapshot) {
-	if p.members == nil {
-		return
-	}
+	p.usages = slices.Grow(p.usages[:0], len(ws))[:len(ws)]
+	clear(p.usages)
+	procs := p.sc.Procs()
 	for k, w := range ws {
 		if w.Cgroup == "" || len(p.trees[k]) == 0 {
 			continue
+		}
+		u := &p.usages[k]
+		if p.usage != nil {
+			u.ok = p.usage.WorkerCgroupUsage(w.ID, &u.CgroupUsage)
+		}
+		if p.members == nil {
+			continue
+		}
+		if u.ok && u.HasTasks {
+			var tasks int64
+			for _, i := range p.trees[k] {
+				if procs[i].State == 'Z' {
+					tasks++ // holds its task until reaped, as pids.current counts it
+				} else {
+					tasks += procs[i].NumThreads
+				}
+			}
+			if tasks == u.Tasks {
+				continue // the walk has every task the group holds
+			}
 		}
 		pids, ok := p.members.WorkerPIDs(w.ID)
 		if !ok {
