@@ -31,8 +31,8 @@ type procTreeSampler struct {
 	trees    [][]int
 	acct     map[string]*treeAcct
 	gen      uint64
-	members  MemberSource // exact membership of workers with a cgroup, or nil
-	usage    UsageSource  // cgroup figures of workers with a cgroup, or nil
+	members  MemberSource  // exact membership of workers with a cgroup, or nil
+	usage    UsageSource   // cgroup figures of workers with a cgroup, or nil
 	usages   []cgroupUsage // this pass's, per worker
 }
 
