@@ -27,10 +27,10 @@ JAEGER      = $(abspath $(JAEGER_BIN))/jaeger
 GOFILES   = $(shell find . -name '*.go' -not -path './deploy/otelcol/*' -not -path './.git/*')
 
 .PHONY: lint-deploy lint-dashboard lint-k8s lint-systemd vulncheck kube-score dashboard-linter govulncheck vulndb
-.PHONY: help build run test check fmt-check vet cross race fuzz churn soak bench capacity collector prometheus rules-test demo dashboards k8s-configmaps k8s-router clean jaeger test-jaeger
+.PHONY: help build run test check fmt-check vet cross race fuzz churn soak bench bench-hostmetrics capacity collector prometheus rules-test demo dashboards k8s-configmaps k8s-router clean jaeger test-jaeger
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
 
 build: ## build bin/workerscope
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/workerscope ./cmd/workerscope
@@ -78,8 +78,18 @@ fuzz: ## short fuzz runs of the line protocol, command and /proc parsers
 	$(GO) test -run '^$$' -fuzz '^FuzzParseStat$$' -fuzztime $$((250000*$(FUZZX)))x ./internal/procfs
 
 BENCHCOUNT ?= 1
-bench: ## benchmarks: sampler vs the raw /proc baseline, spawn latency and throughput
+bench: ## benchmarks: sampler vs the raw /proc baseline, spawn latency and throughput (against the collector's hostmetrics process scraper: make bench-hostmetrics)
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./telemetry/... ./workers
+
+# The collector's hostmetrics process scraper and workerscope's export cycle on the same idle
+# workers, in alternating phases (docs/performance.md). A module of its own, bench/hostmetrics,
+# so the collector's dependencies stay out of go.mod; not in `make test`. Its first build
+# compiles the collector's receiver and gopsutil (about 2 minutes on 2 loaded cores).
+# HOSTBENCH_ROUNDS phases of each side per pool size; WORKERSCOPE_HOSTBENCH_N=1000 (a comma
+# list) chooses the sizes, WORKERSCOPE_HOSTBENCH_CYCLES the scrapes per phase.
+HOSTBENCH_ROUNDS ?= 5
+bench-hostmetrics: ## the collector's hostmetrics process scraper vs workerscope's export cycle, CPU per worker, N = 100, 300, 1000 (≈ 1 min, plus a 2 min first build; not in make test)
+	cd bench/hostmetrics && $(GO) test -run '^$$' -bench . -benchtime $(HOSTBENCH_ROUNDS)x -count $(BENCHCOUNT) -timeout 30m .
 
 capacity: collector ## ramp live demo workers (100…2000) and measure what limits one host first (minutes, most of the machine; not in make test)
 	WORKERSCOPE_CAPACITY=1 WORKERSCOPE_OTELCOL=$(CURDIR)/$(BIN)/otelcol \

@@ -1,0 +1,175 @@
+//go:build linux
+
+package hostmetrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/hostmetricsreceiver"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/receiver/receivertest"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/workerscope/workerscope/workers"
+)
+
+// hostmetricsPhase runs the collector's hostmetrics receiver with only its
+// process scraper, as a collector would from this configuration:
+//
+//	hostmetrics:
+//	  collection_interval: <cfg.interval>
+//	  initial_delay: 0s
+//	  scrapers:
+//	    process:
+//	      include: {names: [<name>], match_type: strict}
+//	      mute_process_exe_error: true
+//
+// with the metrics the scraper enables by default (process.cpu.time,
+// process.memory.usage, process.memory.virtual, process.disk.io) and its
+// default resource attributes. It consumes the scrapes in process, checks
+// that each holds exactly the workers' processes (pids), and returns the
+// process CPU per steady scrape. The receiver is shut down before it returns.
+func hostmetricsPhase(ctx context.Context, tb testing.TB, name string, pids map[int64]bool, cfg config) (time.Duration, error) {
+	f := hostmetricsreceiver.NewFactory()
+	rcfg := f.CreateDefaultConfig()
+	err := confmap.NewFromStringMap(map[string]any{
+		"collection_interval": cfg.interval.String(),
+		"initial_delay":       "0s",
+		"scrapers": map[string]any{"process": map[string]any{
+			"include": map[string]any{"names": []any{name}, "match_type": "strict"},
+			// The only error class seen here: the executable of every kernel
+			// thread (and of pid 1 in a container) cannot be read, before the
+			// name filter; unmuted, every scrape is a partial failure logged
+			// with one message per such process.
+			"mute_process_exe_error": true,
+		}},
+	}).Unmarshal(rcfg)
+	if err != nil {
+		return 0, fmt.Errorf("configuration: %w", err)
+	}
+	if v, ok := rcfg.(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return 0, fmt.Errorf("configuration: %w", err)
+		}
+	}
+
+	arrivals := make(chan arrival, cfg.cycles+2)
+	var scrapes atomic.Int64
+	next, err := consumer.NewMetrics(func(_ context.Context, md pmetric.Metrics) error {
+		cpu := processCPU()
+		k := scrapes.Add(1)
+		if k > int64(cfg.cycles+2) {
+			return nil
+		}
+		a := arrival{cpu: cpu}
+		if got := md.ResourceMetrics().Len(); got != len(pids) {
+			a.err = fmt.Errorf("the scraper reported %d processes, want the %d workers", got, len(pids))
+		} else if k == 1 || k == int64(cfg.cycles+2) { // outside the measured window
+			a.err = checkScrape(md, pids)
+		}
+		arrivals <- a
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("consumer: %w", err)
+	}
+	set := receivertest.NewNopSettings(f.Type())
+	set.Logger = zaptest.NewLogger(tb, zaptest.Level(zap.WarnLevel))
+	rcv, err := f.CreateMetrics(ctx, set, rcfg, next)
+	if err != nil {
+		return 0, fmt.Errorf("receiver: %w", err)
+	}
+	if err := rcv.Start(ctx, componenttest.NewNopHost()); err != nil {
+		return 0, fmt.Errorf("receiver start: %w", err)
+	}
+	d, err := window(arrivals, cfg.cycles, phaseTimeout(cfg, len(pids)))
+	if serr := rcv.Shutdown(ctx); serr != nil {
+		err = errors.Join(err, fmt.Errorf("receiver shutdown: %w", serr))
+	}
+	return d, err
+}
+
+// checkScrape says whether a scrape holds exactly the processes pids, one
+// resource each, with the default metrics.
+func checkScrape(md pmetric.Metrics, pids map[int64]bool) error {
+	seen := make(map[int64]bool, len(pids))
+	for i := range md.ResourceMetrics().Len() {
+		rm := md.ResourceMetrics().At(i)
+		v, ok := rm.Resource().Attributes().Get("process.pid")
+		if !ok || !pids[v.Int()] || seen[v.Int()] {
+			return fmt.Errorf("resource %d: process.pid %v is not one of the workers, or twice", i, v.AsRaw())
+		}
+		seen[v.Int()] = true
+		if rm.ScopeMetrics().Len() != 1 {
+			return fmt.Errorf("process %d: %d scopes", v.Int(), rm.ScopeMetrics().Len())
+		}
+		if m := rm.ScopeMetrics().At(0).Metrics().Len(); m != 4 {
+			return fmt.Errorf("process %d: %d metrics, want the 4 enabled by default", v.Int(), m)
+		}
+	}
+	return nil
+}
+
+// distinctSleep makes the idle workers that workerstest.IdleSleepers starts
+// (`sleep 3600`, found on PATH) run under a name of their own: it puts first
+// on PATH a directory whose sleep is a script that execs the system's sleep
+// through a symlink called name, so the process keeps its pid, its start
+// time and its marker, and its /proc/PID/comm (the executable name the
+// scraper's filter matches) is name. Other sleep processes on the machine,
+// such as other benchmarks' stand-ins, then cannot match.
+func distinctSleep(tb testing.TB) string {
+	tb.Helper()
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dir := tb.TempDir()
+	name := "wsbench" + strconv.Itoa(os.Getpid()) // ≤ 15 bytes: a whole comm
+	if err := os.Symlink(sleep, filepath.Join(dir, name)); err != nil {
+		tb.Fatal(err)
+	}
+	script := fmt.Sprintf("#!/bin/sh\nexec %s \"$@\"\n", filepath.Join(dir, name))
+	if err := os.WriteFile(filepath.Join(dir, "sleep"), []byte(script), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	return name
+}
+
+// waitRenamed waits until every worker's process runs as name (the script
+// of distinctSleep has exec'd) and returns their pids.
+func waitRenamed(ws []workers.WorkerSnapshot, name string, timeout time.Duration) (map[int64]bool, error) {
+	deadline := time.Now().Add(timeout)
+	pids := make(map[int64]bool, len(ws))
+	for _, w := range ws {
+		for {
+			comm, err := os.ReadFile("/proc/" + strconv.Itoa(w.PID) + "/comm")
+			if err != nil {
+				return nil, fmt.Errorf("worker %s: %w", w.ID, err)
+			}
+			if strings.TrimSpace(string(comm)) == name {
+				break
+			}
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("worker %s (pid %d) runs as %q, not %q", w.ID, w.PID, strings.TrimSpace(string(comm)), name)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		pids[int64(w.PID)] = true
+	}
+	return pids, nil
+}
