@@ -54,10 +54,9 @@ func benchPool(b *testing.B, n int, cfg config) {
 	}
 	sink := startOTLPSink(b)
 
-	var hm, ws1, pass, ratio []float64
-	round := 0
+	var hm, ws1, pass, ratio, passRatio []float64
+	procs := 0
 	for b.Loop() {
-		round++
 		// Each phase starts on a collected heap, so that one side's
 		// garbage is not collected on the other's time.
 		runtime.GC()
@@ -77,16 +76,18 @@ func benchPool(b *testing.B, n int, cfg config) {
 		}
 		perProc := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 / float64(n) }
 		hm, ws1, pass = append(hm, perProc(h)), append(ws1, perProc(w)), append(pass, perProc(p))
-		ratio = append(ratio, float64(h)/float64(w))
-		b.Logf("round %d (%d processes on the machine): hostmetrics %.1f µs/process/scrape, workerscope %.1f µs/worker/cycle (%.1f×), sampler pass %.1f µs/worker",
-			round, countProcesses(), hm[len(hm)-1], ws1[len(ws1)-1], ratio[len(ratio)-1], pass[len(pass)-1])
+		ratio, passRatio = append(ratio, float64(h)/float64(w)), append(passRatio, float64(h)/float64(p))
+		procs = max(procs, countProcesses())
 	}
-	b.Logf("N=%d over %d rounds of %d scrapes/cycles: hostmetrics %s µs/process/scrape, workerscope %s µs/worker/cycle, sampler pass %s µs/worker, ratio %s×",
-		n, round, cfg.cycles, spread(hm), spread(ws1), spread(pass), spread(ratio))
+	// Two lines: go test keeps only the first ten of a benchmark's log.
+	b.Logf("N=%d, %d rounds × %d scrapes/cycles, ≤ %d processes on the machine: hostmetrics %s µs/process/scrape, workerscope %s µs/worker/cycle, sampler pass %s µs/worker",
+		n, len(hm), cfg.cycles, procs, spread(hm), spread(ws1), spread(pass))
+	b.Logf("hostmetrics ÷ workerscope cycle %s× (rounds: %s), ÷ sampler pass %s×", spread(ratio), list(ratio), spread(passRatio))
 	b.ReportMetric(median(hm), "hostmetrics-cpu-us/process/scrape")
 	b.ReportMetric(median(ws1), "workerscope-cpu-us/worker/cycle")
 	b.ReportMetric(median(pass), "sampler-cpu-us/worker/pass")
 	b.ReportMetric(median(ratio), "hostmetrics/workerscope")
+	b.ReportMetric(median(passRatio), "hostmetrics/sampler-pass")
 	if r := sink.requests.Load(); r > 0 {
 		b.ReportMetric(float64(sink.bytes.Load())/float64(r)/float64(n), "otlp-proto-bytes/worker")
 	}
@@ -209,6 +210,15 @@ func median(xs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// list is the values, one decimal each.
+func list(xs []float64) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = strconv.FormatFloat(x, 'f', 1, 64)
+	}
+	return strings.Join(s, " ")
 }
 
 // spread is "median (min–max)".

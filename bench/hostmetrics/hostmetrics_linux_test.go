@@ -37,6 +37,7 @@ import (
 //	    process:
 //	      include: {names: [<name>], match_type: strict}
 //	      mute_process_exe_error: true
+//	      mute_process_name_error: true
 //
 // with the metrics the scraper enables by default (process.cpu.time,
 // process.memory.usage, process.memory.virtual, process.disk.io) and its
@@ -51,11 +52,14 @@ func hostmetricsPhase(ctx context.Context, tb testing.TB, name string, pids map[
 		"initial_delay":       "0s",
 		"scrapers": map[string]any{"process": map[string]any{
 			"include": map[string]any{"names": []any{name}, "match_type": "strict"},
-			// The only error class seen here: the executable of every kernel
-			// thread (and of pid 1 in a container) cannot be read, before the
-			// name filter; unmuted, every scrape is a partial failure logged
-			// with one message per such process.
-			"mute_process_exe_error": true,
+			// The errors seen here, both before the name filter, so about
+			// every process of the machine: the executable of every kernel
+			// thread (and of pid 1 in a container) cannot be read, and a
+			// process that exits between the listing and the read of its
+			// name fails it (most scrapes on a busy machine). Unmuted, each
+			// makes the scrape a partial failure, logged.
+			"mute_process_exe_error":  true,
+			"mute_process_name_error": true,
 		}},
 	}).Unmarshal(rcfg)
 	if err != nil {
