@@ -36,12 +36,7 @@ func BenchmarkHostmetricsVsWorkerscope(b *testing.B) {
 
 func benchPool(b *testing.B, n int, cfg config) {
 	ctx := context.Background()
-	name := distinctSleep(b)
-	ws := workerstest.IdleSleepers(b, n)
-	pids, err := waitRenamed(ws, name, 10*time.Second)
-	if err != nil {
-		b.Fatal(err)
-	}
+	ws, name, pids := standIns(b, n)
 	src := &workerstest.StaticSource{WS: ws}
 	// A fresh pass for every cycle (the binary shares passes closer than 1 s
 	// between the exporter, the API and the page).

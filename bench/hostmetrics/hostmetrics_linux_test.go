@@ -6,11 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,8 +18,6 @@ import (
 	"go.opentelemetry.io/collector/receiver/receivertest"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
-
-	"github.com/workerscope/workerscope/workers"
 )
 
 // hostmetricsPhase runs the collector's hostmetrics receiver with only its
@@ -126,54 +119,4 @@ func checkScrape(md pmetric.Metrics, pids map[int64]bool) error {
 		}
 	}
 	return nil
-}
-
-// distinctSleep makes the idle workers that workerstest.IdleSleepers starts
-// (`sleep 3600`, found on PATH) run under a name of their own: it puts first
-// on PATH a directory whose sleep is a script that execs the system's sleep
-// through a symlink called name, so the process keeps its pid, its start
-// time and its marker, and its /proc/PID/comm (the executable name the
-// scraper's filter matches) is name. Other sleep processes on the machine,
-// such as other benchmarks' stand-ins, then cannot match.
-func distinctSleep(tb testing.TB) string {
-	tb.Helper()
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	dir := tb.TempDir()
-	name := "wsbench" + strconv.Itoa(os.Getpid()) // ≤ 15 bytes: a whole comm
-	if err := os.Symlink(sleep, filepath.Join(dir, name)); err != nil {
-		tb.Fatal(err)
-	}
-	script := fmt.Sprintf("#!/bin/sh\nexec %s \"$@\"\n", filepath.Join(dir, name))
-	if err := os.WriteFile(filepath.Join(dir, "sleep"), []byte(script), 0o755); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
-	return name
-}
-
-// waitRenamed waits until every worker's process runs as name (the script
-// of distinctSleep has exec'd) and returns their pids.
-func waitRenamed(ws []workers.WorkerSnapshot, name string, timeout time.Duration) (map[int64]bool, error) {
-	deadline := time.Now().Add(timeout)
-	pids := make(map[int64]bool, len(ws))
-	for _, w := range ws {
-		for {
-			comm, err := os.ReadFile("/proc/" + strconv.Itoa(w.PID) + "/comm")
-			if err != nil {
-				return nil, fmt.Errorf("worker %s: %w", w.ID, err)
-			}
-			if strings.TrimSpace(string(comm)) == name {
-				break
-			}
-			if time.Now().After(deadline) {
-				return nil, fmt.Errorf("worker %s (pid %d) runs as %q, not %q", w.ID, w.PID, strings.TrimSpace(string(comm)), name)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		pids[int64(w.PID)] = true
-	}
-	return pids, nil
 }
