@@ -49,8 +49,7 @@ func benchPool(b *testing.B, n int, cfg config) {
 	}
 	sink := startOTLPSink(b)
 
-	var hm, ws1, pass, ratio, passRatio []float64
-	procs := 0
+	var hm, ws1, pass, ratio, passRatio, procs []float64
 	for b.Loop() {
 		// Each phase starts on a collected heap, so that one side's
 		// garbage is not collected on the other's time.
@@ -72,11 +71,11 @@ func benchPool(b *testing.B, n int, cfg config) {
 		perProc := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 / float64(n) }
 		hm, ws1, pass = append(hm, perProc(h)), append(ws1, perProc(w)), append(pass, perProc(p))
 		ratio, passRatio = append(ratio, float64(h)/float64(w)), append(passRatio, float64(h)/float64(p))
-		procs = max(procs, countProcesses())
+		procs = append(procs, float64(countProcesses()))
 	}
 	// Two lines: go test keeps only the first ten of a benchmark's log.
-	b.Logf("N=%d, %d rounds × %d scrapes/cycles, ≤ %d processes on the machine: hostmetrics %s µs/process/scrape, workerscope %s µs/worker/cycle, sampler pass %s µs/worker",
-		n, len(hm), cfg.cycles, procs, spread(hm), spread(ws1), spread(pass))
+	b.Logf("N=%d, %d rounds × %d scrapes/cycles, %.0f–%.0f processes on the machine: hostmetrics %s µs/process/scrape, workerscope %s µs/worker/cycle, sampler pass %s µs/worker",
+		n, len(hm), cfg.cycles, slices.Min(procs), slices.Max(procs), spread(hm), spread(ws1), spread(pass))
 	b.Logf("hostmetrics ÷ workerscope cycle %s× (rounds: %s), ÷ sampler pass %s×", spread(ratio), list(ratio), spread(passRatio))
 	b.ReportMetric(median(hm), "hostmetrics-cpu-us/process/scrape")
 	b.ReportMetric(median(ws1), "workerscope-cpu-us/worker/cycle")
