@@ -25,8 +25,8 @@ import (
 // -benchtime 5x is five rounds) so that the machine's noise hits every side.
 // It reports each side's process CPU (getrusage RUSAGE_SELF: every thread,
 // the scraper's and the exporter's timers and gRPC included) per process and
-// per scrape or cycle, and their ratio, as medians over the rounds; each
-// round's figures are logged.
+// per scrape or cycle, and their ratio, as medians over the rounds; every
+// round's ratio is logged.
 func BenchmarkHostmetricsVsWorkerscope(b *testing.B) {
 	cfg := benchConfig(b)
 	for _, n := range cfg.sizes {
@@ -34,6 +34,8 @@ func BenchmarkHostmetricsVsWorkerscope(b *testing.B) {
 	}
 }
 
+// benchPool is one pool size: n stand-ins, then rounds of the three phases
+// until b.Loop is done.
 func benchPool(b *testing.B, n int, cfg config) {
 	ctx := context.Background()
 	ws, name, pids := standIns(b, n)
@@ -94,6 +96,7 @@ type config struct {
 	interval time.Duration
 }
 
+// benchConfig reads the WORKERSCOPE_HOSTBENCH_* variables (doc.go).
 func benchConfig(tb testing.TB) config {
 	c := config{sizes: []int{100, 300, 1000}, cycles: 5, interval: 100 * time.Millisecond}
 	if v := os.Getenv("WORKERSCOPE_HOSTBENCH_N"); v != "" {

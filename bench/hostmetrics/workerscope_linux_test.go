@@ -59,7 +59,9 @@ func workerscopePhase(ctx context.Context, s *sampler.Sampler, src *workerstest.
 		Sampler: s, Stats: src, MaxWorkerSeries: series, ExportErrors: p.ExportErrors, Logger: log,
 	})
 	var d time.Duration
-	if err == nil {
+	if err != nil {
+		err = fmt.Errorf("instruments: %w", err)
+	} else {
 		d, err = window(arrivals, cfg.cycles, phaseTimeout(cfg, n))
 	}
 	if e := p.ExportErrors(); e > 0 {
