@@ -46,6 +46,11 @@ func benchPool(b *testing.B, n int, cfg config) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { // the stat files it keeps open, before the workers go
+		if err := s.Close(); err != nil {
+			b.Error(err)
+		}
+	})
 	if err := checkReport(s.Report(ctx), n); err != nil {
 		b.Fatal(err)
 	}
