@@ -117,6 +117,43 @@ func (p *platform) start(cmd *exec.Cmd, cg *workerCgroup) error {
 	return <-req.err
 }
 
+// awaitExit returns once the child pid, not yet waited for, has exited:
+// parked in Go's poller on a pidfd, not blocked in a wait system call. A
+// goroutine blocked in waitid holds an OS thread, and each thread costs
+// the supervisor about 45 KiB (its signal stack, its system stack, the
+// runtime's M): most of what an idle worker held (issue 22). The caller
+// then waits for the process, which no longer blocks. Where pidfds are
+// missing (Linux before 5.3) or cannot be polled, it returns at once and
+// the caller's wait blocks as before.
+func (p *platform) awaitExit(pid int) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		_ = unix.Close(fd)
+		return
+	}
+	f := os.NewFile(uintptr(fd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	// A pidfd polls readable once its process has exited. An error (the
+	// file cannot be polled) ends the wait here too.
+	_ = rc.Read(func(fd uintptr) bool {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			n, err := unix.Poll(pfd, 0)
+			if err == unix.EINTR {
+				continue
+			}
+			return err != nil || n > 0
+		}
+	})
+}
+
 func (p *platform) forget(pid int) {
 	p.mu.Lock()
 	delete(p.pids, pid)

@@ -33,6 +33,7 @@ func (p *platform) start(cmd *exec.Cmd, _ *workerCgroup) error {
 	return cmd.Start()
 }
 
+func (p *platform) awaitExit(int)         {} // the caller's wait blocks
 func (p *platform) forget(int)            {}
 func (p *platform) startTicks(int) uint64 { return 0 }
 func (p *platform) reapOrphans()          {}

@@ -430,6 +430,7 @@ func (w *worker) readStderr() {
 // manager, then makes sure nothing of the worker's tree is left.
 func (w *worker) wait() {
 	defer w.m.wait.workers.Done()
+	w.m.plat.awaitExit(w.pid) // without holding a thread while the worker lives
 	waitErr := w.cmd.Wait()
 	w.m.plat.forget(w.pid)
 	// Decide at once whether this was asked for: a stop, eviction or reap
