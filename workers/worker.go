@@ -309,7 +309,9 @@ func (w *worker) readStdout() {
 	defer close(w.readDone)
 	// CPU profiles show the routing of worker output as operation=events.
 	proflabel.SetGoroutine(proflabel.Events)
-	lr := wire.NewLineReader(w.stdout, w.m.cfg.MaxLineBytes)
+	// The read buffer comes from the Manager's pool while output flows:
+	// an idle worker's reader holds none.
+	lr := wire.NewLineReader(w.stdout, w.m.cfg.MaxLineBytes, &w.m.readBufs)
 	for {
 		line, oversize, err := lr.Next()
 		if oversize {
@@ -406,15 +408,16 @@ func (w *worker) readStderr() {
 	if w.m.cfg.OnStderr != nil {
 		lines = newStderrLines(w)
 	}
-	buf := make([]byte, 4096)
+	// As stdout: a read buffer from the pool only while stderr flows.
+	cr := wire.NewChunkReader(w.stderrR, &w.m.readBufs)
 	for {
-		n, err := w.stderrR.Read(buf)
-		if n > 0 {
+		b, err := cr.Next()
+		if len(b) > 0 {
 			w.mu.Lock()
-			w.stderr.Write(buf[:n])
+			w.stderr.Write(b)
 			w.mu.Unlock()
 			if lines != nil {
-				lines.write(buf[:n])
+				lines.write(b)
 			}
 		}
 		if err != nil {
