@@ -46,6 +46,8 @@ type platform struct {
 
 	lim limitsPlatform
 
+	exits *exitWatcher // nil: each worker's wait blocks in waitid (exits_linux.go)
+
 	trees sync.Pool // *treeReader for readTree (command cost)
 }
 
@@ -72,6 +74,7 @@ func newPlatform(log *slog.Logger, orphansReaped *atomic.Uint64, subreaper bool)
 			p.subreaper = true
 		}
 	}
+	p.exits = newExitWatcher(log)
 	go p.spawner()
 	return p, nil
 }
@@ -115,43 +118,6 @@ func (p *platform) start(cmd *exec.Cmd, cg *workerCgroup) error {
 	req := spawnRequest{cmd: cmd, err: make(chan error, 1)}
 	p.spawnReq <- req
 	return <-req.err
-}
-
-// awaitExit returns once the child pid, not yet waited for, has exited:
-// parked in Go's poller on a pidfd, not blocked in a wait system call. A
-// goroutine blocked in waitid holds an OS thread, and each thread costs
-// the supervisor about 45 KiB (its signal stack, its system stack, the
-// runtime's M): most of what an idle worker held (issue 22). The caller
-// then waits for the process, which no longer blocks. Where pidfds are
-// missing (Linux before 5.3) or cannot be polled, it returns at once and
-// the caller's wait blocks as before.
-func (p *platform) awaitExit(pid int) {
-	fd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		_ = unix.Close(fd)
-		return
-	}
-	f := os.NewFile(uintptr(fd), "pidfd")
-	defer f.Close()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return
-	}
-	// A pidfd polls readable once its process has exited. An error (the
-	// file cannot be polled) ends the wait here too.
-	_ = rc.Read(func(fd uintptr) bool {
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		for {
-			n, err := unix.Poll(pfd, 0)
-			if err == unix.EINTR {
-				continue
-			}
-			return err != nil || n > 0
-		}
-	})
 }
 
 func (p *platform) forget(pid int) {
@@ -260,7 +226,15 @@ func (p *platform) reapOrphans() {
 func (p *platform) close() {
 	close(p.spawnReq)
 	<-p.spawnDone
+	p.exits.close()
 	p.reapOrphans()
+}
+
+// watchExit runs onExit once the child pid, not yet waited for, has
+// exited, and reports whether it will: false when exits cannot be watched
+// (then the caller waits, blocked).
+func (p *platform) watchExit(pid int, onExit func()) bool {
+	return p.exits.watch(pid, onExit)
 }
 
 // setCredential makes cmd run as uid, with gid = uid and no supplementary

@@ -33,11 +33,13 @@ func (p *platform) start(cmd *exec.Cmd, _ *workerCgroup) error {
 	return cmd.Start()
 }
 
-func (p *platform) awaitExit(int)         {} // the caller's wait blocks
 func (p *platform) forget(int)            {}
 func (p *platform) startTicks(int) uint64 { return 0 }
 func (p *platform) reapOrphans()          {}
 func (p *platform) close()                {}
+
+// watchExit: no exit watcher here; the caller's wait blocks.
+func (p *platform) watchExit(int, func()) bool { return false }
 
 func (p *platform) signalTree(w *worker, sig syscall.Signal) int {
 	if signalGroup(w.pid, sig) == nil {

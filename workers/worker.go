@@ -295,13 +295,18 @@ type lineHeader struct {
 	Success *bool           `json:"success"`
 }
 
-// start runs the worker's I/O and wait goroutines; call it once the worker
-// is registered with the manager.
+// start runs the worker's I/O goroutines and its wait; call it once the
+// worker is registered with the manager. The wait goroutine starts when
+// the process has exited, where the platform watches exits for every
+// worker at once (Linux: pidfds); else at once, blocked in waitid, which
+// holds an OS thread for the worker's life (about 45 KiB; issue 22).
 func (w *worker) start() {
 	w.m.wait.workers.Add(1)
 	go w.readStdout()
 	go w.readStderr()
-	go w.wait()
+	if !w.m.plat.watchExit(w.pid, func() { go w.wait() }) {
+		go w.wait()
+	}
 }
 
 // readStdout routes responses to pending calls and fans out everything else.
@@ -433,7 +438,6 @@ func (w *worker) readStderr() {
 // manager, then makes sure nothing of the worker's tree is left.
 func (w *worker) wait() {
 	defer w.m.wait.workers.Done()
-	w.m.plat.awaitExit(w.pid) // without holding a thread while the worker lives
 	waitErr := w.cmd.Wait()
 	w.m.plat.forget(w.pid)
 	// Decide at once whether this was asked for: a stop, eviction or reap
