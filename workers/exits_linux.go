@@ -90,6 +90,11 @@ func (x *exitWatcher) loop() {
 	events := make([]unix.EpollEvent, 64)
 	var ready []int32
 	var waitErr error
+	// collect takes one batch of exits. The set is level-triggered: the
+	// pidfds of a batch stay ready until fire closes them, so collect must
+	// not ask again before they are fired (it would get them again), and
+	// whatever did not fit in the batch comes with the next call, which
+	// rc.Read makes at once, before waiting.
 	collect := func(fd uintptr) bool {
 		for {
 			n, err := unix.EpollWait(int(fd), events, 0)
@@ -103,9 +108,7 @@ func (x *exitWatcher) loop() {
 			for _, ev := range events[:n] {
 				ready = append(ready, ev.Fd)
 			}
-			if n < len(events) {
-				return len(ready) > 0
-			}
+			return n > 0
 		}
 	}
 	for {

@@ -78,3 +78,56 @@ func TestExitWatcher(t *testing.T) {
 		t.Error("a closed watcher accepted a child")
 	}
 }
+
+// TestExitWatcherManyAtOnce: exits that arrive together, more than one
+// batch of the epoll set, are each reported once (a Manager's Close stops
+// every worker at once).
+func TestExitWatcherManyAtOnce(t *testing.T) {
+	t.Parallel()
+	x := newExitWatcher(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if x == nil {
+		t.Skip("no exit watcher here (no epoll set the runtime can poll)")
+	}
+	defer x.close()
+	const n = 200 // over three batches
+	var cmds []*exec.Cmd
+	t.Cleanup(func() {
+		for _, c := range cmds {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
+	})
+	fired := make(chan int, 2*n)
+	for i := range n {
+		c := exec.Command("sleep", "3600")
+		c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, c)
+		if !x.watch(c.Process.Pid, func() { fired <- i }) {
+			t.Skip("no pidfds here (Linux before 5.3)")
+		}
+	}
+	for _, c := range cmds {
+		_ = c.Process.Kill()
+	}
+	seen := make(map[int]bool)
+	timeout := time.After(30 * time.Second)
+	for len(seen) < n {
+		select {
+		case i := <-fired:
+			if seen[i] {
+				t.Fatalf("child %d reported twice", i)
+			}
+			seen[i] = true
+		case <-timeout:
+			t.Fatalf("%d of %d exits reported", len(seen), n)
+		}
+	}
+	select {
+	case i := <-fired:
+		t.Fatalf("child %d reported again", i)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
