@@ -209,10 +209,14 @@ func TestIdleWorkersRSS(t *testing.T) {
 				t.Logf("%s", top)
 			}
 
+			fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+			if err != nil {
+				t.Fatal(err)
+			}
 			perWorker := (maxRSS - before["VmRSS"]) << 10 / int64(n)
-			line := fmt.Sprintf("%s, %d idle workers: supervisor RSS %.1f MiB (max over %s; %.1f MiB with none), RssAnon %.1f MiB; %.1f KiB per worker; %d goroutines (%.2f per worker), %d threads",
+			line := fmt.Sprintf("%s, %d idle workers: supervisor RSS %.1f MiB (max over %s; %.1f MiB with none), RssAnon %.1f MiB; %.1f KiB per worker; %d goroutines (%.2f per worker), %d threads, %d open files",
 				tt.name, n, float64(maxRSS)/1024, window, float64(before["VmRSS"])/1024, float64(maxAnon)/1024,
-				float64(perWorker)/1024, goroutines, float64(goroutines)/float64(n), last["Threads"])
+				float64(perWorker)/1024, goroutines, float64(goroutines)/float64(n), last["Threads"], len(fds))
 			t.Log(line)
 			report = append(report, line)
 
