@@ -27,7 +27,7 @@ JAEGER      = $(abspath $(JAEGER_BIN))/jaeger
 GOFILES   = $(shell find . -name '*.go' -not -path './deploy/otelcol/*' -not -path './.git/*')
 
 .PHONY: lint-deploy lint-dashboard lint-k8s lint-systemd vulncheck kube-score dashboard-linter govulncheck vulndb
-.PHONY: help build run test check fmt-check vet cross race fuzz churn soak bench bench-hostmetrics capacity collector prometheus rules-test demo dashboards k8s-configmaps k8s-router clean jaeger test-jaeger
+.PHONY: help build run test check fmt-check vet cross race fuzz churn soak bench bench-hostmetrics capacity idlemem collector prometheus rules-test demo dashboards k8s-configmaps k8s-router clean jaeger test-jaeger
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
@@ -95,6 +95,11 @@ capacity: collector ## ramp live demo workers (100…2000) and measure what limi
 	WORKERSCOPE_CAPACITY=1 WORKERSCOPE_OTELCOL=$(CURDIR)/$(BIN)/otelcol \
 		$(GO) test -count=1 -timeout 30m -run '^TestCapacityRamp$$' -v ./e2e
 	$(GO) test -run '^$$' -bench '^BenchmarkExportCycleRamp$$' -benchtime 5x ./telemetry/otelmetrics
+
+idlemem: collector ## supervisor RSS per idle worker: the real binary with 1,000 idle demo workers, with and without telemetry (minutes; not in make test; docs/scaling.md)
+	WORKERSCOPE_IDLEMEM=1 WORKERSCOPE_OTELCOL=$(CURDIR)/$(BIN)/otelcol \
+		$(GO) test -count=1 -timeout 30m -run '^TestIdleWorkersRSS$$' -v ./e2e
+	$(GO) test -run '^$$' -bench '^BenchmarkIdleWorkerMemory$$' -benchtime 1x ./workers
 
 collector: $(BIN)/otelcol ## build the OpenTelemetry Collector from deploy/otelcol
 

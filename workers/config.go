@@ -52,7 +52,8 @@ type Config struct {
 	// MaxLineBytes bounds one line of worker output. Longer lines are
 	// skipped and counted; a worker's reader keeps a line only until it
 	// passes the limit, so it holds at most MaxLineBytes (plus a 64 KiB
-	// read buffer) at a time. Default 16 MiB.
+	// read buffer, pooled: held only while the worker's output flows) at
+	// a time. Default 16 MiB.
 	MaxLineBytes int
 	// MaxCommandBytes bounds one command sent to a worker. Default 16 MiB.
 	MaxCommandBytes int

@@ -48,11 +48,19 @@ package workers
 //     limits_*.go (cgroups, tier selection), enforce.go (the watchdog);
 //   - isolation: isolation.go (uids, directories, sandbox);
 //   - leftovers of dead instances: recovery.go, flock_*.go;
-//   - the platform: proc_*.go (spawner, tree signalling, orphan reaping).
+//   - the platform: proc_*.go (spawner, tree signalling, orphan reaping),
+//     exits_linux.go (one epoll set of pidfds tells every worker's exit:
+//     no goroutine or thread per idle worker waits for it).
+//
+// What an idle worker holds: two goroutines (its stdout and stderr
+// readers, parked in the poller without a read buffer: the buffers come
+// from the Manager's wire.BufferPool while output flows) and its
+// bookkeeping; no OS thread (BenchmarkIdleWorkerMemory, e2e's
+// TestIdleWorkersRSS).
 //
 // Lock order.
 //
 // Manager.mu (the pool) → worker.mu → cmdState.mu → worker.agentMu, and
 // Manager.mu → a session's fanout.Topic → the fanout.Hub → a fanout.Sub.
-// A session's agentev.Account, worker.agentMu and the platform's lock are
-// leaves. No lock is held across I/O to a worker.
+// A session's agentev.Account, worker.agentMu, the platform's lock and
+// the exit watcher's are leaves. No lock is held across I/O to a worker.

@@ -42,6 +42,9 @@ type Manager struct {
 		runs    sync.WaitGroup // runs followed after their command's response, aborts
 	}
 	counts counters
+	// readBufs are the workers' stdout and stderr read buffers, held by a
+	// worker only while its output flows (internal/wire).
+	readBufs wire.BufferPool
 }
 
 // pool is the sessions and their live workers, guarded by Manager.mu

@@ -46,6 +46,8 @@ type platform struct {
 
 	lim limitsPlatform
 
+	exits *exitWatcher // nil: each worker's wait blocks in waitid (exits_linux.go)
+
 	trees sync.Pool // *treeReader for readTree (command cost)
 }
 
@@ -72,6 +74,7 @@ func newPlatform(log *slog.Logger, orphansReaped *atomic.Uint64, subreaper bool)
 			p.subreaper = true
 		}
 	}
+	p.exits = newExitWatcher(log)
 	go p.spawner()
 	return p, nil
 }
@@ -223,7 +226,15 @@ func (p *platform) reapOrphans() {
 func (p *platform) close() {
 	close(p.spawnReq)
 	<-p.spawnDone
+	p.exits.close()
 	p.reapOrphans()
+}
+
+// watchExit runs onExit once the child pid, not yet waited for, has
+// exited, and reports whether it will: false when exits cannot be watched
+// (then the caller waits, blocked).
+func (p *platform) watchExit(pid int, onExit func()) bool {
+	return p.exits.watch(pid, onExit)
 }
 
 // setCredential makes cmd run as uid, with gid = uid and no supplementary

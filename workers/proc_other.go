@@ -38,6 +38,9 @@ func (p *platform) startTicks(int) uint64 { return 0 }
 func (p *platform) reapOrphans()          {}
 func (p *platform) close()                {}
 
+// watchExit: no exit watcher here; the caller's wait blocks.
+func (p *platform) watchExit(int, func()) bool { return false }
+
 func (p *platform) signalTree(w *worker, sig syscall.Signal) int {
 	if signalGroup(w.pid, sig) == nil {
 		select {

@@ -65,6 +65,9 @@ func (m *Manager) spawn(s *session) (*worker, error) {
 	_ = inR.Close()
 	_ = outW.Close()
 	_ = errW.Close()
+	// The child has its environment: the Manager need not keep a copy for
+	// the worker's life (about 1 KiB per worker, more under a large one).
+	cmd.Env = nil
 
 	m.mu.Lock()
 	restarts := s.restarts

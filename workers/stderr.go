@@ -19,14 +19,15 @@ type StderrLine struct {
 
 // stderrLines splits a worker's stderr into bounded lines and passes them
 // through a per-worker token bucket to Config.OnStderr. It is used by the
-// worker's stderr reader goroutine only.
+// worker's stderr reader goroutine only. A line within one read is passed
+// from the read buffer; buf holds only a line that spans reads, and is
+// dropped once it is passed, so a quiet worker holds none.
 type stderrLines struct {
-	w       *worker
-	buf     []byte
-	skip    bool // dropping the rest of an over-long line
-	tokens  float64
-	last    time.Time
-	scratch []byte
+	w      *worker
+	buf    []byte
+	skip   bool // dropping the rest of an over-long line
+	tokens float64
+	last   time.Time
 }
 
 func newStderrLines(w *worker) *stderrLines {
@@ -42,37 +43,45 @@ func (l *stderrLines) write(b []byte) {
 		if i >= 0 {
 			chunk = b[:i]
 		}
-		if !l.skip {
-			room := max - len(l.buf)
-			if len(chunk) > room {
-				l.buf = append(l.buf, chunk[:room]...)
-				l.emit(true)
-				l.skip = true
-			} else {
-				l.buf = append(l.buf, chunk...)
-			}
+		switch room := max - len(l.buf); {
+		case l.skip:
+		case len(chunk) > room:
+			l.emit(l.join(chunk[:room]), true)
+			l.skip = true
+		case i < 0:
+			l.buf = append(l.buf, chunk...) // the line goes on in the next read
+		default:
+			l.emit(l.join(chunk), false)
 		}
 		if i < 0 {
 			return
-		}
-		if !l.skip {
-			l.emit(false)
 		}
 		l.skip = false
 		b = b[i+1:]
 	}
 }
 
+// join is the line so far followed by chunk: chunk itself when the line
+// began in this read.
+func (l *stderrLines) join(chunk []byte) []byte {
+	if len(l.buf) == 0 {
+		return chunk
+	}
+	line := append(l.buf, chunk...)
+	l.buf = nil
+	return line
+}
+
 // flush emits a last line that had no newline (at EOF).
 func (l *stderrLines) flush() {
 	if len(l.buf) > 0 && !l.skip {
-		l.emit(false)
+		l.emit(l.join(nil), false)
 	}
 }
 
-func (l *stderrLines) emit(truncated bool) {
-	line := bytes.TrimSuffix(l.buf, []byte{'\r'})
-	l.buf = l.buf[:0]
+// emit passes one line (lent: OnStderr gets a copy) to OnStderr.
+func (l *stderrLines) emit(line []byte, truncated bool) {
+	line = bytes.TrimSuffix(line, []byte{'\r'})
 	if len(bytes.TrimSpace(line)) == 0 {
 		return
 	}

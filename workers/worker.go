@@ -295,13 +295,18 @@ type lineHeader struct {
 	Success *bool           `json:"success"`
 }
 
-// start runs the worker's I/O and wait goroutines; call it once the worker
-// is registered with the manager.
+// start runs the worker's I/O goroutines and its wait; call it once the
+// worker is registered with the manager. The wait goroutine starts when
+// the process has exited, where the platform watches exits for every
+// worker at once (Linux: pidfds); else at once, blocked in waitid, which
+// holds an OS thread for the worker's life (about 45 KiB; issue 22).
 func (w *worker) start() {
 	w.m.wait.workers.Add(1)
 	go w.readStdout()
 	go w.readStderr()
-	go w.wait()
+	if !w.m.plat.watchExit(w.pid, func() { go w.wait() }) {
+		go w.wait()
+	}
 }
 
 // readStdout routes responses to pending calls and fans out everything else.
@@ -309,7 +314,9 @@ func (w *worker) readStdout() {
 	defer close(w.readDone)
 	// CPU profiles show the routing of worker output as operation=events.
 	proflabel.SetGoroutine(proflabel.Events)
-	lr := wire.NewLineReader(w.stdout, w.m.cfg.MaxLineBytes)
+	// The read buffer comes from the Manager's pool while output flows:
+	// an idle worker's reader holds none.
+	lr := wire.NewLineReader(w.stdout, w.m.cfg.MaxLineBytes, &w.m.readBufs)
 	for {
 		line, oversize, err := lr.Next()
 		if oversize {
@@ -406,15 +413,16 @@ func (w *worker) readStderr() {
 	if w.m.cfg.OnStderr != nil {
 		lines = newStderrLines(w)
 	}
-	buf := make([]byte, 4096)
+	// As stdout: a read buffer from the pool only while stderr flows.
+	cr := wire.NewChunkReader(w.stderrR, &w.m.readBufs)
 	for {
-		n, err := w.stderrR.Read(buf)
-		if n > 0 {
+		b, err := cr.Next()
+		if len(b) > 0 {
 			w.mu.Lock()
-			w.stderr.Write(buf[:n])
+			w.stderr.Write(b)
 			w.mu.Unlock()
 			if lines != nil {
-				lines.write(buf[:n])
+				lines.write(b)
 			}
 		}
 		if err != nil {

@@ -236,8 +236,8 @@ func abortStart(tel *telemetryStack, mgr *workers.Manager) {
 }
 
 // fdsPerWorker is a generous count of the descriptors one worker costs the
-// supervisor (its three pipes, pidfd, cgroup and /proc files while
-// measuring or stopping it).
+// supervisor (its three pipes, two pidfds: os/exec's and the exit
+// watcher's, cgroup and /proc files while measuring or stopping it).
 const fdsPerWorker = 8
 
 // maxConns is the connection cap: --max-conns, else derived from the

@@ -40,7 +40,7 @@ func readAllocs(t *testing.T, r io.Reader, max int) ([]string, uint64) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	lr := NewLineReader(r, max)
+	lr := NewLineReader(r, max, nil)
 	var got []string
 	for {
 		line, over, err := lr.Next()
@@ -105,7 +105,7 @@ func TestLineReaderMemoryBoundedByLimit(t *testing.T) {
 // TestLineReaderLongLineOwned: a line assembled across reads is handed to
 // the caller to keep; one lent from the read buffer is not.
 func TestLineReaderLongLineOwned(t *testing.T) {
-	lr := NewLineReader(strings.NewReader("short\n"+strings.Repeat("z", 3*ReadBuffer)+"\n"), 1<<20)
+	lr := NewLineReader(strings.NewReader("short\n"+strings.Repeat("z", 3*ReadBuffer)+"\n"), 1<<20, nil)
 	if line, _, _ := lr.Next(); string(line) != "short" || lr.Owned() {
 		t.Fatalf("short line %q owned %v", line, lr.Owned())
 	}

@@ -1,0 +1,133 @@
+//go:build linux
+
+package workers
+
+import (
+	"io"
+	"log/slog"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestExitWatcher: the watcher runs a child's onExit once it has exited
+// (whether before or after it was watched), never while it lives; Close
+// hands the children it still watches back at once (they then wait as
+// before). Each onExit runs once.
+func TestExitWatcher(t *testing.T) {
+	t.Parallel()
+	x := newExitWatcher(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if x == nil {
+		t.Skip("no exit watcher here (no epoll set the runtime can poll)")
+	}
+	start := func(t *testing.T, args ...string) *exec.Cmd {
+		t.Helper()
+		c := exec.Command(args[0], args[1:]...)
+		c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+		return c
+	}
+	watch := func(t *testing.T, c *exec.Cmd) <-chan struct{} {
+		t.Helper()
+		fired := make(chan struct{})
+		if !x.watch(c.Process.Pid, func() { close(fired) }) { // a second call would panic
+			t.Skip("no pidfds here (Linux before 5.3)")
+		}
+		return fired
+	}
+	fired := func(ch <-chan struct{}, within time.Duration) bool {
+		select {
+		case <-ch:
+			return true
+		case <-time.After(within):
+			return false
+		}
+	}
+
+	live := start(t, "sleep", "3600")
+	liveFired := watch(t, live)
+	early := start(t, "true")
+	time.Sleep(200 * time.Millisecond) // exited before it is watched
+	earlyFired := watch(t, early)
+	killed := start(t, "sleep", "3600")
+	killedFired := watch(t, killed)
+
+	if !fired(earlyFired, 10*time.Second) {
+		t.Error("a child that had already exited was not reported")
+	}
+	if fired(killedFired, 200*time.Millisecond) || fired(liveFired, 0) {
+		t.Fatal("a live child was reported as exited")
+	}
+	_ = killed.Process.Kill()
+	if !fired(killedFired, 10*time.Second) {
+		t.Error("a killed child was not reported")
+	}
+	if err := killed.Wait(); err == nil {
+		t.Error("the killed child's wait reports success")
+	}
+
+	x.close()
+	if !fired(liveFired, 10*time.Second) {
+		t.Error("close did not hand back the child it still watched")
+	}
+	if x.watch(live.Process.Pid, func() {}) {
+		t.Error("a closed watcher accepted a child")
+	}
+}
+
+// TestExitWatcherManyAtOnce: exits that arrive together, more than one
+// batch of the epoll set, are each reported once (a Manager's Close stops
+// every worker at once).
+func TestExitWatcherManyAtOnce(t *testing.T) {
+	t.Parallel()
+	x := newExitWatcher(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if x == nil {
+		t.Skip("no exit watcher here (no epoll set the runtime can poll)")
+	}
+	defer x.close()
+	const n = 200 // over three batches
+	var cmds []*exec.Cmd
+	t.Cleanup(func() {
+		for _, c := range cmds {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
+	})
+	fired := make(chan int, 2*n)
+	for i := range n {
+		c := exec.Command("sleep", "3600")
+		c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, c)
+		if !x.watch(c.Process.Pid, func() { fired <- i }) {
+			t.Skip("no pidfds here (Linux before 5.3)")
+		}
+	}
+	for _, c := range cmds {
+		_ = c.Process.Kill()
+	}
+	seen := make(map[int]bool)
+	timeout := time.After(30 * time.Second)
+	for len(seen) < n {
+		select {
+		case i := <-fired:
+			if seen[i] {
+				t.Fatalf("child %d reported twice", i)
+			}
+			seen[i] = true
+		case <-timeout:
+			t.Fatalf("%d of %d exits reported", len(seen), n)
+		}
+	}
+	select {
+	case i := <-fired:
+		t.Fatalf("child %d reported again", i)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
