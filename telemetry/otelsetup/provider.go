@@ -278,6 +278,20 @@ func (p *Provider) ExportErrors() uint64 {
 	return p.exporter.fails.Failures()
 }
 
+// ForceFlush collects and exports now what every periodic reader (OTLP,
+// console) would at its next interval, waiting no longer than ctx allows;
+// pull readers (Prometheus) are not collected. It does nothing when the
+// SDK is disabled.
+func (p *Provider) ForceFlush(ctx context.Context) error {
+	if p.mp == nil {
+		return nil
+	}
+	if err := p.mp.ForceFlush(ctx); err != nil {
+		return fmt.Errorf("otelsetup: flush: %w", err)
+	}
+	return nil
+}
+
 // Shutdown flushes the last export and stops the provider, waiting no
 // longer than ctx allows.
 func (p *Provider) Shutdown(ctx context.Context) error {
