@@ -195,6 +195,7 @@ func NewProvider(ctx context.Context, opts ProviderOptions) (*Provider, error) {
 	mpOpts := []sdkmetric.Option{
 		sdkmetric.WithResource(res),
 		sdkmetric.WithCardinalityLimit(opts.CardinalityLimit),
+		sdkmetric.WithView(compactExemplarViews()...),
 	}
 	for _, r := range opts.Readers {
 		mpOpts = append(mpOpts, sdkmetric.WithReader(r))
