@@ -312,7 +312,7 @@ func newOTLPExporter(ctx context.Context, s exportSettings) (sdkmetric.Exporter,
 			if gzip {
 				opts = append(opts, otlpmetricgrpc.WithCompressor("gzip"))
 			}
-			return otlpmetricgrpc.New(ctx, opts...)
+			return newEncodingExporter(ctx, opts...)
 		})
 }
 
