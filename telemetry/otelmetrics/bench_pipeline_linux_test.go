@@ -1,94 +1,38 @@
 //go:build linux
 
-package otelmetrics
+package otelmetrics_test
 
 import (
-	"bufio"
 	"context"
-	"fmt"
-	"io"
 	"log/slog"
-	"os"
-	"os/exec"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/workerscope/workerscope/internal/testutil"
+	"github.com/workerscope/workerscope/telemetry/otelmetrics"
+	"github.com/workerscope/workerscope/telemetry/otelmetrics/workerseries"
 	"github.com/workerscope/workerscope/telemetry/otelsetup"
 	"github.com/workerscope/workerscope/telemetry/sampler"
 	"github.com/workerscope/workerscope/workers/workerstest"
 
+	"go.opentelemetry.io/otel/sdk/instrumentation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 )
-
-// sinkProc is an OTLP receiver in a child process (runSink).
-type sinkProc struct {
-	addr string
-	cmd  *exec.Cmd
-	in   io.Writer
-	out  *bufio.Scanner
-}
-
-// sinkStats is what the receiver counted: requests, their bytes after gzip,
-// the bytes on the wire, and its CPU time so far.
-type sinkStats struct {
-	requests, bytes, wire int64
-	cpu                   time.Duration
-}
-
-func startSink(tb testing.TB) *sinkProc {
-	tb.Helper()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), sinkEnv+"=1")
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = in.Close(); _ = cmd.Wait() })
-	s := &sinkProc{cmd: cmd, in: in, out: bufio.NewScanner(out)}
-	if !s.out.Scan() {
-		tb.Fatalf("OTLP receiver did not start: %v", s.out.Err())
-	}
-	s.addr = s.out.Text()
-	return s
-}
-
-func (s *sinkProc) stats(tb testing.TB) sinkStats {
-	tb.Helper()
-	var st sinkStats
-	var cpu int64
-	if _, err := fmt.Fprintln(s.in); err != nil {
-		tb.Fatal(err)
-	}
-	if !s.out.Scan() {
-		tb.Fatalf("OTLP receiver: %v", s.out.Err())
-	}
-	if _, err := fmt.Sscan(s.out.Text(), &st.requests, &st.bytes, &st.wire, &cpu); err != nil {
-		tb.Fatal(err)
-	}
-	st.cpu = time.Duration(cpu)
-	return st
-}
 
 // pipeline is the supervisor's metrics path as the binary builds it
 // (cmd/workerscope's startTelemetry and observe).
 type pipeline struct {
 	provider *otelsetup.Provider
 	sampler  *sampler.Sampler
-	sink     *sinkProc
+	sink     *otelmetrics.SinkProc
+	clock    atomic.Int64 // the sampler's clock runs ahead of time.Now by this
 }
 
 // flush runs one whole export cycle (a fresh sampling pass included).
 func (p *pipeline) flush(tb testing.TB) {
+	p.clock.Add(int64(time.Second)) // the sampler's default MinInterval
 	if err := p.provider.ForceFlush(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
@@ -114,8 +58,9 @@ func exportPipeline(tb testing.TB, n int, env ...string) *pipeline {
 	tb.Helper()
 	ws := workerstest.IdleSleepers(tb, n)
 	src := &workerstest.StaticSource{WS: ws}
-	sink := startSink(tb)
-	promReader, _, err := otelsetup.NewPrometheus()
+	sink := otelmetrics.StartSink(tb)
+	series := workerseries.New(instrumentation.Scope{Name: otelsetup.MeterName, Version: "bench"})
+	promReader, _, err := otelsetup.NewPrometheus(series.Producer)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -125,12 +70,13 @@ func exportPipeline(tb testing.TB, n int, env ...string) *pipeline {
 	p, err := otelsetup.NewProvider(context.Background(), otelsetup.ProviderOptions{
 		Version: "bench",
 		Getenv: testutil.Env(append([]string{
-			"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://" + sink.addr,
+			"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://" + sink.Addr,
 			"OTEL_METRIC_EXPORT_INTERVAL", "3600000",
 			"OTEL_TRACES_EXPORTER", "none", // no span is made here; nothing to connect to
 			"OTEL_LOGS_EXPORTER", "none",
 		}, env...)...),
 		Readers:          []sdkmetric.Reader{promReader},
+		Producers:        []otelsetup.ReaderProducer{series.Producer},
 		CardinalityLimit: 2*workerSeries + 96,
 		RuntimeMetrics:   true,
 		Logger:           slog.New(slog.DiscardHandler),
@@ -139,19 +85,24 @@ func exportPipeline(tb testing.TB, n int, env ...string) *pipeline {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = p.Shutdown(context.Background()) })
-	rec, err := NewRecorder(p.Meter)
+	rec, err := otelmetrics.NewRecorder(p.Meter)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s, err := sampler.New(src, sampler.Options{MinInterval: time.Nanosecond, OnPass: rec.RecordSamplerPass})
+	// The sampler as the binary's (its default MinInterval: the instruments
+	// of one collection share a pass), on a clock that flush moves on by
+	// MinInterval, so that each export cycle makes a fresh pass.
+	pl := &pipeline{provider: p, sink: sink}
+	pl.sampler, err = sampler.New(src, sampler.Options{OnPass: rec.RecordSamplerPass,
+		Now: func() time.Time { return time.Now().Add(time.Duration(pl.clock.Load())) }})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := NewMetrics(p.Meter, MetricsOptions{Sampler: s, Stats: src, MaxWorkerSeries: workerSeries,
-		ExportErrors: p.ExportErrors}); err != nil {
+	if _, err := otelmetrics.NewMetrics(p.Meter, otelmetrics.MetricsOptions{Sampler: pl.sampler, Stats: src, MaxWorkerSeries: workerSeries,
+		ExportErrors: p.ExportErrors, WorkerSeries: series}); err != nil {
 		tb.Fatal(err)
 	}
-	return &pipeline{provider: p, sampler: s, sink: sink}
+	return pl
 }
 
 // BenchmarkExportCycle measures one whole export cycle — sample, observe,
@@ -165,26 +116,26 @@ func BenchmarkExportCycle(b *testing.B) {
 		b.Run("N="+strconv.Itoa(n), func(b *testing.B) {
 			p := exportPipeline(b, n)
 			p.flush(b) // warm up
-			s0 := p.sink.stats(b)
-			cpu0 := processCPU()
+			s0 := p.sink.Stats(b)
+			cpu0 := otelmetrics.ProcessCPU()
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
 				p.flush(b)
 			}
-			cpu := processCPU() - cpu0
+			cpu := otelmetrics.ProcessCPU() - cpu0
 			b.StopTimer()
 			p.check(b)
-			s1 := p.sink.stats(b)
-			reqs := float64(s1.requests - s0.requests)
+			s1 := p.sink.Stats(b)
+			reqs := float64(s1.Requests - s0.Requests)
 			if int(reqs) != b.N {
 				b.Fatalf("%v requests received for %d exports", reqs, b.N)
 			}
 			per := float64(b.N * n)
 			b.ReportMetric(float64(cpu.Nanoseconds())/per, "cpu-ns/worker")
-			b.ReportMetric(float64((s1.cpu-s0.cpu).Nanoseconds())/per, "receiver-cpu-ns/worker")
-			b.ReportMetric(float64(s1.bytes-s0.bytes)/per, "otlp-bytes/worker")
-			b.ReportMetric(float64(s1.wire-s0.wire)/per, "wire-bytes/worker")
+			b.ReportMetric(float64((s1.CPU-s0.CPU).Nanoseconds())/per, "receiver-cpu-ns/worker")
+			b.ReportMetric(float64(s1.Bytes-s0.Bytes)/per, "otlp-bytes/worker")
+			b.ReportMetric(float64(s1.Wire-s0.Wire)/per, "wire-bytes/worker")
 		})
 	}
 }
@@ -204,10 +155,10 @@ func BenchmarkExportCycleRamp(b *testing.B) {
 			var pass, cycle, cpu time.Duration
 			for b.Loop() {
 				pass += p.sampler.Report(ctx).Duration
-				c0, t0 := processCPU(), time.Now()
+				c0, t0 := otelmetrics.ProcessCPU(), time.Now()
 				p.flush(b)
 				cycle += time.Since(t0)
-				cpu += processCPU() - c0
+				cpu += otelmetrics.ProcessCPU() - c0
 			}
 			p.check(b)
 			per := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(b.N) }

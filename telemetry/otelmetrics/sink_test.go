@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"os/exec"
 	"sync/atomic"
 	"syscall"
+	"testing"
 	"time"
 
 	collectormetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
@@ -86,15 +89,78 @@ func runSink() int {
 	fmt.Println(lis.Addr().String())
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
-		fmt.Println(sink.requests.Load(), sink.bytes.Load(), sink.wire.Load(), processCPU().Nanoseconds())
+		fmt.Println(sink.requests.Load(), sink.bytes.Load(), sink.wire.Load(), ProcessCPU().Nanoseconds())
 	}
 	srv.Stop()
 	return 0
 }
 
-// processCPU is this process's user+system CPU time (all threads).
-func processCPU() time.Duration {
+// ProcessCPU is this process's user+system CPU time (all threads). For
+// the benchmarks (package otelmetrics_test).
+func ProcessCPU() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// SinkProc is an OTLP receiver in a child process (runSink), for the
+// export benchmarks (package otelmetrics_test, so that they can build the
+// pipeline with package workerseries, which imports this one).
+type SinkProc struct {
+	// Addr is the receiver's host:port.
+	Addr string
+	cmd  *exec.Cmd
+	in   io.Writer
+	out  *bufio.Scanner
+}
+
+// SinkStats is what the receiver counted: requests, their bytes after
+// gzip, the bytes on the wire, and its CPU time so far.
+type SinkStats struct {
+	Requests, Bytes, Wire int64
+	CPU                   time.Duration
+}
+
+// StartSink starts the receiver; it stops with tb.
+func StartSink(tb testing.TB) *SinkProc {
+	tb.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), sinkEnv+"=1")
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = in.Close(); _ = cmd.Wait() })
+	s := &SinkProc{cmd: cmd, in: in, out: bufio.NewScanner(out)}
+	if !s.out.Scan() {
+		tb.Fatalf("OTLP receiver did not start: %v", s.out.Err())
+	}
+	s.Addr = s.out.Text()
+	return s
+}
+
+// Stats asks the receiver what it counted so far.
+func (s *SinkProc) Stats(tb testing.TB) SinkStats {
+	tb.Helper()
+	var st SinkStats
+	var cpu int64
+	if _, err := fmt.Fprintln(s.in); err != nil {
+		tb.Fatal(err)
+	}
+	if !s.out.Scan() {
+		tb.Fatalf("OTLP receiver: %v", s.out.Err())
+	}
+	if _, err := fmt.Sscan(s.out.Text(), &st.Requests, &st.Bytes, &st.Wire, &cpu); err != nil {
+		tb.Fatal(err)
+	}
+	st.CPU = time.Duration(cpu)
+	return st
 }
