@@ -83,8 +83,7 @@ func sendEncoded(ctx context.Context, method string, req, reply any, cc *grpc.Cl
 }
 
 // encodedCodec marshals an encodedRequest as the bytes it is, anything
-// else (the response) as gRPC's protobuf codec does. Its name is the
-// protobuf codec's, so the request's content type is protobuf's.
+// else (the response) as gRPC's protobuf codec does.
 type encodedCodec struct{}
 
 func (encodedCodec) Marshal(v any) (mem.BufferSlice, error) {
@@ -98,7 +97,10 @@ func (encodedCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	return protoCodec().Unmarshal(data, v)
 }
 
-func (encodedCodec) Name() string { return grpcproto.Name }
+// Name is empty: a forced codec's name becomes the request's content
+// subtype, and with none the request goes as application/grpc, exactly as
+// the exporter's own (the receiver decodes it with its default, protobuf).
+func (encodedCodec) Name() string { return "" }
 
 func protoCodec() encoding.CodecV2 { return encoding.GetCodecV2(grpcproto.Name) }
 

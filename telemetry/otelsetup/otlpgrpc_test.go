@@ -54,6 +54,9 @@ func TestEncodingExporterSendsWhatTheExporterWould(t *testing.T) {
 	if v := gotMD.Get("authorization"); len(v) != 1 || v[0] != "Bearer x" {
 		t.Errorf("authorization header %q", v)
 	}
+	if v := gotMD.Get("content-type"); len(v) != 1 || v[0] != "application/grpc" {
+		t.Errorf("content-type %q, want the exporter's application/grpc", v)
+	}
 	if size := proto.Size(want); wire.Load() > int64(3*size/2) {
 		t.Errorf("%d bytes on the wire for three requests of %d bytes: not compressed", wire.Load(), size)
 	}
