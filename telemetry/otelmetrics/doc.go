@@ -21,8 +21,9 @@
 //     per data point).
 //
 // A metric's code is found from its name in one hop: the Metric* constant,
-// its MetricDef, and the line of observe, observeWorkers or a Record*
-// method that uses it.
+// its MetricDef, and the line of observe or a Record* method that uses it;
+// a per-worker metric's through its WorkerMetric (wm*) constant, in
+// observeWorkersLocked or observeSession.
 //
 // It reads workers (snapshots, stats) and telemetry/sampler (Reports) and
 // writes to an OpenTelemetry metric.Meter. It must not import net/http, the

@@ -83,9 +83,10 @@ type Metrics struct {
 
 	// attribute sets per worker, built once per worker lifetime: building
 	// and sorting the sets per worker per collection was a fifth of the
-	// export cycle's cost. The callback (or the Series' producers) keeps
-	// this cache (and nothing else) between collections; attrMu serializes
-	// readers that collect concurrently (OTLP and Prometheus).
+	// export cycle's cost. The callback (or MeasureWorkers, for a
+	// WorkerSeriesProducer) keeps this cache (and nothing else) between
+	// collections; attrMu serializes readers that collect concurrently
+	// (OTLP and Prometheus).
 	attrMu     sync.Mutex
 	attrs      map[string]*workerAttrs
 	attrGen    uint64
@@ -108,8 +109,8 @@ type observables struct {
 	agentSkipped, budgetsExceeded metric.Int64Observable
 
 	// The per-worker instruments, by WorkerMetric (each is float64 or
-	// int64; the other is nil); not registered when a WorkerSeries
-	// produces them.
+	// int64; the other is nil); not registered when a
+	// WorkerSeriesProducer produces them.
 	workerF [workerMetrics]metric.Float64Observable
 	workerI [workerMetrics]metric.Int64Observable
 }
