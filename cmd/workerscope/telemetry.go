@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"go.opentelemetry.io/otel/sdk/instrumentation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	otelpyroscope "github.com/grafana/otel-profiling-go"
@@ -16,6 +17,7 @@ import (
 	"github.com/workerscope/workerscope/httpapi"
 	"github.com/workerscope/workerscope/telemetry/otellogs"
 	"github.com/workerscope/workerscope/telemetry/otelmetrics"
+	"github.com/workerscope/workerscope/telemetry/otelmetrics/workerseries"
 	"github.com/workerscope/workerscope/telemetry/otelsetup"
 	"github.com/workerscope/workerscope/telemetry/oteltrace"
 	"github.com/workerscope/workerscope/telemetry/profiling"
@@ -36,8 +38,9 @@ type telemetryStack struct {
 	prom     http.Handler // Prometheus exposition of the same instruments
 	profiler *profiling.Profiler
 	recorder *otelmetrics.Recorder
-	tracer   *oteltrace.Tracer // nil: commands get no span
-	logs     *otellogs.Logger  // nil: worker logs are not exported
+	series   *workerseries.Series // the per-worker series, produced for every reader
+	tracer   *oteltrace.Tracer    // nil: commands get no span
+	logs     *otellogs.Logger     // nil: worker logs are not exported
 	// Set by observe.
 	sampler *sampler.Sampler
 	metrics *otelmetrics.Metrics
@@ -47,8 +50,8 @@ type telemetryStack struct {
 // worker-log emitter. log is the telemetry's logger, sdkLog takes the
 // OTel SDK's own lines (component=otel).
 func startTelemetry(ctx context.Context, cfg *config, version string, log, sdkLog *slog.Logger) (*telemetryStack, error) {
-	t := &telemetryStack{}
-	promReader, promHandler, err := otelsetup.NewPrometheus()
+	t := &telemetryStack{series: workerseries.New(instrumentation.Scope{Name: otelsetup.MeterName, Version: version})}
+	promReader, promHandler, err := otelsetup.NewPrometheus(t.series.Producer)
 	if err != nil {
 		return nil, err
 	}
@@ -57,6 +60,7 @@ func startTelemetry(ctx context.Context, cfg *config, version string, log, sdkLo
 		Version:          version,
 		Getenv:           cfg.Getenv,
 		Readers:          []sdkmetric.Reader{promReader},
+		Producers:        []otelsetup.ReaderProducer{t.series.Producer},
 		CardinalityLimit: 2*workerSeries(cfg) + 96,
 		RuntimeMetrics:   true,
 		Logger:           log,
@@ -160,6 +164,7 @@ func (t *telemetryStack) observe(cfg *config, mgr *workers.Manager, o observed, 
 		Logger:                log,
 		SessionTokenBudget:    cfg.Worker.SessionTokenBudget,
 		SessionSpendBudgetUSD: cfg.Worker.SessionSpendBudgetUSD,
+		WorkerSeries:          t.series,
 	})
 	return err
 }

@@ -28,7 +28,7 @@ var (
 	netHTTP   = []string{"net/http/..."}
 	telemetry = []string{mod + "telemetry/..."}
 	// the telemetry packages but the attribute keys (telemetry/attrkey)
-	otherTelemetry = []string{mod + "telemetry/otelmetrics", mod + "telemetry/otelsetup", mod + "telemetry/oteltrace",
+	otherTelemetry = []string{mod + "telemetry/otelmetrics", mod + "telemetry/otelmetrics/workerseries", mod + "telemetry/otelsetup", mod + "telemetry/oteltrace",
 		mod + "telemetry/otellogs", mod + "telemetry/sampler", mod + "telemetry/report", mod + "telemetry/profiling", mod + "telemetry/webui"}
 	// "any exporter": the OTel exporters, the gRPC that OTLP rides on and
 	// the Prometheus client the Prometheus exporter serves through.
@@ -84,6 +84,10 @@ var rules = []rule{
 	{pkg: "telemetry/sampler", says: "must not import OpenTelemetry or net/http", deny: cat(otel, netHTTP)},
 	{pkg: "telemetry/otelmetrics", says: "It must not import net/http, the OTel SDK set-up (telemetry/otelsetup) or any exporter",
 		deny: cat(netHTTP, []string{mod + "telemetry/otelsetup"}, exporters)},
+	{pkg: "telemetry/otelmetrics/workerseries", says: "It must not import the OTel SDK set-up (telemetry/otelsetup) or any exporter",
+		deny: cat([]string{mod + "telemetry/otelsetup"}, exporters)},
+	{pkg: "telemetry/otelmetrics/workerseries", says: "It reads otelmetrics' measurements (Metrics.MeasureWorkers) and knows nothing else of workers.",
+		noSelector: []string{"workers.Manager"}},
 	{pkg: "telemetry/oteltrace", says: "it must not import the OTel SDK set-up (telemetry/otelsetup), any exporter, httpapi or the other telemetry packages but the attribute keys (telemetry/attrkey)",
 		deny: cat(otherTelemetry, exporters, []string{mod + "httpapi"})},
 	{pkg: "telemetry/otellogs", says: "it must not import the OTel SDK set-up (telemetry/otelsetup), any exporter, httpapi or the other telemetry packages but the attribute keys (telemetry/attrkey)",

@@ -13,11 +13,17 @@
 //     both.
 //   - Metrics (NewMetrics, metrics.go) holds the observable ones and one
 //     callback that observes all of them from one sampler Report and one
-//     workers.Stats, so it comes after the Manager and the sampler.
+//     workers.Stats, so it comes after the Manager and the sampler. The
+//     per-worker metrics (WorkerMetrics) can be produced instead
+//     (MetricsOptions.WorkerSeries, MeasureWorkers): package workerseries
+//     hands them to the SDK's readers as metric data, which the binary
+//     does (the SDK's aggregators cost more than the rest of the export
+//     per data point).
 //
 // A metric's code is found from its name in one hop: the Metric* constant,
-// its MetricDef, and the line of observe, observeWorkers or a Record*
-// method that uses it.
+// its MetricDef, and the line of observe or a Record* method that uses it;
+// a per-worker metric's through its WorkerMetric (wm*) constant, in
+// observeWorkersLocked or observeSession.
 //
 // It reads workers (snapshots, stats) and telemetry/sampler (Reports) and
 // writes to an OpenTelemetry metric.Meter. It must not import net/http, the

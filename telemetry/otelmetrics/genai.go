@@ -158,16 +158,15 @@ func (m *Recorder) RecordToolCall(c workers.ToolCall) {
 	}
 }
 
-// observeSession observes a worker's session totals and budget shares.
-func (m *Metrics) observeSession(o metric.Observer, ag *workers.AgentSnapshot, a *workerAttrs) {
-	in := &m.inst
-	o.ObserveFloat64(in.sessionCost, ag.Usage.CostUSD, a.all)
-	o.ObserveInt64(in.sessionTokens, ag.Usage.Input+ag.Usage.CacheRead+ag.Usage.CacheWrite, a.tokIn)
-	o.ObserveInt64(in.sessionTokens, ag.Usage.Output, a.tokOut)
+// observeSession measures a worker's session totals and budget shares.
+func (m *Metrics) observeSession(sink workerSink, ag *workers.AgentSnapshot, a *workerAttrs) {
+	sink.float(wmSessionCost, a.all, ag.Usage.CostUSD)
+	sink.int(wmSessionTokens, a.tokIn, ag.Usage.Input+ag.Usage.CacheRead+ag.Usage.CacheWrite)
+	sink.int(wmSessionTokens, a.tokOut, ag.Usage.Output)
 	if b := m.opts.SessionTokenBudget; b > 0 {
-		o.ObserveFloat64(in.budgetUtil, float64(ag.Usage.Total)/float64(b), a.budTokens)
+		sink.float(wmBudgetUtil, a.budTokens, float64(ag.Usage.Total)/float64(b))
 	}
 	if b := m.opts.SessionSpendBudgetUSD; b > 0 {
-		o.ObserveFloat64(in.budgetUtil, ag.Usage.CostUSD/b, a.budUSD)
+		sink.float(wmBudgetUtil, a.budUSD, ag.Usage.CostUSD/b)
 	}
 }

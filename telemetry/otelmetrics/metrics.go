@@ -55,6 +55,22 @@ type MetricsOptions struct {
 	// session budgets (0 = none), for workerscope.session.budget.utilization.
 	SessionTokenBudget    int64
 	SessionSpendBudgetUSD float64
+	// WorkerSeries, when set, produces the per-worker series (the
+	// WorkerMetrics) for the readers it was given to, instead of
+	// observable instruments on the meter: the same data, at a fraction of
+	// the SDK's cost per data point. NewMetrics registers no per-worker
+	// instrument then, and binds it. When nil they are observable
+	// instruments.
+	WorkerSeries WorkerSeriesProducer
+}
+
+// WorkerSeriesProducer produces the per-worker series from a Metrics'
+// measurements (MeasureWorkers); package workerseries has one for the
+// OpenTelemetry SDK's readers.
+type WorkerSeriesProducer interface {
+	// Bind hands the producer the Metrics to measure with; NewMetrics
+	// calls it once.
+	Bind(*Metrics) error
 }
 
 // Metrics holds the observable instruments and their one callback: what
@@ -67,9 +83,10 @@ type Metrics struct {
 
 	// attribute sets per worker, built once per worker lifetime: building
 	// and sorting the sets per worker per collection was a fifth of the
-	// export cycle's cost. The callback keeps this cache (and nothing
-	// else) between collections; attrMu serializes readers that collect
-	// concurrently (OTLP and Prometheus).
+	// export cycle's cost. The callback (or MeasureWorkers, for a
+	// WorkerSeriesProducer) keeps this cache (and nothing else) between
+	// collections; attrMu serializes readers that collect concurrently
+	// (OTLP and Prometheus).
 	attrMu     sync.Mutex
 	attrs      map[string]*workerAttrs
 	attrGen    uint64
@@ -79,13 +96,10 @@ type Metrics struct {
 
 // observables are the contract's observable instruments, by role.
 type observables struct {
-	cpuTime, cpuUtil, uptime, idle                                    metric.Float64Observable
-	memUsage, memVirtual, threads, fds, faults, zombie, state         metric.Int64Observable
-	procs, defunct, requests                                          metric.Int64Observable
 	pool, poolLimit, spawns, spawnFailures, exits, crashLooping, sse  metric.Int64Observable
 	samplerErrors, linesSkipped, eventsDropped, orphans, exportErrors metric.Int64Observable
 	profilingErrors, limitHits, memLimit, procLimit                   metric.Int64Observable
-	unobserved, logRecordsDropped                                     metric.Int64Observable
+	logRecordsDropped                                                 metric.Int64Observable
 	cpuLimit                                                          metric.Float64Observable
 	selfCPU, selfUptime                                               metric.Float64Observable
 	selfMem, selfVirtual, selfThreads, selfFDs                        metric.Int64Observable
@@ -93,8 +107,96 @@ type observables struct {
 
 	// GenAI (genai.go)
 	agentSkipped, budgetsExceeded metric.Int64Observable
-	sessionTokens                 metric.Int64Observable
-	sessionCost, budgetUtil       metric.Float64Observable
+
+	// The per-worker instruments, by WorkerMetric (each is float64 or
+	// int64; the other is nil); not registered when a
+	// WorkerSeriesProducer produces them.
+	workerF [workerMetrics]metric.Float64Observable
+	workerI [workerMetrics]metric.Int64Observable
+}
+
+// WorkerMetric is one of the per-worker metrics: every metric with the
+// worker's attributes, and workerscope.worker.unobserved, computed with
+// them. WorkerMetrics defines them.
+type WorkerMetric int
+
+const (
+	wmCPUTime WorkerMetric = iota
+	wmCPUUtil
+	wmMemUsage
+	wmMemVirtual
+	wmThreads
+	wmFDs
+	wmUptime
+	wmFaults
+	wmIdle
+	wmZombie
+	wmState
+	wmProcs
+	wmDefunct
+	wmRequests
+	wmUnobserved
+	wmSessionCost
+	wmSessionTokens
+	wmBudgetUtil
+	workerMetrics // how many
+)
+
+// WorkerMetrics returns the per-worker metrics' definitions from the
+// contract, indexed by WorkerMetric.
+func WorkerMetrics() []MetricDef {
+	defs := make([]MetricDef, workerMetrics)
+	for _, d := range Contract() {
+		for wm := range workerMetrics {
+			if wm.name() == d.Name {
+				defs[wm] = d
+			}
+		}
+	}
+	return defs
+}
+
+// name is the metric's contract name.
+func (w WorkerMetric) name() string {
+	switch w {
+	case wmCPUTime:
+		return MetricWorkerCPUTime
+	case wmCPUUtil:
+		return MetricWorkerCPUUtilization
+	case wmMemUsage:
+		return MetricWorkerMemoryUsage
+	case wmMemVirtual:
+		return MetricWorkerMemoryVirtual
+	case wmThreads:
+		return MetricWorkerThreadCount
+	case wmFDs:
+		return MetricWorkerFDCount
+	case wmUptime:
+		return MetricWorkerUptime
+	case wmFaults:
+		return MetricWorkerPagingFaults
+	case wmIdle:
+		return MetricWorkerIdleTime
+	case wmZombie:
+		return MetricWorkerZombie
+	case wmState:
+		return MetricWorkerState
+	case wmProcs:
+		return MetricWorkerProcesses
+	case wmDefunct:
+		return MetricWorkerDefunct
+	case wmRequests:
+		return MetricWorkerRequests
+	case wmUnobserved:
+		return MetricWorkersUnobserved
+	case wmSessionCost:
+		return MetricSessionCost
+	case wmSessionTokens:
+		return MetricSessionTokens
+	case wmBudgetUtil:
+		return MetricSessionBudgetUsage
+	}
+	return ""
 }
 
 // recorded are the contract's synchronous instruments, by role: what
@@ -113,19 +215,32 @@ const maxCommandTypes = 64
 // otherMethod is semconv's rpc.method value for methods past the cap.
 const otherMethod = "_OTHER"
 
+// seriesAttrs is one attribute set, with its measurement option for the
+// observable instruments.
+type seriesAttrs struct {
+	set attribute.Set
+	opt metric.MeasurementOption
+}
+
+func newSeriesAttrs(kv ...attribute.KeyValue) *seriesAttrs {
+	a := &seriesAttrs{set: attribute.NewSet(kv...)}
+	a.opt = metric.WithAttributeSet(a.set)
+	return a
+}
+
 type workerAttrs struct {
 	pid               int
 	key               string
 	gen               uint64
-	all, user, system metric.MeasurementOption
-	major, minor      metric.MeasurementOption
+	all, user, system *seriesAttrs
+	major, minor      *seriesAttrs
 	set               []attribute.KeyValue // id, pid, key: the base of per-state sets
-	state             map[workers.State]metric.MeasurementOption
-	tokIn, tokOut     metric.MeasurementOption // gen_ai.token.type
-	budTokens, budUSD metric.MeasurementOption // workerscope.budget
+	state             map[workers.State]*seriesAttrs
+	tokIn, tokOut     *seriesAttrs // gen_ai.token.type
+	budTokens, budUSD *seriesAttrs // workerscope.budget
 }
 
-// workerAttrsLocked returns w's cached measurement options.
+// workerAttrsLocked returns w's cached attribute sets.
 func (m *Metrics) workerAttrsLocked(w *sampler.WorkerReport) *workerAttrs {
 	a := m.attrs[w.ID]
 	if a == nil || a.pid != w.PID || a.key != w.Key {
@@ -134,8 +249,8 @@ func (m *Metrics) workerAttrsLocked(w *sampler.WorkerReport) *workerAttrs {
 		if m.opts.DropWorkerKey {
 			key = id // a duplicate key collapses in the set
 		}
-		with := func(kv ...attribute.KeyValue) metric.MeasurementOption {
-			return metric.WithAttributeSet(attribute.NewSet(append([]attribute.KeyValue{id, pid, key}, kv...)...))
+		with := func(kv ...attribute.KeyValue) *seriesAttrs {
+			return newSeriesAttrs(append([]attribute.KeyValue{id, pid, key}, kv...)...)
 		}
 		a = &workerAttrs{
 			pid: w.PID, key: w.Key,
@@ -145,7 +260,7 @@ func (m *Metrics) workerAttrsLocked(w *sampler.WorkerReport) *workerAttrs {
 			major:     with(attribute.String(attrkey.FaultType, "major")),
 			minor:     with(attribute.String(attrkey.FaultType, "minor")),
 			set:       []attribute.KeyValue{id, pid, key},
-			state:     map[workers.State]metric.MeasurementOption{},
+			state:     map[workers.State]*seriesAttrs{},
 			tokIn:     with(attribute.String(attrkey.GenAITokenType, tokenInput)),
 			tokOut:    with(attribute.String(attrkey.GenAITokenType, tokenOutput)),
 			budTokens: with(attribute.String(attrkey.Budget, workers.BudgetTokens)),
@@ -157,13 +272,64 @@ func (m *Metrics) workerAttrsLocked(w *sampler.WorkerReport) *workerAttrs {
 	return a
 }
 
-func (a *workerAttrs) stateOpt(s workers.State) metric.MeasurementOption {
-	opt, ok := a.state[s]
+func (a *workerAttrs) stateAttrs(s workers.State) *seriesAttrs {
+	sa, ok := a.state[s]
 	if !ok {
-		opt = metric.WithAttributeSet(attribute.NewSet(append(append([]attribute.KeyValue(nil), a.set...), attribute.String(attrkey.WorkerState, string(s)))...))
-		a.state[s] = opt
+		sa = newSeriesAttrs(append(append([]attribute.KeyValue(nil), a.set...), attribute.String(attrkey.WorkerState, string(s)))...)
+		a.state[s] = sa
 	}
-	return opt
+	return sa
+}
+
+// workerSink takes the per-worker measurements: the observable
+// instruments (observerSink) or a WorkerSink (setSink).
+type workerSink interface {
+	float(m WorkerMetric, a *seriesAttrs, v float64)
+	int(m WorkerMetric, a *seriesAttrs, v int64)
+}
+
+// WorkerSink takes the per-worker measurements of one collection
+// (MeasureWorkers): each series' attribute set and value. The sets are
+// the same values from one collection to the next while the series
+// lives.
+type WorkerSink interface {
+	Float64(m WorkerMetric, attrs attribute.Set, v float64)
+	Int64(m WorkerMetric, attrs attribute.Set, v int64)
+}
+
+type setSink struct{ s WorkerSink }
+
+func (s setSink) float(m WorkerMetric, a *seriesAttrs, v float64) { s.s.Float64(m, a.set, v) }
+func (s setSink) int(m WorkerMetric, a *seriesAttrs, v int64)     { s.s.Int64(m, a.set, v) }
+
+// MeasureWorkers measures the per-worker metrics from the sampler's
+// current Report (the one the observable instruments read in the same
+// collection) into sink, for at most MaxWorkerSeries workers. It reports
+// false, measuring nothing, when there is no Report (ctx ended before the
+// first pass).
+func (m *Metrics) MeasureWorkers(ctx context.Context, sink WorkerSink) bool {
+	r := m.opts.Sampler.Report(ctx)
+	if r == nil {
+		return false
+	}
+	m.attrMu.Lock()
+	defer m.attrMu.Unlock()
+	m.observeWorkersLocked(setSink{sink}, r)
+	return true
+}
+
+// observerSink observes the measurements on the per-worker instruments.
+type observerSink struct {
+	o  metric.Observer
+	in *observables
+}
+
+func (s observerSink) float(m WorkerMetric, a *seriesAttrs, v float64) {
+	s.o.ObserveFloat64(s.in.workerF[m], v, a.opt)
+}
+
+func (s observerSink) int(m WorkerMetric, a *seriesAttrs, v int64) {
+	s.o.ObserveInt64(s.in.workerI[m], v, a.opt)
 }
 
 // register creates d's instrument on meter, as its Kind and Value say.
@@ -247,27 +413,26 @@ func (r *registry) err() error {
 	return errors.Join(r.errs...)
 }
 
-// registerObservables registers the contract's observable instruments.
-func registerObservables(meter metric.Meter) (observables, error) {
+// registerObservables registers the contract's observable instruments;
+// with produced, the per-worker ones are left to a WorkerSeriesProducer.
+func registerObservables(meter metric.Meter, produced bool) (observables, error) {
 	r := newRegistry(meter, true)
 	var in observables
-	take(r, MetricWorkerCPUTime, &in.cpuTime)
-	take(r, MetricWorkerCPUUtilization, &in.cpuUtil)
-	take(r, MetricWorkerMemoryUsage, &in.memUsage)
-	take(r, MetricWorkerMemoryVirtual, &in.memVirtual)
-	take(r, MetricWorkerThreadCount, &in.threads)
-	take(r, MetricWorkerFDCount, &in.fds)
-	take(r, MetricWorkerUptime, &in.uptime)
-	take(r, MetricWorkerPagingFaults, &in.faults)
-	take(r, MetricWorkerIdleTime, &in.idle)
-	take(r, MetricWorkerZombie, &in.zombie)
-	take(r, MetricWorkerState, &in.state)
-	take(r, MetricWorkerProcesses, &in.procs)
-	take(r, MetricWorkerDefunct, &in.defunct)
-	take(r, MetricWorkerRequests, &in.requests)
+	for wm := range workerMetrics {
+		switch name := wm.name(); {
+		case produced:
+			if _, ok := r.defs[name]; !ok {
+				r.errs = append(r.errs, fmt.Errorf("otelmetrics: %s is not an observable metric of the contract", name))
+			}
+			r.taken[name] = true
+		case r.defs[name].Value == Float64:
+			take(r, name, &in.workerF[wm])
+		default:
+			take(r, name, &in.workerI[wm])
+		}
+	}
 	take(r, MetricWorkers, &in.pool)
 	take(r, MetricWorkersLimit, &in.poolLimit)
-	take(r, MetricWorkersUnobserved, &in.unobserved)
 	take(r, MetricSpawns, &in.spawns)
 	take(r, MetricSpawnFailures, &in.spawnFailures)
 	take(r, MetricExits, &in.exits)
@@ -286,9 +451,6 @@ func registerObservables(meter metric.Meter) (observables, error) {
 	take(r, MetricWorkerCPULimit, &in.cpuLimit)
 	take(r, MetricGenAIEventsSkipped, &in.agentSkipped)
 	take(r, MetricBudgetsExceeded, &in.budgetsExceeded)
-	take(r, MetricSessionCost, &in.sessionCost)
-	take(r, MetricSessionTokens, &in.sessionTokens)
-	take(r, MetricSessionBudgetUsage, &in.budgetUtil)
 	take(r, MetricProcessCPUTime, &in.selfCPU)
 	take(r, MetricProcessMemoryUsage, &in.selfMem)
 	take(r, MetricProcessMemoryVirtual, &in.selfVirtual)
@@ -334,7 +496,7 @@ func NewMetrics(meter metric.Meter, opts MetricsOptions) (*Metrics, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	in, err := registerObservables(meter)
+	in, err := registerObservables(meter, opts.WorkerSeries != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -351,11 +513,18 @@ func NewMetrics(meter metric.Meter, opts MetricsOptions) (*Metrics, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.WorkerSeries != nil {
+		if err := opts.WorkerSeries.Bind(m); err != nil {
+			_ = m.reg.Unregister()
+			return nil, fmt.Errorf("otelmetrics: worker series: %w", err)
+		}
+	}
 	return m, nil
 }
 
 // fixedAttrs are the attribute options that never change, built once.
 type fixedAttrs struct {
+	none                            seriesAttrs // no attributes
 	user, system, invalid, oversize metric.MeasurementOption
 	states                          []metric.MeasurementOption // by workers.States
 	reasons                         []metric.MeasurementOption // by workers.ExitReasons
@@ -365,6 +534,7 @@ type fixedAttrs struct {
 
 func newFixedAttrs() fixedAttrs {
 	f := fixedAttrs{
+		none:     seriesAttrs{set: attribute.NewSet(), opt: metric.WithAttributeSet(attribute.NewSet())},
 		user:     metric.WithAttributes(attribute.String(attrkey.CPUMode, "user")),
 		system:   metric.WithAttributes(attribute.String(attrkey.CPUMode, "system")),
 		invalid:  metric.WithAttributes(attribute.String(attrkey.LineReason, "invalid")),
@@ -390,10 +560,11 @@ func newFixedAttrs() fixedAttrs {
 func (m *Metrics) observe(ctx context.Context, o metric.Observer) {
 	in, f := &m.inst, &m.fixed
 	if r := m.opts.Sampler.Report(ctx); r != nil {
-		m.observeWorkers(o, r)
-		m.attrMu.Lock()
-		o.ObserveInt64(in.unobserved, int64(m.unobserved))
-		m.attrMu.Unlock()
+		if m.opts.WorkerSeries == nil {
+			m.attrMu.Lock()
+			m.observeWorkersLocked(observerSink{o, in}, r)
+			m.attrMu.Unlock()
+		}
 		if self := r.Self; self.Err == nil {
 			o.ObserveFloat64(in.selfCPU, self.CPUUser, f.user)
 			o.ObserveFloat64(in.selfCPU, self.CPUSystem, f.system)
@@ -449,12 +620,10 @@ func (m *Metrics) observe(ctx context.Context, o metric.Observer) {
 	}
 }
 
-// observeWorkers observes the per-worker instruments, at most
-// MaxWorkerSeries workers.
-func (m *Metrics) observeWorkers(o metric.Observer, r *sampler.Report) {
-	in := &m.inst
-	m.attrMu.Lock()
-	defer m.attrMu.Unlock()
+// observeWorkersLocked measures the per-worker metrics into sink, for at
+// most MaxWorkerSeries workers, and workerscope.worker.unobserved. The
+// caller holds attrMu.
+func (m *Metrics) observeWorkersLocked(sink workerSink, r *sampler.Report) {
 	m.attrGen++
 	m.unobserved = max(len(r.Workers)-m.opts.MaxWorkerSeries, 0)
 	if m.unobserved > 0 && !m.warned {
@@ -465,39 +634,40 @@ func (m *Metrics) observeWorkers(o metric.Observer, r *sampler.Report) {
 	for i := range r.Workers[:min(len(r.Workers), m.opts.MaxWorkerSeries)] {
 		w := &r.Workers[i]
 		a := m.workerAttrsLocked(w)
-		o.ObserveFloat64(in.uptime, w.Uptime.Seconds(), a.all)
-		o.ObserveFloat64(in.idle, w.Idle.Seconds(), a.all)
-		o.ObserveInt64(in.zombie, boolInt(w.Zombie), a.all)
+		sink.float(wmUptime, a.all, w.Uptime.Seconds())
+		sink.float(wmIdle, a.all, w.Idle.Seconds())
+		sink.int(wmZombie, a.all, boolInt(w.Zombie))
 		if w.State != workers.StateExited {
-			o.ObserveInt64(in.state, 1, a.stateOpt(w.State))
+			sink.int(wmState, a.stateAttrs(w.State), 1)
 		}
-		o.ObserveInt64(in.requests, int64(w.Requests), a.all)
+		sink.int(wmRequests, a.all, int64(w.Requests))
 		if ag := w.Agent; ag != nil {
-			m.observeSession(o, ag, a)
+			m.observeSession(sink, ag, a)
 		}
 		if w.Err != nil {
 			continue // usage unknown this pass: leave those series out
 		}
-		o.ObserveFloat64(in.cpuTime, w.CPUUser, a.user)
-		o.ObserveFloat64(in.cpuTime, w.CPUSystem, a.system)
+		sink.float(wmCPUTime, a.user, w.CPUUser)
+		sink.float(wmCPUTime, a.system, w.CPUSystem)
 		if w.HasRate {
-			o.ObserveFloat64(in.cpuUtil, w.CPUUtilUser, a.user)
-			o.ObserveFloat64(in.cpuUtil, w.CPUUtilSystem, a.system)
+			sink.float(wmCPUUtil, a.user, w.CPUUtilUser)
+			sink.float(wmCPUUtil, a.system, w.CPUUtilSystem)
 		}
-		o.ObserveInt64(in.memUsage, w.RSSBytes, a.all)
-		o.ObserveInt64(in.memVirtual, w.VMSBytes, a.all)
-		o.ObserveInt64(in.threads, int64(w.Threads), a.all)
-		o.ObserveInt64(in.fds, int64(w.FDs), a.all)
-		o.ObserveInt64(in.faults, int64(w.MajorFaults), a.major)
-		o.ObserveInt64(in.faults, int64(w.MinorFaults), a.minor)
-		o.ObserveInt64(in.procs, int64(w.Processes), a.all)
-		o.ObserveInt64(in.defunct, int64(w.Defunct), a.all)
+		sink.int(wmMemUsage, a.all, w.RSSBytes)
+		sink.int(wmMemVirtual, a.all, w.VMSBytes)
+		sink.int(wmThreads, a.all, int64(w.Threads))
+		sink.int(wmFDs, a.all, int64(w.FDs))
+		sink.int(wmFaults, a.major, int64(w.MajorFaults))
+		sink.int(wmFaults, a.minor, int64(w.MinorFaults))
+		sink.int(wmProcs, a.all, int64(w.Processes))
+		sink.int(wmDefunct, a.all, int64(w.Defunct))
 	}
 	for id, a := range m.attrs {
 		if a.gen != m.attrGen {
 			delete(m.attrs, id)
 		}
 	}
+	sink.int(wmUnobserved, &m.fixed.none, int64(m.unobserved))
 }
 
 func boolInt(b bool) int64 {

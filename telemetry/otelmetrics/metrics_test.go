@@ -94,7 +94,9 @@ func sumKind(monotonic bool) Kind {
 
 // local is one test pipeline: the instruments on a MeterProvider read by
 // hand, a Recorder the Manager reports to, and (after observe) a sampler
-// over the Manager feeding the observable instruments.
+// over the Manager feeding the observable instruments (the per-worker
+// ones included: package workerseries checks that its producer makes the
+// same series).
 type local struct {
 	mp       *sdkmetric.MeterProvider
 	recorder *Recorder

@@ -312,14 +312,24 @@ func newOTLPExporter(ctx context.Context, s exportSettings) (sdkmetric.Exporter,
 			if gzip {
 				opts = append(opts, otlpmetricgrpc.WithCompressor("gzip"))
 			}
-			return otlpmetricgrpc.New(ctx, opts...)
+			return newEncodingExporter(ctx, opts...)
 		})
 }
 
-// readerOptions are the periodic reader's options: interval, timeout and
-// the Go runtime producer (go.schedule.duration).
-func (s exportSettings) readerOptions() []sdkmetric.PeriodicReaderOption {
+// ReaderProducer makes a producer of metric data for one reader, given
+// the reader's temporality: a producer's sums (and their start times)
+// must follow it, as the SDK's instruments do. otelmetrics'
+// WorkerSeries.Producer is one.
+type ReaderProducer func(temporality sdkmetric.TemporalitySelector) sdkmetric.Producer
+
+// readerOptions are the periodic reader's options: interval, timeout, the
+// Go runtime producer (go.schedule.duration) and producers, each made for
+// exp's temporality.
+func (s exportSettings) readerOptions(exp sdkmetric.Exporter, producers []ReaderProducer) []sdkmetric.PeriodicReaderOption {
 	opts := []sdkmetric.PeriodicReaderOption{sdkmetric.WithInterval(s.interval), sdkmetric.WithProducer(newRuntimeProducer())}
+	for _, p := range producers {
+		opts = append(opts, sdkmetric.WithProducer(p(exp.Temporality)))
+	}
 	if s.timeout > 0 {
 		opts = append(opts, sdkmetric.WithTimeout(s.timeout))
 	}
@@ -327,12 +337,12 @@ func (s exportSettings) readerOptions() []sdkmetric.PeriodicReaderOption {
 }
 
 // newConsoleReader prints every collection to stdout as JSON.
-func newConsoleReader(s exportSettings) (sdkmetric.Reader, error) {
+func newConsoleReader(s exportSettings, producers []ReaderProducer) (sdkmetric.Reader, error) {
 	exp, err := stdoutmetric.New(stdoutmetric.WithWriter(os.Stdout))
 	if err != nil {
 		return nil, fmt.Errorf("otelsetup: console exporter: %w", err)
 	}
-	return sdkmetric.NewPeriodicReader(exp, s.readerOptions()...), nil
+	return sdkmetric.NewPeriodicReader(exp, s.readerOptions(exp, producers)...), nil
 }
 
 // promServer is OTEL_METRICS_EXPORTER=prometheus: the spec's pull endpoint
@@ -346,22 +356,27 @@ type promServer struct {
 }
 
 // NewPrometheus returns a metric reader that exposes the provider's
-// instruments (and the Go runtime's) in the Prometheus and OpenMetrics
-// exposition formats, and the HTTP handler that serves them; pass the
-// reader in ProviderOptions.Readers. The binary serves the handler at the
-// token-protected GET /metrics; OTEL_METRICS_EXPORTER=prometheus serves
-// another on its own port.
-func NewPrometheus() (sdkmetric.Reader, http.Handler, error) {
+// instruments (and the Go runtime's, and what producers make) in the
+// Prometheus and OpenMetrics exposition formats, and the HTTP handler that
+// serves them; pass the reader in ProviderOptions.Readers. The binary
+// serves the handler at the token-protected GET /metrics;
+// OTEL_METRICS_EXPORTER=prometheus serves another on its own port.
+func NewPrometheus(producers ...ReaderProducer) (sdkmetric.Reader, http.Handler, error) {
 	reg := prometheus.NewRegistry()
-	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithProducer(newRuntimeProducer()))
+	opts := []otelprom.Option{otelprom.WithRegisterer(reg), otelprom.WithProducer(newRuntimeProducer())}
+	for _, p := range producers {
+		// Prometheus exposes cumulative sums only.
+		opts = append(opts, otelprom.WithProducer(p(sdkmetric.DefaultTemporalitySelector)))
+	}
+	exp, err := otelprom.New(opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("otelsetup: prometheus exporter: %w", err)
 	}
 	return exp, promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}), nil
 }
 
-func newPromServer(addr string, log *slog.Logger) (sdkmetric.Reader, *promServer, error) {
-	exp, handler, err := NewPrometheus()
+func newPromServer(addr string, log *slog.Logger, producers []ReaderProducer) (sdkmetric.Reader, *promServer, error) {
+	exp, handler, err := NewPrometheus(producers...)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -27,6 +27,10 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
+// MeterName is the name of the scope of workerscope's instruments
+// (Provider.Meter); its version is ProviderOptions.Version.
+const MeterName = "github.com/workerscope/workerscope/telemetry"
+
 // ProviderOptions configures the MeterProvider and its OTLP exporter.
 type ProviderOptions struct {
 	// ServiceName is the default service.name (OTEL_SERVICE_NAME and
@@ -42,6 +46,10 @@ type ProviderOptions struct {
 	// Readers are extra readers (e.g. a Prometheus exporter) that stay on
 	// even when OTLP export is switched off.
 	Readers []sdkmetric.Reader
+	// Producers add metric data made outside the SDK's instruments to
+	// every reader the provider builds (OTLP, console, Prometheus); give
+	// the same to the extra Readers.
+	Producers []ReaderProducer
 	// CardinalityLimit caps the attribute sets per instrument. Default
 	// 4096 (2000 workers × 2 CPU modes, plus room).
 	CardinalityLimit int
@@ -195,6 +203,7 @@ func NewProvider(ctx context.Context, opts ProviderOptions) (*Provider, error) {
 	mpOpts := []sdkmetric.Option{
 		sdkmetric.WithResource(res),
 		sdkmetric.WithCardinalityLimit(opts.CardinalityLimit),
+		sdkmetric.WithView(compactExemplarViews()...),
 	}
 	for _, r := range opts.Readers {
 		mpOpts = append(mpOpts, sdkmetric.WithReader(r))
@@ -207,16 +216,16 @@ func NewProvider(ctx context.Context, opts ProviderOptions) (*Provider, error) {
 				return nil, fmt.Errorf("otelsetup: OTLP exporter (OTEL_EXPORTER_OTLP_*): %w", err)
 			}
 			p.exporter = newLoggingExporter(exp, p.log, s.endpoint.String())
-			mpOpts = append(mpOpts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(p.exporter, s.readerOptions()...)))
+			mpOpts = append(mpOpts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(p.exporter, s.readerOptions(p.exporter, opts.Producers)...)))
 			p.Exporting, p.Endpoint, p.Protocol = true, s.endpoint.String(), s.protocol
 		case "console":
-			r, err := newConsoleReader(s)
+			r, err := newConsoleReader(s, opts.Producers)
 			if err != nil {
 				return nil, err
 			}
 			mpOpts = append(mpOpts, sdkmetric.WithReader(r))
 		case "prometheus":
-			r, srv, err := newPromServer(s.promAddr, p.log)
+			r, srv, err := newPromServer(s.promAddr, p.log, opts.Producers)
 			if err != nil {
 				return nil, err
 			}
@@ -233,7 +242,7 @@ func NewProvider(ctx context.Context, opts ProviderOptions) (*Provider, error) {
 		return nil, err
 	}
 	p.mp = sdkmetric.NewMeterProvider(mpOpts...)
-	p.Meter = p.mp.Meter("github.com/workerscope/workerscope/telemetry", metric.WithInstrumentationVersion(opts.Version))
+	p.Meter = p.mp.Meter(MeterName, metric.WithInstrumentationVersion(opts.Version))
 	if opts.RuntimeMetrics {
 		if err := runtime.Start(runtime.WithMeterProvider(p.mp)); err != nil {
 			return nil, fmt.Errorf("otelsetup: runtime metrics: %w", err)
@@ -276,6 +285,20 @@ func (p *Provider) ExportErrors() uint64 {
 		return 0
 	}
 	return p.exporter.fails.Failures()
+}
+
+// ForceFlush collects and exports now what every periodic reader (OTLP,
+// console) would at its next interval, waiting no longer than ctx allows;
+// pull readers (Prometheus) are not collected. It does nothing when the
+// SDK is disabled.
+func (p *Provider) ForceFlush(ctx context.Context) error {
+	if p.mp == nil {
+		return nil
+	}
+	if err := p.mp.ForceFlush(ctx); err != nil {
+		return fmt.Errorf("otelsetup: flush: %w", err)
+	}
+	return nil
 }
 
 // Shutdown flushes the last export and stops the provider, waiting no
