@@ -66,7 +66,7 @@ func benchPool(b *testing.B, n int, cfg config) {
 			b.Fatalf("hostmetrics: %v", err)
 		}
 		runtime.GC()
-		w, err := workerscopePhase(ctx, s, src, sink, n, cfg)
+		w, err := workerscopePhase(ctx, src, sink, n, cfg)
 		if err != nil {
 			b.Fatalf("workerscope: %v", err)
 		}

@@ -14,12 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/sdk/instrumentation"
 	collectormetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/workerscope/workerscope/telemetry/otelmetrics"
+	"github.com/workerscope/workerscope/telemetry/otelmetrics/workerseries"
 	"github.com/workerscope/workerscope/telemetry/otelsetup"
 	"github.com/workerscope/workerscope/telemetry/sampler"
 	"github.com/workerscope/workerscope/workers/workerstest"
@@ -27,13 +29,19 @@ import (
 
 // workerscopePhase runs workerscope's metrics export as the binary builds
 // it: otelsetup.NewProvider from the OTEL_* environment (OTLP gRPC, gzip,
-// the periodic reader every cfg.interval, the Go runtime metrics) with the
-// observable instruments of otelmetrics.NewMetrics reading the sampler s.
-// Every export cycle is a sampling pass, the callback, aggregation, OTLP
-// encoding, gzip and the send to sink, an in-process receiver. It returns
-// the process CPU per steady cycle; the provider is shut down before it
-// returns.
-func workerscopePhase(ctx context.Context, s *sampler.Sampler, src *workerstest.StaticSource, sink *otlpSink, n int, cfg config) (time.Duration, error) {
+// the periodic reader every cfg.interval, the Go runtime metrics, the
+// per-worker series' producer) with otelmetrics.NewMetrics reading a
+// sampler over src whose passes the callback and the producer of one cycle
+// share (as the binary's do). Every export cycle is a sampling pass, the
+// callback, the per-worker series, OTLP encoding, gzip and the send to
+// sink, an in-process receiver. It returns the process CPU per steady
+// cycle; the provider is shut down before it returns.
+func workerscopePhase(ctx context.Context, src *workerstest.StaticSource, sink *otlpSink, n int, cfg config) (time.Duration, error) {
+	s, err := sampler.New(src, sampler.Options{MinInterval: cfg.interval / 2})
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
 	env := map[string]string{
 		"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": sink.addr, // loopback host:port: plaintext
 		"OTEL_METRIC_EXPORT_INTERVAL":         strconv.FormatInt(cfg.interval.Milliseconds(), 10),
@@ -46,8 +54,10 @@ func workerscopePhase(ctx context.Context, s *sampler.Sampler, src *workerstest.
 	series := max(2*n, 2000) // the binary's per-worker series cap at --max-workers n
 	arrivals := sink.arm(cfg.cycles + 2)
 	defer sink.arm(0)
+	ws := workerseries.New(instrumentation.Scope{Name: otelsetup.MeterName})
 	p, err := otelsetup.NewProvider(ctx, otelsetup.ProviderOptions{
 		Getenv:           func(k string) string { return env[k] },
+		Producers:        []otelsetup.ReaderProducer{ws.Producer},
 		CardinalityLimit: 2*series + 96,
 		RuntimeMetrics:   true,
 		Logger:           log,
@@ -56,7 +66,7 @@ func workerscopePhase(ctx context.Context, s *sampler.Sampler, src *workerstest.
 		return 0, fmt.Errorf("provider: %w", err)
 	}
 	_, err = otelmetrics.NewMetrics(p.Meter, otelmetrics.MetricsOptions{
-		Sampler: s, Stats: src, MaxWorkerSeries: series, ExportErrors: p.ExportErrors, Logger: log,
+		Sampler: s, Stats: src, MaxWorkerSeries: series, ExportErrors: p.ExportErrors, Logger: log, WorkerSeries: ws,
 	})
 	var d time.Duration
 	if err != nil {

@@ -98,6 +98,7 @@ func exportPipeline(tb testing.TB, n int, env ...string) *pipeline {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	tb.Cleanup(func() { _ = pl.sampler.Close() }) // the stat files it keeps open
 	if _, err := otelmetrics.NewMetrics(p.Meter, otelmetrics.MetricsOptions{Sampler: pl.sampler, Stats: src, MaxWorkerSeries: workerSeries,
 		ExportErrors: p.ExportErrors, WorkerSeries: series}); err != nil {
 		tb.Fatal(err)
