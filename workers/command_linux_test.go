@@ -4,10 +4,8 @@ package workers_test
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -306,11 +304,7 @@ func TestCommandCostFromCgroup(t *testing.T) {
 		t.Fatalf("worker %s (cgroup %q) has no cgroup CPU figure: %+v", snap.ID, snap.Cgroup, u)
 	}
 	times := filepath.Join(t.TempDir(), "times")
-	// The subshell forks the burner and exits at once, so the burner is
-	// re-parented out of the tree; the outer shell waits for its file.
-	script := `(/bin/sh -c 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; times > "$1.tmp"; mv "$1.tmp" "$1"' sh "$1" &); ` +
-		`while [ ! -s "$1" ]; do sleep 0.05; done`
-	cmd, _ := json.Marshal(map[string]any{"type": "exec", "argv": []string{"/bin/sh", "-c", script, "sh", times}, "ms": 50000})
+	cmd := testutil.EscapedBurner(times)
 	before := testutil.ReadTreeCPU(t, snap.PID)
 	resp, err := m.Send(ctx, "c", cmd)
 	if err != nil {
@@ -324,7 +318,7 @@ func TestCommandCostFromCgroup(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the escaped burner left no times: %v (exec answered %s)", err, resp)
 	}
-	escaped := parseShellTimes(t, string(b))
+	escaped := testutil.ShellTimes(t, string(b))
 	if res.Cost == nil {
 		t.Fatal("no cost")
 	}
@@ -340,22 +334,4 @@ func TestCommandCostFromCgroup(t *testing.T) {
 	if cpu < truth-tol || cpu > truth+tol {
 		t.Errorf("cost.cpu %s, want %s ±%s: the tree's own time and the escaped burner's", cpu, truth, tol)
 	}
-}
-
-// parseShellTimes sums the first line of the shell's `times` (its own
-// user and system time), e.g. "0m0.290000s 0m0.010000s".
-func parseShellTimes(t *testing.T, out string) time.Duration {
-	t.Helper()
-	line, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
-	var total time.Duration
-	for _, f := range strings.Fields(line) {
-		m, s, ok := strings.Cut(strings.TrimSuffix(f, "s"), "m")
-		mins, err1 := strconv.Atoi(m)
-		secs, err2 := strconv.ParseFloat(s, 64)
-		if !ok || err1 != nil || err2 != nil {
-			t.Fatalf("times output %q", out)
-		}
-		total += time.Duration(mins)*time.Minute + time.Duration(secs*float64(time.Second))
-	}
-	return total
 }

@@ -2,9 +2,11 @@ package testutil
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -138,3 +140,34 @@ func statFields(b []byte) ([]int64, error) {
 }
 
 func ticks(n int64) time.Duration { return time.Duration(n) * CPUTick }
+
+// EscapedBurner is a demo worker "exec" command whose shell forks a CPU
+// burner that escapes the worker's tree at once (the subshell that starts
+// it exits, so it is re-parented away and reaped outside the tree), then
+// waits for the burner to write its own times(2) to timesFile (read them
+// with ShellTimes).
+func EscapedBurner(timesFile string) []byte {
+	script := `(/bin/sh -c 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; times > "$1.tmp"; mv "$1.tmp" "$1"' sh "$1" &); ` +
+		`while [ ! -s "$1" ]; do sleep 0.05; done`
+	cmd, _ := json.Marshal(map[string]any{"type": "exec", "argv": []string{"/bin/sh", "-c", script, "sh", timesFile}, "ms": 50000})
+	return cmd
+}
+
+// ShellTimes sums the first line of a shell's `times` (its own user and
+// system time), e.g. "0m0.290000s 0m0.010000s": the kernel's account of
+// that process, independent of anything workerscope reads.
+func ShellTimes(t testing.TB, out string) time.Duration {
+	t.Helper()
+	line, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
+	var total time.Duration
+	for _, f := range strings.Fields(line) {
+		m, s, ok := strings.Cut(strings.TrimSuffix(f, "s"), "m")
+		mins, err1 := strconv.Atoi(m)
+		secs, err2 := strconv.ParseFloat(s, 64)
+		if !ok || err1 != nil || err2 != nil {
+			t.Fatalf("times output %q", out)
+		}
+		total += time.Duration(mins)*time.Minute + time.Duration(secs*float64(time.Second))
+	}
+	return total
+}

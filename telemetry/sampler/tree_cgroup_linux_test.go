@@ -162,9 +162,7 @@ func TestCgroupFiguresAgainstTheWalkAndProc(t *testing.T) {
 	// A descendant that escapes and burns CPU: re-parented away at once,
 	// reaped outside the tree when it exits.
 	times := filepath.Join(t.TempDir(), "times")
-	script := `(/bin/sh -c 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; times > "$1.tmp"; mv "$1.tmp" "$1"' sh "$1" &); ` +
-		`while [ ! -s "$1" ]; do sleep 0.05; done`
-	cmd, _ := json.Marshal(map[string]any{"type": "exec", "argv": []string{"/bin/sh", "-c", script, "sh", times}, "ms": 50000})
+	cmd := testutil.EscapedBurner(times)
 	cg0, walk0, tree0 := one(viaCgroup), one(viaWalk), testutil.ReadTreeCPU(t, pid)
 	workerstest.MustSend(t, m, "k", string(cmd))
 	time.Sleep(100 * time.Millisecond) // the burner's exit is past; it is reaped by the subreaper or init
@@ -173,7 +171,7 @@ func TestCgroupFiguresAgainstTheWalkAndProc(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	escaped := shellTimes(t, string(b))
+	escaped := testutil.ShellTimes(t, string(b))
 	tree := tree1.Sub(tree0)
 	dCg, dWalk := sec(cg1)-sec(cg0), sec(walk1)-sec(walk0)
 	tol = testutil.CPUSlack(tree.Processes+1) + 20*time.Millisecond
@@ -232,24 +230,6 @@ func procThreads(t *testing.T, root int) int {
 		if in(pid) {
 			total += p.threads
 		}
-	}
-	return total
-}
-
-// shellTimes sums the first line of a shell's `times` (its own user and
-// system time), e.g. "0m0.290000s 0m0.010000s".
-func shellTimes(t *testing.T, out string) time.Duration {
-	t.Helper()
-	line, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
-	var total time.Duration
-	for _, f := range strings.Fields(line) {
-		m, s, ok := strings.Cut(strings.TrimSuffix(f, "s"), "m")
-		mins, err1 := strconv.Atoi(m)
-		secs, err2 := strconv.ParseFloat(s, 64)
-		if !ok || err1 != nil || err2 != nil {
-			t.Fatalf("times output %q", out)
-		}
-		total += time.Duration(mins)*time.Minute + time.Duration(secs*float64(time.Second))
 	}
 	return total
 }
