@@ -59,7 +59,7 @@ race:
 		$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 churn: ## 10,000 spawn/exit cycles, then no leaked goroutines, fds, caches, series or processes (without -race: it slows every worker)
-	$(GO) test -count=1 -run '^TestChurnLeavesNothingBehind$$' -v ./telemetry/otelmetrics
+	$(GO) test -count=1 -timeout 20m -run '^TestChurnLeavesNothingBehind$$' -v ./telemetry/otelmetrics
 
 # Not part of `make test`: it runs for minutes. -count=1: never a cached result,
 # the run is what writes docs/reliability.md.
