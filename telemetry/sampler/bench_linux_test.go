@@ -166,15 +166,7 @@ func BenchmarkSamplerCgroup(b *testing.B) {
 			cfg := workers.Config{Command: []string{"/bin/sh", "-c", shellWorker}, MaxWorkers: n,
 				Cgroups: workers.CgroupsRequired, MemoryMax: 1 << 30, PidsMax: 1024, StopGrace: time.Second,
 				Logger: slog.New(slog.DiscardHandler)}
-			m, err := workers.New(cfg)
-			if err != nil {
-				b.Skipf("no per-worker cgroups: %v", err)
-			}
-			b.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-				defer cancel()
-				_ = m.Close(ctx)
-			})
+			m := newCgroupManager(b, cfg)
 			ctx := context.Background()
 			var wg sync.WaitGroup
 			errs := make(chan error, n)

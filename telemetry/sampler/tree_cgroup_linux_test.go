@@ -27,15 +27,7 @@ import (
 // limit of the watchdog tier).
 func TestEscapedDescendant(t *testing.T) {
 	cfg := workerstest.DemoConfig(func(c *workers.Config) { c.Cgroups = workers.CgroupsRequired; c.StopGrace = time.Second })
-	m, err := workers.New(cfg)
-	if err != nil {
-		t.Skipf("no per-worker cgroups on this machine: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_ = m.Close(ctx)
-	})
+	m := newCgroupManager(t, cfg)
 	s, err := New(m, Options{MinInterval: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
@@ -97,15 +89,7 @@ func TestCgroupFiguresAgainstTheWalkAndProc(t *testing.T) {
 	cfg := workerstest.DemoConfig(func(c *workers.Config) {
 		c.Cgroups, c.MemoryMax, c.PidsMax, c.StopGrace = workers.CgroupsRequired, 1<<30, 4096, time.Second
 	})
-	m, err := workers.New(cfg)
-	if err != nil {
-		t.Skipf("no per-worker cgroups on this machine: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_ = m.Close(ctx)
-	})
+	m := newCgroupManager(t, cfg)
 	viaCgroup, err := New(m, Options{MinInterval: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
@@ -232,4 +216,21 @@ func procThreads(t *testing.T, root int) int {
 		}
 	}
 	return total
+}
+
+// newCgroupManager starts a Manager whose workers get their own cgroups
+// (cfg asks for them), skipping the test or benchmark where the machine
+// cannot make them, and closes it at cleanup.
+func newCgroupManager(tb testing.TB, cfg workers.Config) *workers.Manager {
+	tb.Helper()
+	m, err := workers.New(cfg)
+	if err != nil {
+		tb.Skipf("no per-worker cgroups on this machine: %v", err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		_ = m.Close(ctx)
+	})
+	return m
 }
