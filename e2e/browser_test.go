@@ -451,8 +451,11 @@ func TestMetricsPageInBrowser(t *testing.T) {
 	b.do(chromedp.KeyEvent("\x1b"))
 	b.waitJS(5*time.Second, "the detail view to close", `document.getElementById('detail').hidden`)
 
-	// The zombie: flagged by attribute, class and visible text.
-	b.waitJS(30*time.Second, "stuck to be shown as a zombie", `document.querySelector('#worker-rows tr[data-key="stuck"][data-zombie="true"].zombie')`)
+	// The zombie: flagged by attribute, class and visible text. The flag
+	// (idle past the TTL) can show a poll before the reaper's next round
+	// moves the worker to stopping, so wait for both.
+	b.waitJS(30*time.Second, "stuck to be shown as a stopping zombie",
+		`document.querySelector('#worker-rows tr[data-key="stuck"][data-zombie="true"][data-state="stopping"].zombie')`)
 	for _, r := range b.rows() {
 		switch r.Key {
 		case "stuck":
