@@ -5,7 +5,6 @@ package hostmetrics
 import (
 	"bytes"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,18 +18,17 @@ import (
 )
 
 // standIns starts n idle stand-in workers with workerstest.IdleSleepers
-// (`sleep 3600` found on PATH, each with its marker) under a name and worker
-// IDs of this run's own, and returns their snapshots, the name and their
-// pids. Both sides must see exactly these processes, and other benchmarks
-// on the machine start the same stand-ins: their `sleep` would match the
-// scraper's name filter, and their markers (bench-0, bench-1, …) would put
-// them into this run's trees.
+// (`sleep 3600` found on PATH, each with its marker and worker ID of this
+// run's own) under a name of this run's own, and returns their snapshots,
+// the name and their pids. Both sides must see exactly these processes, and
+// other benchmarks on the machine start the same stand-ins: their `sleep`
+// would match the scraper's name filter.
 //
-// PATH first holds a directory whose sleep is a script that sets the
-// marker to this run's ID for the worker (w<8 hex digits>-<n>, the form of
-// the binary's IDs) and execs the system's sleep through a symlink called
-// name: the process keeps its pid and start time, and its /proc/PID/comm,
-// the executable name the scraper's filter matches, is name.
+// PATH first holds a directory whose sleep is a script that execs the
+// system's sleep through a symlink called name: the process keeps its pid,
+// start time and marker, and its /proc/PID/comm, the executable name the
+// scraper's filter matches, is name (a symlink called sleep would leave it
+// "sleep": the kernel takes comm from the path given to execve).
 func standIns(tb testing.TB, n int) ([]workers.WorkerSnapshot, string, map[int64]bool) {
 	tb.Helper()
 	sleep, err := exec.LookPath("sleep")
@@ -39,12 +37,10 @@ func standIns(tb testing.TB, n int) ([]workers.WorkerSnapshot, string, map[int64
 	}
 	dir := tb.TempDir()
 	name := "wsbench" + strconv.Itoa(os.Getpid()) // ≤ 15 bytes: a whole comm
-	prefix := fmt.Sprintf("w%08x-", rand.Uint32())
 	if err := os.Symlink(sleep, filepath.Join(dir, name)); err != nil {
 		tb.Fatal(err)
 	}
-	m := workers.MarkerEnv
-	script := fmt.Sprintf("#!/bin/sh\n%s=%s${%s#bench-}\nexport %s\nexec %s \"$@\"\n", m, prefix, m, m, filepath.Join(dir, name))
+	script := fmt.Sprintf("#!/bin/sh\nexec %s \"$@\"\n", filepath.Join(dir, name))
 	if err := os.WriteFile(filepath.Join(dir, "sleep"), []byte(script), 0o755); err != nil {
 		tb.Fatal(err)
 	}
@@ -54,7 +50,6 @@ func standIns(tb testing.TB, n int) ([]workers.WorkerSnapshot, string, map[int64
 	pids := make(map[int64]bool, n)
 	deadline := time.Now().Add(10 * time.Second)
 	for i := range ws {
-		ws[i].ID = prefix + strings.TrimPrefix(ws[i].ID, "bench-")
 		if err := waitExec(ws[i], name, deadline); err != nil {
 			tb.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package workerstest
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os/exec"
 	"strconv"
 	"syscall"
@@ -15,8 +16,13 @@ import (
 // IdleSleepers starts n idle processes (sleep 3600) that stand in for
 // workers in benchmarks, each carrying its marker, and returns their
 // snapshots. They are killed at cleanup.
+//
+// Each call's IDs are its own (w<8 random hex digits>-<n>, the form of the
+// binary's IDs), so benchmarks running at once on one machine never count
+// each other's sleepers as members of their trees.
 func IdleSleepers(tb testing.TB, n int) []workers.WorkerSnapshot {
 	tb.Helper()
+	prefix := fmt.Sprintf("w%08x-", rand.Uint32())
 	r := procfs.NewReader("")
 	ws := make([]workers.WorkerSnapshot, 0, n)
 	cmds := make([]*exec.Cmd, 0, n)
@@ -27,7 +33,7 @@ func IdleSleepers(tb testing.TB, n int) []workers.WorkerSnapshot {
 		}
 	})
 	for i := 0; i < n; i++ {
-		id := fmt.Sprintf("bench-%d", i)
+		id := prefix + strconv.Itoa(i)
 		c := exec.Command("sleep", "3600")
 		c.Env = []string{workers.MarkerEnv + "=" + id}
 		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
