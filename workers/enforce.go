@@ -96,7 +96,9 @@ type limiter struct {
 
 // startWatchdog starts the limit loop when there is something to watch.
 func (m *Manager) startWatchdog() {
-	if !m.limits.info.Cgroups && !m.watched(LimitMemory) && !m.watched(LimitPids) {
+	// Nothing to watch without a limit, even when workers have cgroups
+	// (controller-less groups, for membership alone, count no events).
+	if !m.cfg.hasLimits() || !m.limits.info.Cgroups && !m.watched(LimitMemory) && !m.watched(LimitPids) {
 		return
 	}
 	m.limits.watchdog.start(m.cfg.WatchdogInterval, func() {

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestExitWatcher: the watcher runs a child's onExit once it has exited
@@ -60,6 +62,15 @@ func TestExitWatcher(t *testing.T) {
 		t.Error("a child that had already exited was not reported")
 	}
 	if fired(killedFired, 200*time.Millisecond) || fired(liveFired, 0) {
+		// Say how it ended: a signal from elsewhere is not the watcher's fault.
+		for _, c := range []*exec.Cmd{killed, live} {
+			var ws unix.WaitStatus
+			if got, err := unix.Wait4(c.Process.Pid, &ws, unix.WNOHANG, nil); got == c.Process.Pid {
+				t.Logf("pid %d: exited %v status %d, signaled %v signal %v", got, ws.Exited(), ws.ExitStatus(), ws.Signaled(), ws.Signal())
+			} else {
+				t.Logf("pid %d: still running (wait4 %d %v)", c.Process.Pid, got, err)
+			}
+		}
 		t.Fatal("a live child was reported as exited")
 	}
 	_ = killed.Process.Kill()

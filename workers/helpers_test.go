@@ -92,6 +92,9 @@ func startManager(t testing.TB, cfg workers.Config, start func(workers.Config) (
 		if err := m.Close(ctx); err != nil {
 			t.Errorf("close: %v", err)
 		}
+		if left := cgroupsLeft(t, m); len(left) > 0 {
+			t.Errorf("cgroups left after Close: %v", left)
+		}
 		if left := leftovers(t, m); len(left) > 0 {
 			t.Errorf("processes left after Close: %v", left)
 			for _, l := range left { // and do not leak them into the next test

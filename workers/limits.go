@@ -26,7 +26,9 @@ type CgroupMode string
 // Cgroup modes.
 const (
 	// CgroupsAuto (the default, also "") uses cgroups when usable and the
-	// supervisor watchdog otherwise.
+	// supervisor watchdog otherwise. With no limit set every worker still
+	// gets a controller-less cgroup when one can be made (exact
+	// membership, whole-tree CPU, kill-all), and none otherwise.
 	CgroupsAuto CgroupMode = "auto"
 	// CgroupsOff never uses cgroups: limits are enforced by the watchdog.
 	CgroupsOff CgroupMode = "off"
@@ -41,10 +43,10 @@ type Tier string
 
 // Enforcement tiers, best first.
 const (
-	TierCgroup2  Tier = "cgroup2"  // cgroup v2 controllers: kernel-enforced
-	TierCgroup1  Tier = "cgroup1"  // cgroup v1 controllers (hybrid): kernel-enforced
+	TierCgroup2  Tier = "cgroup2"  // cgroup v2 groups: kernel-enforced limits (or, with none set, membership alone)
+	TierCgroup1  Tier = "cgroup1"  // cgroup v1 controllers (hybrid), v2 membership: kernel-enforced (or membership alone)
 	TierWatchdog Tier = "watchdog" // supervisor measures trees and stops offenders
-	TierOff      Tier = "off"      // no limits set (or nothing can enforce them)
+	TierOff      Tier = "off"      // no limits set and no cgroups (or nothing can enforce the limits)
 )
 
 // LimitsInfo describes the limits a Manager applies and how.

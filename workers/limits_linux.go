@@ -31,6 +31,9 @@ type limitsPlatform struct {
 	layout cgroup.Layout
 	plan   *cgroup.Plan  // nil: workers get no cgroups
 	limits cgroup.Limits // each worker cgroup's
+	// optional: the groups are for membership alone (auto, no limit set),
+	// so a worker whose group cannot be made runs without one.
+	optional bool
 	// watch is the watchdog's scanner, used by the limit loop only.
 	watch *procfs.Scanner
 	roots []procfs.Root
@@ -50,6 +53,7 @@ func (p *platform) setupLimits(cfg *Config) (LimitsInfo, error) {
 		return li, err
 	}
 	p.lim.plan = plan
+	p.lim.optional = cfg.Cgroups == CgroupsAuto && !cfg.hasLimits()
 	p.lim.limits = cgroup.Limits{MemoryBytes: cfg.MemoryMax, Pids: cfg.PidsMax, CPUCores: cfg.CPUMax}
 	if li.Enforcement[LimitMemory] == string(TierWatchdog) || li.Enforcement[LimitPids] == string(TierWatchdog) {
 		p.lim.watch = procfs.NewScanner("", MarkerEnv)
@@ -80,6 +84,9 @@ func selectTier(cfg *Config, l cgroup.Layout, sh string) (LimitsInfo, *cgroup.Pl
 	fallback := func(why string) (LimitsInfo, *cgroup.Plan, error) {
 		if len(need) == 0 {
 			li.Tier, li.Reason = TierOff, "no limits set"
+			if why != "" {
+				li.Reason += "; no cgroups for exact membership and kill-all: " + why
+			}
 			return li, nil, nil
 		}
 		li.Tier, li.Reason = TierWatchdog, why
@@ -91,18 +98,23 @@ func selectTier(cfg *Config, l cgroup.Layout, sh string) (LimitsInfo, *cgroup.Pl
 		}
 		return li, nil, nil
 	}
-	switch {
-	case cfg.Cgroups == CgroupsOff:
+	if cfg.Cgroups == CgroupsOff {
 		return fallback("cgroups off by configuration")
-	case len(need) == 0 && cfg.Cgroups != CgroupsRequired:
-		return fallback("")
 	}
+	// With no limit set, auto still gives every worker a controller-less
+	// v2 group where one can be made: exact membership (descendants that
+	// escaped the ancestry walk are measured and die with the worker), the
+	// CPU of the whole tree from its cpu.stat, cgroup.kill. Where none can
+	// be made that is no failure: the tier is off, with the reason.
 	var reasons []string
 	if l.PureV2 {
 		plan, err := cgroup.PlanV2(l, need)
 		if err == nil {
 			li.Tier, li.Cgroups = TierCgroup2, true
 			li.Reason = "cgroup v2 controllers delegated; worker groups in " + plan.V2Base
+			if len(need) == 0 {
+				li.Reason = "no limits set; membership and kill-all in cgroup v2 groups in " + plan.V2Base
+			}
 			for _, n := range names {
 				li.Enforcement[n] = string(TierCgroup2)
 			}
@@ -114,6 +126,9 @@ func selectTier(cfg *Config, l cgroup.Layout, sh string) (LimitsInfo, *cgroup.Pl
 		if len(plan.Enforced) > 0 || (len(need) == 0 && plan.V2Base != "") {
 			li.Tier, li.Cgroups = TierCgroup1, true
 			li.Reason = "cgroup v1 controllers writable (hybrid layout)"
+			if len(need) == 0 {
+				li.Reason = "no limits set (hybrid layout)"
+			}
 			if plan.V2Base != "" {
 				li.Reason += "; membership and kill-all on the v2 hierarchy at " + plan.V2Base
 			}
@@ -175,6 +190,12 @@ func (p *platform) prepare(id string, cmd *exec.Cmd) (*workerCgroup, error) {
 	}
 	g, err := plan.Create("workerscope-"+id, p.lim.limits)
 	if err != nil {
+		if p.lim.optional {
+			// No limit depends on it: the worker runs, measured and
+			// stopped by ancestry and marker as in tier off.
+			p.log.Warn("cannot create the worker's cgroup; it runs without one (membership by ancestry and marker)", "worker", id, "err", err)
+			return nil, nil
+		}
 		return nil, err
 	}
 	cg := &workerCgroup{Group: g}

@@ -4,15 +4,19 @@ package workers_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -47,9 +51,20 @@ func removeInstanceCgroups(t testing.TB, inst string) []string {
 	return found
 }
 
+// cgroupsLeft lists the directories of m's worker cgroups that are still
+// there (after Close: none may be, whatever the tier).
+func cgroupsLeft(t testing.TB, m *workers.Manager) []string {
+	var dirs []string
+	for _, lo := range cgroup.FindLeftovers(cgroupLayout(t).Bases(), "workerscope-"+m.ID()+"-") {
+		dirs = append(dirs, lo.Dirs...)
+	}
+	return dirs
+}
+
 // limitManager starts a Manager with limits; it skips the test when the
-// wanted tier cannot run here, and at cleanup checks that neither
-// processes nor cgroups of it are left.
+// wanted tier cannot run here ("": whatever the default Cgroups, auto,
+// chooses), and at cleanup checks that neither processes nor cgroups of it
+// are left.
 func limitManager(t *testing.T, wantTier workers.Tier, mod func(*workers.Config)) *workers.Manager {
 	t.Helper()
 	cfg := demoConfig(t)
@@ -84,7 +99,7 @@ func limitManager(t *testing.T, wantTier workers.Tier, mod func(*workers.Config)
 		}
 	})
 	m = newManager(t, cfg)
-	if li := m.Limits(); li.Tier != wantTier {
+	if li := m.Limits(); wantTier != "" && li.Tier != wantTier {
 		t.Fatalf("tier %q (%s), want %q", li.Tier, li.Reason, wantTier)
 	}
 	return m
@@ -449,7 +464,7 @@ func recoveryCase(t *testing.T, mode workers.CgroupMode) {
 	}
 	inst = strings.TrimSpace(strings.TrimPrefix(line, "ready "))
 	// A live instance is never touched by another's recovery.
-	m0 := limitManager(t, workers.TierOff, func(c *workers.Config) { c.RuntimeDir = dir })
+	m0 := limitManager(t, "", func(c *workers.Config) { c.RuntimeDir = dir })
 	if m0.Stats().LeftoversKilled != 0 || len(markedPIDs(t, inst)) < 4 {
 		t.Fatalf("recovery touched a live instance: killed %d, %d left", m0.Stats().LeftoversKilled, len(markedPIDs(t, inst)))
 	}
@@ -465,7 +480,7 @@ func recoveryCase(t *testing.T, mode workers.CgroupMode) {
 	if len(survivors) < 3 {
 		t.Fatalf("expected surviving grandchildren, found %v", survivors)
 	}
-	m := limitManager(t, workers.TierOff, func(c *workers.Config) { c.RuntimeDir = dir })
+	m := limitManager(t, "", func(c *workers.Config) { c.RuntimeDir = dir })
 	testutil.Eventually(t, 5*time.Second, "leftovers gone", func() bool { return len(markedPIDs(t, inst)) == 0 })
 	if n := m.Stats().LeftoversKilled; n < uint64(len(survivors)) {
 		t.Fatalf("LeftoversKilled = %d, want ≥ %d", n, len(survivors))
@@ -505,4 +520,111 @@ func TestRecoveryAfterSIGKILLWithCgroups(t *testing.T) {
 
 func TestCgroup2MemoryLimitOOMKills(t *testing.T) {
 	memoryCase(t, workers.TierCgroup2, workers.ExitOOMKilled)
+}
+
+// TestMembershipGroupsByDefault: with the default Cgroups (auto) and no
+// limit set, every worker still gets a controller-less cgroup where one can
+// be made: a descendant that scrubbed its environment and left the session
+// is a member of its worker (WorkerPIDs), dies with the worker's stop, and
+// the group is removed.
+func TestMembershipGroupsByDefault(t *testing.T) {
+	m := newManager(t, demoConfig(t))
+	li := m.Limits()
+	if !li.Cgroups {
+		t.Skipf("no worker cgroups on this host (tier %s: %s)", li.Tier, li.Reason)
+	}
+	if (li.Tier != workers.TierCgroup1 && li.Tier != workers.TierCgroup2) || len(li.Enforcement) != 0 || !strings.Contains(li.Reason, "no limits set") {
+		t.Fatalf("limits %+v, want a cgroup tier enforcing nothing, for membership", li)
+	}
+	var r struct {
+		Data struct {
+			PID int `json:"pid"`
+		} `json:"data"`
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := m.Send(ctx, "k", []byte(`{"type":"escape","ms":60000}`))
+	if err != nil || json.Unmarshal(out, &r) != nil || r.Data.PID == 0 {
+		t.Fatalf("escape: %v %s", err, out)
+	}
+	escaped := r.Data.PID
+	t.Cleanup(func() { _ = syscall.Kill(escaped, syscall.SIGKILL) })
+	snap, _ := snapshotOf(m, "k")
+	pids, ok := m.WorkerPIDs(snap.ID)
+	if !ok || !slices.Contains(pids, escaped) {
+		t.Fatalf("WorkerPIDs = %v, %v: want the escaped sleeper %d among them", pids, ok, escaped)
+	}
+	if left := cgroupsLeft(t, m); len(left) == 0 {
+		t.Fatal("no worker cgroup found while the worker runs")
+	}
+	if err := m.Stop(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the escaped sleeper to die with its worker", func() bool {
+		st, err := procfs.NewReader("").ReadStat(escaped)
+		return err != nil || st.State == 'Z'
+	})
+	testutil.Eventually(t, 10*time.Second, "the worker's cgroup to be removed", func() bool { return len(cgroupsLeft(t, m)) == 0 })
+}
+
+// TestMembershipGroupCannotBeMade: when a worker's group cannot be made
+// (here its base directory vanished after start-up; on a host, e.g.
+// cgroup.max.descendants reached) and no limit depends on it, the worker
+// runs without one rather than failing its spawn.
+func TestMembershipGroupCannotBeMade(t *testing.T) {
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Skip(err)
+	}
+	v2, _ := cgroup.ParseSelf(self)
+	root := t.TempDir() // a fake pure-v2 cgroupfs: probing works on any directory
+	base := filepath.Join(root, filepath.FromSlash(v2))
+	for _, f := range []string{filepath.Join(root, "cgroup.controllers"), filepath.Join(base, "cgroup.controllers"), filepath.Join(base, "cgroup.subtree_control")} {
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logs lockedBuffer
+	cfg := demoConfig(t)
+	cfg.CgroupRoot, cfg.RuntimeDir = root, "-"
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	m := newManager(t, cfg)
+	if li := m.Limits(); li.Tier != workers.TierCgroup2 || !li.Cgroups {
+		t.Fatalf("limits %+v, want membership groups in the fake tree", li)
+	}
+	if err := os.RemoveAll(base); err != nil {
+		t.Fatal(err)
+	}
+	if r := send(t, m, "k", `{"type":"get_state"}`); !r.Success {
+		t.Fatalf("get_state: %+v", r)
+	}
+	if snap, _ := snapshotOf(m, "k"); snap.PID == 0 {
+		t.Fatalf("no worker: %+v", snap)
+	} else if _, ok := m.WorkerPIDs(snap.ID); ok {
+		t.Error("WorkerPIDs answers from a cgroup the worker does not have")
+	}
+	if !strings.Contains(logs.String(), "cannot create the worker's cgroup; it runs without one") {
+		t.Errorf("no warning logged:\n%s", logs.String())
+	}
+}
+
+// lockedBuffer is a bytes.Buffer a logger may write while the test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -55,7 +55,16 @@ func TestSelectTier(t *testing.T) {
 		errSub  string // New must fail
 		reason  string
 	}{
-		{name: "no limits", files: hybridFiles, self: hybridSelf, cfg: Config{Cgroups: CgroupsAuto}, tier: TierOff},
+		{name: "no limits: membership groups", files: hybridFiles, self: hybridSelf, cfg: Config{Cgroups: CgroupsAuto},
+			tier: TierCgroup1, reason: "no limits set (hybrid layout); membership and kill-all on the v2 hierarchy"},
+		{name: "no limits, v2: membership groups", self: v2Self, files: map[string]string{
+			"cgroup.controllers": "cpu memory pids", "system.slice/ws.service/cgroup.controllers": "",
+			"system.slice/ws.service/cgroup.subtree_control": ""},
+			cfg: Config{Cgroups: CgroupsAuto}, tier: TierCgroup2, reason: "no limits set; membership and kill-all in cgroup v2 groups in %ROOT%/system.slice/ws.service"},
+		{name: "no limits, nothing mounted", files: map[string]string{"x/": ""}, self: hybridSelf, cfg: Config{Cgroups: CgroupsAuto},
+			tier: TierOff, reason: "no limits set; no cgroups for exact membership and kill-all: no usable cgroups"},
+		{name: "no limits, off", files: hybridFiles, self: hybridSelf, cfg: Config{Cgroups: CgroupsOff},
+			tier: TierOff, reason: "no limits set; no cgroups for exact membership and kill-all: cgroups off by configuration"},
 		{name: "hybrid all", files: hybridFiles, self: hybridSelf,
 			cfg:  Config{Cgroups: CgroupsAuto, MemoryMax: 1 << 30, PidsMax: 10, CPUMax: 1},
 			tier: TierCgroup1, enforce: map[string]string{"memory": "cgroup1", "pids": "cgroup1", "cpu": "cgroup1"}, reason: "membership"},

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/workerscope/workerscope/internal/cgroup"
 	"github.com/workerscope/workerscope/internal/procfs"
 	"github.com/workerscope/workerscope/telemetry/attrkey"
 	"github.com/workerscope/workerscope/workers"
@@ -149,6 +150,19 @@ func TestChurnLeavesNothingBehind(t *testing.T) {
 		}
 		return true
 	})
+	// Every worker's cgroup (the default wherever one can be made) is gone.
+	li := m.Limits()
+	if self, err := os.ReadFile("/proc/self/cgroup"); err == nil && li.Cgroups {
+		bases := cgroup.Detect("", self).Bases()
+		eventually("no worker cgroup left", func() bool {
+			left := cgroup.FindLeftovers(bases, "workerscope-"+m.ID()+"-")
+			for _, lo := range left {
+				t.Logf("cgroup left: %v", lo.Dirs)
+			}
+			return len(left) == 0
+		})
+	}
 	st := m.Stats()
-	t.Logf("%d cycles: spawns %d, exits %v, orphans reaped %d, sampler passes %d", done.Load(), st.Spawns, st.Exits, st.OrphansReaped, sampler.Passes())
+	t.Logf("%d cycles: spawns %d, exits %v, orphans reaped %d, sampler passes %d, tier %s (cgroups %v)",
+		done.Load(), st.Spawns, st.Exits, st.OrphansReaped, sampler.Passes(), li.Tier, li.Cgroups)
 }
