@@ -209,7 +209,7 @@ func TestMaxConnsFor(t *testing.T) {
 		{4096, 640, 2048},                       // half the limit
 		{1 << 20, 640, httpapi.DefaultMaxConns}, // capped
 		{256, 640, httpapi.MinMaxConns},         // never below the minimum
-		{65536, 128 + 8*64, httpapi.DefaultMaxConns},
+		{65536, 128 + 12*64, httpapi.DefaultMaxConns},
 	} {
 		if got := httpapi.MaxConnsFor(c.nofile, c.reserve); got != c.want {
 			t.Errorf("MaxConnsFor(%d, %d) = %d, want %d", c.nofile, c.reserve, got, c.want)

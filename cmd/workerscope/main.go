@@ -236,9 +236,12 @@ func abortStart(tel *telemetryStack, mgr *workers.Manager) {
 }
 
 // fdsPerWorker is a generous count of the descriptors one worker costs the
-// supervisor (its three pipes, two pidfds: os/exec's and the exit
-// watcher's, cgroup and /proc files while measuring or stopping it).
-const fdsPerWorker = 8
+// supervisor: its three pipes, two pidfds (os/exec's and the exit
+// watcher's), up to five cgroup usage files kept open (cgroup.Meter: CPU,
+// memory, tasks, members; two for CPU on a v1-only host), and cgroup and
+// /proc files while it is spawned, measured or stopped. (The sampler's
+// kept-open stat files have a budget of their own.)
+const fdsPerWorker = 12
 
 // maxConns is the connection cap: --max-conns, else derived from the
 // open-file limit keeping 128 descriptors plus fdsPerWorker per worker for
