@@ -160,12 +160,25 @@ const shellWorker = `while IFS= read -r line; do id=${line#*\"id\":\"}; id=${id%
 // kept-open files, the rest from /proc) and the walk alone (a sampler that
 // is not given the cgroup figures), beside the baseline reader. The
 // workers are real: a /bin/sh loop each, spawned by a Manager.
+//
+// groups=limits gives the groups memory and pids controllers (so
+// pids.current says whether the walk missed a task); groups=membership is
+// the default with no limit set (controller-less groups: CPU from
+// cpu.stat, members from cgroup.procs).
 func BenchmarkSamplerCgroup(b *testing.B) {
-	for _, n := range []int{100, 1000} {
-		b.Run("N="+strconv.Itoa(n), func(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		n    int
+		lim  bool
+	}{{"groups=limits/N=100", 100, true}, {"groups=membership/N=100", 100, false}, {"groups=limits/N=1000", 1000, true}, {"groups=membership/N=1000", 1000, false}} {
+		n := bc.n
+		b.Run(bc.name, func(b *testing.B) {
 			cfg := workers.Config{Command: []string{"/bin/sh", "-c", shellWorker}, MaxWorkers: n,
-				Cgroups: workers.CgroupsRequired, MemoryMax: 1 << 30, PidsMax: 1024, StopGrace: time.Second,
+				Cgroups: workers.CgroupsRequired, StopGrace: time.Second,
 				Logger: slog.New(slog.DiscardHandler)}
+			if bc.lim {
+				cfg.MemoryMax, cfg.PidsMax = 1<<30, 1024
+			}
 			m := newCgroupManager(b, cfg)
 			ctx := context.Background()
 			var wg sync.WaitGroup
