@@ -238,11 +238,15 @@ type CgroupUsage struct {
 	// group has it) or cpuacct (v1), cumulative since the group was made.
 	HasCPU             bool
 	CPUUser, CPUSystem time.Duration
-	// HasMemory: memory charged to the group (memory.current, or v1
-	// memory.usage_in_bytes): anonymous memory and the page cache it
-	// brought in, shared pages once.
-	HasMemory   bool
-	MemoryBytes int64
+	// HasMemory: MemoryBytes is the group's working set, as the kubelet
+	// reckons it: the memory charged to it (memory.current, or v1
+	// memory.usage_in_bytes: anonymous memory and the page cache it
+	// brought in, shared pages once) less its inactive file pages
+	// (memory.stat), the cache reclaimed first. MemoryCharged is the
+	// charge itself.
+	HasMemory     bool
+	MemoryBytes   int64
+	MemoryCharged int64
 	// HasTasks: pids.current, the tasks (threads, and exited ones not yet
 	// reaped) the group holds, as pids.max counts them.
 	HasTasks bool

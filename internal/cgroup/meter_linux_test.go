@@ -26,17 +26,28 @@ func TestMeterReadsEachLayout(t *testing.T) {
 		pids    []int
 	}{
 		{name: "v2 with controllers", v2ct: true, files: map[string]string{
-			"v2/cpu.stat": cpuStat, "v2/memory.current": "1048576\n", "v2/pids.current": "7\n", "v2/cgroup.procs": "10\n11\n"},
-			want: Usage{HasCPU: true, CPUUser: 2500 * time.Microsecond, CPUSystem: time.Millisecond, HasMemory: true, MemoryBytes: 1 << 20, HasTasks: true, Tasks: 7},
+			"v2/cpu.stat": cpuStat, "v2/memory.current": "1048576\n", "v2/pids.current": "7\n", "v2/cgroup.procs": "10\n11\n",
+			"v2/memory.stat": "anon 700000\nfile 300000\ninactive_anon 0\nactive_anon 700000\ninactive_file 262144\nactive_file 37856\n"},
+			// the working set: the charge less the inactive file pages
+			want: Usage{HasCPU: true, CPUUser: 2500 * time.Microsecond, CPUSystem: time.Millisecond, HasMemory: true, MemoryBytes: 1<<20 - 262144, MemoryCharged: 1 << 20, HasTasks: true, Tasks: 7},
 			pids: []int{10, 11}},
 		{name: "hybrid: membership group on v2, limits on v1", files: map[string]string{
 			"v2/cpu.stat": cpuStat, "v2/cgroup.procs": "10\n", "memory/memory.usage_in_bytes": "4096\n", "pids/pids.current": "3\n",
-			"memory/cgroup.procs": "10\n", "pids/cgroup.procs": "10\n"},
-			want: Usage{HasCPU: true, CPUUser: 2500 * time.Microsecond, CPUSystem: time.Millisecond, HasMemory: true, MemoryBytes: 4096, HasTasks: true, Tasks: 3},
+			"memory/cgroup.procs": "10\n", "pids/cgroup.procs": "10\n",
+			// v1: the hierarchical total_inactive_file, not the local inactive_file
+			"memory/memory.stat": "cache 2048\ninactive_file 1\nactive_file 0\ntotal_cache 2048\ntotal_inactive_file 1024\n"},
+			want: Usage{HasCPU: true, CPUUser: 2500 * time.Microsecond, CPUSystem: time.Millisecond, HasMemory: true, MemoryBytes: 3072, MemoryCharged: 4096, HasTasks: true, Tasks: 3},
 			pids: []int{10}},
 		{name: "v1 only, cpu,cpuacct co-mounted", files: map[string]string{
 			"cpu/cpuacct.usage_user": "2000000000\n", "cpu/cpuacct.usage_sys": "5\n", "cpu/cgroup.procs": "", "memory/memory.usage_in_bytes": "8192\n", "memory/cgroup.procs": "12\n"},
-			want: Usage{HasCPU: true, CPUUser: 2 * time.Second, CPUSystem: 5, HasMemory: true, MemoryBytes: 8192}, pids: []int{12}},
+			// no memory.stat: the working set is the charge
+			want: Usage{HasCPU: true, CPUUser: 2 * time.Second, CPUSystem: 5, HasMemory: true, MemoryBytes: 8192, MemoryCharged: 8192}, pids: []int{12}},
+		{name: "inactive file pages above the charge (read a moment apart): working set 0", v2ct: true, files: map[string]string{
+			"v2/cpu.stat": cpuStat, "v2/memory.current": "4096\n", "v2/memory.stat": "inactive_file 8192\n", "v2/cgroup.procs": ""},
+			want: Usage{HasCPU: true, CPUUser: 2500 * time.Microsecond, CPUSystem: time.Millisecond, HasMemory: true, MemoryBytes: 0, MemoryCharged: 4096}},
+		{name: "memory.stat without the key: the charge", v2ct: true, files: map[string]string{
+			"v2/cpu.stat": cpuStat, "v2/memory.current": "4096\n", "v2/memory.stat": "anon 4096\n", "v2/cgroup.procs": ""},
+			want: Usage{HasCPU: true, CPUUser: 2500 * time.Microsecond, CPUSystem: time.Millisecond, HasMemory: true, MemoryBytes: 4096, MemoryCharged: 4096}},
 		{name: "controller-less v2 group (Cgroups=required, no limits)", files: map[string]string{"v2/cpu.stat": cpuStat, "v2/cgroup.procs": "10\n"},
 			want: Usage{HasCPU: true, CPUUser: 2500 * time.Microsecond, CPUSystem: time.Millisecond}, pids: []int{10}},
 		{name: "malformed memory: memory unset, CPU stands", v2ct: true, files: map[string]string{

@@ -123,7 +123,7 @@ func Contract() []MetricDef {
 		{Name: MetricWorkerCPUUtilization, Kind: ObservableGauge, Value: Float64, Unit: "1", Attributes: withAttr(attrkey.CPUMode),
 			Description: "CPU time of the tree over the last sampling window divided by the window and by the CPUs available (0..1 per mode)."},
 		{Name: MetricWorkerMemoryUsage, Kind: ObservableUpDownCounter, Value: Int64, Unit: "By", Attributes: withAttr(),
-			Description: "Resident set size summed over the tree's processes (shared pages count once per process, as in top); with a memory cgroup, the memory charged to the worker's group instead."},
+			Description: "Resident set size summed over the tree's processes (shared pages count once per process, as in top); with a memory cgroup, the group's working set instead (the memory charged to it less inactive file cache, as the kubelet reckons it)."},
 		{Name: MetricWorkerMemoryVirtual, Kind: ObservableUpDownCounter, Value: Int64, Unit: "By", Attributes: withAttr(),
 			Description: "Virtual memory size summed over the tree's processes."},
 		{Name: MetricWorkerThreadCount, Kind: ObservableUpDownCounter, Value: Int64, Unit: "{thread}", Attributes: withAttr(),

@@ -128,7 +128,7 @@ type usageJSON struct {
 	Defunct    *int     `json:"defunct"`
 	// CgroupFigures names the figures read from the worker's cgroup
 	// files instead of /proc: "cpu" (cpu_seconds, cpu_percent), "memory"
-	// (rss_bytes is then the memory charged to the group), "threads"
+	// (rss_bytes is then the group's working set), "threads"
 	// (pids.current). Absent when every figure came from /proc.
 	CgroupFigures []string `json:"cgroup_figures,omitempty"`
 	UptimeSeconds float64  `json:"uptime_seconds"`

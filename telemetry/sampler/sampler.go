@@ -61,8 +61,9 @@ type TreeStat struct {
 type CgroupFigures struct {
 	// CPU: CPUUser and CPUSystem are the group's cpu.stat (or cpuacct).
 	CPU bool
-	// Memory: RSSBytes is the memory charged to the group
-	// (memory.current, memory.usage_in_bytes), not a sum of resident sizes.
+	// Memory: RSSBytes is the group's working set (memory.current or
+	// memory.usage_in_bytes less memory.stat's inactive file pages), not
+	// a sum of resident sizes.
 	Memory bool
 	// Tasks: Threads is the group's pids.current (threads, and exited
 	// ones not yet reaped, as pids.max counts them).

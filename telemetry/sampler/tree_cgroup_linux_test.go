@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/workerscope/workerscope/internal/testutil"
 	"github.com/workerscope/workerscope/workers"
 	"github.com/workerscope/workerscope/workers/workerstest"
@@ -233,4 +235,60 @@ func newCgroupManager(tb testing.TB, cfg workers.Config) *workers.Manager {
 		_ = m.Close(ctx)
 	})
 	return m
+}
+
+// TestCgroupMemoryIsTheWorkingSet: a worker with a memory cgroup that
+// writes 64 MiB to a file has that page cache charged to its group, but
+// its memory figure is the working set (the charge less inactive file
+// pages, as the kubelet reckons it), so the cache does not read as a leak.
+// The truth is the file the test had it write: its size, against the
+// charge's growth and the working set's.
+func TestCgroupMemoryIsTheWorkingSet(t *testing.T) {
+	dir := t.TempDir()
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil || fs.Type == unix.TMPFS_MAGIC {
+		t.Skipf("%s is on tmpfs (%v): its pages are shared memory, not file cache", dir, err)
+	}
+	cfg := workerstest.DemoConfig(func(c *workers.Config) {
+		c.Cgroups, c.MemoryMax, c.StopGrace = workers.CgroupsRequired, 1<<30, time.Second
+	})
+	m := newCgroupManager(t, cfg)
+	if m.Limits().Enforcement[workers.LimitMemory] == string(workers.TierWatchdog) {
+		t.Skip("no memory cgroup here: the watchdog enforces the memory limit")
+	}
+	workerstest.MustSend(t, m, "k", `{"type":"get_state"}`)
+	id := m.Snapshot()[0].ID
+	var before, after workers.CgroupUsage
+	if !m.WorkerCgroupUsage(id, &before) || !before.HasMemory {
+		t.Fatalf("no memory figure from the worker's cgroup: %+v", before)
+	}
+	const size = 64 << 20
+	file := filepath.Join(dir, "cache")
+	argv, _ := json.Marshal([]string{"/bin/sh", "-c", `head -c ` + strconv.Itoa(size) + ` /dev/zero > "$0"`, file})
+	workerstest.MustSend(t, m, "k", `{"type":"exec","argv":`+string(argv)+`,"ms":30000}`)
+	if st, err := os.Stat(file); err != nil || st.Size() != size {
+		t.Fatalf("the worker wrote %v (%v), want %d bytes", st, err, size)
+	}
+	if !m.WorkerCgroupUsage(id, &after) || !after.HasMemory {
+		t.Fatalf("no memory figure: %+v", after)
+	}
+	charged, working := after.MemoryCharged-before.MemoryCharged, after.MemoryBytes-before.MemoryBytes
+	t.Logf("64 MiB written: charge %+.1f MiB (now %.1f MiB), working set %+.1f MiB (now %.1f MiB)",
+		float64(charged)/(1<<20), float64(after.MemoryCharged)/(1<<20), float64(working)/(1<<20), float64(after.MemoryBytes)/(1<<20))
+	if charged < size/2 {
+		t.Fatalf("the group's charge grew by %d bytes for %d bytes of page cache: the file was not charged to it", charged, size)
+	}
+	if after.MemoryCharged-after.MemoryBytes < size/2 || working > size/4 {
+		t.Errorf("working set %d of charge %d: want the 64 MiB of fresh cache (inactive file pages) left out", after.MemoryBytes, after.MemoryCharged)
+	}
+	s, err := New(m, Options{MinInterval: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, w := range s.Report(context.Background()).Workers {
+		if w.ID == id && (!w.FromCgroup.Memory || w.RSSBytes > after.MemoryCharged-size/2) {
+			t.Errorf("the sampler's memory for the worker: %d bytes (from cgroup %v), want the working set", w.RSSBytes, w.FromCgroup.Memory)
+		}
+	}
 }

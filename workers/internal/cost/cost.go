@@ -27,8 +27,8 @@ type Sample struct {
 	// the group.
 	CPUUser, CPUSystem time.Duration
 	// RSS is the tree's memory in bytes: resident set sizes summed over
-	// its processes, or the memory charged to its cgroup when it has a
-	// memory controller.
+	// its processes, or its cgroup's working set (the charge less
+	// inactive file cache) when it has a memory controller.
 	RSS int64
 	// Members are (pid, start time) of each process read; the start time
 	// is 0 when the reading came from the cgroup's membership list.
