@@ -4,7 +4,6 @@ package workers_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -587,7 +585,7 @@ func TestMembershipGroupCannotBeMade(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var logs lockedBuffer
+	var logs testutil.Buffer
 	cfg := demoConfig(t)
 	cfg.CgroupRoot, cfg.RuntimeDir = root, "-"
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
@@ -609,22 +607,4 @@ func TestMembershipGroupCannotBeMade(t *testing.T) {
 	if !strings.Contains(logs.String(), "cannot create the worker's cgroup; it runs without one") {
 		t.Errorf("no warning logged:\n%s", logs.String())
 	}
-}
-
-// lockedBuffer is a bytes.Buffer a logger may write while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -1,7 +1,8 @@
 //go:build unix
 
 // Package testutil holds the generic helpers the test suites share:
-// polling with a deadline, an environment from pairs, a quiet logger, an
+// polling with a deadline, an environment from pairs, a quiet logger, a
+// buffer safe to write and read at once, an
 // in-memory OTel log exporter, directories and binaries every worker uid
 // can reach, and a process tree's CPU read from /proc as the truth. A
 // Manager of demo workers is workers/workerstest's.
@@ -14,9 +15,32 @@ package testutil
 import (
 	"io"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
+
+// Buffer collects what a process or a logger writes while the test reads
+// it: Write and String are safe to call at once.
+type Buffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+// Write appends p.
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String is everything written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
 
 // QuietLogger discards everything (tests that check logs make their own).
 func QuietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
