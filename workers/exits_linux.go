@@ -138,14 +138,25 @@ func (x *exitWatcher) loop() {
 	}
 }
 
-// fire closes the pidfd (which takes it out of the set) and runs its
-// onExit. Only fire and loop's end close pidfds, both on loop's
-// goroutine, so fd is not another one yet.
+// fire takes the pidfd out of the set, closes it and runs its onExit.
+// Only fire and loop's end close pidfds, both on loop's goroutine, so fd
+// is not another one yet.
+//
+// The explicit EPOLL_CTL_DEL matters: epoll forgets a descriptor only
+// when its open file is released, and a child forked elsewhere in the
+// process holds a copy of every descriptor until it execs. Closing alone
+// left the exited process's entry in the set, still ready, under a
+// number that the next watch could reuse for a live worker, which was
+// then reported as exited (TestExitWatcher failed about one run in four
+// beside the package's other tests).
 func (x *exitWatcher) fire(fd int32) {
 	x.mu.Lock()
 	onExit, ok := x.pending[fd]
 	if ok {
 		delete(x.pending, fd)
+		if !x.closed { // else the set is closed, or about to be, with all it holds
+			_ = unix.EpollCtl(x.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
+		}
 		_ = unix.Close(int(fd))
 	}
 	x.mu.Unlock()

@@ -142,3 +142,82 @@ func TestExitWatcherManyAtOnce(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// TestExitWatcherForgetsAnExitedPidfd: once a child's exit has been
+// reported, a live child whose pidfd gets the same number is not reported
+// with it, even while a copy of the first pidfd lives on elsewhere (as in
+// a child forked by another goroutine that has not exec'd yet). epoll keeps
+// a descriptor's entry until its open file is released, so closing the
+// pidfd alone left the exited child's entry ready under the number.
+func TestExitWatcherForgetsAnExitedPidfd(t *testing.T) {
+	t.Parallel()
+	x := newExitWatcher(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if x == nil {
+		t.Skip("no exit watcher here (no epoll set the runtime can poll)")
+	}
+	defer x.close()
+	start := func() *exec.Cmd {
+		c := exec.Command("sleep", "3600")
+		c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+		return c
+	}
+	// watch watches c and says which pidfd the watcher took for it.
+	watch := func(c *exec.Cmd, onExit func()) int32 {
+		t.Helper()
+		x.mu.Lock()
+		before := make(map[int32]bool, len(x.pending))
+		for fd := range x.pending {
+			before[fd] = true
+		}
+		x.mu.Unlock()
+		if !x.watch(c.Process.Pid, onExit) {
+			t.Skip("no pidfds here (Linux before 5.3)")
+		}
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		for fd := range x.pending {
+			if !before[fd] {
+				return fd
+			}
+		}
+		t.Fatalf("no new pidfd for %d", c.Process.Pid)
+		return -1
+	}
+
+	first := start()
+	firstFired := make(chan struct{})
+	fd := watch(first, func() { close(firstFired) })
+	// The copy a forked child would hold: the open file outlives the pidfd.
+	held, err := unix.Dup(int(fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(held)
+	_ = first.Process.Kill()
+	select {
+	case <-firstFired:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the killed child was not reported")
+	}
+
+	// The next pidfd takes the lowest free number: the one just closed,
+	// unless another test's descriptor took it first; try a few children.
+	for range 8 {
+		c := start()
+		fired := make(chan struct{})
+		if watch(c, func() { close(fired) }) != fd {
+			continue
+		}
+		select {
+		case <-fired:
+			t.Fatal("a live child was reported as exited: the exited child's entry was still in the set under its number")
+		case <-time.After(300 * time.Millisecond):
+		}
+		return
+	}
+	t.Skip("the exited child's pidfd number was not reused by the children started after it")
+}
