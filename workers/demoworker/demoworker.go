@@ -388,24 +388,35 @@ func (w *worker) hold(mib int) {
 	w.mu.Unlock()
 }
 
+// forkHeadroom is how many sleepers fork lets go again once a fork has
+// been refused, so that the worker's own runtime can still start threads.
+const forkHeadroom = 4
+
 // fork starts count single-threaded sleepers, sequentially, and reaps
-// them from one goroutine, so that a pids limit refusing forks does not
-// also make the Go runtime need threads it cannot get.
+// them from one goroutine. A refused fork (a pids limit) ends it: with the
+// worker's tasks at the limit, the Go runtime could not start a thread it
+// needs (to run a goroutine while others are blocked in system calls, as
+// the reaper is) and would abort, so the last forkHeadroom sleepers are
+// stopped again. started counts the sleepers left running, failed those
+// asked for and not running.
 func (w *worker) fork(count, ms int) (started, failed int, first error) {
 	secs := strconv.FormatFloat(float64(max(ms, 1))/1000, 'f', 3, 64)
 	var cmds []*exec.Cmd
-	for i := 0; i < count; i++ {
+	for range count {
 		cmd := exec.Command("sleep", secs)
 		if err := cmd.Start(); err != nil {
-			failed++
-			if first == nil {
-				first = err
+			first = err
+			keep := max(len(cmds)-forkHeadroom, 0)
+			for _, c := range cmds[keep:] {
+				_ = c.Process.Kill()
+				_ = c.Wait()
 			}
-			continue
+			cmds = cmds[:keep]
+			break
 		}
-		started++
 		cmds = append(cmds, cmd)
 	}
+	started, failed = len(cmds), count-len(cmds)
 	w.mu.Lock()
 	w.children += started
 	w.mu.Unlock()
