@@ -13,16 +13,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// testWatcher is a new exit watcher, closed at the test's end (close may
+// come earlier too); the test is skipped where there can be none.
+func testWatcher(t *testing.T) *exitWatcher {
+	t.Helper()
+	x := newExitWatcher(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if x == nil {
+		t.Skip("no exit watcher here (no epoll set the runtime can poll)")
+	}
+	t.Cleanup(x.close)
+	return x
+}
+
 // TestExitWatcher: the watcher runs a child's onExit once it has exited
 // (whether before or after it was watched), never while it lives; Close
 // hands the children it still watches back at once (they then wait as
 // before). Each onExit runs once.
 func TestExitWatcher(t *testing.T) {
 	t.Parallel()
-	x := newExitWatcher(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if x == nil {
-		t.Skip("no exit watcher here (no epoll set the runtime can poll)")
-	}
+	x := testWatcher(t)
 	start := func(t *testing.T, args ...string) *exec.Cmd {
 		t.Helper()
 		c := exec.Command(args[0], args[1:]...)
@@ -95,11 +104,7 @@ func TestExitWatcher(t *testing.T) {
 // every worker at once).
 func TestExitWatcherManyAtOnce(t *testing.T) {
 	t.Parallel()
-	x := newExitWatcher(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if x == nil {
-		t.Skip("no exit watcher here (no epoll set the runtime can poll)")
-	}
-	defer x.close()
+	x := testWatcher(t)
 	const n = 200 // over three batches
 	var cmds []*exec.Cmd
 	t.Cleanup(func() {
@@ -151,11 +156,7 @@ func TestExitWatcherManyAtOnce(t *testing.T) {
 // pidfd alone left the exited child's entry ready under the number.
 func TestExitWatcherForgetsAnExitedPidfd(t *testing.T) {
 	t.Parallel()
-	x := newExitWatcher(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if x == nil {
-		t.Skip("no exit watcher here (no epoll set the runtime can poll)")
-	}
-	defer x.close()
+	x := testWatcher(t)
 	start := func() *exec.Cmd {
 		c := exec.Command("sleep", "3600")
 		c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
