@@ -632,7 +632,12 @@
         'No workers. Send a command to POST /api/sessions/{key}/rpc to start one.');
     }
     const viewport = scroller.clientHeight || window.innerHeight;
-    const first = Math.min(Math.max(0, Math.floor(scroller.scrollTop / rowH) - OVERSCAN), Math.max(0, n - 1));
+    // The scroll offset as it will be once the browser clamps it to the
+    // rows now in view: after a filter shrinks the list, scrollTop still
+    // says where the longer list was, until a scroll event a frame later,
+    // and the window would hold only the last rows.
+    const scrollTop = Math.min(scroller.scrollTop, Math.max(0, n * rowH - viewport));
+    const first = Math.min(Math.max(0, Math.floor(scrollTop / rowH) - OVERSCAN), Math.max(0, n - 1));
     const count = Math.max(0, Math.min(n - first, Math.ceil(viewport / rowH) + 2 * OVERSCAN));
     while (pool.length < count) {
       const r = makeRow();
