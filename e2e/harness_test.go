@@ -134,7 +134,10 @@ func start(t testing.TB, name string, env []string, args ...string) *proc {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { p.kill() })
+	t.Cleanup(func() {
+		p.kill()
+		removeLeftoverCgroups(p.output())
+	})
 	return p
 }
 
@@ -143,6 +146,60 @@ func (p *proc) kill() {
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		_ = p.cmd.Wait()
 	}
+}
+
+// workerIDPattern finds worker IDs (w<instance>-<n>) in a supervisor's output.
+var workerIDPattern = regexp.MustCompile(`\b(w[0-9a-f]{8})-[0-9]+\b`)
+
+// removeLeftoverCgroups removes the per-worker cgroups of the supervisor
+// instances that output names, at the end of the test that started them:
+// every worker has one by default, and a supervisor killed with SIGKILL
+// cannot remove them (its next start with the same runtime directory
+// would). Groups are named
+// workerscope-<worker ID> under the supervisor's own cgroup, within a few
+// levels of /sys/fs/cgroup. A group that still holds a process stays (its
+// rmdir fails), so nothing of a live worker is touched.
+func removeLeftoverCgroups(output string) {
+	instances := map[string]bool{}
+	for _, m := range workerIDPattern.FindAllStringSubmatch(output, -1) {
+		instances[m[1]] = true
+	}
+	if len(instances) == 0 {
+		return
+	}
+	const root, maxDepth = "/sys/fs/cgroup", 6
+	var visit func(dir string, depth int)
+	visit = func(dir string, depth int) {
+		entries, err := os.ReadDir(dir)
+		if err != nil || depth > maxDepth {
+			return
+		}
+		for _, e := range entries {
+			if !e.IsDir() {
+				continue
+			}
+			path := filepath.Join(dir, e.Name())
+			if id, ok := strings.CutPrefix(e.Name(), "workerscope-"); ok {
+				if instances[instancePrefix(id)] {
+					removeCgroupTree(path)
+				}
+				continue
+			}
+			visit(path, depth+1)
+		}
+	}
+	visit(root, 0)
+}
+
+// removeCgroupTree removes a cgroup and the groups below it, deepest first.
+func removeCgroupTree(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.IsDir() {
+			removeCgroupTree(filepath.Join(dir, e.Name()))
+		}
+	}
+	_ = os.Remove(dir)
 }
 
 // stop sends SIGTERM and waits up to d.

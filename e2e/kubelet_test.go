@@ -117,6 +117,7 @@ func TestKubeletPlaysTheManifest(t *testing.T) {
 		case <-exited:
 		case <-time.After(10 * time.Second):
 		}
+		removeLeftoverCgroups(p.output())
 	})
 	base := "http://" + listen
 
