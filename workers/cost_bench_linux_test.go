@@ -4,15 +4,12 @@ package workers
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"os"
 	"runtime"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/workerscope/workerscope/internal/testutil"
 	"github.com/workerscope/workerscope/workers/internal/cost"
 )
 
@@ -39,7 +36,7 @@ func BenchmarkCostReading(b *testing.B) {
 			cfg := Config{
 				Command: []string{os.Args[0]}, Env: []string{"WORKERSCOPE_DEMO_ROLE=worker"},
 				RuntimeDir: "-", StopGrace: time.Second,
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				Logger: testutil.QuietLogger(),
 			}
 			v.cfg(&cfg)
 			m, err := New(cfg)
@@ -74,20 +71,12 @@ func BenchmarkCostReading(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				t0 := threadClock()
+				t0 := testutil.ThreadCPU()
 				m.plat.readTree(w, &s)
-				cpu += threadClock() - t0
+				cpu += testutil.ThreadCPU() - t0
 			}
 			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N)*2/1000, "cpu-µs/cmd")
 			b.ReportMetric(float64(len(s.Members)), "processes")
 		})
 	}
-}
-
-// threadClock is this thread's CPU time (CLOCK_THREAD_CPUTIME_ID: exact,
-// where getrusage lags to the scheduler's last tick).
-func threadClock() time.Duration {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
-	return time.Duration(ts.Nano())
 }

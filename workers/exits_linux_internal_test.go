@@ -3,21 +3,21 @@
 package workers
 
 import (
-	"io"
-	"log/slog"
 	"os/exec"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/workerscope/workerscope/internal/testutil"
 )
 
 // testWatcher is a new exit watcher, closed at the test's end (close may
 // come earlier too); the test is skipped where there can be none.
 func testWatcher(t *testing.T) *exitWatcher {
 	t.Helper()
-	x := newExitWatcher(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	x := newExitWatcher(testutil.QuietLogger())
 	if x == nil {
 		t.Skip("no exit watcher here (no epoll set the runtime can poll)")
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // CPUTick is one USER_HZ clock tick, the unit of the CPU fields of
@@ -170,4 +172,18 @@ func ShellTimes(t testing.TB, out string) time.Duration {
 		total += time.Duration(mins)*time.Minute + time.Duration(secs*float64(time.Second))
 	}
 	return total
+}
+
+// ThreadCPU is the calling thread's CPU time, exact to the nanosecond
+// (CLOCK_THREAD_CPUTIME_ID). Not getrusage(RUSAGE_THREAD): on a kernel
+// with tick-based CPU accounting (CONFIG_TICK_CPU_ACCOUNTING, the common
+// one) that reports the thread's runtime as of the scheduler's last
+// update, which comes at a tick (4 ms at HZ=250) or when something on the
+// CPU is woken, so a timed stretch that wakes other threads at its end is
+// charged time spent before it. Lock the goroutine to its thread
+// (runtime.LockOSThread) around what is timed.
+func ThreadCPU() time.Duration {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
+	return time.Duration(ts.Nano())
 }

@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/workerscope/workerscope/internal/testutil"
 	"github.com/workerscope/workerscope/workers/workerstest"
 
 	"github.com/shirou/gopsutil/v4/process"
-	"golang.org/x/sys/unix"
 
 	"github.com/workerscope/workerscope/workers"
 )
@@ -43,24 +43,6 @@ func (b *baselineReader) pass(ws []workers.WorkerSnapshot) int {
 	return total
 }
 
-// threadCPU is this thread's CPU time, exact to the nanosecond.
-//
-// Not getrusage(RUSAGE_THREAD): on a kernel with tick-based accounting
-// (CONFIG_TICK_CPU_ACCOUNTING, the common one) it reports the thread's
-// runtime as of the scheduler's last update, which comes at a tick (4 ms
-// at HZ=250) or when something on the CPU is woken. A pass that wakes the
-// runtime's other threads (the sampler's allocations, the GC) brings the
-// figure up to date at its end and so was charged the time of the pass
-// before it: on a quiet machine the baseline read 1.3 µs per worker
-// against 3.2 µs of wall time, and the ratio came out at 4.6-5.2 instead
-// of the 1.5 that wall time gives. CLOCK_THREAD_CPUTIME_ID adds the
-// running slice up to the moment of the call.
-func threadCPU() time.Duration {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
-	return time.Duration(ts.Nano())
-}
-
 var benchSizes = []int{10, 100, 1000}
 
 // BenchmarkSamplerVsBaseline measures, in one run and on the same
@@ -84,11 +66,11 @@ func BenchmarkSamplerVsBaseline(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				t0 := threadCPU()
+				t0 := testutil.ThreadCPU()
 				base.pass(ws)
-				t1 := threadCPU()
+				t1 := testutil.ThreadCPU()
 				r := s.sample()
-				t2 := threadCPU()
+				t2 := testutil.ThreadCPU()
 				baseCPU += t1 - t0
 				samplerCPU += t2 - t1
 				if len(r.Workers) != n || r.Workers[0].Err != nil {
@@ -230,13 +212,13 @@ func BenchmarkSamplerCgroup(b *testing.B) {
 			var cgCPU, walkCPU, baseCPU time.Duration
 			b.ResetTimer()
 			for b.Loop() {
-				t0 := threadCPU()
+				t0 := testutil.ThreadCPU()
 				base.pass(ws)
-				t1 := threadCPU()
+				t1 := testutil.ThreadCPU()
 				rc := viaCgroup.sample()
-				t2 := threadCPU()
+				t2 := testutil.ThreadCPU()
 				rw := viaWalk.sample()
-				t3 := threadCPU()
+				t3 := testutil.ThreadCPU()
 				baseCPU, cgCPU, walkCPU = baseCPU+t1-t0, cgCPU+t2-t1, walkCPU+t3-t2
 				if len(rc.Workers) != n || rc.Workers[0].Err != nil || !rc.Workers[0].FromCgroup.CPU || len(rw.Workers) != n {
 					b.Fatalf("bad pass: %d workers, %+v", len(rc.Workers), rc.Workers[0].TreeStat)
