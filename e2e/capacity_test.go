@@ -53,12 +53,10 @@ func requireCapacity(t *testing.T) {
 
 // cpuTicks is a process's user+system CPU time in clock ticks (1/100 s).
 func cpuTicks(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
+	f := procStat(pid)
+	if len(f) < 13 {
 		return 0
 	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
 	u, _ := strconv.ParseInt(f[11], 10, 64) // field 14 of the whole line
 	k, _ := strconv.ParseInt(f[12], 10, 64)
 	return u + k

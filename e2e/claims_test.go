@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -403,17 +403,10 @@ func TestBareHostPortEndpoint(t *testing.T) {
 
 // parentOf is pid's parent pid from /proc, or 0 when it cannot be read.
 func parentOf(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
+	f := procStat(pid)
+	if len(f) < 2 {
 		return 0
 	}
-	// The fields after the command name, which ends at the last ')': state, ppid, ...
-	var state string
-	var ppid int
-	if i := bytes.LastIndexByte(b, ')'); i < 0 {
-		return 0
-	} else if _, err := fmt.Sscan(string(b[i+1:]), &state, &ppid); err != nil {
-		return 0
-	}
+	ppid, _ := strconv.Atoi(f[1])
 	return ppid
 }

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -541,4 +542,19 @@ func waitServing(t testing.TB, p *proc) string {
 		return false
 	}, p)
 	return url
+}
+
+// procStat is pid's /proc/PID/stat after the command name (which ends at
+// the last ')'): state, ppid, pgrp, ... (field 3 of the whole line is
+// [0]), or nil when it cannot be read.
+func procStat(pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(string(b[i+1:]))
 }

@@ -487,12 +487,7 @@ func (p pidStart) alive() bool {
 }
 
 func startTime(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return ""
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	f := procStat(pid)
 	if len(f) < 20 {
 		return ""
 	}
